@@ -1,0 +1,166 @@
+//! `lathe` — the command line of the lathe compiler.
+//!
+//! Subcommands today: `verify`, `opt`, `interp`, `ops`. Errors print one line per problem as
+//! `file:line:col: message` where a position exists, and exit with code 2 for bad input.
+
+mod error;
+mod tensors;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use lathe_ir::interp::{self, tensor::Tensor, WeightLoader};
+use lathe_ir::text::{parse_module_with_spans, print_module, SourceMap};
+use lathe_ir::{Module, Weight, WeightSource};
+
+use error::CliError;
+
+#[derive(Debug, Parser)]
+#[command(name = "lathe", version, about = "Ahead-of-time compiler for hybrid Mamba-Transformer and multimodal LLMs")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Parse and verify an IR file; print every error as file:line:col.
+    Verify {
+        /// The `.lir` file.
+        file: PathBuf,
+    },
+    /// Run a pass pipeline over an IR file and print the result.
+    Opt {
+        /// The `.lir` file.
+        file: PathBuf,
+        /// Comma-separated passes (none are registered yet: only the empty pipeline runs).
+        #[arg(long, default_value = "")]
+        pipeline: String,
+        /// Write the IR here instead of standard output.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// Run a function of an IR file on safetensors inputs with the reference interpreter.
+    Interp {
+        /// The `.lir` file.
+        file: PathBuf,
+        /// The function to run.
+        #[arg(long, default_value = "main")]
+        func: String,
+        /// `name=file.safetensors`: the tensor `name` of the file (or its only tensor).
+        #[arg(long = "input", value_name = "NAME=FILE")]
+        inputs: Vec<String>,
+        /// Directory that checkpoint weight files are relative to (default: the IR file's).
+        #[arg(long)]
+        weights: Option<PathBuf>,
+        /// Output safetensors file with one tensor per function result.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Print the IR manual: every op with its syntax, operands, attributes and semantics.
+    Ops,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if e.located {
+                eprintln!("{e}");
+            } else {
+                eprintln!("error: {e}");
+            }
+            ExitCode::from(u8::try_from(e.code).unwrap_or(1))
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Verify { file } => {
+            load(&file)?;
+            println!("{}: ok", file.display());
+            Ok(())
+        }
+        Command::Opt { file, pipeline, output } => {
+            let m = load(&file)?;
+            if let Some(pass) = pipeline.split(',').map(str::trim).find(|p| !p.is_empty()) {
+                return Err(CliError::input(format!("unknown pass `{pass}` (no passes are registered yet)")));
+            }
+            let text = print_module(&m);
+            match output {
+                Some(path) => error::write_atomic(&path, text.as_bytes()),
+                None => {
+                    print!("{text}");
+                    Ok(())
+                }
+            }
+        }
+        Command::Interp { file, func, inputs, weights, out } => {
+            let m = load(&file)?;
+            let mut args = HashMap::new();
+            for spec in &inputs {
+                let (name, path) = spec
+                    .split_once('=')
+                    .ok_or_else(|| CliError::input(format!("--input {spec:?}: expected NAME=FILE.safetensors")))?;
+                let t = tensors::read_tensor(Path::new(path), name)?;
+                args.insert(name.to_string(), t);
+            }
+            let dir = weights.unwrap_or_else(|| file.parent().map(Path::to_path_buf).unwrap_or_default());
+            let loader = CheckpointLoader { dir };
+            let outs = interp::run(&m, &func, &args, &loader)
+                .map_err(|e| CliError::input(format!("{}: {e}", file.display())))?;
+            tensors::write_tensors(&out, &outs)?;
+            for (name, t) in &outs {
+                println!("{name}: {}{:?}", t.dtype, t.shape);
+            }
+            Ok(())
+        }
+        Command::Ops => {
+            print!("{}", lathe_ir::manual::render());
+            Ok(())
+        }
+    }
+}
+
+/// Reads, parses and verifies an IR file; errors are located `file:line:col`.
+fn load(file: &Path) -> Result<Module, CliError> {
+    let src = std::fs::read_to_string(file).map_err(|e| CliError::input(format!("{}: {e}", file.display())))?;
+    let (m, spans) = parse_module_with_spans(&src).map_err(|e| CliError::located(format!("{}:{e}", file.display())))?;
+    if let Err(errs) = lathe_ir::verify::verify(&m) {
+        let lines: Vec<String> = errs.0.iter().map(|e| locate(file, &spans, e)).collect();
+        return Err(CliError::located(lines.join("\n")));
+    }
+    Ok(m)
+}
+
+fn locate(file: &Path, spans: &SourceMap, e: &lathe_ir::verify::VerifyError) -> String {
+    let pos = e.loc.func.and_then(|f| {
+        // The innermost node that has a recorded position.
+        (1..=e.loc.path.len()).rev().find_map(|k| spans.get(&(f, e.loc.path[..k].to_vec())))
+    });
+    match pos {
+        Some(p) => format!("{}:{}:{}: {}", file.display(), p.line, p.col, e),
+        None => format!("{}: {}", file.display(), e),
+    }
+}
+
+/// Loads checkpoint weights from safetensors files under a directory; synthetic weights are
+/// generated.
+struct CheckpointLoader {
+    dir: PathBuf,
+}
+
+impl WeightLoader for CheckpointLoader {
+    fn load(&self, w: &Weight) -> Result<Tensor, String> {
+        match &w.source {
+            WeightSource::Synthetic { seed } => interp::synthetic_weight(&w.ty, *seed),
+            WeightSource::Checkpoint { file, tensor } => {
+                tensors::read_tensor(&self.dir.join(file), tensor).map_err(|e| e.message)
+            }
+        }
+    }
+}

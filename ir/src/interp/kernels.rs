@@ -1,0 +1,1160 @@
+//! Numeric core of the reference interpreter: GEMM, the Mamba-2 SSD scan,
+//! causal depthwise conv, attention, norms, patch embedding and sampling.
+//!
+//! Every tensor is f32, row-major and contiguous; arithmetic and accumulation
+//! are f32. Shapes the caller guarantees are only `debug_assert!`ed; values
+//! that can be inconsistent at run time (cache lengths, RoPE config) are
+//! reported through [`KernelError`].
+
+use rayon::prelude::*;
+use std::cmp::Ordering;
+use std::fmt;
+
+/// A run-time inconsistency in a kernel's inputs; the string says which.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KernelError(pub String);
+
+impl fmt::Display for KernelError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "kernel error: {}", self.0)
+    }
+}
+
+impl std::error::Error for KernelError {}
+
+fn fail<T>(msg: String) -> Result<T, KernelError> {
+    Err(KernelError(msg))
+}
+
+// ---------------------------------------------------------------- GEMM ----
+//
+// `matrixmultiply::sgemm` is an `unsafe fn` and the workspace forbids
+// `unsafe_code`, so this is a safe packed GEMM in the BLIS style: operands are
+// copied into contiguous panels so the register tile runs on fixed-size chunks
+// that LLVM keeps in vector registers without bounds checks.
+
+/// Rows of the register tile; 4x8 accumulators fit the 16 SSE registers.
+const MR: usize = 4;
+/// Columns of the register tile.
+const NR: usize = 8;
+/// Depth of a packed block: one A panel plus one B panel stay in L1.
+const KC: usize = 256;
+/// Tallest row block one task packs (64 x KC floats fit L2).
+const MC: usize = 64;
+/// Columns of B packed per block (KC x NC floats fit L2/L3).
+const NC: usize = 1024;
+
+/// Strided read-only matrix (data, row stride, column stride); transposing
+/// is just swapping the strides.
+#[derive(Clone, Copy)]
+struct Mat<'a>(&'a [f32], usize, usize);
+
+impl Mat<'_> {
+    fn at(&self, r: usize, c: usize) -> f32 {
+        self.0[r * self.1 + c * self.2]
+    }
+}
+
+/// Packs rows `i0..i0+rows`, depth `p0..p0+kc` of A: full MR-row panels
+/// interleaved per depth step, then leftover rows one at a time.
+fn pack_a(a: Mat, i0: usize, rows: usize, p0: usize, kc: usize, buf: &mut Vec<f32>) {
+    buf.clear();
+    for i in (0..rows / MR * MR).step_by(MR) {
+        for p in p0..p0 + kc {
+            buf.extend((i0 + i..i0 + i + MR).map(|r| a.at(r, p)));
+        }
+    }
+    for i in rows / MR * MR..rows {
+        buf.extend((p0..p0 + kc).map(|p| a.at(i0 + i, p)));
+    }
+}
+
+/// Packs one NR-wide panel of B (`dst.len() / NR` deep from `p0`, columns
+/// `j0..j0+w`), zero-padded so the register tile never branches on width.
+fn pack_b(b: Mat, p0: usize, j0: usize, w: usize, dst: &mut [f32]) {
+    for (p, row) in dst.chunks_exact_mut(NR).enumerate() {
+        for (c, v) in row.iter_mut().enumerate() {
+            *v = if c < w { b.at(p0 + p, j0 + c) } else { 0.0 };
+        }
+    }
+}
+
+fn micro<const R: usize>(ap: &[f32], bp: &[f32]) -> [[f32; NR]; R] {
+    let mut acc = [[0.0f32; NR]; R];
+    for (av, bv) in ap.chunks_exact(R).zip(bp.chunks_exact(NR)) {
+        for (row, &x) in acc.iter_mut().zip(av) {
+            for (c, &y) in row.iter_mut().zip(bv) {
+                *c += x * y;
+            }
+        }
+    }
+    acc
+}
+
+fn add_tile<const R: usize>(acc: &[[f32; NR]; R], dst: &mut [f32], off: usize, ld: usize, w: usize) {
+    for (r, row) in acc.iter().enumerate() {
+        for (d, &v) in dst[off + r * ld..][..w].iter_mut().zip(row) {
+            *d += v;
+        }
+    }
+}
+
+/// Dot product with eight independent lanes so it vectorizes; the summation
+/// order therefore differs from a left-to-right loop.
+fn dot(x: &[f32], y: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let (xc, yc) = (x.chunks_exact(8), y.chunks_exact(8));
+    let tail: f32 = xc.remainder().iter().zip(yc.remainder()).map(|(a, b)| a * b).sum();
+    for (xs, ys) in xc.zip(yc) {
+        for ((l, &a), &b) in acc.iter_mut().zip(xs).zip(ys) {
+            *l += a * b;
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// Output row `i` alone. A few rows are bound by streaming B, so B is read in
+/// place instead of being packed (the decode-time shape).
+fn gemv(a: Mat, i: usize, b: Mat, k: usize, out: &mut [f32]) {
+    let av: Vec<f32> = (0..k).map(|p| a.at(i, p)).collect();
+    out.par_chunks_mut(256).enumerate().for_each(|(jb, o)| {
+        let (j0, w) = (jb * 256, o.len());
+        if b.2 == 1 {
+            o.fill(0.0);
+            for (p, &x) in av.iter().enumerate() {
+                for (ov, &bv) in o.iter_mut().zip(&b.0[p * b.1 + j0..][..w]) {
+                    *ov += x * bv;
+                }
+            }
+        } else {
+            debug_assert_eq!(b.1, 1);
+            for (j, ov) in o.iter_mut().enumerate() {
+                *ov = dot(&av, &b.0[(j0 + j) * b.2..][..k]);
+            }
+        }
+    });
+}
+
+fn gemm_single(a: Mat, b: Mat, m: usize, k: usize, n: usize, out: &mut [f32]) {
+    out.fill(0.0);
+    if k == 0 {
+        return;
+    }
+    if m < MR {
+        for (i, row) in out.chunks_exact_mut(n).enumerate() {
+            gemv(a, i, b, k, row);
+        }
+        return;
+    }
+    // Enough row blocks to occupy every thread, none taller than MC.
+    let mc = m.div_ceil(rayon::current_num_threads()).next_multiple_of(MR).min(MC);
+    let mut bp = Vec::new();
+    for jc in (0..n).step_by(NC) {
+        let nc = NC.min(n - jc);
+        for pc in (0..k).step_by(KC) {
+            let kc = KC.min(k - pc);
+            // B is packed once per block and shared by all row blocks.
+            bp.resize(nc.div_ceil(NR) * NR * kc, 0.0);
+            bp.par_chunks_mut(NR * kc).enumerate().for_each(|(jp, dst)| {
+                pack_b(b, pc, jc + jp * NR, NR.min(nc - jp * NR), dst);
+            });
+            let bp = &bp;
+            let blocks = out.par_chunks_mut(mc * n).enumerate();
+            blocks.for_each_init(Vec::new, |ap, (ib, dst)| {
+                let rows = dst.len() / n;
+                pack_a(a, ib * mc, rows, pc, kc, ap);
+                let (full, rest) = ap.split_at(rows / MR * MR * kc);
+                for (jp, bpan) in bp.chunks_exact(NR * kc).enumerate() {
+                    let (c0, w) = (jc + jp * NR, NR.min(nc - jp * NR));
+                    for (ip, apan) in full.chunks_exact(MR * kc).enumerate() {
+                        add_tile(&micro::<MR>(apan, bpan), dst, ip * MR * n + c0, n, w);
+                    }
+                    for (r, apan) in rest.chunks_exact(kc).enumerate() {
+                        let off = (rows / MR * MR + r) * n + c0;
+                        add_tile(&micro::<1>(apan, bpan), dst, off, n, w);
+                    }
+                }
+            });
+        }
+    }
+}
+
+/// Batched matrix product: `out[i] = op(A_i) · op(B_i)` for `i < batch`,
+/// with `out` laid out `[batch, m, n]` and fully overwritten.
+///
+/// `A_i` starts at `a[i * a_batch_stride]`, `B_i` at `b[i * b_batch_stride]`
+/// (a stride of 0 broadcasts one matrix to every batch). Without transpose
+/// `A_i` is stored `[m, k]`; with `trans_a` it is stored `[k, m]` and its
+/// transpose is used. Likewise `B_i` is stored `[k, n]`, or `[n, k]` with
+/// `trans_b`. Sums over `k` accumulate in f32 in blocked order (not a plain
+/// left-to-right loop); `k == 0` yields zeros. Parallel over batches and over
+/// row blocks (or output columns when `m < 4`).
+#[allow(clippy::too_many_arguments)]
+pub fn gemm(
+    batch: usize,
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    a_batch_stride: usize,
+    trans_a: bool,
+    b: &[f32],
+    b_batch_stride: usize,
+    trans_b: bool,
+    out: &mut [f32],
+) {
+    debug_assert!(out.len() >= batch * m * n);
+    if batch == 0 || m == 0 || n == 0 {
+        return;
+    }
+    debug_assert!(a.len() >= (batch - 1) * a_batch_stride + m * k);
+    debug_assert!(b.len() >= (batch - 1) * b_batch_stride + k * n);
+    let (rsa, csa) = if trans_a { (1, m) } else { (k, 1) };
+    let (rsb, csb) = if trans_b { (1, k) } else { (n, 1) };
+    let outs = out[..batch * m * n].par_chunks_mut(m * n).enumerate();
+    outs.for_each(|(i, o)| {
+        let av = Mat(&a[i * a_batch_stride..], rsa, csa);
+        let bv = Mat(&b[i * b_batch_stride..], rsb, csb);
+        gemm_single(av, bv, m, k, n, o);
+    });
+}
+
+// ------------------------------------------------------------ SSD scan ----
+
+/// Dimensions of [`ssd_scan`]: B, S, H, P, G, N.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SsdDims {
+    /// B: independent sequences.
+    pub batch: usize,
+    /// S: time steps.
+    pub seq: usize,
+    /// H: heads; a multiple of `groups`.
+    pub heads: usize,
+    /// P: channels per head.
+    pub head_dim: usize,
+    /// G: groups sharing one B/C projection (heads split into G blocks).
+    pub groups: usize,
+    /// N: state size.
+    pub state: usize,
+}
+
+/// The Mamba-2 selective scan (`scan.ssd`) as its sequential recurrence.
+///
+/// Layouts: `x`, `y` `[B,S,H,P]`; `dt` `[B,S,H]` (already positive); `a`
+/// `[H]` (already negative); `bm`, `cm` `[B,S,G,N]`; `state0`, `state_out`
+/// `[B,H,P,N]`. Head `h` reads group `g = h / (H/G)`. For each (b, h) and
+/// t = 0..S, starting from `state0`:
+/// `state[p,n] = exp(dt[t,h]·a[h])·state[p,n] + dt[t,h]·x[t,h,p]·bm[t,g,n]`,
+/// then `y[t,h,p] = Σ_n state[p,n]·cm[t,g,n]`. `state_out` is the final state
+/// (`state0` when S = 0). No D skip term and no gate. Parallel over (b, h).
+#[allow(clippy::too_many_arguments)]
+pub fn ssd_scan(
+    d: &SsdDims,
+    x: &[f32],
+    dt: &[f32],
+    a: &[f32],
+    bm: &[f32],
+    cm: &[f32],
+    state0: &[f32],
+    y: &mut [f32],
+    state_out: &mut [f32],
+) {
+    let (seq, heads, groups) = (d.seq, d.heads, d.groups);
+    let (p, n, bh_count) = (d.head_dim, d.state, d.batch * d.heads);
+    debug_assert!(groups > 0 && heads % groups == 0);
+    debug_assert!(x.len() >= bh_count * seq * p && y.len() >= bh_count * seq * p);
+    debug_assert!(dt.len() >= bh_count * seq && a.len() >= heads);
+    debug_assert!(bm.len().min(cm.len()) >= d.batch * seq * groups * n);
+    debug_assert!(state0.len().min(state_out.len()) >= bh_count * p * n);
+    let y = &mut y[..bh_count * seq * p];
+    if p == 0 || n == 0 || bh_count == 0 {
+        y.fill(0.0);
+        return;
+    }
+    let hpg = (heads / groups.max(1)).max(1);
+    // y interleaves heads, so each (b, h) fills a private [S, P] buffer that
+    // is scattered afterwards; its state slice is contiguous already.
+    let states = state_out[..bh_count * p * n].par_chunks_mut(p * n).enumerate();
+    let ys: Vec<Vec<f32>> = states
+        .map(|(bh, st)| {
+            let (b, h) = (bh / heads, bh % heads);
+            let g = h / hpg;
+            st.copy_from_slice(&state0[bh * p * n..][..p * n]);
+            let mut yl = vec![0.0f32; seq * p];
+            for (t, yrow) in yl.chunks_exact_mut(p).enumerate() {
+                let bt = b * seq + t;
+                let dtv = dt[bt * heads + h];
+                let decay = (dtv * a[h]).exp();
+                let xrow = &x[(bt * heads + h) * p..][..p];
+                let brow = &bm[(bt * groups + g) * n..][..n];
+                let crow = &cm[(bt * groups + g) * n..][..n];
+                for ((srow, &xv), yv) in st.chunks_exact_mut(n).zip(xrow).zip(yrow) {
+                    let dx = dtv * xv;
+                    let mut acc = 0.0f32;
+                    for ((s, &bv), &cv) in srow.iter_mut().zip(brow).zip(crow) {
+                        *s = decay * *s + dx * bv;
+                        acc += *s * cv;
+                    }
+                    *yv = acc;
+                }
+            }
+            yl
+        })
+        .collect();
+    y.par_chunks_mut(p).enumerate().for_each(|(bth, yr)| {
+        let (b, t, h) = (bth / heads / seq, bth / heads % seq, bth % heads);
+        yr.copy_from_slice(&ys[b * heads + h][t * p..][..p]);
+    });
+}
+
+// ---------------------------------------------------------- causal conv ----
+
+/// Depthwise causal 1-D convolution with a carried window (no activation).
+///
+/// `x` `[B,S,C]`, `weight` `[C,W]`, `bias` `[C]`, `state` and `state_out`
+/// `[B,W−1,C]` hold the previous W−1 inputs, oldest first. With
+/// `xx = concat(state, x)` along time, `y[b,t,c] = bias[c] +
+/// Σ_{k<W} weight[c,k]·xx[b,t+k,c]` (summed in k order) and `state_out` is the
+/// last W−1 rows of `xx`. `width` must be ≥ 1.
+#[allow(clippy::too_many_arguments)]
+pub fn conv1d_causal(
+    batch: usize,
+    seq: usize,
+    channels: usize,
+    width: usize,
+    x: &[f32],
+    weight: &[f32],
+    bias: &[f32],
+    state: &[f32],
+    y: &mut [f32],
+    state_out: &mut [f32],
+) {
+    debug_assert!(width >= 1);
+    let (c, hist) = (channels, width.saturating_sub(1));
+    debug_assert!(x.len() >= batch * seq * c && y.len() >= batch * seq * c);
+    debug_assert!(weight.len() >= c * width && bias.len() >= c);
+    debug_assert!(state.len().min(state_out.len()) >= batch * hist * c);
+    if c == 0 || batch == 0 {
+        return;
+    }
+    // Materializing xx makes every output row one contiguous W-row window,
+    // and [W, C] weights make the channel loop contiguous too.
+    let (len, hc) = ((hist + seq) * c, hist * c);
+    let mut xx = vec![0.0f32; batch * len];
+    for (b, xb) in xx.chunks_exact_mut(len).enumerate() {
+        xb[..hc].copy_from_slice(&state[b * hc..][..hc]);
+        xb[hc..].copy_from_slice(&x[b * seq * c..][..seq * c]);
+        state_out[b * hc..][..hc].copy_from_slice(&xb[seq * c..]);
+    }
+    let wt: Vec<f32> = (0..width * c).map(|i| weight[(i % c) * width + i / c]).collect();
+    y[..batch * seq * c].par_chunks_mut(c).enumerate().for_each(|(bt, yr)| {
+        let win = &xx[(bt / seq) * len + (bt % seq) * c..];
+        yr.copy_from_slice(&bias[..c]);
+        for (wk, xr) in wt.chunks_exact(c).zip(win.chunks_exact(c)) {
+            for ((o, &w), &xv) in yr.iter_mut().zip(wk).zip(xr) {
+                *o += w * xv;
+            }
+        }
+    });
+}
+
+// ----------------------------------------------------------- attention ----
+
+/// Which keys a query may see in [`attention`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaskKind {
+    /// Query i of S sees keys j ≤ (kv_len − S) + i: the queries are the last
+    /// S valid cache rows.
+    Causal,
+    /// Every query sees all keys j < kv_len.
+    Bidirectional,
+    /// Like `Bidirectional`; keys come from another sequence (S ≠ T allowed).
+    Cross,
+}
+
+/// Rotary embedding parameters (rotate-half / GPT-NeoX convention).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rope {
+    /// Frequency base: `inv_freq[i] = 1 / theta^(2i/D)`; must be > 0.
+    pub theta: f64,
+    /// Linear position scaling: position p is used as p / scale; must be > 0.
+    pub scale: f64,
+}
+
+/// Dimensions of [`attention`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttnDims {
+    /// B: sequences.
+    pub batch: usize,
+    /// S: queries per sequence.
+    pub q_len: usize,
+    /// T: capacity (rows) of the K/V buffers.
+    pub kv_cap: usize,
+    /// Hq: query heads; a multiple of `kv_heads`.
+    pub q_heads: usize,
+    /// Hkv: key/value heads.
+    pub kv_heads: usize,
+    /// D: query/key head width.
+    pub head_dim: usize,
+    /// Dv: value head width.
+    pub v_dim: usize,
+}
+
+/// Scaled dot-product attention over a (possibly partly filled) K/V buffer.
+///
+/// `q` `[B,S,Hq,D]`, `k` `[B,T,Hkv,D]`, `v` `[B,T,Hkv,Dv]`, `kv_len` `[B]`
+/// valid rows per sequence, `out` `[B,S,Hq,Dv]` (overwritten). Query head h
+/// uses kv head `h / (Hq/Hkv)`. Visible keys follow [`MaskKind`];
+/// `scores = scale·(q'·k')`, softmax in f32 with max subtraction over the
+/// visible keys, `out = Σ_j p_j·v_j`; a query with no visible key gets zeros.
+///
+/// With `rope`, q and k are rotated (rotate-half over all D dims) before the
+/// dot product: `inv_freq[i] = 1/theta^(2i/D)` and
+/// `angle = (pos / scale)·inv_freq[i]`, all in f32; `u'[i] = u[i]cos −
+/// u[i+D/2]sin`, `u'[i+D/2] = u[i+D/2]cos + u[i]sin`. Key j has position j;
+/// query i has position `kv_len − S + i` under `Causal`, i otherwise.
+///
+/// Errors: `kv_len` length ≠ B, `kv_len[b] < 0` or `> T`, `Causal` with
+/// `kv_len[b] < S`, Hq not a multiple of Hkv, odd D or non-positive
+/// theta/scale with `rope`. K and V are only read.
+#[allow(clippy::too_many_arguments)]
+pub fn attention(
+    d: &AttnDims,
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    kv_len: &[i64],
+    mask: MaskKind,
+    scale: f32,
+    rope: Option<&Rope>,
+    out: &mut [f32],
+) -> Result<(), KernelError> {
+    let (s, t, hq, hkv) = (d.q_len, d.kv_cap, d.q_heads, d.kv_heads);
+    let (dd, dv, nb) = (d.head_dim, d.v_dim, d.batch);
+    if kv_len.len() != nb {
+        return fail(format!("{} kv_len entries for batch {nb}", kv_len.len()));
+    }
+    if hkv == 0 && hq > 0 || hkv > 0 && hq % hkv != 0 {
+        return fail(format!("q heads {hq} not a multiple of kv heads {hkv}"));
+    }
+    let mut lens = Vec::with_capacity(nb);
+    for (b, &l) in kv_len.iter().enumerate() {
+        let l = match usize::try_from(l) {
+            Ok(l) if l <= t => l,
+            _ => return fail(format!("kv_len[{b}] = {l} outside 0..={t}")),
+        };
+        if mask == MaskKind::Causal && l < s {
+            return fail(format!("causal kv_len[{b}] = {l} < q_len {s}"));
+        }
+        lens.push(l);
+    }
+    if let Some(r) = rope {
+        if dd % 2 != 0 {
+            return fail(format!("rope needs an even head_dim, got {dd}"));
+        }
+        if !(r.theta > 0.0 && r.scale > 0.0) {
+            return fail(format!("rope theta {} / scale {} not > 0", r.theta, r.scale));
+        }
+    }
+    debug_assert!(q.len() >= nb * s * hq * dd && out.len() >= nb * s * hq * dv);
+    debug_assert!(k.len() >= nb * t * hkv * dd && v.len() >= nb * t * hkv * dv);
+    let out = &mut out[..nb * s * hq * dv];
+    if out.is_empty() {
+        return Ok(());
+    }
+    let half = dd / 2;
+    // cos/sin per (position, frequency) once rather than per head and row;
+    // positions never exceed max(T, S) - 1.
+    let table = rope.map(|r| {
+        let inv: Vec<f32> = (0..half).map(|i| 1.0f32 / (r.theta as f32).powf((2 * i) as f32 / dd as f32)).collect();
+        let (mut cos, mut sin) = (Vec::new(), Vec::new());
+        for pos in 0..t.max(s) {
+            for &f in &inv {
+                let ang = (pos as f32 / r.scale as f32) * f;
+                cos.push(ang.cos());
+                sin.push(ang.sin());
+            }
+        }
+        (cos, sin)
+    });
+    let rotate = |u: &mut [f32], pos: usize| {
+        if let Some((cos, sin)) = &table {
+            let (lo, hi) = u.split_at_mut(half);
+            let (c, sn) = (&cos[pos * half..][..half], &sin[pos * half..][..half]);
+            for (((x0, x1), &c), &sn) in lo.iter_mut().zip(hi).zip(c).zip(sn) {
+                let (a, b) = (*x0, *x1);
+                *x0 = a * c - b * sn;
+                *x1 = b * c + a * sn;
+            }
+        }
+    };
+    // Keys are rotated once per (b, kv head, j) into a copy; K stays untouched.
+    let k_rot: Option<Vec<f32>> = table.as_ref().map(|_| {
+        let mut kr = k[..nb * t * hkv * dd].to_vec();
+        kr.par_chunks_mut((hkv * dd).max(1)).enumerate().for_each(|(bj, row)| {
+            if bj % t < lens[bj / t] {
+                row.chunks_exact_mut(dd.max(1)).for_each(|u| rotate(u, bj % t));
+            }
+        });
+        kr
+    });
+    let keys: &[f32] = k_rot.as_deref().unwrap_or(k);
+    let group = hq / hkv.max(1);
+    let rows = out.par_chunks_mut(dv.max(1)).enumerate();
+    rows.for_each_init(
+        || (Vec::new(), Vec::new()),
+        |(qb, sc): &mut (Vec<f32>, Vec<f32>), (idx, o)| {
+            let (b, i, h) = (idx / hq / s, idx / hq % s, idx % hq);
+            let (len, hk) = (lens[b], h / group);
+            let (pos, visible) = match mask {
+                MaskKind::Causal => (len - s + i, len - s + i + 1),
+                MaskKind::Bidirectional | MaskKind::Cross => (i, len),
+            };
+            o.fill(0.0);
+            if visible == 0 {
+                return;
+            }
+            qb.clear();
+            qb.extend_from_slice(&q[idx * dd..][..dd]);
+            rotate(qb, pos);
+            sc.clear();
+            let krow = |j: usize| &keys[((b * t + j) * hkv + hk) * dd..][..dd];
+            sc.extend((0..visible).map(|j| scale * dot(qb, krow(j))));
+            let mx = sc.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let mut total = 0.0f32;
+            for e in sc.iter_mut() {
+                *e = (*e - mx).exp();
+                total += *e;
+            }
+            for (j, &e) in sc.iter().enumerate() {
+                let vr = &v[((b * t + j) * hkv + hk) * dv..][..dv];
+                for (ov, &vv) in o.iter_mut().zip(vr) {
+                    *ov += e / total * vv;
+                }
+            }
+        },
+    );
+    Ok(())
+}
+
+// ------------------------------------------------------ norms, softmax ----
+
+/// (Gated) group RMSNorm over the last axis of `[rows, d]`.
+///
+/// With `gate = Some(z)` (`[rows, d]`), first `x ← x·silu(z)` where
+/// `silu(z) = z/(1+exp(−z))` (Mamba-2's `norm_before_gate = False`). Each row
+/// is then split into `groups` contiguous groups of `d/groups` (must divide);
+/// each group is scaled by `1/sqrt(mean(x_g²) + eps)` and the result is
+/// multiplied elementwise by `weight` `[d]`. `groups = 1` without gate is the
+/// plain RMSNorm.
+#[allow(clippy::too_many_arguments)]
+pub fn rms_norm(
+    rows: usize,
+    d: usize,
+    groups: usize,
+    x: &[f32],
+    weight: &[f32],
+    gate: Option<&[f32]>,
+    eps: f32,
+    out: &mut [f32],
+) {
+    debug_assert!(groups > 0 && d % groups == 0);
+    debug_assert!(x.len() >= rows * d && out.len() >= rows * d && weight.len() >= d);
+    debug_assert!(gate.is_none_or(|z| z.len() >= rows * d));
+    if rows == 0 || d == 0 {
+        return;
+    }
+    let gs = d / groups.max(1);
+    out[..rows * d].par_chunks_mut(d).enumerate().for_each(|(r, o)| {
+        let xr = &x[r * d..][..d];
+        match gate {
+            Some(z) => {
+                for ((ov, &xv), &zv) in o.iter_mut().zip(xr).zip(&z[r * d..][..d]) {
+                    *ov = xv * (zv / (1.0 + (-zv).exp()));
+                }
+            }
+            None => o.copy_from_slice(xr),
+        }
+        for (og, wg) in o.chunks_exact_mut(gs).zip(weight.chunks_exact(gs)) {
+            let inv = 1.0 / (og.iter().map(|v| v * v).sum::<f32>() / gs as f32 + eps).sqrt();
+            for (v, &w) in og.iter_mut().zip(wg) {
+                *v = *v * inv * w;
+            }
+        }
+    });
+}
+
+/// LayerNorm over the last axis of `[rows, d]`:
+/// `(x − mean)/sqrt(var + eps)·weight + bias` with the biased (1/d) variance.
+pub fn layer_norm(rows: usize, d: usize, x: &[f32], weight: &[f32], bias: &[f32], eps: f32, out: &mut [f32]) {
+    debug_assert!(x.len() >= rows * d && out.len() >= rows * d);
+    debug_assert!(weight.len() >= d && bias.len() >= d);
+    if rows == 0 || d == 0 {
+        return;
+    }
+    let pairs = out[..rows * d].par_chunks_mut(d).zip(x.par_chunks(d));
+    pairs.for_each(|(o, xr)| {
+        let mean = xr.iter().sum::<f32>() / d as f32;
+        let var = xr.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / d as f32;
+        let inv = 1.0 / (var + eps).sqrt();
+        for (((ov, &xv), &w), &b) in o.iter_mut().zip(xr).zip(weight).zip(bias) {
+            *ov = (xv - mean) * inv * w + b;
+        }
+    });
+}
+
+/// Softmax over the last axis of `[rows, d]` with max subtraction; a row whose
+/// entries are all −inf yields zeros.
+pub fn softmax(rows: usize, d: usize, x: &[f32], out: &mut [f32]) {
+    debug_assert!(x.len() >= rows * d && out.len() >= rows * d);
+    if rows == 0 || d == 0 {
+        return;
+    }
+    let pairs = out[..rows * d].par_chunks_mut(d).zip(x.par_chunks(d));
+    pairs.for_each(|(o, xr)| {
+        let mx = xr.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        if mx == f32::NEG_INFINITY {
+            return o.fill(0.0);
+        }
+        let mut total = 0.0f32;
+        for (ov, &xv) in o.iter_mut().zip(xr) {
+            *ov = (xv - mx).exp();
+            total += *ov;
+        }
+        o.iter_mut().for_each(|v| *v /= total);
+    });
+}
+
+// ------------------------------------------------------ patch embedding ----
+
+/// ViT patch embedding: Conv2d with kernel = stride = `patch`, no padding.
+///
+/// `x` `[B,C,H,W]` (H and W multiples of `patch`), `weight` `[O,C,p,p]`,
+/// `bias` `[O]`, `out` `[B, (H/p)·(W/p), O]` with patches in row-major order
+/// (patch row, then patch column): `out[b,P,o] = bias[o] +
+/// Σ_{c,ky,kx} weight[o,c,ky,kx]·x[b,c,py·p+ky,px·p+kx]`, via im2col + [`gemm`].
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_patch(
+    batch: usize,
+    in_ch: usize,
+    height: usize,
+    width: usize,
+    patch: usize,
+    out_ch: usize,
+    x: &[f32],
+    weight: &[f32],
+    bias: &[f32],
+    out: &mut [f32],
+) {
+    debug_assert!(patch > 0 && height % patch == 0 && width % patch == 0);
+    let (pw, kd, o) = (width / patch.max(1), in_ch * patch * patch, out_ch);
+    let (np, rows) = (height / patch.max(1) * pw, batch * height / patch.max(1) * pw);
+    debug_assert!(x.len() >= batch * in_ch * height * width && bias.len() >= o);
+    debug_assert!(weight.len() >= o * kd && out.len() >= rows * o);
+    if rows == 0 || o == 0 {
+        return;
+    }
+    // im2col rows follow the weight's (c, ky, kx) order, so B = weightᵀ.
+    let mut cols = vec![0.0f32; rows * kd];
+    cols.par_chunks_mut(kd.max(1)).enumerate().for_each(|(row, dst)| {
+        let (b, py, px) = (row / np, row % np / pw, row % pw);
+        for (cy, d) in dst.chunks_exact_mut(patch).enumerate() {
+            let (c, ky) = (cy / patch, cy % patch);
+            let r = ((b * in_ch + c) * height + py * patch + ky) * width + px * patch;
+            d.copy_from_slice(&x[r..][..patch]);
+        }
+    });
+    let out = &mut out[..rows * o];
+    gemm(1, rows, kd, o, &cols, 0, false, weight, 0, true, out);
+    out.par_chunks_mut(o).for_each(|row| {
+        row.iter_mut().zip(bias).for_each(|(v, b)| *v += b);
+    });
+}
+
+// ------------------------------------------------------------ sampling ----
+
+/// Parameters of [`sample_row`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SampleParams {
+    /// 0 selects greedy argmax; otherwise logits are divided by it.
+    pub temperature: f32,
+    /// Keep only the k most likely tokens (`Some(0)` acts as 1).
+    pub top_k: Option<usize>,
+    /// Keep the shortest most-likely prefix with cumulative probability ≥ p.
+    pub top_p: Option<f32>,
+}
+
+/// Draws one token index from a row of logits given `uniform` ∈ [0, 1).
+///
+/// `temperature == 0`: argmax (lowest index on ties, NaN never chosen, 0 if
+/// all are NaN). Otherwise `z = logits/temperature` (NaN treated as −inf);
+/// indices are ordered by z descending, ties by lower index; the first
+/// `top_k` are kept; probabilities are the f32 softmax over the kept ones;
+/// `top_p` then keeps the shortest prefix whose cumulative probability
+/// reaches p (at least one). With `total` the sum of kept probabilities, the
+/// result is the first kept index whose running sum exceeds
+/// `uniform·total`, or the last kept one if rounding leaves none. If the top
+/// z is ±inf the top index is returned. Empty `logits` return 0.
+pub fn sample_row(logits: &[f32], p: &SampleParams, uniform: f32) -> usize {
+    if p.temperature == 0.0 {
+        let mut best: Option<(usize, f32)> = None;
+        for (i, &v) in logits.iter().enumerate() {
+            if !v.is_nan() && best.is_none_or(|(_, bv)| v > bv) {
+                best = Some((i, v));
+            }
+        }
+        return best.map_or(0, |(i, _)| i);
+    }
+    // `max` against −inf maps NaN to −inf and leaves every other value alone.
+    let z: Vec<f32> = logits.iter().map(|&l| (l / p.temperature).max(f32::NEG_INFINITY)).collect();
+    // A total order (value, then index) lets unstable selection and sorting
+    // reproduce the stable descending order exactly.
+    let cmp = |i: &usize, j: &usize| {
+        let by_value = z[*j].partial_cmp(&z[*i]).unwrap_or(Ordering::Equal);
+        by_value.then(i.cmp(j))
+    };
+    let mut order: Vec<usize> = (0..z.len()).collect();
+    let k = p.top_k.unwrap_or(usize::MAX).max(1);
+    if k < order.len() {
+        order.select_nth_unstable_by(k - 1, cmp);
+        order.truncate(k);
+    }
+    order.sort_unstable_by(cmp);
+    let Some(&first) = order.first() else {
+        return 0;
+    };
+    let zmax = z[first];
+    if !zmax.is_finite() {
+        return first;
+    }
+    let mut probs: Vec<f32> = order.iter().map(|&i| (z[i] - zmax).exp()).collect();
+    let sum: f32 = probs.iter().sum();
+    probs.iter_mut().for_each(|q| *q /= sum);
+    let mut keep = probs.len();
+    if let Some(tp) = p.top_p {
+        let mut cum = 0.0f32;
+        if let Some(n) = probs.iter().position(|&q| {
+            cum += q;
+            cum >= tp
+        }) {
+            keep = n + 1;
+        }
+    }
+    let target = uniform * probs[..keep].iter().sum::<f32>();
+    let mut run = 0.0f32;
+    for (n, &q) in probs[..keep].iter().enumerate() {
+        run += q;
+        if run > target {
+            return order[n];
+        }
+    }
+    order[keep - 1]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deterministic LCG so failures reproduce.
+    struct Rng(u64);
+
+    impl Rng {
+        fn unit(&mut self) -> f32 {
+            self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1);
+            (self.0 >> 40) as f32 / (1u64 << 24) as f32
+        }
+        fn normal(&mut self) -> f32 {
+            (0..12).map(|_| self.unit()).sum::<f32>() - 6.0
+        }
+        fn vec(&mut self, n: usize) -> Vec<f32> {
+            (0..n).map(|_| 2.0 * self.unit() - 1.0).collect()
+        }
+    }
+
+    fn close(got: &[f32], want: &[f32], tol: f32) {
+        assert_eq!(got.len(), want.len());
+        let e = got.iter().zip(want).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
+        assert!(e <= tol, "err {e} > {tol}\ngot  {got:?}\nwant {want:?}");
+    }
+
+    #[test]
+    fn gemm_matches_naive_loop() {
+        let mut rng = Rng(1);
+        // Covers the gemv path (m < 4, several column chunks), MR/NR/KC/MC/NC
+        // remainders, several row blocks, k = 0, and batch strides of 0
+        // (broadcast) on either side.
+        let small = [(1, 1, 1), (1, 300, 65), (2, 9, 600), (3, 17, 5), (17, 3, 65)];
+        let large = [(65, 300, 17), (130, 7, 1030), (520, 5, 9), (2, 0, 3)];
+        for &(m, k, n) in small.iter().chain(&large) {
+            for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                for (nb, sa, sb) in [(1, m * k, k * n), (3, m * k, 0), (2, 0, k * n)] {
+                    let (a, b) = (rng.vec(nb * m * k), rng.vec(nb * k * n));
+                    let mut out = vec![f32::NAN; nb * m * n];
+                    gemm(nb, m, k, n, &a, sa, ta, &b, sb, tb, &mut out);
+                    for (idx, &got) in out.iter().enumerate() {
+                        let (bi, i, j) = (idx / (m * n), idx / n % m, idx % n);
+                        let (mut want, mut mag) = (0.0f64, 0.0f64);
+                        for p in 0..k {
+                            let av = a[bi * sa + if ta { p * m + i } else { i * k + p }];
+                            let bv = b[bi * sb + if tb { j * k + p } else { p * n + j }];
+                            want += av as f64 * bv as f64;
+                            mag += (av as f64 * bv as f64).abs();
+                        }
+                        // Worst-case f32 dot-product error bound γ_{k+1}·Σ|a·b|.
+                        let tol = (k + 1) as f64 * 6e-8 * mag;
+                        let ctx = format!("m{m} k{k} n{n} ta{ta} tb{tb} at {idx}");
+                        assert!((got as f64 - want).abs() <= tol, "{ctx}: {got} vs {want}");
+                    }
+                }
+            }
+        }
+    }
+
+    fn sd(batch: usize, seq: usize, heads: usize, p: usize, groups: usize, n: usize) -> SsdDims {
+        SsdDims { batch, seq, heads, head_dim: p, groups, state: n }
+    }
+
+    /// The chunked closed form of SSD (Dao & Gu 2024, "Transformers are
+    /// SSMs"), independent of `ssd_scan`: intra-chunk quadratic term, chunk-
+    /// local states, inter-chunk state passing. `inp` = [x, dt, a, B, C, s0].
+    fn ssd_chunked(d: &SsdDims, q: usize, inp: [&[f32]; 6]) -> (Vec<f32>, Vec<f32>) {
+        let [x, dt, a, bm, cm, s0] = inp;
+        let (s, h, g, pd, nd) = (d.seq, d.heads, d.groups, d.head_dim, d.state);
+        let mut y = vec![0.0f32; d.batch * s * h * pd];
+        let mut st = s0.to_vec();
+        for (bh, sin) in st.chunks_exact_mut(pd * nd).enumerate() {
+            let (b, hh) = (bh / h, bh % h);
+            let gg = hh / (h / g);
+            let xi = |t: usize, p: usize| x[((b * s + t) * h + hh) * pd + p];
+            let dti = |t: usize| dt[(b * s + t) * h + hh];
+            let bi = |t: usize, n: usize| bm[((b * s + t) * g + gg) * nd + n];
+            let ci = |t: usize, n: usize| cm[((b * s + t) * g + gg) * nd + n];
+            for c0 in (0..s).step_by(q) {
+                let len = q.min(s - c0);
+                // Cumulative log-decay within the chunk.
+                let ca: Vec<f32> = (0..len)
+                    .scan(0.0f32, |acc, l| {
+                        *acc += dti(c0 + l) * a[hh];
+                        Some(*acc)
+                    })
+                    .collect();
+                for (l, p) in (0..len).flat_map(|l| (0..pd).map(move |p| (l, p))) {
+                    let mut acc = 0.0f32;
+                    for r in 0..=l {
+                        let cb: f32 = (0..nd).map(|n| ci(c0 + l, n) * bi(c0 + r, n)).sum();
+                        acc += cb * (ca[l] - ca[r]).exp() * dti(c0 + r) * xi(c0 + r, p);
+                    }
+                    let cs: f32 = (0..nd).map(|n| ci(c0 + l, n) * sin[p * nd + n]).sum();
+                    y[((b * s + c0 + l) * h + hh) * pd + p] = acc + ca[l].exp() * cs;
+                }
+                let last = ca[len - 1];
+                for (pn, sv) in sin.iter_mut().enumerate() {
+                    let (p, n) = (pn / nd, pn % nd);
+                    let loc = (0..len).map(|r| (last - ca[r]).exp() * dti(c0 + r) * xi(c0 + r, p) * bi(c0 + r, n));
+                    *sv = last.exp() * *sv + loc.sum::<f32>();
+                }
+            }
+        }
+        (y, st)
+    }
+
+    #[test]
+    fn ssd_scan_matches_chunked_closed_form() {
+        let mut rng = Rng(7);
+        // S = 13 with Q = 4 crosses a ragged last chunk; G > 1 with several
+        // heads per group catches h % G vs h / (H/G).
+        let cases = [(sd(2, 13, 4, 3, 2, 5), 4), (sd(1, 9, 6, 2, 3, 4), 3)];
+        for (d, q) in cases.into_iter().chain([(sd(2, 8, 2, 4, 1, 3), 8), (sd(1, 5, 3, 2, 3, 2), 2)]) {
+            let (b, s, h, p, g, n) = (d.batch, d.seq, d.heads, d.head_dim, d.groups, d.state);
+            let x = rng.vec(b * s * h * p);
+            // Realistic Mamba-2 ranges: dt = softplus(N(-2, 1)), A = -exp(small).
+            let dt: Vec<f32> = (0..b * s * h).map(|_| (1.0 + (rng.normal() - 2.0).exp()).ln()).collect();
+            let a: Vec<f32> = rng.vec(h).iter().map(|v| -v.exp()).collect();
+            let (bm, cm, s0) = (rng.vec(b * s * g * n), rng.vec(b * s * g * n), rng.vec(b * h * p * n));
+            let (mut y, mut st) = (vec![f32::NAN; x.len()], vec![f32::NAN; s0.len()]);
+            ssd_scan(&d, &x, &dt, &a, &bm, &cm, &s0, &mut y, &mut st);
+            let (yr, sr) = ssd_chunked(&d, q, [&x, &dt, &a, &bm, &cm, &s0]);
+            // Both sides are f32 and differ only in summation order over at
+            // most a few dozen terms: 1e-5 relative to max(1, max |ref|).
+            let scale = |v: &[f32]| v.iter().fold(1.0f32, |m, e| m.max(e.abs()));
+            close(&y, &yr, 1e-5 * scale(&yr));
+            close(&st, &sr, 1e-5 * scale(&sr));
+        }
+    }
+
+    #[test]
+    fn ssd_scan_hand_case_and_empty_sequence() {
+        // dt·A is -ln 2 per unit dt, so the decays are 1/2, 1/2, 1/4.
+        let d = sd(1, 3, 1, 1, 1, 1);
+        let (x, dt, a) = ([2.0, 4.0, 8.0], [1.0, 1.0, 2.0], [-(2.0f32.ln())]);
+        let (bm, cm, s0) = ([1.0, 0.5, 1.0], [1.0, 2.0, 0.5], [4.0]);
+        let (mut y, mut st) = ([0.0; 3], [0.0]);
+        ssd_scan(&d, &x, &dt, &a, &bm, &cm, &s0, &mut y, &mut st);
+        // state 0.5·4+2 = 4 → y 4; 0.5·4+4·0.5 = 4 → y 8; 0.25·4+2·8 = 17 → y 8.5.
+        close(&y, &[4.0, 8.0, 8.5], 1e-5);
+        close(&st, &[17.0], 1e-5);
+        ssd_scan(&sd(1, 0, 1, 1, 1, 1), &[], &[], &a, &[], &[], &s0, &mut [], &mut st);
+        assert_eq!(st, [4.0]);
+    }
+
+    #[test]
+    fn conv1d_hand_case_and_short_sequence() {
+        // C = 2, W = 3: channel 0 weights [1, 2, 3], channel 1 [0, 0, 1].
+        let (w, bias) = ([1.0, 2.0, 3.0, 0.0, 0.0, 1.0], [0.5, -1.0]);
+        let (state, x) = ([1.0, 10.0, 2.0, 20.0], [3.0, 30.0, 4.0, 40.0]);
+        let (mut y, mut so) = ([0.0; 4], [0.0; 4]);
+        conv1d_causal(1, 2, 2, 3, &x, &w, &bias, &state, &mut y, &mut so);
+        // t0: 0.5 + 1·1 + 2·2 + 3·3 = 14.5; t1: 0.5 + 2 + 6 + 12 = 20.5.
+        close(&y, &[14.5, 29.0, 20.5, 39.0], 1e-6);
+        assert_eq!(so, [3.0, 30.0, 4.0, 40.0]);
+        // S = 1 < W-1: the new window keeps the newest old row.
+        conv1d_causal(1, 1, 2, 3, &x[..2], &w, &bias, &state, &mut y[..2], &mut so);
+        close(&y[..2], &[14.5, 29.0], 1e-6);
+        assert_eq!(so, [2.0, 20.0, 3.0, 30.0]);
+    }
+
+    #[test]
+    fn conv1d_all_at_once_equals_token_by_token() {
+        let mut rng = Rng(3);
+        let (b, s, c, w) = (2, 7, 5, 4);
+        let (x, wt, bias, st0) = (rng.vec(b * s * c), rng.vec(c * w), rng.vec(c), rng.vec(b * 3 * c));
+        let (mut y, mut so) = (vec![0.0; b * s * c], vec![0.0; st0.len()]);
+        conv1d_causal(b, s, c, w, &x, &wt, &bias, &st0, &mut y, &mut so);
+        let mut st = st0;
+        for t in 0..s {
+            let xt: Vec<f32> = (0..b).flat_map(|i| x[(i * s + t) * c..][..c].to_vec()).collect();
+            let (mut yt, mut next) = (vec![0.0; b * c], vec![0.0; st.len()]);
+            conv1d_causal(b, 1, c, w, &xt, &wt, &bias, &st, &mut yt, &mut next);
+            for i in 0..b {
+                assert_eq!(yt[i * c..][..c], y[(i * s + t) * c..][..c]);
+            }
+            st = next;
+        }
+        assert_eq!(st, so);
+    }
+
+    fn ad(b: usize, s: usize, t: usize, hq: usize, hkv: usize, d: usize, dv: usize) -> AttnDims {
+        AttnDims { batch: b, q_len: s, kv_cap: t, q_heads: hq, kv_heads: hkv, head_dim: d, v_dim: dv }
+    }
+
+    /// Naive attention: explicit mask matrix, per-head loops, f64 math, its
+    /// own RoPE rotation, scale fixed at 0.7.
+    fn attn_ref(d: &AttnDims, qkv: [&[f32]; 3], lens: &[i64], mask: MaskKind, rope: Option<&Rope>) -> Vec<f32> {
+        let [q, k, v] = qkv;
+        let (s, t, hq, hkv, dd, dv) = (d.q_len, d.kv_cap, d.q_heads, d.kv_heads, d.head_dim, d.v_dim);
+        let rot = |u: &[f32], pos: usize| -> Vec<f64> {
+            let mut r: Vec<f64> = u.iter().map(|&x| x as f64).collect();
+            for i in 0..dd / 2 {
+                let Some(rp) = rope else { break };
+                let ang = pos as f64 / rp.scale / rp.theta.powf(2.0 * i as f64 / dd as f64);
+                let (x0, x1) = (r[i], r[i + dd / 2]);
+                r[i] = x0 * ang.cos() - x1 * ang.sin();
+                r[i + dd / 2] = x1 * ang.cos() + x0 * ang.sin();
+            }
+            r
+        };
+        let mut out = vec![0.0f32; d.batch * s * hq * dv];
+        for (b, &len) in lens.iter().enumerate() {
+            let past = (len as usize).saturating_sub(s);
+            let causal = mask == MaskKind::Causal;
+            let vis: Vec<Vec<bool>> = (0..s)
+                .map(|i| (0..t).map(|j| if causal { j <= past + i } else { j < len as usize }).collect())
+                .collect();
+            for (h, i) in (0..hq).flat_map(|h| (0..s).map(move |i| (h, i))) {
+                let hk = h / (hq / hkv);
+                let qr = rot(&q[((b * s + i) * hq + h) * dd..][..dd], if causal { past + i } else { i });
+                let sc: Vec<(usize, f64)> = (0..t)
+                    .filter(|&j| vis[i][j])
+                    .map(|j| {
+                        let kr = rot(&k[((b * t + j) * hkv + hk) * dd..][..dd], j);
+                        (j, 0.7 * qr.iter().zip(&kr).map(|(a, b)| a * b).sum::<f64>())
+                    })
+                    .collect();
+                let mx = sc.iter().map(|e| e.1).fold(f64::NEG_INFINITY, f64::max);
+                let z: f64 = sc.iter().map(|e| (e.1 - mx).exp()).sum();
+                for &(j, e) in &sc {
+                    for c in 0..dv {
+                        let vv = v[((b * t + j) * hkv + hk) * dv + c] as f64;
+                        out[((b * s + i) * hq + h) * dv + c] += ((e - mx).exp() / z * vv) as f32;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn attention_matches_reference() {
+        let mut rng = Rng(11);
+        let (r1, r2) = (Rope { theta: 1e6, scale: 1.0 }, Rope { theta: 1e6, scale: 2.0 });
+        // GQA (Hq = 4, Hkv = 2) everywhere; causal cases have past > 0.
+        let (gqa, cross) = (ad(2, 3, 9, 4, 2, 8, 5), ad(2, 4, 6, 4, 2, 6, 3));
+        let cases: [(AttnDims, [i64; 2], MaskKind, Option<&Rope>); 7] = [
+            (gqa, [7, 3], MaskKind::Causal, None),
+            (gqa, [9, 5], MaskKind::Causal, Some(&r1)),
+            (gqa, [8, 4], MaskKind::Causal, Some(&r2)),
+            (gqa, [6, 0], MaskKind::Bidirectional, None),
+            (gqa, [9, 2], MaskKind::Bidirectional, Some(&r1)),
+            (cross, [6, 3], MaskKind::Cross, None),
+            (cross, [5, 6], MaskKind::Cross, Some(&r2)),
+        ];
+        for (d, lens, mask, rope) in cases {
+            let q = rng.vec(d.batch * d.q_len * d.q_heads * d.head_dim);
+            let k = rng.vec(d.batch * d.kv_cap * d.kv_heads * d.head_dim);
+            let v = rng.vec(d.batch * d.kv_cap * d.kv_heads * d.v_dim);
+            let mut out = vec![f32::NAN; d.batch * d.q_len * d.q_heads * d.v_dim];
+            assert_eq!(attention(&d, &q, &k, &v, &lens, mask, 0.7, rope, &mut out), Ok(()));
+            close(&out, &attn_ref(&d, [&q, &k, &v], &lens, mask, rope), 2e-5);
+        }
+    }
+
+    #[test]
+    fn attention_hand_cases() {
+        // D = 2, one head, scale 1: scores q·k = [0, ln 3] → p = [1/4, 3/4].
+        let d = ad(1, 2, 2, 1, 1, 2, 1);
+        let (q, k, v) = ([1.0, 0.0, 1.0, 0.0], [0.0, 0.0, 3.0f32.ln(), 0.0], [4.0, 8.0]);
+        let mut out = [0.0; 2];
+        assert_eq!(attention(&d, &q, &k, &v, &[2], MaskKind::Causal, 1.0, None, &mut out), Ok(()));
+        // Query 0 sees only key 0; query 1 sees both: 4/4 + 8·3/4 = 7.
+        close(&out, &[4.0, 7.0], 1e-6);
+        // RoPE with D = 2 has inv_freq = 1: key 1 turns by 1/scale rad, the
+        // query (position 0) stays, so scores are [1, cos(1/scale)].
+        let (k, d1, mut o) = ([1.0, 0.0, 1.0, 0.0], ad(1, 1, 2, 1, 1, 2, 1), [0.0]);
+        for sc in [1.0f64, 2.0] {
+            let rp = Rope { theta: 1e4, scale: sc };
+            let r = attention(&d1, &q[..2], &k, &v, &[2], MaskKind::Bidirectional, 1.0, Some(&rp), &mut o);
+            assert_eq!(r, Ok(()));
+            let (e0, e1) = (1.0f64.exp(), (1.0 / sc).cos().exp());
+            close(&o, &[((4.0 * e0 + 8.0 * e1) / (e0 + e1)) as f32], 1e-5);
+        }
+        // No visible key gives zeros.
+        let mut o = [f32::NAN];
+        assert_eq!(attention(&d1, &q[..2], &k, &v, &[0], MaskKind::Cross, 1.0, None, &mut o), Ok(()));
+        assert_eq!(o, [0.0]);
+    }
+
+    #[test]
+    fn attention_rejects_bad_inputs() {
+        let d = ad(1, 2, 3, 2, 1, 3, 1);
+        let (q, k, v, mut out) = (vec![0.1; 12], vec![0.1; 9], vec![1.0; 3], vec![0.0; 4]);
+        let rope = Rope { theta: 1e4, scale: 1.0 };
+        let mut run =
+            |d: AttnDims, lens: &[i64], mask, rope| attention(&d, &q, &k, &v, lens, mask, 1.0, rope, &mut out);
+        assert!(run(d, &[4], MaskKind::Bidirectional, None).is_err()); // kv_len > T
+        assert!(run(d, &[-1], MaskKind::Cross, None).is_err());
+        assert!(run(d, &[1], MaskKind::Causal, None).is_err()); // kv_len < S
+        assert!(run(d, &[3], MaskKind::Causal, Some(&rope)).is_err()); // odd D
+        assert!(run(d, &[3, 3], MaskKind::Causal, None).is_err());
+        assert!(run(ad(1, 2, 3, 3, 2, 3, 1), &[2], MaskKind::Cross, None).is_err());
+        assert_eq!(run(d, &[2], MaskKind::Causal, None), Ok(()));
+    }
+
+    #[test]
+    fn norms_and_softmax_hand_values() {
+        let mut out = [0.0; 4];
+        // mean(9, 16) = 12.5.
+        rms_norm(1, 2, 1, &[3.0, 4.0], &[1.0, 2.0], None, 0.0, &mut out[..2]);
+        close(&out[..2], &[3.0 / 12.5f32.sqrt(), 8.0 / 12.5f32.sqrt()], 1e-6);
+        // Halves at different scales: the group norm equalizes them, the
+        // whole-row norm does not (mean square 50.5).
+        let x = [1.0, 1.0, 10.0, 10.0];
+        rms_norm(1, 4, 2, &x, &[1.0; 4], None, 0.0, &mut out);
+        close(&out, &[1.0; 4], 1e-6);
+        rms_norm(1, 4, 1, &x, &[1.0; 4], None, 0.0, &mut out);
+        close(&out, &x.map(|v| v / 50.5f32.sqrt()), 1e-6);
+        // Gated: x·silu(z) first, then per-group RMS, then weight.
+        let (z, w, eps) = ([0.5, -2.0, 3.0, 0.0], [1.0, 2.0, 3.0, 4.0], 1e-5);
+        rms_norm(1, 4, 2, &x, &w, Some(&z), eps, &mut out);
+        let (xf, zf) = (x.map(f64::from), z.map(f64::from));
+        let g: Vec<f64> = (0..4).map(|i| xf[i] * zf[i] / (1.0 + (-zf[i]).exp())).collect();
+        let want: Vec<f32> = (0..4)
+            .map(|i| {
+                let ms = (g[i / 2 * 2].powi(2) + g[i / 2 * 2 + 1].powi(2)) / 2.0;
+                (g[i] / (ms + eps as f64).sqrt() * w[i] as f64) as f32
+            })
+            .collect();
+        close(&out, &want, 1e-5);
+        // mean 2.5, biased variance 1.25.
+        layer_norm(1, 4, &[1.0, 2.0, 3.0, 4.0], &[2.0; 4], &[1.0; 4], 0.0, &mut out);
+        let s = 1.25f32.sqrt();
+        close(&out, &[1.0 - 3.0 / s, 1.0 - 1.0 / s, 1.0 + 1.0 / s, 1.0 + 3.0 / s], 1e-6);
+        let inf = f32::NEG_INFINITY;
+        let mut o = [f32::NAN; 6];
+        softmax(3, 2, &[0.0, 3.0f32.ln(), 1000.0, 1000.0, inf, inf], &mut o);
+        close(&o, &[0.25, 0.75, 0.5, 0.5, 0.0, 0.0], 1e-6);
+    }
+
+    #[test]
+    fn conv2d_patch_matches_direct_convolution() {
+        let mut rng = Rng(5);
+        let (b, c, h, w, p, o) = (2, 3, 8, 12, 4, 5);
+        let (x, wt, bias) = (rng.vec(b * c * h * w), rng.vec(o * c * p * p), rng.vec(o));
+        let (ph, pw) = (h / p, w / p);
+        let mut out = vec![f32::NAN; b * ph * pw * o];
+        conv2d_patch(b, c, h, w, p, o, &x, &wt, &bias, &mut out);
+        for (idx, &got) in out.iter().enumerate() {
+            let (bi, py, px, oc) = (idx / o / pw / ph, idx / o / pw % ph, idx / o % pw, idx % o);
+            let mut want = bias[oc];
+            for (ci, ky, kx) in (0..c * p * p).map(|r| (r / p / p, r / p % p, r % p)) {
+                let xv = x[((bi * c + ci) * h + py * p + ky) * w + px * p + kx];
+                want += wt[((oc * c + ci) * p + ky) * p + kx] * xv;
+            }
+            assert!((got - want).abs() <= 1e-5, "{idx}: {got} vs {want}");
+        }
+    }
+
+    fn spar(temperature: f32, top_k: Option<usize>, top_p: Option<f32>) -> SampleParams {
+        SampleParams { temperature, top_k, top_p }
+    }
+
+    #[test]
+    fn sample_greedy_and_degenerate_filters() {
+        let (nan, greedy) = (f32::NAN, spar(0.0, None, None));
+        assert_eq!(sample_row(&[1.0, 3.0, nan, 3.0, 2.0], &greedy, 0.9), 1);
+        assert_eq!(sample_row(&[nan, nan], &greedy, 0.5), 0);
+        assert_eq!(sample_row(&[nan, -1.0], &greedy, 0.5), 1);
+        // A running sum equal to the target does not select: the boundary
+        // u·total = 0.5 belongs to the second of two equal tokens.
+        assert_eq!(sample_row(&[1.0, 1.0], &spar(1.0, None, None), 0.5), 1);
+        let logits = [0.3, 2.0, -1.0, 2.0, 1.9];
+        for u in (0..100).map(|i| i as f32 / 100.0) {
+            assert_eq!(sample_row(&logits, &spar(0.8, Some(1), None), u), 1);
+            assert_eq!(sample_row(&logits, &spar(1.3, None, Some(1e-6)), u), 1);
+        }
+    }
+
+    #[test]
+    fn sample_frequencies_match_kept_distribution() {
+        let logits = [0.5f32, 2.0, 1.0, -1.0, 1.0, 0.2];
+        let cases = [spar(0.7, None, None), spar(1.0, Some(4), None), spar(1.0, None, Some(0.7))];
+        for sp in cases.into_iter().chain([spar(2.0, Some(50), Some(0.9)), spar(1.5, Some(3), Some(0.95))]) {
+            // Independent f64 version of the filter; the p values sit well
+            // away from cumulative-probability boundaries.
+            let mut kept: Vec<usize> = (0..logits.len()).collect();
+            kept.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
+            kept.truncate(sp.top_k.unwrap_or(usize::MAX));
+            let mut e: Vec<f64> = kept.iter().map(|&i| (logits[i] as f64 / sp.temperature as f64).exp()).collect();
+            let z: f64 = e.iter().sum();
+            e.iter_mut().for_each(|v| *v /= z);
+            let mut cum = 0.0;
+            let n = e.iter().take_while(|&&v| {
+                cum += v;
+                cum - v < sp.top_p.unwrap_or(2.0) as f64
+            });
+            let n = n.count();
+            let z: f64 = e[..n].iter().sum();
+            let m = 20_000;
+            let mut counts = [0usize; 6];
+            for i in 0..m {
+                counts[sample_row(&logits, &sp, (i as f32 + 0.5) / m as f32)] += 1;
+            }
+            for (i, &cnt) in counts.iter().enumerate() {
+                let rank = kept[..n].iter().position(|&j| j == i);
+                let want = rank.map_or(0.0, |r| e[r] / z * m as f64);
+                // Each kept index owns one interval of u, so counts are exact
+                // up to the grid resolution.
+                assert!((cnt as f64 - want).abs() <= 2.0, "{sp:?} idx {i}: {cnt} vs {want}");
+            }
+        }
+    }
+}

@@ -1,0 +1,900 @@
+//! `ir::interp` — the reference interpreter: the executable semantics of every op.
+//!
+//! It is the oracle that passes, kernels and artifacts are checked against, so it favours
+//! clarity of semantics, but it is not a toy: matrix products go through a real CPU GEMM and
+//! the heavy ops run on rayon, so model tests finish in seconds. Each op computes in f32 and
+//! rounds its results to their IR dtypes ([`tensor::round_slice`]).
+//!
+//! Run-time errors (an input of the wrong shape, a symbol above its bound, a token id outside
+//! the vocabulary, a cache write past its capacity) are [`InterpError`]s, never panics.
+
+pub mod kernels;
+pub mod tensor;
+
+use std::collections::HashMap;
+
+use crate::infer::type_str;
+use crate::module::{Graph, Module, Weight, WeightSource};
+use crate::numerics;
+use crate::ops::{self, BinaryOp, GeluApprox, MaskKind, Op, ReduceKind, UnaryOp};
+use crate::types::{DType, Dim, SymbolId, TensorType};
+use tensor::{broadcast_offsets, permute_offsets, round_slice, strides, take, Data, Tensor};
+
+/// Why a run failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InterpError {
+    /// No function of that name.
+    #[error("no function `@{0}` in the module (functions: {1})")]
+    NoFunction(String, String),
+    /// An argument is missing, unexpected, or does not match its declared type.
+    #[error("input \"{name}\": {message}")]
+    Input {
+        /// Input name.
+        name: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A weight could not be loaded.
+    #[error("weight `@{name}`: {message}")]
+    Weight {
+        /// Weight name.
+        name: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// An op failed on the values it was given.
+    #[error("node {node} (`{op}`): {message}")]
+    Op {
+        /// Position of the node in the order.
+        node: usize,
+        /// Text name of the op.
+        op: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// The module does not verify.
+    #[error("module does not verify: {0}")]
+    Invalid(String),
+}
+
+/// Supplies the data of checkpoint weights.
+pub trait WeightLoader {
+    /// Loads `w` (of type `w.ty`). Called at most once per weight and run.
+    fn load(&self, w: &Weight) -> Result<Tensor, String>;
+}
+
+/// A loader for modules whose weights are all synthetic; checkpoint weights are an error.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SyntheticOnly;
+
+impl WeightLoader for SyntheticOnly {
+    fn load(&self, w: &Weight) -> Result<Tensor, String> {
+        match &w.source {
+            WeightSource::Synthetic { seed } => synthetic_weight(&w.ty, *seed),
+            WeightSource::Checkpoint { file, tensor } => {
+                Err(format!("needs tensor \"{tensor}\" of {file}, but no checkpoint was given"))
+            }
+        }
+    }
+}
+
+/// The data of a synthetic weight: element `i` is `0.05·(2u − 1)` with `u` the Philox uniform of
+/// counter `[i, i>>32, 0, 0]` and key `seed` — symmetric, small, and identical on every backend.
+pub fn synthetic_weight(ty: &TensorType, seed: u64) -> Result<Tensor, String> {
+    let n = ty.const_elements().ok_or("synthetic weights need a constant shape")? as usize;
+    let shape = ty.shape.iter().map(|d| d.as_const().unwrap_or(0) as usize).collect();
+    let key = [seed as u32, (seed >> 32) as u32];
+    let vals: Vec<f32> = (0..n as u64)
+        .map(|i| {
+            let w = numerics::philox4x32_10([i as u32, (i >> 32) as u32, 0, 0], key)[0];
+            0.05 * (2.0 * numerics::uniform_f32(w) - 1.0)
+        })
+        .collect();
+    if ty.dtype.is_float() {
+        Ok(Tensor::from_f32(ty.dtype, shape, vals))
+    } else {
+        Ok(Tensor::from_i64(ty.dtype, shape, vals.iter().map(|v| (v * 100.0) as i64).collect()))
+    }
+}
+
+/// Runs function `func` of a verified module on named inputs; returns its named outputs in order
+/// (unnamed outputs are called `out0`, `out1`, ...).
+pub fn run(
+    m: &Module,
+    func: &str,
+    inputs: &HashMap<String, Tensor>,
+    loader: &dyn WeightLoader,
+) -> Result<Vec<(String, Tensor)>, InterpError> {
+    crate::verify::verify(m).map_err(|e| InterpError::Invalid(e.to_string()))?;
+    let f = m.function(func).ok_or_else(|| {
+        InterpError::NoFunction(
+            func.into(),
+            m.functions.iter().map(|f| format!("@{}", f.name)).collect::<Vec<_>>().join(", "),
+        )
+    })?;
+    for name in inputs.keys() {
+        if !f.graph.inputs().any(|(n, _)| n == name) {
+            return Err(InterpError::Input { name: name.clone(), message: format!("`@{func}` has no such input") });
+        }
+    }
+    let mut env = Env { m, loader, syms: HashMap::new(), weights: HashMap::new() };
+    let mut args = Vec::new();
+    for (name, _) in f.graph.inputs() {
+        let t = inputs.get(name).ok_or_else(|| InterpError::Input { name: name.into(), message: "missing".into() })?;
+        args.push(t.clone());
+    }
+    let outs = env.graph(&f.graph, args, true)?;
+    Ok(f.graph
+        .outputs
+        .iter()
+        .zip(outs)
+        .enumerate()
+        .map(|(i, (o, t))| {
+            let name = if o.name.is_empty() { format!("out{i}") } else { o.name.clone() };
+            (name, t)
+        })
+        .collect())
+}
+
+struct Env<'a> {
+    m: &'a Module,
+    loader: &'a dyn WeightLoader,
+    syms: HashMap<SymbolId, usize>,
+    weights: HashMap<usize, Tensor>,
+}
+
+fn op_err(node: usize, op: &Op, message: impl Into<String>) -> InterpError {
+    InterpError::Op { node, op: op.name(), message: message.into() }
+}
+
+impl Env<'_> {
+    /// Binds the symbols of `ty` against a concrete shape, checking bounds and consistency.
+    fn bind(&mut self, ty: &TensorType, t: &Tensor) -> Result<(), String> {
+        let want = type_str(self.m, ty);
+        if t.dtype != ty.dtype || t.shape.len() != ty.rank() {
+            return Err(format!("expected {want}, got {}{:?}", t.dtype, t.shape));
+        }
+        for (d, &n) in ty.shape.iter().zip(&t.shape) {
+            match *d {
+                Dim::Const(c) if c as usize != n => {
+                    return Err(format!("expected {want}, got {}{:?}", t.dtype, t.shape))
+                }
+                Dim::Const(_) => {}
+                Dim::Sym(s) => {
+                    let sym = &self.m.symbols[s];
+                    if n == 0 || n as u64 > sym.max {
+                        return Err(format!("{} = {n} is outside 1..={}", sym.name, sym.max));
+                    }
+                    if let Some(&prev) = self.syms.get(&s) {
+                        if prev != n {
+                            return Err(format!("{} = {n}, but an earlier input bound it to {prev}", sym.name));
+                        }
+                    }
+                    self.syms.insert(s, n);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn shape_of(&self, ty: &TensorType) -> Result<Vec<usize>, String> {
+        ty.shape
+            .iter()
+            .map(|d| match *d {
+                Dim::Const(c) => Ok(c as usize),
+                Dim::Sym(s) => self
+                    .syms
+                    .get(&s)
+                    .copied()
+                    .ok_or_else(|| format!("symbol {} is not bound by any input", self.m.symbols[s].name)),
+            })
+            .collect()
+    }
+
+    fn graph(&mut self, g: &Graph, args: Vec<Tensor>, top: bool) -> Result<Vec<Tensor>, InterpError> {
+        // Free each value after its last use to keep the peak near what a real plan needs.
+        let mut last_use = vec![usize::MAX; g.values.len()];
+        for (i, &n) in g.order.iter().enumerate() {
+            for a in &g.nodes[n].args {
+                last_use[a.index()] = i;
+            }
+        }
+        for o in &g.outputs {
+            last_use[o.value.index()] = usize::MAX;
+        }
+        let mut vals: Vec<Option<Tensor>> = vec![None; g.values.len()];
+        let mut args = args.into_iter();
+        for (i, &n) in g.order.iter().enumerate() {
+            let node = &g.nodes[n];
+            let results = if let Op::Input(inp) = &node.op {
+                let t = args.next().ok_or_else(|| op_err(i, &node.op, "missing argument"))?;
+                if top {
+                    self.bind(&inp.ty, &t).map_err(|message| InterpError::Input { name: inp.name.clone(), message })?;
+                }
+                vec![t]
+            } else {
+                let operands: Vec<&Tensor> = node
+                    .args
+                    .iter()
+                    .map(|a| vals[a.index()].as_ref().ok_or_else(|| op_err(i, &node.op, "operand was freed")))
+                    .collect::<Result<_, _>>()?;
+                let types: Vec<&TensorType> = node.results.iter().map(|&r| &g.values[r].ty).collect();
+                self.eval(&node.op, &operands, &types).map_err(|e| match e {
+                    Fail::Msg(m) => op_err(i, &node.op, m),
+                    Fail::Nested(e) => e,
+                })?
+            };
+            for (&r, t) in node.results.iter().zip(results) {
+                vals[r.index()] = Some(t);
+            }
+            for a in &node.args {
+                if last_use[a.index()] == i {
+                    vals[a.index()] = None;
+                }
+            }
+        }
+        g.outputs
+            .iter()
+            .map(|o| {
+                vals[o.value.index()].clone().ok_or_else(|| InterpError::Invalid("output was never computed".into()))
+            })
+            .collect()
+    }
+
+    fn eval(&mut self, op: &Op, x: &[&Tensor], types: &[&TensorType]) -> Result<Vec<Tensor>, Fail> {
+        let out_ty = types.first().copied();
+        let out_dtype = out_ty.map_or(DType::F32, |t| t.dtype);
+        let one = |t: Tensor| Ok(vec![t]);
+        match op {
+            Op::Input(_) => Err(Fail::Msg("input evaluated as an op".into())),
+            Op::Weight(w) => {
+                if let Some(t) = self.weights.get(&w.index()) {
+                    return one(t.clone());
+                }
+                let weight = &self.m.weights[*w];
+                let t = self
+                    .loader
+                    .load(weight)
+                    .map_err(|message| Fail::Nested(InterpError::Weight { name: weight.name.clone(), message }))?;
+                let want: Vec<usize> = weight.ty.shape.iter().map(|d| d.as_const().unwrap_or(0) as usize).collect();
+                if t.shape != want || t.dtype != weight.ty.dtype {
+                    return Err(Fail::Nested(InterpError::Weight {
+                        name: weight.name.clone(),
+                        message: format!(
+                            "loader gave {}{:?}, expected {}",
+                            t.dtype,
+                            t.shape,
+                            type_str(self.m, &weight.ty)
+                        ),
+                    }));
+                }
+                self.weights.insert(w.index(), t.clone());
+                one(t)
+            }
+            Op::Constant(c) => {
+                let shape = self.shape_of(&c.ty)?;
+                let n: usize = shape.iter().product();
+                let vals: Vec<f64> = if c.values.len() == 1 { vec![c.values[0]; n] } else { c.values.clone() };
+                one(make(c.ty.dtype, shape, vals))
+            }
+            Op::Iota(io) => {
+                let shape = self.shape_of(&io.ty)?;
+                let s = strides(&shape);
+                let n: usize = shape.iter().product();
+                let vals = (0..n).map(|i| ((i / s[io.axis]) % shape[io.axis]) as f64).collect();
+                one(make(io.ty.dtype, shape, vals))
+            }
+            Op::Matmul(mm) => one(matmul(x[0], x[1], mm, None)?),
+            Op::ScaledMatmul(mm) => one(matmul(x[0], x[1], mm, Some((x[2], x[3])))?),
+            Op::Attention(at) => {
+                let (q, k, v) = (x[0], x[1], x[2]);
+                let d = kernels::AttnDims {
+                    batch: q.shape[0],
+                    q_len: q.shape[1],
+                    kv_cap: k.shape[1],
+                    q_heads: q.shape[2],
+                    kv_heads: k.shape[2],
+                    head_dim: q.shape[3],
+                    v_dim: v.shape[3],
+                };
+                let mask = match at.mask {
+                    MaskKind::Causal => kernels::MaskKind::Causal,
+                    MaskKind::Bidirectional => kernels::MaskKind::Bidirectional,
+                    MaskKind::Cross => kernels::MaskKind::Cross,
+                };
+                let rope = at.rope.map(|r| kernels::Rope { theta: r.theta, scale: r.scale });
+                let mut out = vec![0f32; d.batch * d.q_len * d.q_heads * d.v_dim];
+                kernels::attention(
+                    &d,
+                    q.floats(),
+                    k.floats(),
+                    v.floats(),
+                    x[3].ints(),
+                    mask,
+                    at.scale as f32,
+                    rope.as_ref(),
+                    &mut out,
+                )
+                .map_err(|e| Fail::Msg(e.0))?;
+                one(Tensor::from_f32(q.dtype, vec![d.batch, d.q_len, d.q_heads, d.v_dim], out))
+            }
+            Op::ScanSsd(_) => {
+                let (xx, s0) = (x[0], x[5]);
+                let d = kernels::SsdDims {
+                    batch: xx.shape[0],
+                    seq: xx.shape[1],
+                    heads: xx.shape[2],
+                    head_dim: xx.shape[3],
+                    groups: x[3].shape[2],
+                    state: x[3].shape[3],
+                };
+                let mut y = vec![0f32; xx.numel()];
+                let mut st = vec![0f32; s0.numel()];
+                kernels::ssd_scan(
+                    &d,
+                    xx.floats(),
+                    x[1].floats(),
+                    x[2].floats(),
+                    x[3].floats(),
+                    x[4].floats(),
+                    s0.floats(),
+                    &mut y,
+                    &mut st,
+                );
+                Ok(vec![
+                    Tensor::from_f32(xx.dtype, xx.shape.clone(), y),
+                    Tensor::from_f32(s0.dtype, s0.shape.clone(), st),
+                ])
+            }
+            Op::Conv1dCausal => {
+                let (xx, w, st) = (x[0], x[1], x[3]);
+                let (b, s, c, width) = (xx.shape[0], xx.shape[1], xx.shape[2], w.shape[1]);
+                let mut y = vec![0f32; xx.numel()];
+                let mut so = vec![0f32; st.numel()];
+                kernels::conv1d_causal(
+                    b,
+                    s,
+                    c,
+                    width,
+                    xx.floats(),
+                    w.floats(),
+                    x[2].floats(),
+                    st.floats(),
+                    &mut y,
+                    &mut so,
+                );
+                Ok(vec![
+                    Tensor::from_f32(xx.dtype, xx.shape.clone(), y),
+                    Tensor::from_f32(st.dtype, st.shape.clone(), so),
+                ])
+            }
+            Op::Conv2dPatch(cp) => {
+                let (img, w) = (x[0], x[1]);
+                let p = cp.patch as usize;
+                let (b, c, h, wd, o) = (img.shape[0], img.shape[1], img.shape[2], img.shape[3], w.shape[0]);
+                let np = (h / p) * (wd / p);
+                let mut out = vec![0f32; b * np * o];
+                kernels::conv2d_patch(b, c, h, wd, p, o, img.floats(), w.floats(), x[2].floats(), &mut out);
+                one(Tensor::from_f32(img.dtype, vec![b, np, o], out))
+            }
+            Op::Unary(u) => one(unary(*u, x[0])),
+            Op::Binary(b) => one(binary(*b, x[0], x[1])),
+            Op::Clamp(c) => {
+                let t = x[0];
+                one(match &t.data {
+                    Data::F(v) => {
+                        let (lo, hi) = (c.min.map(|v| v as f32), c.max.map(|v| v as f32));
+                        let vals = v.iter().map(|&e| clampf(e, lo, hi)).collect();
+                        Tensor::from_f32(t.dtype, t.shape.clone(), vals)
+                    }
+                    Data::I(v) => {
+                        let vals = v
+                            .iter()
+                            .map(|&e| {
+                                let e = c.min.map_or(e, |lo| e.max(lo.ceil() as i64));
+                                c.max.map_or(e, |hi| e.min(hi.floor() as i64))
+                            })
+                            .collect();
+                        Tensor::from_i64(t.dtype, t.shape.clone(), vals)
+                    }
+                })
+            }
+            Op::Where => {
+                let shape = self.shape_of(out_ty.ok_or_else(|| Fail::Msg("no result".into()))?)?;
+                let oc = broadcast_offsets(&x[0].shape, &shape);
+                let oa = broadcast_offsets(&x[1].shape, &shape);
+                let ob = broadcast_offsets(&x[2].shape, &shape);
+                let cond = x[0].ints();
+                one(match (&x[1].data, &x[2].data) {
+                    (Data::F(a), Data::F(b)) => Tensor {
+                        dtype: out_dtype,
+                        shape,
+                        data: Data::F(
+                            oc.iter()
+                                .zip(oa.iter().zip(&ob))
+                                .map(|(&c, (&i, &j))| if cond[c] != 0 { a[i] } else { b[j] })
+                                .collect(),
+                        ),
+                    },
+                    (Data::I(a), Data::I(b)) => Tensor {
+                        dtype: out_dtype,
+                        shape,
+                        data: Data::I(
+                            oc.iter()
+                                .zip(oa.iter().zip(&ob))
+                                .map(|(&c, (&i, &j))| if cond[c] != 0 { a[i] } else { b[j] })
+                                .collect(),
+                        ),
+                    },
+                    _ => return Err(Fail::Msg("branches differ in storage".into())),
+                })
+            }
+            Op::Cast(to) => one(x[0].cast(*to)),
+            Op::Reduce(r) => one(reduce(x[0], r)),
+            Op::Softmax(s) => {
+                let t = x[0];
+                let (outer, d, inner) = around(&t.shape, s.axis);
+                let moved = move_axis_last(t.floats(), outer, d, inner);
+                let mut out = vec![0f32; moved.len()];
+                kernels::softmax(outer * inner, d, &moved, &mut out);
+                one(Tensor::from_f32(t.dtype, t.shape.clone(), move_last_back(&out, outer, d, inner)))
+            }
+            Op::RmsNorm(n) => {
+                let t = x[0];
+                let d = t.shape.last().copied().unwrap_or(1);
+                let rows = t.numel() / d.max(1);
+                let mut out = vec![0f32; t.numel()];
+                let gate = x.get(2).map(|z| z.floats());
+                kernels::rms_norm(rows, d, n.groups as usize, t.floats(), x[1].floats(), gate, n.eps as f32, &mut out);
+                one(Tensor::from_f32(t.dtype, t.shape.clone(), out))
+            }
+            Op::LayerNorm(n) => {
+                let t = x[0];
+                let d = t.shape.last().copied().unwrap_or(1);
+                let rows = t.numel() / d.max(1);
+                let mut out = vec![0f32; t.numel()];
+                kernels::layer_norm(rows, d, t.floats(), x[1].floats(), x[2].floats(), n.eps as f32, &mut out);
+                one(Tensor::from_f32(t.dtype, t.shape.clone(), out))
+            }
+            Op::Reshape(_) => {
+                let shape = self.shape_of(out_ty.ok_or_else(|| Fail::Msg("no result".into()))?)?;
+                if shape.iter().product::<usize>() != x[0].numel() {
+                    return Err(Fail::Msg(format!("cannot reshape {:?} to {:?}", x[0].shape, shape)));
+                }
+                one(Tensor { dtype: x[0].dtype, shape, data: x[0].data.clone() })
+            }
+            Op::Transpose(perm) => {
+                let t = x[0];
+                let offs = permute_offsets(&t.shape, perm);
+                one(gather_offsets(t, perm.iter().map(|&p| t.shape[p]).collect(), &offs))
+            }
+            Op::Slice(s) => {
+                let t = x[0];
+                let n = t.shape[s.axis] as i64;
+                let norm = |i: i64| if i < 0 { i + n } else { i };
+                let (a, b) = (norm(s.start), s.end.map_or(n, norm));
+                if !(0 <= a && a < b && b <= n) {
+                    return Err(Fail::Msg(format!(
+                        "slice [{}:{}] is out of range for a dim of {n}",
+                        s.start,
+                        s.end.map_or(String::new(), |e| e.to_string())
+                    )));
+                }
+                one(slice_axis(t, s.axis, a as usize, b as usize))
+            }
+            Op::Split(sp) => {
+                let mut start = 0usize;
+                Ok(sp
+                    .sizes
+                    .iter()
+                    .map(|&n| {
+                        let piece = slice_axis(x[0], sp.axis, start, start + n as usize);
+                        start += n as usize;
+                        piece
+                    })
+                    .collect())
+            }
+            Op::Concat(axis) => one(concat(x, *axis)),
+            Op::Broadcast(_) => {
+                let shape = self.shape_of(out_ty.ok_or_else(|| Fail::Msg("no result".into()))?)?;
+                let offs = broadcast_offsets(&x[0].shape, &shape);
+                one(gather_offsets(x[0], shape, &offs))
+            }
+            Op::Gather => {
+                let (table, idx) = (x[0], x[1]);
+                let v = table.shape[0];
+                let row: usize = table.shape[1..].iter().product();
+                let mut offs = Vec::with_capacity(idx.numel() * row);
+                for &i in idx.ints() {
+                    if i < 0 || i as usize >= v {
+                        return Err(Fail::Msg(format!("index {i} is outside [0, {v})")));
+                    }
+                    offs.extend((i as usize * row)..(i as usize + 1) * row);
+                }
+                let mut shape = idx.shape.clone();
+                shape.extend_from_slice(&table.shape[1..]);
+                one(gather_offsets(table, shape, &offs))
+            }
+            Op::PixelShuffle(r) => {
+                let t = x[0];
+                let r = *r as usize;
+                let (b, h, w, c) = (t.shape[0], t.shape[1], t.shape[2], t.shape[3]);
+                let (ho, wo, co) = (h / r, w / r, c * r * r);
+                let mut offs = Vec::with_capacity(t.numel());
+                for bi in 0..b {
+                    for i in 0..ho {
+                        for j in 0..wo {
+                            for k in 0..co {
+                                let (blk, ch) = (k / c, k % c);
+                                let (di, dj) = (blk / r, blk % r);
+                                offs.push(((bi * h + r * i + di) * w + r * j + dj) * c + ch);
+                            }
+                        }
+                    }
+                }
+                one(gather_offsets(t, vec![b, ho, wo, co], &offs))
+            }
+            Op::ScatterCache => {
+                let (cache, new, past) = (x[0], x[1], x[2]);
+                let (b, cap, s) = (cache.shape[0], cache.shape[1], new.shape[1]);
+                let row: usize = cache.shape[2..].iter().product();
+                let mut out = cache.clone();
+                for bi in 0..b {
+                    let p = past.ints()[bi];
+                    if p < 0 || p as usize + s > cap {
+                        return Err(Fail::Msg(format!(
+                            "rows [{p}, {}) of sequence {bi} exceed the cache capacity {cap}",
+                            p + s as i64
+                        )));
+                    }
+                    let dst = (bi * cap + p as usize) * row;
+                    let src = bi * s * row;
+                    match (&mut out.data, &new.data) {
+                        (Data::F(o), Data::F(n)) => o[dst..dst + s * row].copy_from_slice(&n[src..src + s * row]),
+                        (Data::I(o), Data::I(n)) => o[dst..dst + s * row].copy_from_slice(&n[src..src + s * row]),
+                        _ => return Err(Fail::Msg("cache and rows differ in storage".into())),
+                    }
+                }
+                one(out)
+            }
+            Op::Amax => {
+                let m = x[0].floats().iter().fold(0f32, |m, v| if v.abs() > m || v.is_nan() { v.abs() } else { m });
+                one(Tensor::from_f32(DType::F32, vec![], vec![m]))
+            }
+            Op::Quantize(to) => one(scale_by(x[0], x[1], *to, true)),
+            Op::Dequantize(to) => one(scale_by(x[0], x[1], *to, false)),
+            Op::Fusion(f) => {
+                let args = x.iter().map(|t| (*t).clone()).collect();
+                self.graph(&f.body, args, false).map_err(Fail::Nested)
+            }
+            Op::Sample(s) => {
+                let (logits, off) = (x[0], x[1].ints().first().copied().unwrap_or(0) as u64);
+                let (b, v) = (logits.shape[0], logits.shape[1]);
+                let params = kernels::SampleParams {
+                    temperature: s.temperature as f32,
+                    top_k: s.top_k.map(|k| k as usize),
+                    top_p: s.top_p.map(|p| p as f32),
+                };
+                let key = [s.seed as u32, (s.seed >> 32) as u32];
+                let ids = (0..b)
+                    .map(|row| {
+                        let w = numerics::philox4x32_10(
+                            [off as u32, (off >> 32) as u32, row as u32, (row as u64 >> 32) as u32],
+                            key,
+                        )[0];
+                        let u = numerics::uniform_f32(w);
+                        kernels::sample_row(&logits.floats()[row * v..(row + 1) * v], &params, u) as i64
+                    })
+                    .collect();
+                one(Tensor::from_i64(DType::I64, vec![b], ids))
+            }
+        }
+    }
+}
+
+enum Fail {
+    Msg(String),
+    Nested(InterpError),
+}
+
+impl From<String> for Fail {
+    fn from(s: String) -> Self {
+        Fail::Msg(s)
+    }
+}
+
+fn make(dtype: DType, shape: Vec<usize>, vals: Vec<f64>) -> Tensor {
+    if dtype.is_float() {
+        Tensor::from_f32(dtype, shape, vals.into_iter().map(|v| v as f32).collect())
+    } else {
+        Tensor::from_i64(dtype, shape, vals.into_iter().map(|v| v as i64).collect())
+    }
+}
+
+fn clampf(e: f32, lo: Option<f32>, hi: Option<f32>) -> f32 {
+    if e.is_nan() {
+        return e;
+    }
+    let e = lo.map_or(e, |lo| e.max(lo));
+    hi.map_or(e, |hi| e.min(hi))
+}
+
+fn gather_offsets(t: &Tensor, shape: Vec<usize>, offs: &[usize]) -> Tensor {
+    let data = match &t.data {
+        Data::F(v) => Data::F(take(v, offs)),
+        Data::I(v) => Data::I(take(v, offs)),
+    };
+    Tensor { dtype: t.dtype, shape, data }
+}
+
+/// `(outer, d, inner)` sizes around `axis`.
+fn around(shape: &[usize], axis: usize) -> (usize, usize, usize) {
+    (shape[..axis].iter().product(), shape[axis], shape[axis + 1..].iter().product())
+}
+
+fn move_axis_last(v: &[f32], outer: usize, d: usize, inner: usize) -> Vec<f32> {
+    if inner == 1 {
+        return v.to_vec();
+    }
+    let mut out = Vec::with_capacity(v.len());
+    for o in 0..outer {
+        for i in 0..inner {
+            out.extend((0..d).map(|k| v[(o * d + k) * inner + i]));
+        }
+    }
+    out
+}
+
+fn move_last_back(v: &[f32], outer: usize, d: usize, inner: usize) -> Vec<f32> {
+    if inner == 1 {
+        return v.to_vec();
+    }
+    let mut out = vec![0f32; v.len()];
+    for o in 0..outer {
+        for i in 0..inner {
+            for k in 0..d {
+                out[(o * d + k) * inner + i] = v[(o * inner + i) * d + k];
+            }
+        }
+    }
+    out
+}
+
+fn slice_axis(t: &Tensor, axis: usize, a: usize, b: usize) -> Tensor {
+    let (outer, d, inner) = around(&t.shape, axis);
+    let mut offs = Vec::with_capacity(outer * (b - a) * inner);
+    for o in 0..outer {
+        offs.extend((o * d + a) * inner..(o * d + b) * inner);
+    }
+    let mut shape = t.shape.clone();
+    shape[axis] = b - a;
+    gather_offsets(t, shape, &offs)
+}
+
+fn concat(xs: &[&Tensor], axis: usize) -> Tensor {
+    let first = xs[0];
+    let outer: usize = first.shape[..axis].iter().product();
+    let inner: usize = first.shape[axis + 1..].iter().product();
+    let total: usize = xs.iter().map(|t| t.shape[axis]).sum();
+    let mut shape = first.shape.clone();
+    shape[axis] = total;
+    let data = match &first.data {
+        Data::F(_) => {
+            let mut out = Vec::with_capacity(outer * total * inner);
+            for o in 0..outer {
+                for t in xs {
+                    let n = t.shape[axis] * inner;
+                    out.extend_from_slice(&t.floats()[o * n..(o + 1) * n]);
+                }
+            }
+            Data::F(out)
+        }
+        Data::I(_) => {
+            let mut out = Vec::with_capacity(outer * total * inner);
+            for o in 0..outer {
+                for t in xs {
+                    let n = t.shape[axis] * inner;
+                    out.extend_from_slice(&t.ints()[o * n..(o + 1) * n]);
+                }
+            }
+            Data::I(out)
+        }
+    };
+    Tensor { dtype: first.dtype, shape, data }
+}
+
+fn unary(u: UnaryOp, t: &Tensor) -> Tensor {
+    if let Data::I(v) = &t.data {
+        // Only `neg` types on integers.
+        return Tensor::from_i64(t.dtype, t.shape.clone(), v.iter().map(|&e| e.wrapping_neg()).collect());
+    }
+    let f: fn(f32) -> f32 = match u {
+        UnaryOp::Neg => |x| -x,
+        UnaryOp::Exp => f32::exp,
+        UnaryOp::Log => f32::ln,
+        UnaryOp::Sqrt => f32::sqrt,
+        UnaryOp::Rsqrt => |x| 1.0 / x.sqrt(),
+        UnaryOp::Silu => numerics::silu,
+        UnaryOp::Gelu(GeluApprox::Erf) => numerics::gelu_erf,
+        UnaryOp::Gelu(GeluApprox::Tanh) => numerics::gelu_tanh,
+        UnaryOp::Relu => |x| {
+            if x > 0.0 {
+                x
+            } else if x.is_nan() {
+                x
+            } else {
+                0.0
+            }
+        },
+        UnaryOp::Square => |x| x * x,
+        UnaryOp::Sigmoid => numerics::sigmoid,
+        UnaryOp::Softplus => numerics::softplus,
+        UnaryOp::Tanh => f32::tanh,
+    };
+    Tensor::from_f32(t.dtype, t.shape.clone(), t.floats().iter().map(|&x| f(x)).collect())
+}
+
+fn binary(b: BinaryOp, x: &Tensor, y: &Tensor) -> Tensor {
+    let r = x.shape.len().max(y.shape.len());
+    let pad = |s: &[usize]| {
+        let mut v = vec![1; r - s.len()];
+        v.extend_from_slice(s);
+        v
+    };
+    let (px, py) = (pad(&x.shape), pad(&y.shape));
+    let shape: Vec<usize> = px.iter().zip(&py).map(|(&a, &b)| if a == 1 { b } else { a }).collect();
+    let same = x.shape == y.shape;
+    let (ox, oy) = if same {
+        (Vec::new(), Vec::new())
+    } else {
+        (broadcast_offsets(&x.shape, &shape), broadcast_offsets(&y.shape, &shape))
+    };
+    match (&x.data, &y.data) {
+        (Data::F(a), Data::F(c)) => {
+            let f: fn(f32, f32) -> f32 = match b {
+                BinaryOp::Add => |a, b| a + b,
+                BinaryOp::Sub => |a, b| a - b,
+                BinaryOp::Mul => |a, b| a * b,
+                BinaryOp::Div => |a, b| a / b,
+                BinaryOp::Max => |a, b| if a.is_nan() || b.is_nan() { f32::NAN } else { a.max(b) },
+                BinaryOp::Min => |a, b| if a.is_nan() || b.is_nan() { f32::NAN } else { a.min(b) },
+            };
+            let vals = if same {
+                a.iter().zip(c).map(|(&p, &q)| f(p, q)).collect()
+            } else {
+                ox.iter().zip(&oy).map(|(&i, &j)| f(a[i], c[j])).collect()
+            };
+            Tensor::from_f32(x.dtype, shape, vals)
+        }
+        (Data::I(a), Data::I(c)) => {
+            let f: fn(i64, i64) -> i64 = match b {
+                BinaryOp::Add => i64::wrapping_add,
+                BinaryOp::Sub => i64::wrapping_sub,
+                BinaryOp::Mul => i64::wrapping_mul,
+                BinaryOp::Div => |a, b| if b == 0 { 0 } else { a.wrapping_div(b) },
+                BinaryOp::Max => i64::max,
+                BinaryOp::Min => i64::min,
+            };
+            let vals = if same {
+                a.iter().zip(c).map(|(&p, &q)| f(p, q)).collect()
+            } else {
+                ox.iter().zip(&oy).map(|(&i, &j)| f(a[i], c[j])).collect()
+            };
+            Tensor::from_i64(x.dtype, shape, vals)
+        }
+        _ => Tensor::from_f32(x.dtype, shape, Vec::new()),
+    }
+}
+
+fn reduce(t: &Tensor, r: &ops::Reduce) -> Tensor {
+    let rank = t.shape.len();
+    // Move reduced axes last, then reduce contiguous rows in order.
+    let mut perm: Vec<usize> = (0..rank).filter(|a| !r.axes.contains(a)).collect();
+    perm.extend(&r.axes);
+    let offs = permute_offsets(&t.shape, &perm);
+    let kept: Vec<usize> = (0..rank).filter(|a| !r.axes.contains(a)).map(|a| t.shape[a]).collect();
+    let rows: usize = kept.iter().product();
+    let d: usize = r.axes.iter().map(|&a| t.shape[a]).product();
+    let shape: Vec<usize> = (0..rank)
+        .filter_map(|a| if r.axes.contains(&a) { r.keep_dims.then_some(1) } else { Some(t.shape[a]) })
+        .collect();
+    match &t.data {
+        Data::F(v) => {
+            let vals = (0..rows)
+                .map(|i| {
+                    let row = offs[i * d..(i + 1) * d].iter().map(|&o| v[o]);
+                    match r.kind {
+                        ReduceKind::Sum => row.sum::<f32>(),
+                        ReduceKind::Mean => row.sum::<f32>() / d as f32,
+                        ReduceKind::Max => row.fold(f32::NEG_INFINITY, |m, x| if x > m || x.is_nan() { x } else { m }),
+                    }
+                })
+                .collect();
+            Tensor::from_f32(t.dtype, shape, vals)
+        }
+        Data::I(v) => {
+            let vals = (0..rows)
+                .map(|i| {
+                    let row = offs[i * d..(i + 1) * d].iter().map(|&o| v[o]);
+                    match r.kind {
+                        ReduceKind::Max => row.max().unwrap_or(i64::MIN),
+                        _ => row.fold(0i64, i64::wrapping_add),
+                    }
+                })
+                .collect();
+            Tensor::from_i64(t.dtype, shape, vals)
+        }
+    }
+}
+
+/// `x / scale` (quantize, saturating into fp8) or `x · scale` (dequantize); a scale of rank 1
+/// applies per element of the last axis.
+fn scale_by(t: &Tensor, scale: &Tensor, to: DType, divide: bool) -> Tensor {
+    let s = scale.floats();
+    let last = t.shape.last().copied().unwrap_or(1).max(1);
+    let vals = t
+        .floats()
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            let sc = if s.len() == 1 { s[0] } else { s[i % last] };
+            if divide {
+                v / sc
+            } else {
+                v * sc
+            }
+        })
+        .collect();
+    Tensor::from_f32(to, t.shape.clone(), vals)
+}
+
+fn matmul(a: &Tensor, b: &Tensor, mm: &ops::Matmul, scales: Option<(&Tensor, &Tensor)>) -> Result<Tensor, Fail> {
+    let (ra, rb) = (a.shape.len(), b.shape.len());
+    let (m, k) = if mm.transpose_a { (a.shape[ra - 1], a.shape[ra - 2]) } else { (a.shape[ra - 2], a.shape[ra - 1]) };
+    let n = if mm.transpose_b { b.shape[rb - 2] } else { b.shape[rb - 1] };
+    let (batch_shape, a_stride, b_stride) = match (ra, rb) {
+        (_, 2) => (a.shape[..ra - 2].to_vec(), m * k, 0),
+        (2, _) => (b.shape[..rb - 2].to_vec(), 0, k * n),
+        _ => (a.shape[..ra - 2].to_vec(), m * k, k * n),
+    };
+    let batch: usize = batch_shape.iter().product();
+    let (av, bv);
+    let (a_data, b_data): (&[f32], &[f32]) = match scales {
+        None => (a.floats(), b.floats()),
+        Some((sa, sb)) => {
+            let s = sa.floats().first().copied().unwrap_or(1.0);
+            av = a.floats().iter().map(|&v| v * s).collect::<Vec<f32>>();
+            let sbv = sb.floats();
+            bv = b
+                .floats()
+                .iter()
+                .enumerate()
+                .map(|(i, &v)| {
+                    // Per-output-channel scale: channel = column n of the logical [K, N] matrix.
+                    let ch = if sbv.len() == 1 {
+                        0
+                    } else if mm.transpose_b {
+                        (i / k) % n
+                    } else {
+                        i % n
+                    };
+                    v * sbv[ch]
+                })
+                .collect::<Vec<f32>>();
+            (&av, &bv)
+        }
+    };
+    // Pure broadcast along a rank-2 rhs is one big GEMM over all batch rows when `a` is not
+    // transposed: that is the shape of every linear layer.
+    let mut out = vec![0f32; batch * m * n];
+    if b_stride == 0 && !mm.transpose_a && batch > 1 {
+        kernels::gemm(1, batch * m, k, n, a_data, 0, false, b_data, 0, mm.transpose_b, &mut out);
+    } else {
+        kernels::gemm(batch, m, k, n, a_data, a_stride, mm.transpose_a, b_data, b_stride, mm.transpose_b, &mut out);
+    }
+    round_slice(mm.out, &mut out);
+    let mut shape = batch_shape;
+    shape.extend([m, n]);
+    Ok(Tensor { dtype: mm.out, shape, data: Data::F(out) })
+}

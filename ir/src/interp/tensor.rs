@@ -1,0 +1,197 @@
+//! Runtime tensors of the interpreter and the layout helpers the ops share.
+
+use crate::numerics;
+use crate::types::DType;
+
+/// Element storage: every float dtype is held as f32 values already rounded to that dtype
+/// (bf16, f16 and fp8 values are exact in f32); integers and bools as i64.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Data {
+    /// Float dtypes.
+    F(Vec<f32>),
+    /// Integer dtypes and bool (0 / 1).
+    I(Vec<i64>),
+}
+
+/// A concrete tensor: dtype, shape and row-major data.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tensor {
+    /// Element type.
+    pub dtype: DType,
+    /// Concrete shape.
+    pub shape: Vec<usize>,
+    /// Elements, row-major.
+    pub data: Data,
+}
+
+impl Tensor {
+    /// A float tensor; values are rounded to `dtype`.
+    pub fn from_f32(dtype: DType, shape: Vec<usize>, mut values: Vec<f32>) -> Tensor {
+        round_slice(dtype, &mut values);
+        Tensor { dtype, shape, data: Data::F(values) }
+    }
+
+    /// An integer or bool tensor; values are wrapped to `dtype`'s range.
+    pub fn from_i64(dtype: DType, shape: Vec<usize>, values: Vec<i64>) -> Tensor {
+        let values = values.into_iter().map(|v| wrap_int(dtype, v)).collect();
+        Tensor { dtype, shape, data: Data::I(values) }
+    }
+
+    /// Number of elements.
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// The float values (empty for integer tensors).
+    pub fn floats(&self) -> &[f32] {
+        match &self.data {
+            Data::F(v) => v,
+            Data::I(_) => &[],
+        }
+    }
+
+    /// The integer values (empty for float tensors).
+    pub fn ints(&self) -> &[i64] {
+        match &self.data {
+            Data::I(v) => v,
+            Data::F(_) => &[],
+        }
+    }
+
+    /// Every element as f64 (for comparisons and printing).
+    pub fn to_f64(&self) -> Vec<f64> {
+        match &self.data {
+            Data::F(v) => v.iter().map(|&x| f64::from(x)).collect(),
+            Data::I(v) => v.iter().map(|&x| x as f64).collect(),
+        }
+    }
+
+    /// The tensor converted to `dtype` with the IR's cast semantics.
+    pub fn cast(&self, dtype: DType) -> Tensor {
+        let shape = self.shape.clone();
+        match (&self.data, dtype.is_float()) {
+            (Data::F(v), true) => Tensor::from_f32(dtype, shape, v.clone()),
+            (Data::I(v), true) => Tensor::from_f32(dtype, shape, v.iter().map(|&x| x as f32).collect()),
+            (Data::F(v), false) if dtype == DType::Bool => {
+                Tensor::from_i64(dtype, shape, v.iter().map(|&x| i64::from(x != 0.0)).collect())
+            }
+            (Data::F(v), false) => Tensor::from_i64(dtype, shape, v.iter().map(|&x| float_to_int(dtype, x)).collect()),
+            (Data::I(v), false) => Tensor::from_i64(dtype, shape, v.clone()),
+        }
+    }
+}
+
+/// Rounds every value to `dtype` (no-op for f32).
+pub fn round_slice(dtype: DType, v: &mut [f32]) {
+    let f: fn(f32) -> f32 = match dtype {
+        DType::BF16 => numerics::round_to_bf16,
+        DType::F16 => numerics::round_to_f16,
+        DType::F8E4M3 => numerics::round_to_e4m3,
+        DType::F8E5M2 => numerics::round_to_e5m2,
+        _ => return,
+    };
+    v.iter_mut().for_each(|x| *x = f(*x));
+}
+
+fn int_range(dtype: DType) -> (i64, i64) {
+    match dtype {
+        DType::I32 => (i64::from(i32::MIN), i64::from(i32::MAX)),
+        DType::I8 => (i64::from(i8::MIN), i64::from(i8::MAX)),
+        DType::U8 => (0, i64::from(u8::MAX)),
+        DType::Bool => (0, 1),
+        _ => (i64::MIN, i64::MAX),
+    }
+}
+
+/// Integer → integer: two's-complement wrap to the target width; bool is `v != 0`.
+pub fn wrap_int(dtype: DType, v: i64) -> i64 {
+    match dtype {
+        DType::I32 => i64::from(v as i32),
+        DType::I8 => i64::from(v as i8),
+        DType::U8 => i64::from(v as u8),
+        DType::Bool => i64::from(v != 0),
+        _ => v,
+    }
+}
+
+/// Float → integer: truncation toward zero, saturating; NaN → 0.
+pub fn float_to_int(dtype: DType, x: f32) -> i64 {
+    let (lo, hi) = int_range(dtype);
+    if x.is_nan() {
+        0
+    } else {
+        let t = f64::from(x).trunc();
+        if t <= lo as f64 {
+            lo
+        } else if t >= hi as f64 {
+            hi
+        } else {
+            t as i64
+        }
+    }
+}
+
+/// Row-major strides of a shape.
+pub fn strides(shape: &[usize]) -> Vec<usize> {
+    let mut s = vec![1; shape.len()];
+    for i in (0..shape.len().saturating_sub(1)).rev() {
+        s[i] = s[i + 1] * shape[i + 1];
+    }
+    s
+}
+
+/// For each element of `out_shape`, the offset of the element of an operand of shape `in_shape`
+/// that numpy broadcasting maps to it.
+pub fn broadcast_offsets(in_shape: &[usize], out_shape: &[usize]) -> Vec<usize> {
+    let r = out_shape.len();
+    let pad = r - in_shape.len();
+    let in_strides = strides(in_shape);
+    let eff: Vec<usize> =
+        (0..r).map(|i| if i < pad || in_shape[i - pad] == 1 { 0 } else { in_strides[i - pad] }).collect();
+    let n: usize = out_shape.iter().product();
+    let mut out = Vec::with_capacity(n);
+    let mut idx = vec![0usize; r];
+    let mut off = 0usize;
+    for _ in 0..n {
+        out.push(off);
+        for d in (0..r).rev() {
+            idx[d] += 1;
+            off += eff[d];
+            if idx[d] < out_shape[d] {
+                break;
+            }
+            off -= eff[d] * idx[d];
+            idx[d] = 0;
+        }
+    }
+    out
+}
+
+/// For each element of the permuted tensor (`out.shape[i] = shape[perm[i]]`), the source offset.
+pub fn permute_offsets(shape: &[usize], perm: &[usize]) -> Vec<usize> {
+    let s = strides(shape);
+    let out_shape: Vec<usize> = perm.iter().map(|&p| shape[p]).collect();
+    let eff: Vec<usize> = perm.iter().map(|&p| s[p]).collect();
+    let n: usize = out_shape.iter().product();
+    let mut out = Vec::with_capacity(n);
+    let mut idx = vec![0usize; perm.len()];
+    let mut off = 0usize;
+    for _ in 0..n {
+        out.push(off);
+        for d in (0..perm.len()).rev() {
+            idx[d] += 1;
+            off += eff[d];
+            if idx[d] < out_shape[d] {
+                break;
+            }
+            off -= eff[d] * idx[d];
+            idx[d] = 0;
+        }
+    }
+    out
+}
+
+/// Gathers `data[offsets[i]]`.
+pub fn take<T: Copy>(data: &[T], offsets: &[usize]) -> Vec<T> {
+    offsets.iter().map(|&o| data[o]).collect()
+}

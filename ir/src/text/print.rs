@@ -1,0 +1,235 @@
+//! The printer: a module to text, values renumbered densely so snapshots stay stable.
+
+use std::fmt::Write;
+
+use crate::infer::type_str;
+use crate::module::{Graph, Module, ValueId, WeightSource};
+use crate::ops::{Attention, GeluApprox, Op, UnaryOp};
+
+/// Prints a whole module.
+pub fn print_module(m: &Module) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "module @{} {{", quote_name(&m.name));
+    let _ = writeln!(out, "  compute_dtype = {}", m.compute_dtype);
+    for (_, s) in m.symbols.iter() {
+        let _ = writeln!(out, "  symbol {} <= {}", s.name, s.max);
+    }
+    for (_, w) in m.weights.iter() {
+        let src = match &w.source {
+            WeightSource::Checkpoint { file, tensor } => format!("checkpoint {} {}", quote(file), quote(tensor)),
+            WeightSource::Synthetic { seed } => format!("synthetic {seed}"),
+        };
+        let _ = writeln!(out, "  weight @{} : {} = {}", quote_name(&w.name), type_str(m, &w.ty), src);
+    }
+    for f in &m.functions {
+        let _ = writeln!(out, "  func @{} {{", quote_name(&f.name));
+        print_graph(m, &f.graph, 2, &mut out);
+        let _ = writeln!(out, "  }}");
+    }
+    out.push_str("}\n");
+    out
+}
+
+/// Prints one graph's nodes and its `return` at `depth` levels of indentation (plus one).
+pub fn print_graph(m: &Module, g: &Graph, depth: usize, out: &mut String) {
+    let pad = "  ".repeat(depth);
+    // Dense numbering: the k-th node with results is %k.
+    let mut names: Vec<Option<String>> = vec![None; g.values.len()];
+    let mut next = 0usize;
+    for &n in &g.order {
+        let Some(node) = g.nodes.get(n) else { continue };
+        let multi = node.results.len() != 1;
+        for (i, &r) in node.results.iter().enumerate() {
+            if let Some(slot) = names.get_mut(r.index()) {
+                *slot = Some(if multi { format!("%{next}#{i}") } else { format!("%{next}") });
+            }
+        }
+        let lhs = match node.results.len() {
+            0 => String::new(),
+            1 => format!("%{next} = "),
+            k => format!("%{next}:{k} = "),
+        };
+        if !node.results.is_empty() {
+            next += 1;
+        }
+        let name = |v: ValueId| names.get(v.index()).cloned().flatten().unwrap_or_else(|| format!("%?{}", v.index()));
+        let mut line = format!("{pad}{lhs}{}", node.op.name());
+        match &node.op {
+            Op::Input(a) => {
+                let _ = write!(line, " {}", quote(&a.name));
+            }
+            Op::Weight(w) => {
+                let wn = m.weights.get(*w).map_or_else(|| format!("?{}", w.index()), |w| quote_name(&w.name));
+                let _ = write!(line, " @{wn}");
+            }
+            Op::Constant(c) => {
+                if let [v] = c.values.as_slice() {
+                    let _ = write!(line, " {}", num(*v));
+                } else {
+                    let vs: Vec<String> = c.values.iter().map(|v| num(*v)).collect();
+                    let _ = write!(line, " [{}]", vs.join(", "));
+                }
+            }
+            _ => {}
+        }
+        let args: Vec<String> = node.args.iter().map(|&a| name(a)).collect();
+        if !args.is_empty() {
+            let _ = write!(line, " {}", args.join(", "));
+        }
+        let attrs = attrs_of(&node.op);
+        if !attrs.is_empty() {
+            let _ = write!(line, " {{{}}}", attrs.join(", "));
+        }
+        if let Op::Fusion(f) = &node.op {
+            line.push_str(" {\n");
+            print_graph(m, &f.body, depth + 1, &mut line);
+            let _ = write!(line, "{pad}}}");
+        }
+        let types: Vec<String> =
+            node.results.iter().filter_map(|&r| g.values.get(r)).map(|v| type_str(m, &v.ty)).collect();
+        let _ = writeln!(out, "{line} : {}", types.join(", "));
+    }
+    let rets: Vec<String> = g
+        .outputs
+        .iter()
+        .map(|o| {
+            let v = names.get(o.value.index()).cloned().flatten().unwrap_or_else(|| format!("%?{}", o.value.index()));
+            if o.name.is_empty() {
+                v
+            } else {
+                format!("{v} as {}", quote(&o.name))
+            }
+        })
+        .collect();
+    let _ = writeln!(out, "{pad}return {}", rets.join(", "));
+}
+
+/// The `{...}` attributes of an op, in a fixed order. Attributes that the result type
+/// already states (dtypes, shapes) are not repeated.
+fn attrs_of(op: &Op) -> Vec<String> {
+    let mut a = Vec::new();
+    match op {
+        Op::Iota(i) => a.push(format!("axis={}", i.axis)),
+        Op::Matmul(mm) | Op::ScaledMatmul(mm) => {
+            if mm.transpose_a {
+                a.push("transpose_a".into());
+            }
+            if mm.transpose_b {
+                a.push("transpose_b".into());
+            }
+        }
+        Op::Attention(Attention { mask, scale, rope }) => {
+            a.push(format!("mask={}", mask.name()));
+            a.push(format!("scale={}", num(*scale)));
+            if let Some(r) = rope {
+                a.push(format!("rope_theta={}", num(r.theta)));
+                a.push(format!("rope_scale={}", num(r.scale)));
+            }
+        }
+        Op::ScanSsd(s) => a.push(format!("chunk={}", s.chunk)),
+        Op::Conv2dPatch(c) => a.push(format!("patch={}", c.patch)),
+        Op::Unary(UnaryOp::Gelu(approx)) => {
+            a.push(format!("approx={}", if *approx == GeluApprox::Tanh { "tanh" } else { "erf" }))
+        }
+        Op::Clamp(c) => {
+            if let Some(v) = c.min {
+                a.push(format!("min={}", num(v)));
+            }
+            if let Some(v) = c.max {
+                a.push(format!("max={}", num(v)));
+            }
+        }
+        Op::Reduce(r) => {
+            a.push(format!("kind={}", r.kind.name()));
+            a.push(format!("axes={}", list(&r.axes)));
+            if r.keep_dims {
+                a.push("keep_dims".into());
+            }
+        }
+        Op::Softmax(s) => a.push(format!("axis={}", s.axis)),
+        Op::RmsNorm(n) => {
+            a.push(format!("eps={}", num(n.eps)));
+            a.push(format!("groups={}", n.groups));
+        }
+        Op::LayerNorm(n) => a.push(format!("eps={}", num(n.eps))),
+        Op::Transpose(p) => a.push(format!("perm={}", list(p))),
+        Op::Slice(s) => {
+            a.push(format!("axis={}", s.axis));
+            a.push(format!("start={}", s.start));
+            if let Some(e) = s.end {
+                a.push(format!("end={e}"));
+            }
+        }
+        Op::Split(s) => {
+            a.push(format!("axis={}", s.axis));
+            a.push(format!("sizes={}", list(&s.sizes)));
+        }
+        Op::Concat(axis) => a.push(format!("axis={axis}")),
+        Op::PixelShuffle(r) => a.push(format!("factor={r}")),
+        Op::Fusion(f) => a.push(format!("strategy={}", f.strategy.name())),
+        Op::Sample(s) => {
+            a.push(format!("seed={}", s.seed));
+            a.push(format!("temperature={}", num(s.temperature)));
+            if let Some(k) = s.top_k {
+                a.push(format!("top_k={k}"));
+            }
+            if let Some(p) = s.top_p {
+                a.push(format!("top_p={}", num(p)));
+            }
+        }
+        _ => {}
+    }
+    a
+}
+
+fn list<T: std::fmt::Display>(xs: &[T]) -> String {
+    let v: Vec<String> = xs.iter().map(|x| x.to_string()).collect();
+    format!("[{}]", v.join(", "))
+}
+
+/// A float in the shortest text that parses back to the same bits (always with `.`, `e`,
+/// `inf` or `nan`, so it never reads as an integer).
+pub fn num(v: f64) -> String {
+    if v.is_nan() {
+        "nan".into()
+    } else if v.is_infinite() {
+        if v > 0.0 {
+            "inf".into()
+        } else {
+            "-inf".into()
+        }
+    } else {
+        format!("{v:?}")
+    }
+}
+
+/// A string literal with `"` and `\` escaped.
+pub fn quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Whether `c` may appear in a bare `@name`.
+pub fn is_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')
+}
+
+/// A symbol name after `@`: bare when it is made of name characters, quoted otherwise.
+pub fn quote_name(s: &str) -> String {
+    if !s.is_empty() && s.chars().all(is_name_char) {
+        s.to_string()
+    } else {
+        quote(s)
+    }
+}

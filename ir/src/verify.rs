@@ -1,0 +1,231 @@
+//! The verifier: collects every error with its location; handles and order first, then types.
+//!
+//! Contract: a module that verifies never makes a pass, codegen or the interpreter panic.
+
+use std::collections::HashSet;
+use std::fmt;
+
+use crate::infer::{infer, type_str};
+use crate::module::{Graph, Module, NodeId};
+use crate::ops::Op;
+use crate::types::{Dim, TensorType};
+
+/// Where an error is: a function and the path of nodes through fusion bodies.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Location {
+    /// Index of the function in `Module::functions` (`None` for module-level errors).
+    pub func: Option<usize>,
+    /// Function name, for messages.
+    pub func_name: String,
+    /// Nodes from the function down into nested fusion bodies (empty: the function itself).
+    pub path: Vec<NodeId>,
+}
+
+/// One verifier error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyError {
+    /// Where.
+    pub loc: Location,
+    /// Text name of the op, when the error is at a node.
+    pub op: Option<&'static str>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for VerifyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.loc.func.is_some() {
+            write!(f, "in @{}", self.loc.func_name)?;
+            for n in &self.loc.path {
+                write!(f, ", node {}", n.index())?;
+            }
+            if let Some(op) = self.op {
+                write!(f, " (`{op}`)")?;
+            }
+            write!(f, ": ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// All errors of a module, in discovery order.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub struct VerifyErrors(pub Vec<VerifyError>);
+
+impl fmt::Display for VerifyErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Verifies the whole module.
+pub fn verify(m: &Module) -> Result<(), VerifyErrors> {
+    let mut errs = Vec::new();
+    let top = |message: String| VerifyError { loc: Location::default(), op: None, message };
+    let mut names = HashSet::new();
+    for (_, s) in m.symbols.iter() {
+        let ok_name = s.name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && s.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && crate::types::DType::from_name(&s.name).is_none();
+        if !ok_name {
+            errs.push(top(format!("symbol name `{}` is not an identifier", s.name)));
+        }
+        if !names.insert(s.name.as_str()) {
+            errs.push(top(format!("symbol `{}` is declared twice", s.name)));
+        }
+        if s.max == 0 {
+            errs.push(top(format!("symbol `{}` needs an upper bound >= 1", s.name)));
+        }
+    }
+    let mut wnames = HashSet::new();
+    for (_, w) in m.weights.iter() {
+        if !wnames.insert(w.name.as_str()) {
+            errs.push(top(format!("weight `@{}` is declared twice", w.name)));
+        }
+        if w.ty.const_elements().is_none() {
+            errs.push(top(format!("weight `@{}` must have a constant shape", w.name)));
+        }
+    }
+    let mut fnames = HashSet::new();
+    for (fi, f) in m.functions.iter().enumerate() {
+        if !fnames.insert(f.name.as_str()) {
+            errs.push(top(format!("function `@{}` is defined twice", f.name)));
+        }
+        let loc = Location { func: Some(fi), func_name: f.name.clone(), path: Vec::new() };
+        verify_graph(m, &f.graph, &loc, true, &mut errs);
+    }
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(VerifyErrors(errs))
+    }
+}
+
+fn dims_ok(m: &Module, t: &TensorType) -> bool {
+    t.shape.iter().all(|d| match d {
+        Dim::Const(_) => true,
+        Dim::Sym(s) => m.symbols.contains(*s),
+    })
+}
+
+/// Verifies one graph (recursing into fusion bodies); `named` requires unique output names.
+fn verify_graph(m: &Module, g: &Graph, loc: &Location, named: bool, errs: &mut Vec<VerifyError>) {
+    let at = |n: Option<NodeId>, op: Option<&'static str>, message: String| {
+        let mut l = loc.clone();
+        l.path.extend(n);
+        VerifyError { loc: l, op, message }
+    };
+    let before = errs.len();
+    // 1. Handles and order.
+    let mut position = vec![None; g.nodes.len()];
+    for (i, &n) in g.order.iter().enumerate() {
+        match position.get_mut(n.index()) {
+            None => errs.push(at(None, None, format!("order names node {} which does not exist", n.index()))),
+            Some(Some(_)) => errs.push(at(Some(n), None, "node appears twice in the order".into())),
+            Some(slot) => *slot = Some(i),
+        }
+    }
+    for (n, node) in g.nodes.iter() {
+        if position[n.index()].is_none() {
+            errs.push(at(Some(n), Some(node.op.name()), "node is not in the order".into()));
+        }
+        for (i, &r) in node.results.iter().enumerate() {
+            match g.values.get(r) {
+                Some(v) if v.def == n && v.index as usize == i => {}
+                _ => errs.push(at(
+                    Some(n),
+                    Some(node.op.name()),
+                    format!("result {i} is not a value defined by this node"),
+                )),
+            }
+        }
+    }
+    for (v, value) in g.values.iter() {
+        let owned = g.nodes.get(value.def).is_some_and(|d| d.results.get(value.index as usize) == Some(&v));
+        if !owned {
+            errs.push(at(None, None, format!("value {} is not a result of its defining node", v.index())));
+        }
+    }
+    // Operands must be defined earlier in the order.
+    for (i, &n) in g.order.iter().enumerate() {
+        let Some(node) = g.nodes.get(n) else { continue };
+        for (k, &a) in node.args.iter().enumerate() {
+            let def_pos = g.values.get(a).and_then(|v| position.get(v.def.index()).copied().flatten());
+            match def_pos {
+                None => {
+                    errs.push(at(Some(n), Some(node.op.name()), format!("operand {k} is not a value of this graph")))
+                }
+                Some(p) if p >= i => {
+                    errs.push(at(Some(n), Some(node.op.name()), format!("operand {k} is used before it is defined")))
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    for (k, o) in g.outputs.iter().enumerate() {
+        if !g.values.contains(o.value) {
+            errs.push(at(None, None, format!("output {k} is not a value of this graph")));
+        }
+    }
+    if errs.len() > before {
+        return;
+    }
+    // 2. Types.
+    let mut input_names = HashSet::new();
+    for &n in &g.order {
+        let node = &g.nodes[n];
+        let name = node.op.name();
+        let results: Vec<&TensorType> = node.results.iter().map(|&r| &g.values[r].ty).collect();
+        if let Some(t) = results.iter().find(|t| !dims_ok(m, t)) {
+            errs.push(at(Some(n), Some(name), format!("result type {t:?} names an unknown symbol")));
+            continue;
+        }
+        match &node.op {
+            Op::Input(a) => {
+                if !input_names.insert(a.name.as_str()) {
+                    errs.push(at(Some(n), Some(name), format!("input \"{}\" is declared twice", a.name)));
+                }
+            }
+            Op::Fusion(f) => {
+                let mut sub = loc.clone();
+                sub.path.push(n);
+                let nested = errs.len();
+                verify_graph(m, &f.body, &sub, false, errs);
+                if errs.len() > nested {
+                    continue;
+                }
+            }
+            _ => {}
+        }
+        let args: Vec<&TensorType> = node.args.iter().map(|&a| &g.values[a].ty).collect();
+        match infer(m, &node.op, &args) {
+            Err(msg) => errs.push(at(Some(n), Some(name), msg)),
+            Ok(want) => {
+                let got: Vec<TensorType> = results.iter().map(|t| (*t).clone()).collect();
+                if want != got {
+                    let show = |ts: &[TensorType]| ts.iter().map(|t| type_str(m, t)).collect::<Vec<_>>().join(", ");
+                    errs.push(at(
+                        Some(n),
+                        Some(name),
+                        format!("result type is {} but the op produces {}", show(&got), show(&want)),
+                    ));
+                }
+            }
+        }
+    }
+    if named {
+        let mut seen = HashSet::new();
+        for o in &g.outputs {
+            if !o.name.is_empty() && !seen.insert(o.name.as_str()) {
+                errs.push(at(None, None, format!("output \"{}\" is returned twice", o.name)));
+            }
+        }
+    }
+}

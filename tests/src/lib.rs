@@ -1,0 +1,104 @@
+//! `lathe-tests` — integration tests, fixtures, and the one tolerance function.
+//!
+//! Every comparison between two executors (interpreter vs a closed form, passes before vs
+//! after, simulator vs interpreter, GPU vs CPU, lathe vs transformers) goes through
+//! [`tolerance`] and [`assert_close`], never an ad-hoc epsilon.
+//!
+//! # The tolerance model
+//! Two executors that both follow lathe's numerics contract (f32 arithmetic inside ops, results
+//! rounded to the IR dtype) can differ by (a) the order of f32 accumulation in reductions and
+//! (b) the final rounding to the result dtype landing on neighbouring values. For a reduction of
+//! length `K` in f32 (unit roundoff `u32 = 2^-24`), rounding errors of different orders behave
+//! like a random walk: a typical bound is `c·sqrt(K)·u32` relative to the magnitude of the
+//! terms, with `c = 8` giving headroom for correlated errors (the worst case is `K·u32`). The
+//! final rounding contributes at most one unit roundoff of the result dtype per executor, so
+//! `2·u_out`. The comparison is normwise: `max|a − b| ≤ tol · max|b|`, which stays meaningful
+//! when individual elements are near zero.
+
+use lathe_ir::DType;
+
+/// Unit roundoff (half an ulp at 1) of a dtype's significand.
+pub fn unit_roundoff(dtype: DType) -> f64 {
+    match dtype {
+        DType::F32 => 2f64.powi(-24),
+        DType::F16 => 2f64.powi(-11),
+        DType::BF16 => 2f64.powi(-8),
+        DType::F8E4M3 => 2f64.powi(-4),
+        DType::F8E5M2 => 2f64.powi(-3),
+        // Integers and bools must match exactly.
+        DType::I64 | DType::I32 | DType::I8 | DType::U8 | DType::Bool => 0.0,
+    }
+}
+
+/// The normwise relative tolerance between two executors for results of `dtype` produced by
+/// reductions of length `reduction_len` (1 for elementwise results).
+pub fn tolerance(dtype: DType, reduction_len: usize) -> f64 {
+    if !dtype.is_float() {
+        return 0.0;
+    }
+    let k = reduction_len.max(1) as f64;
+    2.0 * unit_roundoff(dtype) + 8.0 * k.sqrt() * unit_roundoff(DType::F32)
+}
+
+/// `max|actual − expected| / max|expected|` (absolute error when `expected` is all zeros).
+pub fn normwise_error(actual: &[f64], expected: &[f64]) -> f64 {
+    let scale = expected.iter().fold(0f64, |m, v| m.max(v.abs()));
+    let err = actual.iter().zip(expected).fold(
+        0f64,
+        |m, (a, e)| {
+            if a.is_nan() && e.is_nan() {
+                m
+            } else {
+                m.max((a - e).abs())
+            }
+        },
+    );
+    if scale > 0.0 {
+        err / scale
+    } else {
+        err
+    }
+}
+
+/// Panics with a located message unless `actual ≈ expected` within [`tolerance`].
+pub fn assert_close(what: &str, actual: &[f64], expected: &[f64], dtype: DType, reduction_len: usize) {
+    assert_eq!(actual.len(), expected.len(), "{what}: lengths differ");
+    let nan_mismatch = actual.iter().zip(expected).position(|(a, e)| a.is_nan() != e.is_nan());
+    assert!(nan_mismatch.is_none(), "{what}: NaN at element {nan_mismatch:?} in only one side");
+    let err = normwise_error(actual, expected);
+    let tol = tolerance(dtype, reduction_len);
+    assert!(err <= tol, "{what}: normwise error {err:.3e} exceeds tolerance {tol:.3e} ({dtype}, K = {reduction_len})");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tolerance_grows_with_reduction_and_narrow_dtypes() {
+        assert!(tolerance(DType::F32, 4096) > tolerance(DType::F32, 16));
+        assert!(tolerance(DType::BF16, 16) > tolerance(DType::F16, 16));
+        assert!(tolerance(DType::F16, 16) > tolerance(DType::F32, 16));
+        assert_eq!(tolerance(DType::I64, 100), 0.0);
+        // An f32 GEMM with K = 4096 must be held far tighter than the 1e-4 model-level budget.
+        assert!(tolerance(DType::F32, 4096) < 2e-5);
+    }
+
+    #[test]
+    fn normwise_error_is_relative_to_the_largest_reference() {
+        assert_eq!(normwise_error(&[1.0, 2.5], &[1.0, 2.0]), 0.25);
+        assert_eq!(normwise_error(&[0.5], &[0.0]), 0.5);
+    }
+
+    #[test]
+    #[should_panic(expected = "exceeds tolerance")]
+    fn assert_close_rejects_a_one_percent_error_in_f32() {
+        assert_close("x", &[1.01], &[1.0], DType::F32, 1);
+    }
+
+    #[test]
+    fn assert_close_accepts_one_bf16_rounding_step() {
+        // Neighbouring bf16 values around 1.0 differ by 2^-7 = 2 u_bf16: within 2·u_out + slack.
+        assert_close("x", &[1.0 + 2f64.powi(-7)], &[1.0], DType::BF16, 1);
+    }
+}
