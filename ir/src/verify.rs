@@ -188,10 +188,8 @@ fn verify_graph(m: &Module, g: &Graph, loc: &Location, named: bool, errs: &mut V
             continue;
         }
         match &node.op {
-            Op::Input(a) => {
-                if !input_names.insert(a.name.as_str()) {
-                    errs.push(at(Some(n), Some(name), format!("input \"{}\" is declared twice", a.name)));
-                }
+            Op::Input(a) if !input_names.insert(a.name.as_str()) => {
+                errs.push(at(Some(n), Some(name), format!("input \"{}\" is declared twice", a.name)));
             }
             Op::Fusion(f) => {
                 let mut sub = loc.clone();

@@ -718,15 +718,8 @@ fn unary(u: UnaryOp, t: &Tensor) -> Tensor {
         UnaryOp::Silu => numerics::silu,
         UnaryOp::Gelu(GeluApprox::Erf) => numerics::gelu_erf,
         UnaryOp::Gelu(GeluApprox::Tanh) => numerics::gelu_tanh,
-        UnaryOp::Relu => |x| {
-            if x > 0.0 {
-                x
-            } else if x.is_nan() {
-                x
-            } else {
-                0.0
-            }
-        },
+        // NaN propagates, as in torch.
+        UnaryOp::Relu => |x| if x > 0.0 || x.is_nan() { x } else { 0.0 },
         UnaryOp::Square => |x| x * x,
         UnaryOp::Sigmoid => numerics::sigmoid,
         UnaryOp::Softplus => numerics::softplus,
