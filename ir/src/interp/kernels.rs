@@ -28,76 +28,10 @@ fn fail<T>(msg: String) -> Result<T, KernelError> {
 
 // ---------------------------------------------------------------- GEMM ----
 //
-// `matrixmultiply::sgemm` is an `unsafe fn` and the workspace forbids
-// `unsafe_code`, so this is a safe packed GEMM in the BLIS style: operands are
-// copied into contiguous panels so the register tile runs on fixed-size chunks
-// that LLVM keeps in vector registers without bounds checks.
-
-/// Rows of the register tile; 4x8 accumulators fit the 16 SSE registers.
-const MR: usize = 4;
-/// Columns of the register tile.
-const NR: usize = 8;
-/// Depth of a packed block: one A panel plus one B panel stay in L1.
-const KC: usize = 256;
-/// Tallest row block one task packs (64 x KC floats fit L2).
-const MC: usize = 64;
-/// Columns of B packed per block (KC x NC floats fit L2/L3).
-const NC: usize = 1024;
-
-/// Strided read-only matrix (data, row stride, column stride); transposing
-/// is just swapping the strides.
-#[derive(Clone, Copy)]
-struct Mat<'a>(&'a [f32], usize, usize);
-
-impl Mat<'_> {
-    fn at(&self, r: usize, c: usize) -> f32 {
-        self.0[r * self.1 + c * self.2]
-    }
-}
-
-/// Packs rows `i0..i0+rows`, depth `p0..p0+kc` of A: full MR-row panels
-/// interleaved per depth step, then leftover rows one at a time.
-fn pack_a(a: Mat, i0: usize, rows: usize, p0: usize, kc: usize, buf: &mut Vec<f32>) {
-    buf.clear();
-    for i in (0..rows / MR * MR).step_by(MR) {
-        for p in p0..p0 + kc {
-            buf.extend((i0 + i..i0 + i + MR).map(|r| a.at(r, p)));
-        }
-    }
-    for i in rows / MR * MR..rows {
-        buf.extend((p0..p0 + kc).map(|p| a.at(i0 + i, p)));
-    }
-}
-
-/// Packs one NR-wide panel of B (`dst.len() / NR` deep from `p0`, columns
-/// `j0..j0+w`), zero-padded so the register tile never branches on width.
-fn pack_b(b: Mat, p0: usize, j0: usize, w: usize, dst: &mut [f32]) {
-    for (p, row) in dst.chunks_exact_mut(NR).enumerate() {
-        for (c, v) in row.iter_mut().enumerate() {
-            *v = if c < w { b.at(p0 + p, j0 + c) } else { 0.0 };
-        }
-    }
-}
-
-fn micro<const R: usize>(ap: &[f32], bp: &[f32]) -> [[f32; NR]; R] {
-    let mut acc = [[0.0f32; NR]; R];
-    for (av, bv) in ap.chunks_exact(R).zip(bp.chunks_exact(NR)) {
-        for (row, &x) in acc.iter_mut().zip(av) {
-            for (c, &y) in row.iter_mut().zip(bv) {
-                *c += x * y;
-            }
-        }
-    }
-    acc
-}
-
-fn add_tile<const R: usize>(acc: &[[f32; NR]; R], dst: &mut [f32], off: usize, ld: usize, w: usize) {
-    for (r, row) in acc.iter().enumerate() {
-        for (d, &v) in dst[off + r * ld..][..w].iter_mut().zip(row) {
-            *d += v;
-        }
-    }
-}
+// Products go through `matrixmultiply` (packed BLIS-style kernels with run-time AVX/FMA
+// dispatch, threaded) by way of ndarray's safe `general_mat_mul`: the workspace forbids
+// `unsafe_code`, and `matrixmultiply::sgemm` itself is an `unsafe fn`. Transposes are
+// strides, so no operand is copied.
 
 /// Dot product with eight independent lanes so it vectorizes; the summation
 /// order therefore differs from a left-to-right loop.
@@ -113,72 +47,6 @@ fn dot(x: &[f32], y: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
-/// Output row `i` alone. A few rows are bound by streaming B, so B is read in
-/// place instead of being packed (the decode-time shape).
-fn gemv(a: Mat, i: usize, b: Mat, k: usize, out: &mut [f32]) {
-    let av: Vec<f32> = (0..k).map(|p| a.at(i, p)).collect();
-    out.par_chunks_mut(256).enumerate().for_each(|(jb, o)| {
-        let (j0, w) = (jb * 256, o.len());
-        if b.2 == 1 {
-            o.fill(0.0);
-            for (p, &x) in av.iter().enumerate() {
-                for (ov, &bv) in o.iter_mut().zip(&b.0[p * b.1 + j0..][..w]) {
-                    *ov += x * bv;
-                }
-            }
-        } else {
-            debug_assert_eq!(b.1, 1);
-            for (j, ov) in o.iter_mut().enumerate() {
-                *ov = dot(&av, &b.0[(j0 + j) * b.2..][..k]);
-            }
-        }
-    });
-}
-
-fn gemm_single(a: Mat, b: Mat, m: usize, k: usize, n: usize, out: &mut [f32]) {
-    out.fill(0.0);
-    if k == 0 {
-        return;
-    }
-    if m < MR {
-        for (i, row) in out.chunks_exact_mut(n).enumerate() {
-            gemv(a, i, b, k, row);
-        }
-        return;
-    }
-    // Enough row blocks to occupy every thread, none taller than MC.
-    let mc = m.div_ceil(rayon::current_num_threads()).next_multiple_of(MR).min(MC);
-    let mut bp = Vec::new();
-    for jc in (0..n).step_by(NC) {
-        let nc = NC.min(n - jc);
-        for pc in (0..k).step_by(KC) {
-            let kc = KC.min(k - pc);
-            // B is packed once per block and shared by all row blocks.
-            bp.resize(nc.div_ceil(NR) * NR * kc, 0.0);
-            bp.par_chunks_mut(NR * kc).enumerate().for_each(|(jp, dst)| {
-                pack_b(b, pc, jc + jp * NR, NR.min(nc - jp * NR), dst);
-            });
-            let bp = &bp;
-            let blocks = out.par_chunks_mut(mc * n).enumerate();
-            blocks.for_each_init(Vec::new, |ap, (ib, dst)| {
-                let rows = dst.len() / n;
-                pack_a(a, ib * mc, rows, pc, kc, ap);
-                let (full, rest) = ap.split_at(rows / MR * MR * kc);
-                for (jp, bpan) in bp.chunks_exact(NR * kc).enumerate() {
-                    let (c0, w) = (jc + jp * NR, NR.min(nc - jp * NR));
-                    for (ip, apan) in full.chunks_exact(MR * kc).enumerate() {
-                        add_tile(&micro::<MR>(apan, bpan), dst, ip * MR * n + c0, n, w);
-                    }
-                    for (r, apan) in rest.chunks_exact(kc).enumerate() {
-                        let off = (rows / MR * MR + r) * n + c0;
-                        add_tile(&micro::<1>(apan, bpan), dst, off, n, w);
-                    }
-                }
-            });
-        }
-    }
-}
-
 /// Batched matrix product: `out[i] = op(A_i) · op(B_i)` for `i < batch`,
 /// with `out` laid out `[batch, m, n]` and fully overwritten.
 ///
@@ -186,9 +54,8 @@ fn gemm_single(a: Mat, b: Mat, m: usize, k: usize, n: usize, out: &mut [f32]) {
 /// (a stride of 0 broadcasts one matrix to every batch). Without transpose
 /// `A_i` is stored `[m, k]`; with `trans_a` it is stored `[k, m]` and its
 /// transpose is used. Likewise `B_i` is stored `[k, n]`, or `[n, k]` with
-/// `trans_b`. Sums over `k` accumulate in f32 in blocked order (not a plain
-/// left-to-right loop); `k == 0` yields zeros. Parallel over batches and over
-/// row blocks (or output columns when `m < 4`).
+/// `trans_b`. Sums over `k` accumulate in f32 in the blocked order of the GEMM
+/// kernel (not a plain left-to-right loop); `k == 0` yields zeros.
 #[allow(clippy::too_many_arguments)]
 pub fn gemm(
     batch: usize,
@@ -203,20 +70,31 @@ pub fn gemm(
     trans_b: bool,
     out: &mut [f32],
 ) {
+    use ndarray::{ArrayView2, ArrayViewMut2, ShapeBuilder};
     debug_assert!(out.len() >= batch * m * n);
     if batch == 0 || m == 0 || n == 0 {
+        return;
+    }
+    let out = &mut out[..batch * m * n];
+    if k == 0 {
+        out.fill(0.0);
         return;
     }
     debug_assert!(a.len() >= (batch - 1) * a_batch_stride + m * k);
     debug_assert!(b.len() >= (batch - 1) * b_batch_stride + k * n);
     let (rsa, csa) = if trans_a { (1, m) } else { (k, 1) };
     let (rsb, csb) = if trans_b { (1, k) } else { (n, 1) };
-    let outs = out[..batch * m * n].par_chunks_mut(m * n).enumerate();
-    outs.for_each(|(i, o)| {
-        let av = Mat(&a[i * a_batch_stride..], rsa, csa);
-        let bv = Mat(&b[i * b_batch_stride..], rsb, csb);
-        gemm_single(av, bv, m, k, n, o);
-    });
+    for (i, o) in out.chunks_mut(m * n).enumerate() {
+        let views = (
+            ArrayView2::from_shape((m, k).strides((rsa, csa)), &a[i * a_batch_stride..]),
+            ArrayView2::from_shape((k, n).strides((rsb, csb)), &b[i * b_batch_stride..]),
+            ArrayViewMut2::from_shape((m, n), o),
+        );
+        // A view fails only on a slice shorter than its shape, which the asserts above exclude.
+        if let (Ok(av), Ok(bv), Ok(mut ov)) = views {
+            ndarray::linalg::general_mat_mul(1.0, &av, &bv, 0.0, &mut ov);
+        }
+    }
 }
 
 // ------------------------------------------------------------ SSD scan ----
