@@ -137,6 +137,10 @@ pub fn run(
         .collect())
 }
 
+/// The largest tensor the interpreter materializes (16 GiB of f32): beyond it a run fails
+/// with an error instead of exhausting memory.
+pub const MAX_ELEMENTS: usize = 1 << 32;
+
 struct Env<'a> {
     m: &'a Module,
     loader: &'a dyn WeightLoader,
@@ -152,6 +156,13 @@ impl Env<'_> {
     /// Binds the symbols of `ty` against a concrete shape, checking bounds and consistency.
     fn bind(&mut self, ty: &TensorType, t: &Tensor) -> Result<(), String> {
         let want = type_str(self.m, ty);
+        let storage_ok = match &t.data {
+            Data::F(v) => t.dtype.is_float() && v.len() == t.numel(),
+            Data::I(v) => !t.dtype.is_float() && v.len() == t.numel(),
+        };
+        if !storage_ok {
+            return Err(format!("holds data that does not match its dtype {} and shape {:?}", t.dtype, t.shape));
+        }
         if t.dtype != ty.dtype || t.shape.len() != ty.rank() {
             return Err(format!("expected {want}, got {}{:?}", t.dtype, t.shape));
         }
@@ -178,8 +189,10 @@ impl Env<'_> {
         Ok(())
     }
 
+    /// The concrete shape of a type under the current symbol bindings.
     fn shape_of(&self, ty: &TensorType) -> Result<Vec<usize>, String> {
-        ty.shape
+        let shape: Vec<usize> = ty
+            .shape
             .iter()
             .map(|d| match *d {
                 Dim::Const(c) => Ok(c as usize),
