@@ -202,7 +202,12 @@ impl Env<'_> {
                     .copied()
                     .ok_or_else(|| format!("symbol {} is not bound by any input", self.m.symbols[s].name)),
             })
-            .collect()
+            .collect::<Result<_, _>>()?;
+        let numel = shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
+        match numel {
+            Some(n) if n <= MAX_ELEMENTS => Ok(shape),
+            _ => Err(format!("a tensor of shape {shape:?} exceeds the interpreter's limit of {MAX_ELEMENTS} elements")),
+        }
     }
 
     fn graph(&mut self, g: &Graph, args: Vec<Tensor>, top: bool) -> Result<Vec<Tensor>, InterpError> {
