@@ -1,0 +1,231 @@
+//! Nemotron-H (`model_type: nemotron_h`): hybrid Mamba-2 / attention / relu² MLP stacks.
+//!
+//! This file resolves the configuration (with every alias seen in published checkpoints) and
+//! lists the tensors a checkpoint must hold, with their shapes. The graph builder that emits the
+//! `extend`/`decode`/`eval` programs comes next (issue L2) and reads the same
+//! [`NemotronHConfig`].
+//!
+//! Facts (from the reference implementations): the Mamba mixer width is
+//! `mamba_num_heads · mamba_head_dim` (not `expand · hidden_size`); `in_proj` packs
+//! `[z | x | B | C | dt]`; the conv runs over `[x | B | C]`; attention has no position
+//! embedding; the MLP is `down(relu(up(x))²)` without a gate.
+
+use crate::config::Config;
+use crate::FrontendError;
+
+/// One layer of the hybrid pattern.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockKind {
+    /// `M`: Mamba-2 mixer.
+    Mamba,
+    /// `*`: GQA self-attention without position embedding.
+    Attention,
+    /// `-`: relu² MLP.
+    Mlp,
+    /// `E`: mixture of experts (Nemotron 3); recognized so that it can be refused clearly.
+    Moe,
+}
+
+/// The resolved configuration of a Nemotron-H checkpoint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NemotronHConfig {
+    /// Model width.
+    pub hidden_size: usize,
+    /// Vocabulary size.
+    pub vocab_size: usize,
+    /// One entry per layer.
+    pub pattern: Vec<BlockKind>,
+    /// Query heads of attention layers.
+    pub num_attention_heads: usize,
+    /// Key/value heads of attention layers.
+    pub num_key_value_heads: usize,
+    /// Attention head size.
+    pub head_dim: usize,
+    /// MLP width.
+    pub intermediate_size: usize,
+    /// Mamba heads H.
+    pub mamba_num_heads: usize,
+    /// Mamba head size P.
+    pub mamba_head_dim: usize,
+    /// B/C groups G.
+    pub n_groups: usize,
+    /// SSM state size N.
+    pub ssm_state_size: usize,
+    /// Causal conv width W.
+    pub conv_kernel: usize,
+    /// SSD chunk length hint.
+    pub chunk_size: usize,
+    /// RMSNorm epsilon.
+    pub eps: f64,
+    /// dt clamp `(min, max)` applied after softplus; `(0, inf)` is no clamp.
+    pub time_step_limit: (f64, f64),
+    /// Whether the LM head shares the embedding matrix.
+    pub tie_word_embeddings: bool,
+    /// Whether the conv has a bias.
+    pub use_conv_bias: bool,
+    /// Whether in_proj/out_proj have biases.
+    pub mamba_proj_bias: bool,
+    /// Whether q/k/v/o projections have biases.
+    pub attention_bias: bool,
+    /// Whether up/down projections have biases.
+    pub mlp_bias: bool,
+}
+
+impl NemotronHConfig {
+    /// Resolves a `nemotron_h` config.
+    pub fn from_config(c: &Config) -> Result<Self, FrontendError> {
+        let pattern = if let Some(p) = c.opt_str(&["hybrid_override_pattern"])? {
+            p.chars()
+                .enumerate()
+                .map(|(i, ch)| match ch {
+                    'M' => Ok(BlockKind::Mamba),
+                    '*' => Ok(BlockKind::Attention),
+                    '-' => Ok(BlockKind::Mlp),
+                    'E' => Ok(BlockKind::Moe),
+                    _ => Err(c.invalid(format!(
+                        "`hybrid_override_pattern` has {ch:?} at position {i} (expected M, *, - or E)"
+                    ))),
+                })
+                .collect::<Result<Vec<_>, _>>()?
+        } else if let Some(list) = c.opt_str_list(&["layers_block_type"])? {
+            list.iter()
+                .enumerate()
+                .map(|(i, s)| match s.as_str() {
+                    "mamba" | "linear_attention" => Ok(BlockKind::Mamba),
+                    "attention" | "full_attention" => Ok(BlockKind::Attention),
+                    "mlp" => Ok(BlockKind::Mlp),
+                    "moe" => Ok(BlockKind::Moe),
+                    _ => Err(c.invalid(format!(
+                        "`layers_block_type[{i}]` is {s:?} (expected mamba, attention, mlp, moe, linear_attention or full_attention)"
+                    ))),
+                })
+                .collect::<Result<Vec<_>, _>>()?
+        } else {
+            return Err(c.invalid("missing `hybrid_override_pattern` or `layers_block_type`".into()));
+        };
+        if pattern.is_empty() {
+            return Err(c.invalid("the layer pattern is empty".into()));
+        }
+        if let Some(n) = c.opt_usize(&["num_hidden_layers"])? {
+            if n != pattern.len() {
+                return Err(
+                    c.invalid(format!("`num_hidden_layers` is {n} but the pattern has {} layers", pattern.len()))
+                );
+            }
+        }
+        let cfg = NemotronHConfig {
+            hidden_size: c.positive(&["hidden_size"])?,
+            vocab_size: c.positive(&["vocab_size"])?,
+            num_attention_heads: c.positive(&["num_attention_heads"])?,
+            num_key_value_heads: c.positive(&["num_key_value_heads"])?,
+            head_dim: c.positive(&["head_dim", "attention_head_dim"])?,
+            intermediate_size: c.positive(&["intermediate_size"])?,
+            mamba_num_heads: c.positive(&["mamba_num_heads"])?,
+            mamba_head_dim: c.positive(&["mamba_head_dim"])?,
+            n_groups: c.positive(&["n_groups", "mamba_n_groups", "n_group"])?,
+            ssm_state_size: c.positive(&["ssm_state_size"])?,
+            conv_kernel: c.positive(&["conv_kernel", "mamba_d_conv"])?,
+            chunk_size: c.opt_usize(&["chunk_size", "mamba_chunk_size"])?.unwrap_or(128).max(1),
+            eps: c.opt_f64(&["layer_norm_epsilon", "rms_norm_eps"])?.unwrap_or(1e-5),
+            time_step_limit: c.opt_f64_pair(&["time_step_limit", "mamba_dt_limit"])?.unwrap_or((0.0, f64::INFINITY)),
+            tie_word_embeddings: c.opt_bool(&["tie_word_embeddings"])?.unwrap_or(false),
+            use_conv_bias: c.opt_bool(&["use_conv_bias", "mamba_conv_bias"])?.unwrap_or(true),
+            mamba_proj_bias: c.opt_bool(&["mamba_proj_bias", "use_bias"])?.unwrap_or(false),
+            attention_bias: c.opt_bool(&["attention_bias"])?.unwrap_or(false),
+            mlp_bias: c.opt_bool(&["mlp_bias"])?.unwrap_or(false),
+            pattern,
+        };
+        if cfg.num_attention_heads % cfg.num_key_value_heads != 0 {
+            return Err(c.invalid(format!(
+                "`num_attention_heads` {} is not a multiple of `num_key_value_heads` {}",
+                cfg.num_attention_heads, cfg.num_key_value_heads
+            )));
+        }
+        if cfg.mamba_num_heads % cfg.n_groups != 0 {
+            return Err(c.invalid(format!(
+                "`mamba_num_heads` {} is not a multiple of `n_groups` {}",
+                cfg.mamba_num_heads, cfg.n_groups
+            )));
+        }
+        Ok(cfg)
+    }
+
+    /// Mamba mixer width `H·P`.
+    pub fn d_inner(&self) -> usize {
+        self.mamba_num_heads * self.mamba_head_dim
+    }
+
+    /// Channels of the causal conv: `[x | B | C]`.
+    pub fn conv_dim(&self) -> usize {
+        self.d_inner() + 2 * self.n_groups * self.ssm_state_size
+    }
+
+    /// Rows of `in_proj`: `[z | x | B | C | dt]`.
+    pub fn in_proj_rows(&self) -> usize {
+        self.d_inner() + self.conv_dim() + self.mamba_num_heads
+    }
+
+    /// Layers of each kind: `(mamba, attention, mlp, moe)`.
+    pub fn layer_counts(&self) -> (usize, usize, usize, usize) {
+        let n = |k| self.pattern.iter().filter(|&&b| b == k).count();
+        (n(BlockKind::Mamba), n(BlockKind::Attention), n(BlockKind::Mlp), n(BlockKind::Moe))
+    }
+
+    /// Every tensor the checkpoint holds, with its shape, in layer order.
+    /// A MoE layer is refused: it is not supported yet.
+    pub fn tensors(&self) -> Result<Vec<(String, Vec<usize>)>, FrontendError> {
+        let h = self.hidden_size;
+        let mut t: Vec<(String, Vec<usize>)> = vec![("backbone.embeddings.weight".into(), vec![self.vocab_size, h])];
+        let linear = |t: &mut Vec<(String, Vec<usize>)>, name: String, out: usize, inp: usize, bias: bool| {
+            t.push((format!("{name}.weight"), vec![out, inp]));
+            if bias {
+                t.push((format!("{name}.bias"), vec![out]));
+            }
+        };
+        for (i, kind) in self.pattern.iter().enumerate() {
+            let p = format!("backbone.layers.{i}");
+            t.push((format!("{p}.norm.weight"), vec![h]));
+            let m = format!("{p}.mixer");
+            match kind {
+                BlockKind::Mamba => {
+                    linear(&mut t, format!("{m}.in_proj"), self.in_proj_rows(), h, self.mamba_proj_bias);
+                    t.push((format!("{m}.conv1d.weight"), vec![self.conv_dim(), 1, self.conv_kernel]));
+                    if self.use_conv_bias {
+                        t.push((format!("{m}.conv1d.bias"), vec![self.conv_dim()]));
+                    }
+                    for name in ["A_log", "D", "dt_bias"] {
+                        t.push((format!("{m}.{name}"), vec![self.mamba_num_heads]));
+                    }
+                    t.push((format!("{m}.norm.weight"), vec![self.d_inner()]));
+                    linear(&mut t, format!("{m}.out_proj"), h, self.d_inner(), self.mamba_proj_bias);
+                }
+                BlockKind::Attention => {
+                    let (q, kv) = (self.num_attention_heads * self.head_dim, self.num_key_value_heads * self.head_dim);
+                    linear(&mut t, format!("{m}.q_proj"), q, h, self.attention_bias);
+                    linear(&mut t, format!("{m}.k_proj"), kv, h, self.attention_bias);
+                    linear(&mut t, format!("{m}.v_proj"), kv, h, self.attention_bias);
+                    linear(&mut t, format!("{m}.o_proj"), h, q, self.attention_bias);
+                }
+                BlockKind::Mlp => {
+                    linear(&mut t, format!("{m}.up_proj"), self.intermediate_size, h, self.mlp_bias);
+                    linear(&mut t, format!("{m}.down_proj"), h, self.intermediate_size, self.mlp_bias);
+                }
+                BlockKind::Moe => {
+                    return Err(FrontendError::Unsupported(format!(
+                        "layer {i} is a mixture-of-experts ('E') block: nemotron_h MoE layers are not supported yet"
+                    )))
+                }
+            }
+        }
+        t.push(("backbone.norm_f.weight".into(), vec![h]));
+        if !self.tie_word_embeddings {
+            t.push(("lm_head.weight".into(), vec![self.vocab_size, h]));
+        }
+        Ok(t)
+    }
+
+    /// Number of weight elements the checkpoint holds.
+    pub fn parameter_count(&self) -> Result<u64, FrontendError> {
+        Ok(self.tensors()?.iter().map(|(_, s)| s.iter().map(|&d| d as u64).product::<u64>()).sum())
+    }
+}
