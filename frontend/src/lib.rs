@@ -14,7 +14,11 @@
 //! `lathe_ir::builder::GraphBuilder`.
 
 pub mod config;
+pub mod graph;
+pub mod import;
 pub mod nemotron_h;
+pub mod programs;
+pub mod safetensors;
 
 use std::path::PathBuf;
 
@@ -47,6 +51,37 @@ pub enum FrontendError {
         /// What the config says.
         found: String,
     },
+    /// A safetensors file or index is malformed, truncated or inconsistent.
+    #[error("{}: {message}", path.display())]
+    Checkpoint {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, naming the tensor where there is one.
+        message: String,
+    },
+    /// The config needs a tensor the checkpoint does not have.
+    #[error("{}: missing tensor \"{tensor}\"", dir.display())]
+    MissingTensor {
+        /// The checkpoint directory.
+        dir: PathBuf,
+        /// The tensor name.
+        tensor: String,
+    },
+    /// A tensor's shape or dtype disagrees with the config.
+    #[error("{}: tensor \"{tensor}\" is {found}, the config implies {expected}", file.display())]
+    TensorMismatch {
+        /// The file holding it.
+        file: PathBuf,
+        /// The tensor name.
+        tensor: String,
+        /// What the checkpoint holds.
+        found: String,
+        /// What the config implies.
+        expected: String,
+    },
+    /// Building the graph failed: a bug in a model builder, reported rather than panicking.
+    #[error("internal error while building the graph: {0}")]
+    Build(String),
     /// A feature of the checkpoint that lathe does not support yet.
     #[error("{0}")]
     Unsupported(String),

@@ -195,3 +195,49 @@ pub fn permute_offsets(shape: &[usize], perm: &[usize]) -> Vec<usize> {
 pub fn take<T: Copy>(data: &[T], offsets: &[usize]) -> Vec<T> {
     offsets.iter().map(|&o| data[o]).collect()
 }
+
+impl Tensor {
+    /// Decodes little-endian element bytes of `dtype` (the safetensors layout).
+    pub fn from_le_bytes(dtype: DType, shape: Vec<usize>, b: &[u8]) -> Result<Tensor, String> {
+        let n: usize = shape.iter().product();
+        if b.len() != n * dtype.size_bytes() {
+            return Err(format!("{} bytes for {n} elements of {dtype}", b.len()));
+        }
+        let w2 = |i: usize| u16::from_le_bytes([b[2 * i], b[2 * i + 1]]);
+        Ok(match dtype {
+            DType::F32 => {
+                Tensor::from_f32(dtype, shape, b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+            }
+            DType::BF16 => Tensor::from_f32(dtype, shape, (0..n).map(|i| numerics::bf16_bits_to_f32(w2(i))).collect()),
+            DType::F16 => Tensor::from_f32(dtype, shape, (0..n).map(|i| numerics::f16_bits_to_f32(w2(i))).collect()),
+            DType::F8E4M3 => Tensor::from_f32(dtype, shape, b.iter().map(|&c| numerics::e4m3_to_f32(c)).collect()),
+            DType::F8E5M2 => Tensor::from_f32(dtype, shape, b.iter().map(|&c| numerics::e5m2_to_f32(c)).collect()),
+            DType::I64 => Tensor::from_i64(
+                dtype,
+                shape,
+                b.chunks_exact(8).map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])).collect(),
+            ),
+            DType::I32 => Tensor::from_i64(
+                dtype,
+                shape,
+                b.chunks_exact(4).map(|c| i64::from(i32::from_le_bytes([c[0], c[1], c[2], c[3]]))).collect(),
+            ),
+            DType::I8 => Tensor::from_i64(dtype, shape, b.iter().map(|&c| i64::from(c as i8)).collect()),
+            DType::U8 | DType::Bool => Tensor::from_i64(dtype, shape, b.iter().map(|&c| i64::from(c)).collect()),
+        })
+    }
+
+    /// Encodes the elements as little-endian bytes of the tensor's dtype.
+    pub fn to_le_bytes(&self) -> Vec<u8> {
+        match (&self.data, self.dtype) {
+            (Data::F(v), DType::F32) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            (Data::F(v), DType::BF16) => v.iter().flat_map(|&x| numerics::f32_to_bf16_bits(x).to_le_bytes()).collect(),
+            (Data::F(v), DType::F16) => v.iter().flat_map(|&x| numerics::f32_to_f16_bits(x).to_le_bytes()).collect(),
+            (Data::F(v), DType::F8E4M3) => v.iter().map(|&x| numerics::f32_to_e4m3(x)).collect(),
+            (Data::F(v), _) => v.iter().map(|&x| numerics::f32_to_e5m2(x)).collect(),
+            (Data::I(v), DType::I64) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            (Data::I(v), DType::I32) => v.iter().flat_map(|&x| (x as i32).to_le_bytes()).collect(),
+            (Data::I(v), _) => v.iter().map(|&x| x as u8).collect(),
+        }
+    }
+}

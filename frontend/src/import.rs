@@ -1,0 +1,181 @@
+//! Checkpoint directory → verified module.
+//!
+//! 1. `config.json` names the family (`model_type`) and its shapes;
+//! 2. the family lists the tensors the checkpoint must hold;
+//! 3. with safetensors present, every listed tensor must exist with that shape and a float
+//!    dtype, and no unexpected tensor may remain; a directory with only `config.json` imports
+//!    shape-only, with synthetic weights in the config's dtype;
+//! 4. weights are declared under their checkpoint names, then the programs are built.
+
+use std::path::Path;
+
+use lathe_ir::interp::tensor::Tensor;
+use lathe_ir::interp::WeightLoader;
+use lathe_ir::{DType, Dim, Module, TensorType, Weight, WeightSource};
+
+use crate::config::Config;
+use crate::nemotron_h::NemotronHConfig;
+use crate::programs::{Program, Shapes};
+use crate::safetensors::Checkpoint;
+use crate::{FrontendError, SUPPORTED_MODEL_TYPES};
+
+/// Options of an import.
+#[derive(Debug, Clone, Copy)]
+pub struct ImportOptions {
+    /// Upper bound of the batch symbol `B`.
+    pub max_batch: u64,
+    /// Upper bound of the sequence symbol `S` and the cache capacity; `None` takes the config's
+    /// `max_position_embeddings` (8192 when absent).
+    pub max_seq: Option<u64>,
+    /// Dtype of activations (f32 for `eval` on the CPU, bf16 for compiled artifacts).
+    pub compute_dtype: DType,
+}
+
+impl Default for ImportOptions {
+    fn default() -> Self {
+        ImportOptions { max_batch: 8, max_seq: None, compute_dtype: DType::F32 }
+    }
+}
+
+/// The resolved configuration of a supported family.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Family {
+    /// `nemotron_h`.
+    NemotronH(NemotronHConfig),
+}
+
+impl Family {
+    /// Resolves the family of a config.
+    pub fn from_config(c: &Config) -> Result<Family, FrontendError> {
+        let mt = c.opt_str(&["model_type"])?.ok_or_else(|| c.invalid("missing `model_type`".into()))?;
+        match mt {
+            "nemotron_h" => Ok(Family::NemotronH(NemotronHConfig::from_config(c)?)),
+            other => Err(FrontendError::UnknownModelType { found: other.into() }),
+        }
+    }
+
+    /// Every tensor of the checkpoint with its shape.
+    pub fn tensors(&self) -> Result<Vec<(String, Vec<usize>)>, FrontendError> {
+        match self {
+            Family::NemotronH(c) => c.tensors(),
+        }
+    }
+
+    /// Vocabulary size.
+    pub fn vocab_size(&self) -> usize {
+        match self {
+            Family::NemotronH(c) => c.vocab_size,
+        }
+    }
+}
+
+/// An imported model: the module, its family, and the checkpoint its weights come from.
+#[derive(Debug)]
+pub struct Imported {
+    /// Verified module with `eval`, `extend` and `decode`.
+    pub module: Module,
+    /// The family configuration.
+    pub family: Family,
+    /// The checkpoint (`None` for a shape-only import).
+    pub checkpoint: Option<Checkpoint>,
+}
+
+fn config_dtype(c: &Config) -> Result<DType, FrontendError> {
+    Ok(match c.opt_str(&["torch_dtype", "dtype"])? {
+        None | Some("bfloat16") => DType::BF16,
+        Some("float32") => DType::F32,
+        Some("float16") => DType::F16,
+        Some(other) => {
+            return Err(c.invalid(format!("unsupported dtype {other:?} (expected bfloat16, float16 or float32)")))
+        }
+    })
+}
+
+/// Imports a checkpoint directory (or a directory holding only `config.json`).
+pub fn import(dir: &Path, opts: &ImportOptions) -> Result<Imported, FrontendError> {
+    let config = Config::read(dir)?;
+    let family = Family::from_config(&config)?;
+    let expected = family.tensors()?;
+    let has_weights = dir.join("model.safetensors").is_file() || dir.join("model.safetensors.index.json").is_file();
+    let checkpoint = if has_weights { Some(Checkpoint::open(dir)?) } else { None };
+    let name = dir.file_name().map_or_else(|| "model".to_string(), |n| n.to_string_lossy().into_owned());
+    let mut m = Module::new(name);
+    m.compute_dtype = opts.compute_dtype;
+    let fallback = config_dtype(&config)?;
+    match &checkpoint {
+        Some(ck) => {
+            for (tensor, shape) in &expected {
+                let info = ck
+                    .tensors
+                    .get(tensor)
+                    .ok_or_else(|| FrontendError::MissingTensor { dir: dir.to_path_buf(), tensor: tensor.clone() })?;
+                if info.shape != *shape || !info.dtype.is_float() || info.dtype.is_fp8() {
+                    return Err(FrontendError::TensorMismatch {
+                        file: info.file.clone(),
+                        tensor: tensor.clone(),
+                        found: format!("{}{:?}", info.dtype, info.shape),
+                        expected: format!("a float (f32, f16 or bf16) tensor of shape {shape:?}"),
+                    });
+                }
+                let file = info.file.file_name().map_or_else(String::new, |f| f.to_string_lossy().into_owned());
+                let ty = TensorType::fixed(info.dtype, &shape.iter().map(|&d| d as u64).collect::<Vec<_>>());
+                m.add_weight(tensor, ty, WeightSource::Checkpoint { file, tensor: tensor.clone() });
+            }
+            if let Some((extra, info)) = ck.tensors.iter().find(|(n, _)| !expected.iter().any(|(e, _)| e == *n)) {
+                return Err(FrontendError::Checkpoint {
+                    path: info.file.clone(),
+                    message: format!("unexpected tensor \"{extra}\" (not implied by config.json)"),
+                });
+            }
+        }
+        None => {
+            for (i, (tensor, shape)) in expected.iter().enumerate() {
+                let ty = TensorType::fixed(fallback, &shape.iter().map(|&d| d as u64).collect::<Vec<_>>());
+                m.add_weight(tensor, ty, WeightSource::Synthetic { seed: i as u64 });
+            }
+        }
+    }
+    let max_seq = match opts.max_seq {
+        Some(s) => s,
+        None => config.opt_usize(&["max_position_embeddings"])?.map_or(8192, |v| v as u64),
+    }
+    .max(1);
+    let b = m.add_symbol("B", opts.max_batch.max(1));
+    let s = m.add_symbol("S", max_seq);
+    let shapes = Shapes { batch: Dim::Sym(b), seq: Dim::Sym(s), capacity: max_seq };
+    for program in Program::ALL {
+        let f = match &family {
+            Family::NemotronH(c) => crate::nemotron_h::build_program(c, &m, program, &shapes)?,
+        };
+        m.functions.push(f);
+    }
+    lathe_ir::verify::verify(&m).map_err(|e| FrontendError::Build(e.to_string()))?;
+    Ok(Imported { module: m, family, checkpoint })
+}
+
+/// Supplies checkpoint tensors to the interpreter; synthetic weights are generated.
+#[derive(Debug)]
+pub struct CheckpointLoader<'a> {
+    /// The checkpoint (`None`: shape-only import).
+    pub checkpoint: Option<&'a Checkpoint>,
+}
+
+impl WeightLoader for CheckpointLoader<'_> {
+    fn load(&self, w: &Weight) -> Result<Tensor, String> {
+        match (&w.source, self.checkpoint) {
+            (WeightSource::Synthetic { seed }, _) => lathe_ir::interp::synthetic_weight(&w.ty, *seed),
+            (WeightSource::Checkpoint { tensor, .. }, Some(ck)) => {
+                let info = ck.tensors.get(tensor).ok_or_else(|| format!("missing tensor \"{tensor}\""))?;
+                let bytes = ck.read_bytes(tensor).map_err(|e| e.to_string())?;
+                Tensor::from_le_bytes(info.dtype, info.shape.clone(), &bytes)
+            }
+            (WeightSource::Checkpoint { tensor, .. }, None) => Err(format!("tensor \"{tensor}\" needs a checkpoint")),
+        }
+    }
+}
+
+/// The model types lathe imports (for messages).
+pub fn supported() -> &'static [&'static str] {
+    SUPPORTED_MODEL_TYPES
+}

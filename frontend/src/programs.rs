@@ -1,0 +1,141 @@
+//! The programs every language model gets (DESIGN §3) and the pieces the families share.
+//!
+//! - `eval(tokens[B,S]) → logits[B,S,V]`: every position, no caches (the parity program).
+//! - `extend(tokens[B,S], past[B], caches…) → (logits[B,V], caches…)`: the last position's
+//!   logits; fixed-capacity caches are written by `scatter_cache` (KV) or replaced (conv and SSM
+//!   states). Prefill is `extend` at `past = 0`.
+//! - `decode`: `extend` specialized to `S = 1`.
+//!
+//! Caches are named `layers.{i}.{k_cache,v_cache,conv_state,ssm_state}` both as inputs and as
+//! outputs. The SSM state is f32 (as the reference implementations keep it); KV and conv state
+//! use the module's compute dtype.
+
+use lathe_ir::ops::{Attention, MaskKind, Op, RopeAttrs};
+use lathe_ir::{DType, Dim, TensorType, ValueId};
+
+use crate::graph::{Ctx, R};
+
+/// Which program to emit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Program {
+    /// Logits of every position, no caches.
+    Eval,
+    /// Prefill / chunked extension with caches.
+    Extend,
+    /// One token with caches.
+    Decode,
+}
+
+impl Program {
+    /// Every program, in module order.
+    pub const ALL: [Program; 3] = [Program::Eval, Program::Extend, Program::Decode];
+
+    /// Function name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Program::Eval => "eval",
+            Program::Extend => "extend",
+            Program::Decode => "decode",
+        }
+    }
+
+    /// Whether the program reads and writes caches.
+    pub fn has_caches(self) -> bool {
+        self != Program::Eval
+    }
+
+    /// Whether logits of every position are returned.
+    pub fn all_positions(self) -> bool {
+        self == Program::Eval
+    }
+
+    /// The sequence dimension: the `S` symbol, or 1 for decode.
+    pub fn seq_dim(self, shapes: &Shapes) -> Dim {
+        if self == Program::Decode {
+            Dim::Const(1)
+        } else {
+            shapes.seq
+        }
+    }
+}
+
+/// The dynamic dimensions and cache policy of a module.
+#[derive(Debug, Clone, Copy)]
+pub struct Shapes {
+    /// Batch symbol `B`.
+    pub batch: Dim,
+    /// Sequence symbol `S`.
+    pub seq: Dim,
+    /// Cache capacity (tokens per sequence).
+    pub capacity: u64,
+}
+
+impl Shapes {
+    /// Dtype of the conv state cache for a given compute dtype.
+    pub fn conv_state_dtype(&self, compute: DType) -> DType {
+        compute
+    }
+}
+
+/// Shape of one attention block.
+#[derive(Debug, Clone, Copy)]
+pub struct AttentionSpec {
+    /// Query heads.
+    pub q_heads: usize,
+    /// Key/value heads.
+    pub kv_heads: usize,
+    /// Head size.
+    pub head_dim: usize,
+    /// Whether q/k/v have biases.
+    pub bias: bool,
+    /// Whether o_proj has a bias.
+    pub out_bias: bool,
+    /// Rotary embedding, if any.
+    pub rope: Option<RopeAttrs>,
+}
+
+/// Causal GQA self-attention `o_proj(attention(q_proj x, k_proj x, v_proj x))` with weights
+/// under `p` (`{p}.q_proj.weight`, ...); with caches, K and V are scattered into
+/// `{cache}.k_cache` / `{cache}.v_cache` at `past` first.
+#[allow(clippy::too_many_arguments)]
+pub fn gqa_attention(
+    cx: &mut Ctx<'_>,
+    x: ValueId,
+    p: &str,
+    cache: &str,
+    spec: &AttentionSpec,
+    b: Dim,
+    s: Dim,
+    past: Option<ValueId>,
+    program: Program,
+    shapes: &Shapes,
+    caches: &mut Vec<(String, ValueId)>,
+) -> R<ValueId> {
+    let c = |v: usize| Dim::Const(v as u64);
+    let (hq, hkv, d) = (spec.q_heads, spec.kv_heads, spec.head_dim);
+    let q = cx.linear(x, &format!("{p}.q_proj"), spec.bias)?;
+    let q = cx.reshape(q, vec![b, s, c(hq), c(d)])?;
+    let k = cx.linear(x, &format!("{p}.k_proj"), spec.bias)?;
+    let k = cx.reshape(k, vec![b, s, c(hkv), c(d)])?;
+    let v = cx.linear(x, &format!("{p}.v_proj"), spec.bias)?;
+    let v = cx.reshape(v, vec![b, s, c(hkv), c(d)])?;
+    let seq = cx.seq_len(b, s)?;
+    let (k, v, kv_len) = match past {
+        Some(past) if program.has_caches() => {
+            let ty = TensorType::new(cx.dt, [b, Dim::Const(shapes.capacity), c(hkv), c(d)]);
+            let kc = cx.b.input(&format!("{cache}.k_cache"), ty.clone())?;
+            let vc = cx.b.input(&format!("{cache}.v_cache"), ty)?;
+            let kc = cx.b.push1(Op::ScatterCache, &[kc, k, past])?;
+            let vc = cx.b.push1(Op::ScatterCache, &[vc, v, past])?;
+            caches.push((format!("{cache}.k_cache"), kc));
+            caches.push((format!("{cache}.v_cache"), vc));
+            let len = cx.binary(lathe_ir::ops::BinaryOp::Add, past, seq)?;
+            (kc, vc, len)
+        }
+        _ => (k, v, seq),
+    };
+    let attn = Attention { mask: MaskKind::Causal, scale: 1.0 / (d as f64).sqrt(), rope: spec.rope };
+    let o = cx.b.push1(Op::Attention(attn), &[q, k, v, kv_len])?;
+    let o = cx.reshape(o, vec![b, s, c(hq * d)])?;
+    cx.linear(o, &format!("{p}.o_proj"), spec.out_bias)
+}

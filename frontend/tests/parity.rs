@@ -1,0 +1,75 @@
+//! Logits of the reference interpreter against transformers on the committed tiny checkpoints.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use lathe_frontend::import::{import, CheckpointLoader, ImportOptions};
+use lathe_frontend::safetensors::Checkpoint;
+use lathe_ir::interp::{self, tensor::Tensor};
+use lathe_ir::DType;
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/models").join(name)
+}
+
+/// `tokens` and `logits` from the fixture's reference.safetensors.
+fn reference(dir: &Path) -> (Vec<i64>, Vec<usize>, Vec<f64>) {
+    let ck = Checkpoint {
+        dir: dir.to_path_buf(),
+        tensors: lathe_frontend::safetensors::read_header(&dir.join("reference.safetensors")).expect("header"),
+    };
+    let load = |n: &str| {
+        let info = &ck.tensors[n];
+        Tensor::from_le_bytes(info.dtype, info.shape.clone(), &ck.read_bytes(n).expect("bytes")).expect("decode")
+    };
+    let (t, l) = (load("tokens"), load("logits"));
+    (t.ints().to_vec(), l.shape.clone(), l.to_f64())
+}
+
+fn eval_logits(dir: &Path, tokens: &[i64]) -> Tensor {
+    let imp = import(dir, &ImportOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+    let mut inputs = HashMap::new();
+    inputs.insert("tokens".to_string(), Tensor::from_i64(DType::I64, vec![1, tokens.len()], tokens.to_vec()));
+    let loader = CheckpointLoader { checkpoint: imp.checkpoint.as_ref() };
+    let mut out = interp::run(&imp.module, "eval", &inputs, &loader).unwrap_or_else(|e| panic!("{e}"));
+    out.remove(0).1
+}
+
+fn argmax(row: &[f64]) -> usize {
+    row.iter().enumerate().fold(0, |best, (i, v)| if *v > row[best] { i } else { best })
+}
+
+fn check(name: &str) {
+    let dir = fixture(name);
+    let (tokens, shape, want) = reference(&dir);
+    let got = eval_logits(&dir, &tokens);
+    assert_eq!(got.shape, [1, shape[0], shape[1]], "{name}");
+    let got = got.to_f64();
+    let err = lathe_tests::normwise_error(&got, &want);
+    // f32 compute end to end: the budget is 1e-4 · max|ref|.
+    assert!(err <= 1e-4, "{name}: normwise error {err:.3e}");
+    let v = shape[1];
+    for t in 0..shape[0] {
+        assert_eq!(
+            argmax(&got[t * v..(t + 1) * v]),
+            argmax(&want[t * v..(t + 1) * v]),
+            "{name}: top-1 at position {t}"
+        );
+    }
+    eprintln!("{name}: normwise error {err:.3e}");
+}
+
+#[test]
+fn nemotron_h_tiny_matches_transformers() {
+    check("nemotron_h_tiny");
+}
+
+#[test]
+fn nemotron_h_bf16_matches_transformers() {
+    check("nemotron_h_bf16");
+}
+
+#[test]
+fn nemotron_h_sharded_matches_transformers() {
+    check("nemotron_h_sharded");
+}
