@@ -16,6 +16,7 @@ use lathe_ir::{DType, Dim, Module, TensorType, Weight, WeightSource};
 use crate::config::Config;
 use crate::nemotron_h::NemotronHConfig;
 use crate::programs::{Program, Shapes};
+use crate::qwen2::Qwen2Config;
 use crate::safetensors::Checkpoint;
 use crate::{FrontendError, SUPPORTED_MODEL_TYPES};
 
@@ -41,8 +42,10 @@ impl Default for ImportOptions {
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum Family {
-    /// `nemotron_h`.
+    /// `nemotron_h`, and `mamba2` as an all-Mamba Nemotron-H.
     NemotronH(NemotronHConfig),
+    /// `qwen2` and `llama`.
+    Qwen2(Qwen2Config),
 }
 
 impl Family {
@@ -51,6 +54,9 @@ impl Family {
         let mt = c.opt_str(&["model_type"])?.ok_or_else(|| c.invalid("missing `model_type`".into()))?;
         match mt {
             "nemotron_h" => Ok(Family::NemotronH(NemotronHConfig::from_config(c)?)),
+            "mamba2" => Ok(Family::NemotronH(crate::mamba2::from_config(c)?)),
+            "qwen2" => Ok(Family::Qwen2(Qwen2Config::from_config(c, true)?)),
+            "llama" => Ok(Family::Qwen2(Qwen2Config::from_config(c, false)?)),
             other => Err(FrontendError::UnknownModelType { found: other.into() }),
         }
     }
@@ -59,6 +65,7 @@ impl Family {
     pub fn tensors(&self) -> Result<Vec<(String, Vec<usize>)>, FrontendError> {
         match self {
             Family::NemotronH(c) => c.tensors(),
+            Family::Qwen2(c) => Ok(c.tensors()),
         }
     }
 
@@ -66,6 +73,7 @@ impl Family {
     pub fn vocab_size(&self) -> usize {
         match self {
             Family::NemotronH(c) => c.vocab_size,
+            Family::Qwen2(c) => c.vocab_size,
         }
     }
 }
@@ -147,6 +155,7 @@ pub fn import(dir: &Path, opts: &ImportOptions) -> Result<Imported, FrontendErro
     for program in Program::ALL {
         let f = match &family {
             Family::NemotronH(c) => crate::nemotron_h::build_program(c, &m, program, &shapes)?,
+            Family::Qwen2(c) => c.build_program(&m, program, &shapes)?,
         };
         m.functions.push(f);
     }

@@ -16,14 +16,17 @@
 pub mod config;
 pub mod graph;
 pub mod import;
+pub mod mamba;
+pub mod mamba2;
 pub mod nemotron_h;
 pub mod programs;
+pub mod qwen2;
 pub mod safetensors;
 
 use std::path::PathBuf;
 
 /// The model types the frontend recognizes.
-pub const SUPPORTED_MODEL_TYPES: &[&str] = &["nemotron_h"];
+pub const SUPPORTED_MODEL_TYPES: &[&str] = &["nemotron_h", "mamba2", "qwen2", "llama"];
 
 /// Errors of the frontend; each names the file, field or tensor concerned.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

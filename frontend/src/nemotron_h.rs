@@ -150,6 +150,22 @@ impl NemotronHConfig {
         Ok(cfg)
     }
 
+    /// The Mamba-2 mixer of this config.
+    pub fn mamba_spec(&self) -> crate::mamba::MambaSpec {
+        crate::mamba::MambaSpec {
+            heads: self.mamba_num_heads,
+            head_dim: self.mamba_head_dim,
+            groups: self.n_groups,
+            state: self.ssm_state_size,
+            conv_kernel: self.conv_kernel,
+            chunk: self.chunk_size,
+            eps: self.eps,
+            time_step_limit: self.time_step_limit,
+            conv_bias: self.use_conv_bias,
+            proj_bias: self.mamba_proj_bias,
+        }
+    }
+
     /// Mamba mixer width `H·P`.
     pub fn d_inner(&self) -> usize {
         self.mamba_num_heads * self.mamba_head_dim
@@ -232,7 +248,7 @@ impl NemotronHConfig {
 
 // ------------------------------------------------------------------------------ programs ----
 
-use lathe_ir::ops::{BinaryOp, Clamp, Op, ScanSsd, Slice, UnaryOp};
+use lathe_ir::ops::{BinaryOp, Op, Slice, UnaryOp};
 use lathe_ir::{DType, Dim, Function, Module, ValueId};
 
 use crate::graph::{Ctx, R};
@@ -255,7 +271,18 @@ pub fn build_program(cfg: &NemotronHConfig, m: &Module, program: Program, shapes
         let normed = cx.rms_norm(h, &format!("{p}.norm.weight"), cfg.eps, 1, None)?;
         let m_ = format!("{p}.mixer");
         let out = match kind {
-            BlockKind::Mamba => mamba_mixer(cfg, &mut cx, normed, &m_, i, b, s, program, shapes, &mut cache_outputs)?,
+            BlockKind::Mamba => crate::mamba::mixer(
+                &mut cx,
+                &cfg.mamba_spec(),
+                normed,
+                &m_,
+                i,
+                b,
+                s,
+                program,
+                shapes,
+                &mut cache_outputs,
+            )?,
             BlockKind::Attention => {
                 attention(cfg, &mut cx, normed, &m_, i, b, s, past, program, shapes, &mut cache_outputs)?
             }
@@ -288,83 +315,6 @@ pub fn build_program(cfg: &NemotronHConfig, m: &Module, program: Program, shapes
         cx.b.output(&name, v);
     }
     Ok(cx.b.finish(program.name()))
-}
-
-#[allow(clippy::too_many_arguments)]
-fn mamba_mixer(
-    cfg: &NemotronHConfig,
-    cx: &mut Ctx<'_>,
-    x: ValueId,
-    p: &str,
-    layer: usize,
-    b: Dim,
-    s: Dim,
-    program: Program,
-    shapes: &Shapes,
-    caches: &mut Vec<(String, ValueId)>,
-) -> R<ValueId> {
-    let (heads, hd, g, n) = (cfg.mamba_num_heads, cfg.mamba_head_dim, cfg.n_groups, cfg.ssm_state_size);
-    let (d_inner, conv_dim, w) = (cfg.d_inner(), cfg.conv_dim(), cfg.conv_kernel);
-    let c = |v: usize| Dim::Const(v as u64);
-    let zxbcdt = cx.linear(x, &format!("{p}.in_proj"), cfg.mamba_proj_bias)?;
-    let parts = cx.split_last(zxbcdt, &[d_inner, conv_dim, heads])?;
-    let (z, xbc, dt_raw) = (parts[0], parts[1], parts[2]);
-    // Causal depthwise conv over [x | B | C] with the last W−1 inputs as state.
-    let conv_state_ty = lathe_ir::TensorType::new(shapes.conv_state_dtype(cx.dt), [b, c(w - 1), c(conv_dim)]);
-    let state0 = if program.has_caches() {
-        let st = cx.b.input(&format!("layers.{layer}.conv_state"), conv_state_ty.clone())?;
-        cx.cast(st, cx.dt)?
-    } else {
-        cx.fill(cx.dt, vec![b, c(w - 1), c(conv_dim)], 0.0)?
-    };
-    let cw = cx.weight_as(&format!("{p}.conv1d.weight"), cx.dt)?;
-    let cw = cx.reshape(cw, vec![c(conv_dim), c(w)])?;
-    let cb = if cfg.use_conv_bias {
-        cx.weight_as(&format!("{p}.conv1d.bias"), cx.dt)?
-    } else {
-        cx.fill(cx.dt, vec![c(conv_dim)], 0.0)?
-    };
-    let conv = cx.b.push(Op::Conv1dCausal, &[xbc, cw, cb, state0])?;
-    if program.has_caches() {
-        let st = cx.cast(conv[1], conv_state_ty.dtype)?;
-        caches.push((format!("layers.{layer}.conv_state"), st));
-    }
-    let act = cx.unary(UnaryOp::Silu, conv[0])?;
-    let xbc = cx.split_last(act, &[d_inner, g * n, g * n])?;
-    let xs = cx.reshape(xbc[0], vec![b, s, c(heads), c(hd)])?;
-    let bm = cx.reshape(xbc[1], vec![b, s, c(g), c(n)])?;
-    let cm = cx.reshape(xbc[2], vec![b, s, c(g), c(n)])?;
-    // dt = softplus(dt + dt_bias), clamped to time_step_limit when the config asks for it.
-    let dt_bias = cx.weight_as(&format!("{p}.dt_bias"), cx.dt)?;
-    let dt = cx.binary(BinaryOp::Add, dt_raw, dt_bias)?;
-    let mut dt = cx.unary(UnaryOp::Softplus, dt)?;
-    let (lo, hi) = cfg.time_step_limit;
-    if lo > 0.0 || hi.is_finite() {
-        let clamp = Clamp { min: (lo > 0.0).then_some(lo), max: hi.is_finite().then_some(hi) };
-        dt = cx.b.push1(Op::Clamp(clamp), &[dt])?;
-    }
-    // A = −exp(A_log), kept in f32 as every reference does.
-    let a_log = cx.weight_as(&format!("{p}.A_log"), DType::F32)?;
-    let a = cx.unary(UnaryOp::Exp, a_log)?;
-    let a = cx.unary(UnaryOp::Neg, a)?;
-    let ssm_ty = lathe_ir::TensorType::new(DType::F32, [b, c(heads), c(hd), c(n)]);
-    let s0 = if program.has_caches() {
-        cx.b.input(&format!("layers.{layer}.ssm_state"), ssm_ty)?
-    } else {
-        cx.fill(DType::F32, vec![b, c(heads), c(hd), c(n)], 0.0)?
-    };
-    let scan = cx.b.push(Op::ScanSsd(ScanSsd { chunk: cfg.chunk_size as u64 }), &[xs, dt, a, bm, cm, s0])?;
-    if program.has_caches() {
-        caches.push((format!("layers.{layer}.ssm_state"), scan[1]));
-    }
-    // D skip, then the gated group RMSNorm and out_proj.
-    let d = cx.weight_as(&format!("{p}.D"), cx.dt)?;
-    let d = cx.reshape(d, vec![c(heads), Dim::Const(1)])?;
-    let skip = cx.binary(BinaryOp::Mul, xs, d)?;
-    let y = cx.binary(BinaryOp::Add, scan[0], skip)?;
-    let y = cx.reshape(y, vec![b, s, c(d_inner)])?;
-    let y = cx.rms_norm(y, &format!("{p}.norm.weight"), cfg.eps, g as u64, Some(z))?;
-    cx.linear(y, &format!("{p}.out_proj"), cfg.mamba_proj_bias)
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -73,3 +73,13 @@ fn nemotron_h_bf16_matches_transformers() {
 fn nemotron_h_sharded_matches_transformers() {
     check("nemotron_h_sharded");
 }
+
+#[test]
+fn mamba2_tiny_matches_transformers() {
+    check("mamba2_tiny");
+}
+
+#[test]
+fn qwen2_tiny_matches_transformers() {
+    check("qwen2_tiny");
+}

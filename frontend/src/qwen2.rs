@@ -1,0 +1,185 @@
+//! Qwen2 / Llama (`model_type: qwen2` or `llama`): the decoder of NVLM-D.
+//!
+//! Pre-norm blocks: `h += o_proj(attention(RoPE(q), RoPE(k), v))` on `input_layernorm(h)`, then
+//! `h += down(silu(gate(x)) · up(x))` on `post_attention_layernorm(h)`; GQA with q/k/v biases for
+//! Qwen2 (`attention_bias` for Llama); RoPE in the rotate-half convention with
+//! `rope_theta` (or `rope_parameters.rope_theta`). Only the default RoPE type is supported;
+//! scaled variants are refused clearly.
+
+use lathe_ir::ops::{BinaryOp, Op, RopeAttrs, Slice, UnaryOp};
+use lathe_ir::{DType, Dim, Function, Module};
+
+use crate::config::Config;
+use crate::graph::{Ctx, R};
+use crate::programs::{gqa_attention, AttentionSpec, Program, Shapes};
+use crate::FrontendError;
+
+/// The resolved configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Qwen2Config {
+    /// Model width.
+    pub hidden_size: usize,
+    /// Vocabulary size.
+    pub vocab_size: usize,
+    /// Number of blocks.
+    pub layers: usize,
+    /// Query heads.
+    pub num_attention_heads: usize,
+    /// Key/value heads.
+    pub num_key_value_heads: usize,
+    /// Head size.
+    pub head_dim: usize,
+    /// MLP width.
+    pub intermediate_size: usize,
+    /// RMSNorm epsilon.
+    pub eps: f64,
+    /// RoPE base.
+    pub rope_theta: f64,
+    /// q/k/v biases.
+    pub qkv_bias: bool,
+    /// o_proj bias.
+    pub o_bias: bool,
+    /// LM head shares the embedding.
+    pub tie_word_embeddings: bool,
+}
+
+impl Qwen2Config {
+    /// Resolves a `qwen2`/`llama` config.
+    pub fn from_config(c: &Config, qwen: bool) -> Result<Self, FrontendError> {
+        let hidden = c.positive(&["hidden_size"])?;
+        let heads = c.positive(&["num_attention_heads"])?;
+        let kv = c.opt_usize(&["num_key_value_heads"])?.unwrap_or(heads).max(1);
+        if heads % kv != 0 {
+            return Err(
+                c.invalid(format!("`num_attention_heads` {heads} is not a multiple of `num_key_value_heads` {kv}"))
+            );
+        }
+        let rope = c.get("rope_parameters").or_else(|| c.get("rope_scaling"));
+        if let Some(kind) = rope.and_then(|r| r.get("rope_type").or_else(|| r.get("type"))).and_then(|v| v.as_str()) {
+            if kind != "default" {
+                return Err(FrontendError::Unsupported(format!(
+                    "{}: rope type {kind:?} is not supported yet (only the default RoPE)",
+                    c.path.display()
+                )));
+            }
+        }
+        let theta = match c.opt_f64(&["rope_theta"])? {
+            Some(t) => t,
+            None => rope.and_then(|r| r.get("rope_theta")).and_then(|v| v.as_f64()).unwrap_or(10000.0),
+        };
+        let attention_bias = c.opt_bool(&["attention_bias"])?;
+        Ok(Qwen2Config {
+            hidden_size: hidden,
+            vocab_size: c.positive(&["vocab_size"])?,
+            layers: c.positive(&["num_hidden_layers"])?,
+            num_attention_heads: heads,
+            num_key_value_heads: kv,
+            head_dim: c.opt_usize(&["head_dim"])?.unwrap_or(hidden / heads).max(1),
+            intermediate_size: c.positive(&["intermediate_size"])?,
+            eps: c.opt_f64(&["rms_norm_eps"])?.unwrap_or(1e-6),
+            rope_theta: theta,
+            // Qwen2 always has q/k/v biases and none on o_proj; Llama follows `attention_bias`.
+            qkv_bias: if qwen { true } else { attention_bias.unwrap_or(false) },
+            o_bias: if qwen { false } else { attention_bias.unwrap_or(false) },
+            tie_word_embeddings: c.opt_bool(&["tie_word_embeddings"])?.unwrap_or(false),
+        })
+    }
+
+    /// Every tensor of the checkpoint with its shape.
+    pub fn tensors(&self) -> Vec<(String, Vec<usize>)> {
+        let (h, q, kv, f) = (
+            self.hidden_size,
+            self.num_attention_heads * self.head_dim,
+            self.num_key_value_heads * self.head_dim,
+            self.intermediate_size,
+        );
+        let mut t = vec![("model.embed_tokens.weight".to_string(), vec![self.vocab_size, h])];
+        for i in 0..self.layers {
+            let p = format!("model.layers.{i}");
+            t.push((format!("{p}.input_layernorm.weight"), vec![h]));
+            for (name, out) in [("q_proj", q), ("k_proj", kv), ("v_proj", kv)] {
+                t.push((format!("{p}.self_attn.{name}.weight"), vec![out, h]));
+                if self.qkv_bias {
+                    t.push((format!("{p}.self_attn.{name}.bias"), vec![out]));
+                }
+            }
+            t.push((format!("{p}.self_attn.o_proj.weight"), vec![h, q]));
+            if self.o_bias {
+                t.push((format!("{p}.self_attn.o_proj.bias"), vec![h]));
+            }
+            t.push((format!("{p}.post_attention_layernorm.weight"), vec![h]));
+            t.push((format!("{p}.mlp.gate_proj.weight"), vec![f, h]));
+            t.push((format!("{p}.mlp.up_proj.weight"), vec![f, h]));
+            t.push((format!("{p}.mlp.down_proj.weight"), vec![h, f]));
+        }
+        t.push(("model.norm.weight".into(), vec![h]));
+        if !self.tie_word_embeddings {
+            t.push(("lm_head.weight".into(), vec![self.vocab_size, h]));
+        }
+        t
+    }
+
+    /// Emits one program.
+    pub fn build_program(&self, m: &Module, program: Program, shapes: &Shapes) -> R<Function> {
+        let mut cx = Ctx::new(m);
+        let (b, s) = (shapes.batch, program.seq_dim(shapes));
+        let tokens = cx.b.input("tokens", lathe_ir::TensorType::new(DType::I64, [b, s]))?;
+        let past = if program.has_caches() {
+            Some(cx.b.input("past", lathe_ir::TensorType::new(DType::I64, [b]))?)
+        } else {
+            None
+        };
+        let emb = cx.weight_raw("model.embed_tokens.weight")?;
+        let x = cx.b.push1(Op::Gather, &[emb, tokens])?;
+        let mut h = cx.cast(x, cx.dt)?;
+        let spec = AttentionSpec {
+            q_heads: self.num_attention_heads,
+            kv_heads: self.num_key_value_heads,
+            head_dim: self.head_dim,
+            bias: self.qkv_bias,
+            out_bias: self.o_bias,
+            rope: Some(RopeAttrs { theta: self.rope_theta, scale: 1.0 }),
+        };
+        let mut caches = Vec::new();
+        for i in 0..self.layers {
+            let p = format!("model.layers.{i}");
+            let x = cx.rms_norm(h, &format!("{p}.input_layernorm.weight"), self.eps, 1, None)?;
+            let a = gqa_attention(
+                &mut cx,
+                x,
+                &format!("{p}.self_attn"),
+                &format!("layers.{i}"),
+                &spec,
+                b,
+                s,
+                past,
+                program,
+                shapes,
+                &mut caches,
+            )?;
+            h = cx.binary(BinaryOp::Add, h, a)?;
+            let x = cx.rms_norm(h, &format!("{p}.post_attention_layernorm.weight"), self.eps, 1, None)?;
+            let gate = cx.linear(x, &format!("{p}.mlp.gate_proj"), false)?;
+            let gate = cx.unary(UnaryOp::Silu, gate)?;
+            let up = cx.linear(x, &format!("{p}.mlp.up_proj"), false)?;
+            let y = cx.binary(BinaryOp::Mul, gate, up)?;
+            let y = cx.linear(y, &format!("{p}.mlp.down_proj"), false)?;
+            h = cx.binary(BinaryOp::Add, h, y)?;
+        }
+        if !program.all_positions() {
+            h = cx.b.push1(Op::Slice(Slice { axis: 1, start: -1, end: None }), &[h])?;
+        }
+        let hn = cx.rms_norm(h, "model.norm.weight", self.eps, 1, None)?;
+        let head = if self.tie_word_embeddings { "model.embed_tokens" } else { "lm_head" };
+        let logits = cx.linear(hn, head, false)?;
+        let mut logits = cx.cast(logits, DType::F32)?;
+        if !program.all_positions() {
+            logits = cx.reshape(logits, vec![b, Dim::Const(self.vocab_size as u64)])?;
+        }
+        cx.b.output("logits", logits);
+        for (name, v) in caches {
+            cx.b.output(&name, v);
+        }
+        Ok(cx.b.finish(program.name()))
+    }
+}
