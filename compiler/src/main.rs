@@ -4,6 +4,7 @@
 //! `file:line:col: message` where a position exists, and exit with code 2 for bad input.
 
 mod error;
+mod model;
 mod tensors;
 
 use std::collections::HashMap;
@@ -61,6 +62,34 @@ enum Command {
     },
     /// Print the IR manual: every op with its syntax, operands, attributes and semantics.
     Ops,
+    /// Logits of every position of a token sequence, computed by the reference interpreter.
+    Eval {
+        /// A checkpoint directory (config.json + safetensors) or a shape-only directory.
+        model: PathBuf,
+        /// Comma-separated token ids, e.g. `3,17,42`.
+        #[arg(long)]
+        tokens: String,
+        /// Output safetensors file; it holds one tensor `logits`, f32 [tokens, vocab].
+        #[arg(long)]
+        out: PathBuf,
+        /// Where to run: `cpu` (the reference interpreter); `sim` and `cuda` arrive with codegen.
+        #[arg(long, default_value = "cpu")]
+        backend: String,
+        /// Pass pipeline to run first (none are registered yet: only the empty pipeline runs).
+        #[arg(long, default_value = "")]
+        pipeline: String,
+    },
+    /// Show a model or IR file: its IR, or with --stats its parameters, layers and ops.
+    Inspect {
+        /// A model directory or a `.lir` file.
+        path: PathBuf,
+        /// Print statistics instead of the IR.
+        #[arg(long)]
+        stats: bool,
+        /// Print statistics as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -87,9 +116,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Opt { file, pipeline, output } => {
             let m = load(&file)?;
-            if let Some(pass) = pipeline.split(',').map(str::trim).find(|p| !p.is_empty()) {
-                return Err(CliError::input(format!("unknown pass `{pass}` (no passes are registered yet)")));
-            }
+            check_pipeline(&pipeline)?;
             let text = print_module(&m);
             match output {
                 Some(path) => error::write_atomic(&path, text.as_bytes()),
@@ -123,6 +150,49 @@ fn run(cli: Cli) -> Result<(), CliError> {
             print!("{}", lathe_ir::manual::render());
             Ok(())
         }
+        Command::Eval { model, tokens, out, backend, pipeline } => {
+            if backend != "cpu" {
+                return Err(CliError::input(format!(
+                    "--backend {backend}: not available yet (only `cpu`, the reference interpreter)"
+                )));
+            }
+            check_pipeline(&pipeline)?;
+            let tokens = model::parse_tokens(&tokens)?;
+            let logits = model::eval(&model, &tokens)?;
+            tensors::write_tensors(&out, &[("logits".to_string(), logits)])
+        }
+        Command::Inspect { path, stats, json } => {
+            if path.is_dir() {
+                let imp = model::load_model(&path, &lathe_frontend::import::ImportOptions::default())?;
+                if stats || json {
+                    let v = model::stats(&imp);
+                    if json {
+                        println!("{v}");
+                    } else {
+                        print!("{}", model::stats_text(&v));
+                    }
+                } else {
+                    print!("{}", print_module(&imp.module));
+                }
+            } else {
+                let m = load(&path)?;
+                if stats || json {
+                    let v = serde_json::json!({ "ops_by_program": model::op_counts(&m) });
+                    println!("{v}");
+                } else {
+                    print!("{}", print_module(&m));
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Accepts only the empty pipeline until the pass manager exists.
+fn check_pipeline(pipeline: &str) -> Result<(), CliError> {
+    match pipeline.split(',').map(str::trim).find(|p| !p.is_empty()) {
+        Some(pass) => Err(CliError::input(format!("unknown pass `{pass}` (no passes are registered yet)"))),
+        None => Ok(()),
     }
 }
 

@@ -1,0 +1,124 @@
+//! `lathe eval` and `lathe inspect`: commands on a model directory.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use lathe_frontend::import::{import, CheckpointLoader, Family, ImportOptions, Imported};
+use lathe_frontend::nemotron_h::BlockKind;
+use lathe_ir::interp::{self, tensor::Tensor};
+use lathe_ir::{DType, Graph, Module, Op};
+use serde_json::{json, Value};
+
+use crate::error::CliError;
+
+/// Imports a model directory; every frontend error is bad input (exit code 2).
+pub fn load_model(dir: &Path, opts: &ImportOptions) -> Result<Imported, CliError> {
+    import(dir, opts).map_err(|e| CliError::input(e.to_string()))
+}
+
+/// Parses `3,17,42` into token ids.
+pub fn parse_tokens(text: &str) -> Result<Vec<i64>, CliError> {
+    let toks: Vec<i64> = text
+        .split(',')
+        .map(str::trim)
+        .enumerate()
+        .map(|(i, t)| {
+            t.parse::<i64>().map_err(|_| CliError::input(format!("--tokens: item {i} ({t:?}) is not an integer")))
+        })
+        .collect::<Result<_, _>>()?;
+    if toks.is_empty() {
+        return Err(CliError::input("--tokens: no tokens given"));
+    }
+    Ok(toks)
+}
+
+/// Runs the `eval` program on `tokens` and returns `logits` as f32 `[len, vocab]`.
+pub fn eval(dir: &Path, tokens: &[i64]) -> Result<Tensor, CliError> {
+    let opts = ImportOptions { max_batch: 1, max_seq: Some(tokens.len() as u64), compute_dtype: DType::F32 };
+    let imp = load_model(dir, &opts)?;
+    let vocab = imp.family.vocab_size();
+    if let Some((i, t)) = tokens.iter().enumerate().find(|(_, t)| **t < 0 || **t as usize >= vocab) {
+        return Err(CliError::input(format!(
+            "--tokens: token {t} at position {i} is outside the vocabulary [0, {vocab})"
+        )));
+    }
+    let mut inputs = HashMap::new();
+    inputs.insert("tokens".to_string(), Tensor::from_i64(DType::I64, vec![1, tokens.len()], tokens.to_vec()));
+    let loader = CheckpointLoader { checkpoint: imp.checkpoint.as_ref() };
+    let out = interp::run(&imp.module, "eval", &inputs, &loader)
+        .map_err(|e| CliError::input(format!("{}: {e}", dir.display())))?;
+    let (_, logits) =
+        out.into_iter().find(|(n, _)| n == "logits").ok_or_else(|| CliError::internal("eval returned no logits"))?;
+    let shape = vec![tokens.len(), vocab];
+    Ok(Tensor { dtype: logits.dtype, shape, data: logits.data })
+}
+
+/// Counts ops by text name, fusion bodies included.
+fn count_ops(g: &Graph, counts: &mut BTreeMap<String, u64>) {
+    for &n in &g.order {
+        let op = &g.nodes[n].op;
+        *counts.entry(op.name().to_string()).or_default() += 1;
+        if let Op::Fusion(f) = op {
+            count_ops(&f.body, counts);
+        }
+    }
+}
+
+/// Op counts of every function of a module.
+pub fn op_counts(m: &Module) -> BTreeMap<String, BTreeMap<String, u64>> {
+    m.functions
+        .iter()
+        .map(|f| {
+            let mut c = BTreeMap::new();
+            count_ops(&f.graph, &mut c);
+            (f.name.clone(), c)
+        })
+        .collect()
+}
+
+/// `lathe inspect --stats` of an imported model as JSON.
+pub fn stats(imp: &Imported) -> Value {
+    let m = &imp.module;
+    let parameters: u64 = m.weights.iter().map(|(_, w)| w.ty.const_elements().unwrap_or(0)).sum();
+    let weight_bytes: u64 =
+        m.weights.iter().map(|(_, w)| w.ty.const_elements().unwrap_or(0) * w.ty.dtype.size_bytes() as u64).sum();
+    let (model_type, layers) = match &imp.family {
+        Family::NemotronH(c) => {
+            let n = |k| c.pattern.iter().filter(|&&b| b == k).count();
+            (
+                if c.pattern.iter().all(|&b| b == BlockKind::Mamba) { "mamba2" } else { "nemotron_h" },
+                json!({"mamba": n(BlockKind::Mamba), "attention": n(BlockKind::Attention), "mlp": n(BlockKind::Mlp)}),
+            )
+        }
+        Family::Qwen2(c) => ("qwen2", json!({"mamba": 0, "attention": c.layers, "mlp": c.layers})),
+        _ => ("unknown", json!({})),
+    };
+    let per_program = op_counts(m);
+    json!({
+        "model": m.name,
+        "model_type": model_type,
+        "shape_only": imp.checkpoint.is_none(),
+        "parameters": parameters,
+        "weight_bytes": weight_bytes,
+        "layers": layers,
+        "ops": per_program.get("extend").cloned().unwrap_or_default(),
+        "ops_by_program": per_program,
+    })
+}
+
+/// Human-readable form of [`stats`].
+pub fn stats_text(v: &Value) -> String {
+    let mut out = String::new();
+    let get = |k: &str| v.get(k).cloned().unwrap_or(Value::Null);
+    out.push_str(&format!("model:        {} ({})\n", get("model"), get("model_type")));
+    out.push_str(&format!("parameters:   {}\n", get("parameters")));
+    out.push_str(&format!("weight bytes: {}\n", get("weight_bytes")));
+    out.push_str(&format!("layers:       {}\n", get("layers")));
+    if let Some(Value::Object(ops)) = v.get("ops") {
+        out.push_str("ops (extend):\n");
+        for (k, n) in ops {
+            out.push_str(&format!("  {k:<16} {n}\n"));
+        }
+    }
+    out
+}
