@@ -46,8 +46,11 @@ fn check(name: &str) {
     assert_eq!(got.shape, [1, shape[0], shape[1]], "{name}");
     let got = got.to_f64();
     let err = lathe_tests::normwise_error(&got, &want);
-    // f32 compute end to end: the budget is 1e-4 · max|ref|.
-    assert!(err <= 1e-4, "{name}: normwise error {err:.3e}");
+    // f32 compute end to end; the budget grows with depth and width and stays far under 1e-4.
+    let (layers, width) = (4, 96);
+    let tol = lathe_tests::model_tolerance(DType::F32, layers, width);
+    assert!(tol < 1e-4);
+    assert!(err <= tol, "{name}: normwise error {err:.3e} > {tol:.3e}");
     let v = shape[1];
     for t in 0..shape[0] {
         assert_eq!(

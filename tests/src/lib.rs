@@ -40,6 +40,13 @@ pub fn tolerance(dtype: DType, reduction_len: usize) -> f64 {
     2.0 * unit_roundoff(dtype) + 8.0 * k.sqrt() * unit_roundoff(DType::F32)
 }
 
+/// The tolerance for whole-model logits: rounding errors of each layer's reductions add up
+/// through the residual stream, so a model of `layers` blocks whose widest reduction is `width`
+/// is held to `tolerance(dtype, layers · width)`.
+pub fn model_tolerance(dtype: DType, layers: usize, width: usize) -> f64 {
+    tolerance(dtype, layers.max(1) * width.max(1))
+}
+
 /// `max|actual − expected| / max|expected|` (absolute error when `expected` is all zeros).
 pub fn normwise_error(actual: &[f64], expected: &[f64]) -> f64 {
     let scale = expected.iter().fold(0f64, |m, v| m.max(v.abs()));
