@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use lathe_frontend::import::{import, CheckpointLoader, Imported, ImportOptions};
+use lathe_frontend::import::{import, CheckpointLoader, ImportOptions, Imported};
 use lathe_ir::interp::{self, tensor::Tensor};
 use lathe_ir::{DType, Dim};
 
@@ -30,14 +30,21 @@ fn empty_caches(imp: &Imported) -> HashMap<String, Tensor> {
         .filter(|(n, _)| *n != "tokens" && *n != "past")
         .map(|(n, v)| {
             let ty = f.graph.ty(v);
-            let shape: Vec<usize> = ty.shape.iter().map(|d| if let Dim::Const(c) = d { *c as usize } else { 1 }).collect();
+            let shape: Vec<usize> =
+                ty.shape.iter().map(|d| if let Dim::Const(c) = d { *c as usize } else { 1 }).collect();
             let numel = shape.iter().product();
             (n.to_string(), Tensor::from_f32(ty.dtype, shape, vec![0.0; numel]))
         })
         .collect()
 }
 
-fn step(imp: &Imported, func: &str, toks: &[i64], past: i64, caches: &HashMap<String, Tensor>) -> (Vec<f64>, HashMap<String, Tensor>) {
+fn step(
+    imp: &Imported,
+    func: &str,
+    toks: &[i64],
+    past: i64,
+    caches: &HashMap<String, Tensor>,
+) -> (Vec<f64>, HashMap<String, Tensor>) {
     let mut inputs = caches.clone();
     inputs.insert("tokens".into(), Tensor::from_i64(DType::I64, vec![1, toks.len()], toks.to_vec()));
     inputs.insert("past".into(), Tensor::from_i64(DType::I64, vec![1], vec![past]));
