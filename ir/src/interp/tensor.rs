@@ -205,9 +205,11 @@ impl Tensor {
         }
         let w2 = |i: usize| u16::from_le_bytes([b[2 * i], b[2 * i + 1]]);
         Ok(match dtype {
-            DType::F32 => {
-                Tensor::from_f32(dtype, shape, b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
-            }
+            DType::F32 => Tensor::from_f32(
+                dtype,
+                shape,
+                b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+            ),
             DType::BF16 => Tensor::from_f32(dtype, shape, (0..n).map(|i| numerics::bf16_bits_to_f32(w2(i))).collect()),
             DType::F16 => Tensor::from_f32(dtype, shape, (0..n).map(|i| numerics::f16_bits_to_f32(w2(i))).collect()),
             DType::F8E4M3 => Tensor::from_f32(dtype, shape, b.iter().map(|&c| numerics::e4m3_to_f32(c)).collect()),
@@ -215,7 +217,9 @@ impl Tensor {
             DType::I64 => Tensor::from_i64(
                 dtype,
                 shape,
-                b.chunks_exact(8).map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])).collect(),
+                b.chunks_exact(8)
+                    .map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+                    .collect(),
             ),
             DType::I32 => Tensor::from_i64(
                 dtype,
