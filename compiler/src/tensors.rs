@@ -2,8 +2,7 @@
 
 use std::path::Path;
 
-use lathe_ir::interp::tensor::{Data, Tensor};
-use lathe_ir::numerics as nx;
+use lathe_ir::interp::tensor::Tensor;
 use lathe_ir::DType;
 use safetensors::tensor::{Dtype as StDtype, TensorView};
 use safetensors::SafeTensors;
@@ -45,50 +44,8 @@ fn ir_dtype(d: StDtype) -> Option<DType> {
 pub fn from_view(view: &TensorView<'_>, what: &str) -> Result<Tensor, CliError> {
     let dtype = ir_dtype(view.dtype())
         .ok_or_else(|| CliError::input(format!("{what}: unsupported dtype {:?}", view.dtype())))?;
-    let shape = view.shape().to_vec();
-    let b = view.data();
-    let n: usize = shape.iter().product();
-    if b.len() != n * dtype.size_bytes() {
-        return Err(CliError::input(format!("{what}: {} bytes for {n} elements of {dtype}", b.len())));
-    }
-    let w2 = |i: usize| u16::from_le_bytes([b[2 * i], b[2 * i + 1]]);
-    Ok(match dtype {
-        DType::F32 => Tensor::from_f32(
-            dtype,
-            shape,
-            b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
-        ),
-        DType::BF16 => Tensor::from_f32(dtype, shape, (0..n).map(|i| nx::bf16_bits_to_f32(w2(i))).collect()),
-        DType::F16 => Tensor::from_f32(dtype, shape, (0..n).map(|i| nx::f16_bits_to_f32(w2(i))).collect()),
-        DType::F8E4M3 => Tensor::from_f32(dtype, shape, b.iter().map(|&c| nx::e4m3_to_f32(c)).collect()),
-        DType::F8E5M2 => Tensor::from_f32(dtype, shape, b.iter().map(|&c| nx::e5m2_to_f32(c)).collect()),
-        DType::I64 => Tensor::from_i64(
-            dtype,
-            shape,
-            b.chunks_exact(8).map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])).collect(),
-        ),
-        DType::I32 => Tensor::from_i64(
-            dtype,
-            shape,
-            b.chunks_exact(4).map(|c| i64::from(i32::from_le_bytes([c[0], c[1], c[2], c[3]]))).collect(),
-        ),
-        DType::I8 => Tensor::from_i64(dtype, shape, b.iter().map(|&c| i64::from(c as i8)).collect()),
-        DType::U8 | DType::Bool => Tensor::from_i64(dtype, shape, b.iter().map(|&c| i64::from(c)).collect()),
-    })
-}
-
-/// Encodes a tensor's elements as little-endian bytes of its dtype.
-pub fn to_bytes(t: &Tensor) -> Vec<u8> {
-    match (&t.data, t.dtype) {
-        (Data::F(v), DType::F32) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        (Data::F(v), DType::BF16) => v.iter().flat_map(|&x| nx::f32_to_bf16_bits(x).to_le_bytes()).collect(),
-        (Data::F(v), DType::F16) => v.iter().flat_map(|&x| nx::f32_to_f16_bits(x).to_le_bytes()).collect(),
-        (Data::F(v), DType::F8E4M3) => v.iter().map(|&x| nx::f32_to_e4m3(x)).collect(),
-        (Data::F(v), _) => v.iter().map(|&x| nx::f32_to_e5m2(x)).collect(),
-        (Data::I(v), DType::I64) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        (Data::I(v), DType::I32) => v.iter().flat_map(|&x| (x as i32).to_le_bytes()).collect(),
-        (Data::I(v), _) => v.iter().map(|&x| x as u8).collect(),
-    }
+    Tensor::from_le_bytes(dtype, view.shape().to_vec(), view.data())
+        .map_err(|e| CliError::input(format!("{what}: {e}")))
 }
 
 /// Reads tensor `name` from a safetensors file; a file holding exactly one tensor may name it
@@ -112,7 +69,7 @@ pub fn read_tensor(path: &Path, name: &str) -> Result<Tensor, CliError> {
 /// Writes named tensors to `path` atomically: a temporary file in the same directory is
 /// renamed over the target, so a failure leaves no partial output.
 pub fn write_tensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<(), CliError> {
-    let bytes: Vec<Vec<u8>> = tensors.iter().map(|(_, t)| to_bytes(t)).collect();
+    let bytes: Vec<Vec<u8>> = tensors.iter().map(|(_, t)| t.to_le_bytes()).collect();
     let views = tensors
         .iter()
         .zip(&bytes)
