@@ -1,0 +1,73 @@
+//! CPU throughput of the reference interpreter's `eval` against transformers on the same
+//! checkpoint. Not a test: it prints measurements.
+//!
+//! ```sh
+//! .venv/bin/python tests/fixtures/gen.py --bench /tmp/lathe-bench   # checkpoint + torch time
+//! LATHE_BENCH_DIR=/tmp/lathe-bench cargo bench -p lathe-frontend --bench eval_cpu
+//! ```
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use lathe_frontend::import::{import, CheckpointLoader, ImportOptions};
+use lathe_ir::interp::{self, tensor::Tensor};
+use lathe_ir::DType;
+
+fn main() {
+    let Some(dir) = std::env::var_os("LATHE_BENCH_DIR").map(PathBuf::from) else {
+        eprintln!("eval_cpu: set LATHE_BENCH_DIR to a directory made by `gen.py --bench DIR`; skipping");
+        return;
+    };
+    let timing: serde_json::Value =
+        match std::fs::read(dir.join("torch_timing.json")).map(|b| serde_json::from_slice(&b)) {
+            Ok(Ok(v)) => v,
+            _ => {
+                eprintln!("eval_cpu: {}/torch_timing.json is missing or invalid", dir.display());
+                std::process::exit(2);
+            }
+        };
+    let tokens: Vec<i64> =
+        timing["token_ids"].as_array().map(|a| a.iter().filter_map(|v| v.as_i64()).collect()).unwrap_or_default();
+    let t0 = Instant::now();
+    let imp = match import(
+        &dir,
+        &ImportOptions { max_batch: 1, max_seq: Some(tokens.len() as u64), compute_dtype: DType::F32 },
+    ) {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("eval_cpu: {e}");
+            std::process::exit(2);
+        }
+    };
+    let import_s = t0.elapsed().as_secs_f64();
+    let mut inputs = HashMap::new();
+    inputs.insert("tokens".to_string(), Tensor::from_i64(DType::I64, vec![1, tokens.len()], tokens.clone()));
+    let loader = CheckpointLoader { checkpoint: imp.checkpoint.as_ref() };
+    let mut times = Vec::new();
+    for _ in 0..4 {
+        let t = Instant::now();
+        if let Err(e) = interp::run(&imp.module, "eval", &inputs, &loader) {
+            eprintln!("eval_cpu: {e}");
+            std::process::exit(1);
+        }
+        times.push(t.elapsed().as_secs_f64());
+    }
+    // Every run reads its weights (from the page cache after the first); the first is a warm-up,
+    // as for torch, and the median of the others is reported.
+    let mut warm = times[1..].to_vec();
+    warm.sort_by(f64::total_cmp);
+    let ours = warm[warm.len() / 2];
+    let torch = timing["torch_seconds"].as_f64().unwrap_or(f64::NAN);
+    println!("parameters        {}", timing["parameters"]);
+    println!("tokens            {}", tokens.len());
+    println!("import            {import_s:.3} s (headers, graph, verify)");
+    println!("lathe interp eval {ours:.3} s  ({:.0} tokens/s, weight reads included)", tokens.len() as f64 / ours);
+    println!(
+        "transformers      {torch:.3} s  ({:.0} tokens/s, torch {}, {} threads)",
+        tokens.len() as f64 / torch,
+        timing["torch"],
+        timing["threads"]
+    );
+    println!("speedup           {:.2}x", torch / ours);
+}
