@@ -86,3 +86,8 @@ fn mamba2_tiny_matches_transformers() {
 fn qwen2_tiny_matches_transformers() {
     check("qwen2_tiny");
 }
+
+#[test]
+fn nemotron_h_f16_matches_transformers() {
+    check("nemotron_h_f16");
+}
