@@ -291,7 +291,10 @@ pub fn infer(m: &Module, op: &Op, args: &[&TensorType]) -> Result<Vec<TensorType
             if hh % p != 0 || ww % p != 0 {
                 return Err(format!("image {hh}x{ww} is not a multiple of patch {p}"));
             }
-            one(TensorType::new(x.dtype, [x.shape[0], Dim::Const((hh / p) * (ww / p)), o]))
+            let patches = (hh / p)
+                .checked_mul(ww / p)
+                .ok_or_else(|| format!("image {hh}x{ww} has more than 2^64 patches of {p}"))?;
+            one(TensorType::new(x.dtype, [x.shape[0], Dim::Const(patches), o]))
         }
         Op::Unary(u) => {
             let x = args[0];
@@ -441,7 +444,9 @@ pub fn infer(m: &Module, op: &Op, args: &[&TensorType]) -> Result<Vec<TensorType
             let d =
                 *x.shape.get(sp.axis).ok_or_else(|| format!("axis {} out of range for {}", sp.axis, type_str(m, x)))?;
             let total = const_dim(m, "split axis", d)?;
-            if sp.sizes.is_empty() || sp.sizes.iter().sum::<u64>() != total {
+            // Checked: sizes come from text and may sum past u64.
+            let sum = sp.sizes.iter().try_fold(0u64, |acc, &n| acc.checked_add(n));
+            if sp.sizes.is_empty() || sum != Some(total) {
                 return Err(format!("sizes {:?} must sum to {total}", sp.sizes));
             }
             Ok(sp
@@ -472,7 +477,9 @@ pub fn infer(m: &Module, op: &Op, args: &[&TensorType]) -> Result<Vec<TensorType
                         return Err(format!("operand {i} is {}, operand 0 is {}", type_str(m, t), type_str(m, first)));
                     }
                 }
-                total += const_dim(m, "concat axis", t.shape[*axis])?;
+                total = total
+                    .checked_add(const_dim(m, "concat axis", t.shape[*axis])?)
+                    .ok_or_else(|| format!("the concatenated axis {axis} is longer than 2^64 - 1"))?;
             }
             let mut shape = first.shape.clone();
             shape[*axis] = Dim::Const(total);
@@ -512,7 +519,11 @@ pub fn infer(m: &Module, op: &Op, args: &[&TensorType]) -> Result<Vec<TensorType
             if *r == 0 || h % r != 0 || w % r != 0 {
                 return Err(format!("factor {r} must divide height {h} and width {w}"));
             }
-            one(TensorType::new(x.dtype, [x.shape[0], Dim::Const(h / r), Dim::Const(w / r), Dim::Const(c * r * r)]))
+            let co = r
+                .checked_mul(*r)
+                .and_then(|rr| c.checked_mul(rr))
+                .ok_or_else(|| format!("{c} channels times factor {r} squared is more than 2^64 - 1"))?;
+            one(TensorType::new(x.dtype, [x.shape[0], Dim::Const(h / r), Dim::Const(w / r), Dim::Const(co)]))
         }
         Op::ScatterCache => {
             let (cache, new, past) = (args[0], args[1], args[2]);

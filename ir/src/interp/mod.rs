@@ -560,10 +560,11 @@ impl Env<'_> {
                 let mut out = cache.clone();
                 for bi in 0..b {
                     let p = past.ints()[bi];
-                    if p < 0 || p as usize + s > cap {
+                    // Checked: `past` is run-time data and may be anything, i64::MAX included.
+                    if usize::try_from(p).ok().and_then(|p| p.checked_add(s)).is_none_or(|end| end > cap) {
                         return Err(Fail::Msg(format!(
                             "rows [{p}, {}) of sequence {bi} exceed the cache capacity {cap}",
-                            p + s as i64
+                            i128::from(p) + s as i128
                         )));
                     }
                     let dst = (bi * cap + p as usize) * row;
