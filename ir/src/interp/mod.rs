@@ -141,6 +141,16 @@ pub fn run(
 /// with an error instead of exhausting memory.
 pub const MAX_ELEMENTS: usize = 1 << 32;
 
+/// Evaluates one op on concrete operands (constant shapes only: no symbol is bound). Used by
+/// constant folding, so that folding computes exactly what the interpreter would.
+pub fn eval_op(m: &Module, op: &Op, args: &[&Tensor], types: &[&TensorType]) -> Result<Vec<Tensor>, InterpError> {
+    let mut env = Env { m, loader: &SyntheticOnly, syms: HashMap::new(), weights: HashMap::new() };
+    env.eval(op, args, types).map_err(|e| match e {
+        Fail::Msg(message) => op_err(0, op, message),
+        Fail::Nested(e) => e,
+    })
+}
+
 struct Env<'a> {
     m: &'a Module,
     loader: &'a dyn WeightLoader,
