@@ -134,7 +134,9 @@ fn run(cli: Cli) -> Result<(), CliError> {
                     .split_once('=')
                     .ok_or_else(|| CliError::input(format!("--input {spec:?}: expected NAME=FILE.safetensors")))?;
                 let t = tensors::read_tensor(Path::new(path), name)?;
-                args.insert(name.to_string(), t);
+                if args.insert(name.to_string(), t).is_some() {
+                    return Err(CliError::input(format!("--input {name:?} is given twice")));
+                }
             }
             let dir = weights.unwrap_or_else(|| file.parent().map(Path::to_path_buf).unwrap_or_default());
             let loader = CheckpointLoader { dir };

@@ -69,6 +69,15 @@ pub fn read_tensor(path: &Path, name: &str) -> Result<Tensor, CliError> {
 /// Writes named tensors to `path` atomically: a temporary file in the same directory is
 /// renamed over the target, so a failure leaves no partial output.
 pub fn write_tensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<(), CliError> {
+    // safetensors keys are unique (its serializer panics on a repeated one); an unnamed result
+    // is called `outK`, which a named result may already be.
+    let mut names = std::collections::HashSet::new();
+    if let Some((name, _)) = tensors.iter().find(|(n, _)| !names.insert(n.as_str())) {
+        return Err(CliError::input(format!(
+            "{}: two results are named \"{name}\"; name every result of the function",
+            path.display()
+        )));
+    }
     let bytes: Vec<Vec<u8>> = tensors.iter().map(|(_, t)| t.to_le_bytes()).collect();
     let views = tensors
         .iter()

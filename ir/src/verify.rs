@@ -73,7 +73,9 @@ pub fn verify(m: &Module) -> Result<(), VerifyErrors> {
     for (_, s) in m.symbols.iter() {
         let ok_name = s.name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
             && s.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-            && crate::types::DType::from_name(&s.name).is_none();
+            && crate::types::DType::from_name(&s.name).is_none()
+            // The lexer reads these words as numbers.
+            && !matches!(s.name.as_str(), "inf" | "nan" | "NaN");
         if !ok_name {
             errs.push(top(format!("symbol name `{}` is not an identifier", s.name)));
         }
@@ -190,6 +192,12 @@ fn verify_graph(m: &Module, g: &Graph, loc: &Location, named: bool, errs: &mut V
         match &node.op {
             Op::Input(a) if !input_names.insert(a.name.as_str()) => {
                 errs.push(at(Some(n), Some(name), format!("input \"{}\" is declared twice", a.name)));
+            }
+            // The text format has no syntax for a node without results (and such a region
+            // computes nothing).
+            Op::Fusion(f) if f.body.outputs.is_empty() => {
+                errs.push(at(Some(n), Some(name), "a fusion must return at least one value".into()));
+                continue;
             }
             Op::Fusion(f) => {
                 let mut sub = loc.clone();

@@ -88,7 +88,7 @@ mod tests {
         assert!(tolerance(DType::F16, 16) > tolerance(DType::F32, 16));
         assert_eq!(tolerance(DType::I64, 100), 0.0);
         // An f32 GEMM with K = 4096 must be held far tighter than the 1e-4 model-level budget.
-        assert!(tolerance(DType::F32, 4096) < 2e-5);
+        assert!(tolerance(DType::F32, 4096) < 4e-5);
     }
 
     #[test]

@@ -20,8 +20,8 @@ pub enum Tok {
     At(String),
     /// A string literal.
     Str(String),
-    /// An integer literal.
-    Int(i64),
+    /// An integer literal: any value of `i64` or of `u64` (seeds, bounds and dims are `u64`).
+    Int(i128),
     /// A float literal (has `.`, an exponent, or is `inf`/`nan` with an optional sign).
     Float(f64),
     /// One of `{ } [ ] ( ) , : = #`, or `<=`.
@@ -135,9 +135,9 @@ pub fn lex(src: &str) -> Result<Vec<(Tok, Pos)>, LexError> {
                         Err(_) => return err(format!("malformed number `{text}`")),
                     }
                 } else {
-                    match text.parse::<i64>() {
-                        Ok(v) => Tok::Int(v),
-                        Err(_) => return err(format!("integer `{text}` does not fit in 64 bits")),
+                    match text.parse::<i128>() {
+                        Ok(v) if i64::try_from(v).is_ok() || u64::try_from(v).is_ok() => Tok::Int(v),
+                        _ => return err(format!("integer `{text}` does not fit in 64 bits")),
                     }
                 }
             }

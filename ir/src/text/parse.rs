@@ -44,7 +44,7 @@ pub fn parse_module_with_spans(src: &str) -> Result<(Module, SourceMap), ParseEr
 #[derive(Debug, Clone, PartialEq)]
 enum AttrVal {
     Flag,
-    Int(i64),
+    Int(i128),
     Float(f64),
     Ident(String),
     List(Vec<AttrVal>),
@@ -77,18 +77,21 @@ impl Attrs {
     fn opt_int(&mut self, key: &str) -> PResult<Option<i64>> {
         match self.take(key) {
             None => Ok(None),
-            Some((AttrVal::Int(v), _)) => Ok(Some(v)),
+            Some((AttrVal::Int(v), p)) => match i64::try_from(v) {
+                Ok(v) => Ok(Some(v)),
+                Err(_) => err_at(p, format!("attribute `{key}` does not fit in a signed 64-bit integer")),
+            },
             Some((_, p)) => err_at(p, format!("attribute `{key}` expects an integer")),
         }
     }
     fn opt_uint(&mut self, key: &str) -> PResult<Option<u64>> {
-        let pos = self.items.iter().find(|(k, _, _)| k == key).map(|x| x.2);
-        match self.opt_int(key)? {
+        match self.take(key) {
             None => Ok(None),
-            Some(v) => match u64::try_from(v) {
+            Some((AttrVal::Int(v), p)) => match u64::try_from(v) {
                 Ok(v) => Ok(Some(v)),
-                Err(_) => err_at(pos.unwrap_or(self.pos), format!("attribute `{key}` must be >= 0")),
+                Err(_) => err_at(p, format!("attribute `{key}` must be >= 0")),
             },
+            Some((_, p)) => err_at(p, format!("attribute `{key}` expects an integer")),
         }
     }
     fn uint(&mut self, key: &str) -> PResult<u64> {
@@ -124,7 +127,8 @@ impl Attrs {
             Some((AttrVal::List(vs), p)) => vs
                 .into_iter()
                 .map(|v| match v {
-                    AttrVal::Int(i) if i >= 0 => Ok(i as u64),
+                    AttrVal::Int(i) => u64::try_from(i)
+                        .map_or_else(|_| err_at(p, format!("attribute `{key}` expects a list of integers >= 0")), Ok),
                     _ => err_at(p, format!("attribute `{key}` expects a list of integers >= 0")),
                 })
                 .collect(),
@@ -271,10 +275,13 @@ impl Parser {
     }
     fn uint(&mut self, what: &str) -> PResult<u64> {
         match self.peek().clone() {
-            Tok::Int(v) if v >= 0 => {
-                self.i += 1;
-                Ok(v as u64)
-            }
+            Tok::Int(v) => match u64::try_from(v) {
+                Ok(v) => {
+                    self.i += 1;
+                    Ok(v)
+                }
+                Err(_) => self.unexpected(what),
+            },
             _ => self.unexpected(what),
         }
     }
@@ -311,10 +318,13 @@ impl Parser {
         if !self.eat("]") {
             loop {
                 match self.peek().clone() {
-                    Tok::Int(v) if v >= 0 => {
-                        self.i += 1;
-                        shape.push(Dim::Const(v as u64));
-                    }
+                    Tok::Int(v) => match u64::try_from(v) {
+                        Ok(c) => {
+                            self.i += 1;
+                            shape.push(Dim::Const(c));
+                        }
+                        Err(_) => return self.unexpected("a dimension (an integer or a symbol)"),
+                    },
                     Tok::Ident(s) => match m.symbol(&s) {
                         Some(h) => {
                             self.i += 1;
