@@ -5,6 +5,7 @@
 
 mod error;
 mod model;
+mod opt;
 mod tensors;
 
 use std::collections::HashMap;
@@ -36,13 +37,14 @@ enum Command {
     Opt {
         /// The `.lir` file.
         file: PathBuf,
-        /// Comma-separated passes (none are registered yet: only the empty pipeline runs).
-        #[arg(long, default_value = "")]
-        pipeline: String,
+        #[command(flatten)]
+        pipeline: opt::PipelineArgs,
         /// Write the IR here instead of standard output.
         #[arg(short, long)]
         output: Option<PathBuf>,
     },
+    /// List the registered passes with their options.
+    ListPasses,
     /// Run a function of an IR file on safetensors inputs with the reference interpreter.
     Interp {
         /// The `.lir` file.
@@ -75,9 +77,9 @@ enum Command {
         /// Where to run: `cpu` (the reference interpreter); `sim` and `cuda` arrive with codegen.
         #[arg(long, default_value = "cpu")]
         backend: String,
-        /// Pass pipeline to run first (none are registered yet: only the empty pipeline runs).
-        #[arg(long, default_value = "")]
-        pipeline: String,
+        /// The pipeline that runs before the interpreter (`default` keeps f32/bf16 numerics).
+        #[command(flatten)]
+        pipeline: opt::PipelineArgs,
     },
     /// Show a model or IR file: its IR, or with --stats its parameters, layers and ops.
     Inspect {
@@ -115,8 +117,8 @@ fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Opt { file, pipeline, output } => {
-            let m = load(&file)?;
-            check_pipeline(&pipeline)?;
+            let mut m = load(&file)?;
+            pipeline.run(&mut m)?;
             let text = print_module(&m);
             match output {
                 Some(path) => error::write_atomic(&path, text.as_bytes()),
@@ -148,6 +150,10 @@ fn run(cli: Cli) -> Result<(), CliError> {
             }
             Ok(())
         }
+        Command::ListPasses => {
+            print!("{}", opt::list_passes());
+            Ok(())
+        }
         Command::Ops => {
             print!("{}", lathe_ir::manual::render());
             Ok(())
@@ -158,9 +164,8 @@ fn run(cli: Cli) -> Result<(), CliError> {
                     "--backend {backend}: not available yet (only `cpu`, the reference interpreter)"
                 )));
             }
-            check_pipeline(&pipeline)?;
             let tokens = model::parse_tokens(&tokens)?;
-            let logits = model::eval(&model, &tokens)?;
+            let logits = model::eval(&model, &tokens, &pipeline)?;
             tensors::write_tensors(&out, &[("logits".to_string(), logits)])
         }
         Command::Inspect { path, stats, json } => {
@@ -187,14 +192,6 @@ fn run(cli: Cli) -> Result<(), CliError> {
             }
             Ok(())
         }
-    }
-}
-
-/// Accepts only the empty pipeline until the pass manager exists.
-fn check_pipeline(pipeline: &str) -> Result<(), CliError> {
-    match pipeline.split(',').map(str::trim).find(|p| !p.is_empty()) {
-        Some(pass) => Err(CliError::input(format!("unknown pass `{pass}` (no passes are registered yet)"))),
-        None => Ok(()),
     }
 }
 

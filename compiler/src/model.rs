@@ -32,10 +32,13 @@ pub fn parse_tokens(text: &str) -> Result<Vec<i64>, CliError> {
     Ok(toks)
 }
 
-/// Runs the `eval` program on `tokens` and returns `logits` as f32 `[len, vocab]`.
-pub fn eval(dir: &Path, tokens: &[i64]) -> Result<Tensor, CliError> {
+/// Runs the pipeline, then the `eval` program on `tokens`, and returns `logits` as f32 `[len, vocab]`.
+pub fn eval(dir: &Path, tokens: &[i64], pipeline: &crate::opt::PipelineArgs) -> Result<Tensor, CliError> {
     let opts = ImportOptions { max_batch: 1, max_seq: Some(tokens.len() as u64), compute_dtype: DType::F32 };
-    let imp = load_model(dir, &opts)?;
+    // Build the pipeline first: a bad pass name is reported before any weight is touched.
+    pipeline.manager()?;
+    let mut imp = load_model(dir, &opts)?;
+    pipeline.run(&mut imp.module)?;
     let vocab = imp.family.vocab_size();
     if let Some((i, t)) = tokens.iter().enumerate().find(|(_, t)| **t < 0 || **t as usize >= vocab) {
         return Err(CliError::input(format!(
