@@ -248,8 +248,8 @@ impl NemotronHConfig {
 
 // ------------------------------------------------------------------------------ programs ----
 
-use lathe_ir::ops::{BinaryOp, Op, Slice, UnaryOp};
-use lathe_ir::{DType, Dim, Function, Module, ValueId};
+use lathe_ir::ops::{BinaryOp, UnaryOp};
+use lathe_ir::{Dim, Function, Module, ValueId};
 
 use crate::graph::{Ctx, R};
 use crate::programs::{Program, Shapes};
@@ -259,12 +259,7 @@ use crate::programs::{Program, Shapes};
 pub fn build_program(cfg: &NemotronHConfig, m: &Module, program: Program, shapes: &Shapes) -> R<Function> {
     let mut cx = Ctx::new(m);
     let (b, s) = (shapes.batch, program.seq_dim(shapes));
-    let tokens = cx.b.input("tokens", lathe_ir::TensorType::new(DType::I64, [b, s]))?;
-    let past =
-        if program.has_caches() { Some(cx.b.input("past", lathe_ir::TensorType::new(DType::I64, [b]))?) } else { None };
-    let emb = cx.weight_raw("backbone.embeddings.weight")?;
-    let x = cx.b.push1(Op::Gather, &[emb, tokens])?;
-    let mut h = cx.cast(x, cx.dt)?;
+    let (mut h, past) = crate::programs::begin(&mut cx, program, shapes, "backbone.embeddings.weight")?;
     let mut cache_outputs = Vec::new();
     for (i, kind) in cfg.pattern.iter().enumerate() {
         let p = format!("backbone.layers.{i}");
@@ -300,21 +295,18 @@ pub fn build_program(cfg: &NemotronHConfig, m: &Module, program: Program, shapes
         };
         h = cx.binary(BinaryOp::Add, h, out)?;
     }
-    if !program.all_positions() {
-        h = cx.b.push1(Op::Slice(Slice { axis: 1, start: -1, end: None }), &[h])?;
-    }
-    let hn = cx.rms_norm(h, "backbone.norm_f.weight", cfg.eps, 1, None)?;
     let head = if cfg.tie_word_embeddings { "backbone.embeddings" } else { "lm_head" };
-    let logits = cx.linear(hn, head, false)?;
-    let mut logits = cx.cast(logits, DType::F32)?;
-    if !program.all_positions() {
-        logits = cx.reshape(logits, vec![b, Dim::Const(cfg.vocab_size as u64)])?;
-    }
-    cx.b.output("logits", logits);
-    for (name, v) in cache_outputs {
-        cx.b.output(&name, v);
-    }
-    Ok(cx.b.finish(program.name()))
+    crate::programs::finish(
+        cx,
+        h,
+        program,
+        shapes,
+        "backbone.norm_f.weight",
+        cfg.eps,
+        head,
+        cfg.vocab_size,
+        cache_outputs,
+    )
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -139,3 +139,45 @@ pub fn gqa_attention(
     let o = cx.reshape(o, vec![b, s, c(hq * d)])?;
     cx.linear(o, &format!("{p}.o_proj"), spec.out_bias)
 }
+
+/// The start every language-model program shares: `tokens` (and `past` with caches) inputs and
+/// the embedding lookup in the compute dtype. Returns the hidden state and `past`.
+pub fn begin(cx: &mut Ctx<'_>, program: Program, shapes: &Shapes, embedding: &str) -> R<(ValueId, Option<ValueId>)> {
+    let (b, s) = (shapes.batch, program.seq_dim(shapes));
+    let tokens = cx.b.input("tokens", TensorType::new(DType::I64, [b, s]))?;
+    let past = if program.has_caches() { Some(cx.b.input("past", TensorType::new(DType::I64, [b]))?) } else { None };
+    let emb = cx.weight_raw(embedding)?;
+    let x = cx.b.push1(Op::Gather, &[emb, tokens])?;
+    Ok((cx.cast(x, cx.dt)?, past))
+}
+
+/// The end every language-model program shares: the last position only (unless `eval`), the
+/// final RMSNorm `norm`, the LM head `head` (a `[vocab, hidden]` linear), f32 logits, then the
+/// caches as outputs.
+#[allow(clippy::too_many_arguments)]
+pub fn finish(
+    mut cx: Ctx<'_>,
+    mut h: ValueId,
+    program: Program,
+    shapes: &Shapes,
+    norm: &str,
+    eps: f64,
+    head: &str,
+    vocab: usize,
+    caches: Vec<(String, ValueId)>,
+) -> R<lathe_ir::Function> {
+    if !program.all_positions() {
+        h = cx.b.push1(Op::Slice(lathe_ir::ops::Slice { axis: 1, start: -1, end: None }), &[h])?;
+    }
+    let hn = cx.rms_norm(h, norm, eps, 1, None)?;
+    let logits = cx.linear(hn, head, false)?;
+    let mut logits = cx.cast(logits, DType::F32)?;
+    if !program.all_positions() {
+        logits = cx.reshape(logits, vec![shapes.batch, Dim::Const(vocab as u64)])?;
+    }
+    cx.b.output("logits", logits);
+    for (name, v) in caches {
+        cx.b.output(&name, v);
+    }
+    Ok(cx.b.finish(program.name()))
+}

@@ -6,12 +6,12 @@
 //! `rope_theta` (or `rope_parameters.rope_theta`). Only the default RoPE type is supported;
 //! scaled variants are refused clearly.
 
-use lathe_ir::ops::{BinaryOp, Op, RopeAttrs, Slice, UnaryOp};
-use lathe_ir::{DType, Dim, Function, Module};
+use lathe_ir::ops::{BinaryOp, RopeAttrs, UnaryOp};
+use lathe_ir::{Function, Module};
 
 use crate::config::Config;
 use crate::graph::{Ctx, R};
-use crate::programs::{gqa_attention, AttentionSpec, Program, Shapes};
+use crate::programs::{begin, finish, gqa_attention, AttentionSpec, Program, Shapes};
 use crate::FrontendError;
 
 /// The resolved configuration.
@@ -123,15 +123,7 @@ impl Qwen2Config {
     pub fn build_program(&self, m: &Module, program: Program, shapes: &Shapes) -> R<Function> {
         let mut cx = Ctx::new(m);
         let (b, s) = (shapes.batch, program.seq_dim(shapes));
-        let tokens = cx.b.input("tokens", lathe_ir::TensorType::new(DType::I64, [b, s]))?;
-        let past = if program.has_caches() {
-            Some(cx.b.input("past", lathe_ir::TensorType::new(DType::I64, [b]))?)
-        } else {
-            None
-        };
-        let emb = cx.weight_raw("model.embed_tokens.weight")?;
-        let x = cx.b.push1(Op::Gather, &[emb, tokens])?;
-        let mut h = cx.cast(x, cx.dt)?;
+        let (mut h, past) = begin(&mut cx, program, shapes, "model.embed_tokens.weight")?;
         let spec = AttentionSpec {
             q_heads: self.num_attention_heads,
             kv_heads: self.num_key_value_heads,
@@ -166,20 +158,7 @@ impl Qwen2Config {
             let y = cx.linear(y, &format!("{p}.mlp.down_proj"), false)?;
             h = cx.binary(BinaryOp::Add, h, y)?;
         }
-        if !program.all_positions() {
-            h = cx.b.push1(Op::Slice(Slice { axis: 1, start: -1, end: None }), &[h])?;
-        }
-        let hn = cx.rms_norm(h, "model.norm.weight", self.eps, 1, None)?;
         let head = if self.tie_word_embeddings { "model.embed_tokens" } else { "lm_head" };
-        let logits = cx.linear(hn, head, false)?;
-        let mut logits = cx.cast(logits, DType::F32)?;
-        if !program.all_positions() {
-            logits = cx.reshape(logits, vec![b, Dim::Const(self.vocab_size as u64)])?;
-        }
-        cx.b.output("logits", logits);
-        for (name, v) in caches {
-            cx.b.output(&name, v);
-        }
-        Ok(cx.b.finish(program.name()))
+        finish(cx, h, program, shapes, "model.norm.weight", self.eps, head, self.vocab_size, caches)
     }
 }
