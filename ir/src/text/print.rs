@@ -63,10 +63,19 @@ pub fn print_graph(m: &Module, g: &Graph, depth: usize, out: &mut String) {
                 let _ = write!(line, " @{wn}");
             }
             Op::Constant(c) => {
+                // Integer constants print as integers; the parser reads both forms the same.
+                let int = !c.ty.dtype.is_float();
+                let show = |v: f64| {
+                    if int && v.fract() == 0.0 && v.abs() < 9.0e15 && !(v == 0.0 && v.is_sign_negative()) {
+                        format!("{}", v as i64)
+                    } else {
+                        num(v)
+                    }
+                };
                 if let [v] = c.values.as_slice() {
-                    let _ = write!(line, " {}", num(*v));
+                    let _ = write!(line, " {}", show(*v));
                 } else {
-                    let vs: Vec<String> = c.values.iter().map(|v| num(*v)).collect();
+                    let vs: Vec<String> = c.values.iter().map(|v| show(*v)).collect();
                     let _ = write!(line, " [{}]", vs.join(", "));
                 }
             }
