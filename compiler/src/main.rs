@@ -39,6 +39,9 @@ enum Command {
         file: PathBuf,
         #[command(flatten)]
         pipeline: opt::PipelineArgs,
+        /// Print the passes' statistics.
+        #[arg(long)]
+        stats: bool,
         /// Write the IR here instead of standard output.
         #[arg(short, long)]
         output: Option<PathBuf>,
@@ -91,6 +94,9 @@ enum Command {
         /// Print statistics as one JSON object.
         #[arg(long)]
         json: bool,
+        /// The pipeline to run first (`default` schedules every op into kernels).
+        #[command(flatten)]
+        pipeline: opt::PipelineArgs,
     },
 }
 
@@ -116,9 +122,9 @@ fn run(cli: Cli) -> Result<(), CliError> {
             println!("{}: ok", file.display());
             Ok(())
         }
-        Command::Opt { file, pipeline, output } => {
+        Command::Opt { file, pipeline, stats, output } => {
             let mut m = load(&file)?;
-            pipeline.run(&mut m)?;
+            pipeline.run_with_stats(&mut m, stats)?;
             let text = print_module(&m);
             match output {
                 Some(path) => error::write_atomic(&path, text.as_bytes()),
@@ -168,11 +174,14 @@ fn run(cli: Cli) -> Result<(), CliError> {
             let logits = model::eval(&model, &tokens, &pipeline)?;
             tensors::write_tensors(&out, &[("logits".to_string(), logits)])
         }
-        Command::Inspect { path, stats, json } => {
+        Command::Inspect { path, stats, json, pipeline } => {
             if path.is_dir() {
-                let imp = model::load_model(&path, &lathe_frontend::import::ImportOptions::default())?;
+                pipeline.manager()?;
+                let mut imp = model::load_model(&path, &lathe_frontend::import::ImportOptions::default())?;
+                let unfused = model::launch_counts(&imp.module);
+                pipeline.run(&mut imp.module)?;
                 if stats || json {
-                    let v = model::stats(&imp);
+                    let v = model::stats(&imp, &unfused);
                     if json {
                         println!("{v}");
                     } else {
@@ -182,7 +191,8 @@ fn run(cli: Cli) -> Result<(), CliError> {
                     print!("{}", print_module(&imp.module));
                 }
             } else {
-                let m = load(&path)?;
+                let mut m = load(&path)?;
+                pipeline.run(&mut m)?;
                 if stats || json {
                     let v = serde_json::json!({ "ops_by_program": model::op_counts(&m) });
                     println!("{v}");

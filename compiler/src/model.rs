@@ -79,8 +79,42 @@ pub fn op_counts(m: &Module) -> BTreeMap<String, BTreeMap<String, u64>> {
         .collect()
 }
 
-/// `lathe inspect --stats` of an imported model as JSON.
-pub fn stats(imp: &Imported) -> Value {
+/// Launches per program: fusion groups once scheduled, one per computing op before.
+pub fn launch_counts(m: &Module) -> BTreeMap<String, u64> {
+    m.functions
+        .iter()
+        .map(|f| {
+            let g = &f.graph;
+            let fused = lathe_passes::strategy::launches(g);
+            let n = if fused > 0 {
+                fused
+            } else {
+                g.order.iter().filter(|&&n| !lathe_passes::strategy::is_data(&g.nodes[n].op)).count()
+            };
+            (f.name.clone(), n as u64)
+        })
+        .collect()
+}
+
+/// Fusion groups by strategy, per program.
+fn groups_by_strategy(m: &Module) -> BTreeMap<String, BTreeMap<String, u64>> {
+    m.functions
+        .iter()
+        .map(|f| {
+            let mut c = BTreeMap::new();
+            for &n in &f.graph.order {
+                if let Op::Fusion(fu) = &f.graph.nodes[n].op {
+                    *c.entry(fu.strategy.name().to_string()).or_default() += 1;
+                }
+            }
+            (f.name.clone(), c)
+        })
+        .collect()
+}
+
+/// `lathe inspect --stats` of an imported model as JSON; `unfused` are the launch counts before
+/// the pipeline ran.
+pub fn stats(imp: &Imported, unfused: &BTreeMap<String, u64>) -> Value {
     let m = &imp.module;
     let parameters: u64 = m.weights.iter().map(|(_, w)| w.ty.const_elements().unwrap_or(0)).sum();
     let weight_bytes: u64 =
@@ -97,7 +131,12 @@ pub fn stats(imp: &Imported) -> Value {
         _ => ("unknown", json!({})),
     };
     let per_program = op_counts(m);
+    let kernels = launch_counts(m);
+    let by_program = |c: &BTreeMap<String, u64>| json!({"prefill": c.get("extend"), "decode": c.get("decode"), "eval": c.get("eval")});
     json!({
+        "kernels": by_program(&kernels),
+        "kernels_unfused": by_program(unfused),
+        "groups_by_strategy": groups_by_strategy(m),
         "model": m.name,
         "model_type": model_type,
         "shape_only": imp.checkpoint.is_none(),
@@ -117,6 +156,7 @@ pub fn stats_text(v: &Value) -> String {
     out.push_str(&format!("parameters:   {}\n", get("parameters")));
     out.push_str(&format!("weight bytes: {}\n", get("weight_bytes")));
     out.push_str(&format!("layers:       {}\n", get("layers")));
+    out.push_str(&format!("kernels:      {} (unfused {})\n", get("kernels"), get("kernels_unfused")));
     if let Some(Value::Object(ops)) = v.get("ops") {
         out.push_str("ops (extend):\n");
         for (k, n) in ops {

@@ -33,9 +33,6 @@ pub struct PipelineArgs {
     /// Print the time of each pass.
     #[arg(long)]
     pub timing: bool,
-    /// Print the passes' statistics.
-    #[arg(long)]
-    pub stats: bool,
     /// Skip verifying the module after each pass.
     #[arg(long)]
     pub no_verify_each: bool,
@@ -65,15 +62,20 @@ impl PipelineArgs {
         Ok(pm)
     }
 
-    /// Runs the pipeline on `m`; IR prints, timing and statistics go to standard error.
+    /// Runs the pipeline on `m`; IR prints and timing go to standard error.
     pub fn run(&self, m: &mut Module) -> Result<(), CliError> {
+        self.run_with_stats(m, false)
+    }
+
+    /// Like [`PipelineArgs::run`], also printing the passes' statistics when `stats` is set.
+    pub fn run_with_stats(&self, m: &mut Module, stats: bool) -> Result<(), CliError> {
         let mut pm = self.manager()?;
         let mut err = std::io::stderr();
         let report = pm.run(m, &mut err).map_err(|e| CliError::internal(e.to_string()))?;
         if self.timing {
             eprint!("{}", report.timing_text());
         }
-        if self.stats {
+        if stats {
             eprint!("{}", report.stats_text());
         }
         Ok(())

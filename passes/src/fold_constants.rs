@@ -110,18 +110,23 @@ impl Pass for FoldConstants {
     }
 
     fn run(&mut self, m: &mut Module, cx: &mut PassContext) -> Result<Changed, PassError> {
-        // Folding reads only the module's symbols and weights, not its functions.
-        let snapshot = Module {
-            name: m.name.clone(),
-            compute_dtype: m.compute_dtype,
-            symbols: m.symbols.clone(),
-            weights: m.weights.clone(),
-            functions: Vec::new(),
-        };
+        let snapshot = header(m);
         let mut folded = 0;
         let max = self.max_elements;
         for_each_graph(m, &mut |g| folded += fold_graph(&snapshot, g, max));
         cx.bump("nodes-folded", folded as u64);
         Ok((folded > 0).into())
+    }
+}
+
+/// The module without its functions: what evaluating or classifying one op needs (symbols and
+/// weights), cheap to hold while the functions are edited.
+pub fn header(m: &Module) -> Module {
+    Module {
+        name: m.name.clone(),
+        compute_dtype: m.compute_dtype,
+        symbols: m.symbols.clone(),
+        weights: m.weights.clone(),
+        functions: Vec::new(),
     }
 }

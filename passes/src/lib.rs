@@ -22,9 +22,15 @@ pub mod canonicalize;
 pub mod cse;
 pub mod dce;
 pub mod fold_constants;
+pub mod fuse_elementwise;
+pub mod fuse_ssd;
 pub mod manager;
+pub mod outline;
 pub mod pipeline;
+pub mod plan;
 pub mod rewrite;
+pub mod schedule_hybrid;
+pub mod strategy;
 
 use std::collections::BTreeMap;
 
@@ -192,7 +198,15 @@ impl Options {
 
 /// Every registered pass, in the order of the default pipeline.
 pub fn registry() -> &'static [PassInfo] {
-    &[canonicalize::INFO, cse::INFO, dce::INFO, fold_constants::INFO]
+    &[
+        canonicalize::INFO,
+        cse::INFO,
+        dce::INFO,
+        fold_constants::INFO,
+        fuse_ssd::INFO,
+        fuse_elementwise::INFO,
+        schedule_hybrid::INFO,
+    ]
 }
 
 /// Builds a pass from a pipeline entry, checking its name and options.
@@ -222,7 +236,7 @@ pub fn create(spec: &PassSpec) -> Result<Box<dyn Pass>, PassError> {
 }
 
 /// The default pipeline: keeps the module's numerics (no quantization).
-pub const DEFAULT_PIPELINE: &str = "canonicalize,fold-constants,cse,dce";
+pub const DEFAULT_PIPELINE: &str = "canonicalize,fold-constants,cse,dce,fuse-ssd,fuse-elementwise,schedule-hybrid,dce";
 
 /// Replaces the pipeline name `default` by the default pipeline.
 pub fn expand_default(pipeline: &str) -> String {

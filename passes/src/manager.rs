@@ -97,6 +97,8 @@ impl PassManager {
         let ins = self.instrumentation.clone();
         let mut cx = PassContext::default();
         let mut report = RunReport::default();
+        // Once scheduled, the module must stay scheduled: every pass after is checked for it.
+        let mut scheduled = false;
         let io = |path: String| move |e: std::io::Error| PassError::Io { path: path.clone(), message: e.to_string() };
         if let Some(dir) = &ins.dump_dir {
             std::fs::create_dir_all(dir).map_err(io(dir.display().to_string()))?;
@@ -112,9 +114,14 @@ impl PassManager {
             let t0 = Instant::now();
             let changed = pass.run(m, &mut cx)?;
             report.timings.push((spec.to_string(), t0.elapsed(), changed));
+            scheduled |= name == crate::schedule_hybrid::INFO.name;
             if ins.verify_each {
                 lathe_ir::verify::verify(m)
                     .map_err(|e| PassError::Verify { pass: spec.to_string(), errors: e.to_string() })?;
+                if scheduled {
+                    crate::strategy::verify_schedule(m)
+                        .map_err(|e| PassError::Verify { pass: spec.to_string(), errors: e.join("; ") })?;
+                }
             }
             let print = ins.print_after_all
                 || (ins.print_after_change && changed == Changed::Yes)

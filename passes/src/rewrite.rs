@@ -90,3 +90,11 @@ pub fn for_each_graph(m: &mut Module, f: &mut dyn FnMut(&mut Graph)) {
         visit(&mut func.graph, f);
     }
 }
+
+/// Calls `f` on the top-level graph of every function, stopping at the first error.
+pub fn for_each_function(m: &mut Module, f: &mut dyn FnMut(&mut Graph) -> Result<(), String>) -> Result<(), String> {
+    for func in &mut m.functions {
+        f(&mut func.graph).map_err(|e| format!("@{}: {e}", func.name))?;
+    }
+    Ok(())
+}

@@ -83,25 +83,24 @@ fn pass_snapshots_and_differential() {
 
 #[test]
 fn default_pipeline_keeps_model_logits() {
-    // The default pipeline on an imported model: every program keeps bit-identical results,
-    // so the logits contract against transformers holds after it.
-    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/models/nemotron_h_tiny");
-    let opts = lathe_frontend::import::ImportOptions { max_seq: Some(8), ..Default::default() };
-    let imp = lathe_frontend::import::import(&dir, &opts).unwrap_or_else(|e| panic!("{e}"));
-    let before = imp.module.clone();
-    let mut after = imp.module;
-    let mut pm = PassManager::parse("default").expect("default pipeline");
-    pm.instrumentation.verify_each = true;
-    let report = pm.run(&mut after, &mut std::io::sink()).expect("run");
-    assert!(report.timings.iter().any(|t| t.2 == lathe_passes::Changed::Yes), "the pipeline should simplify the model");
-    let count = |m: &Module| m.functions.iter().map(|f| f.graph.order.len()).sum::<usize>();
-    assert!(count(&after) < count(&before), "{} -> {} nodes", count(&before), count(&after));
-    let loader = lathe_frontend::import::CheckpointLoader { checkpoint: imp.checkpoint.as_ref() };
-    let mut args = HashMap::new();
-    args.insert("tokens".to_string(), Tensor::from_i64(DType::I64, vec![1, 5], vec![3, 1, 4, 1, 5]));
-    let want = interp::run(&before, "eval", &args, &loader).expect("before");
-    let got = interp::run(&after, "eval", &args, &loader).expect("after");
-    assert!(same_bits(&want[0].1, &got[0].1));
+    // The default pipeline (fusion included) on every imported fixture: the programs keep
+    // bit-identical results, so the logits contract against transformers holds after it.
+    for name in ["nemotron_h_tiny", "nemotron_h_bf16", "mamba2_tiny", "qwen2_tiny"] {
+        let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/models").join(name);
+        let opts = lathe_frontend::import::ImportOptions { max_seq: Some(8), ..Default::default() };
+        let imp = lathe_frontend::import::import(&dir, &opts).unwrap_or_else(|e| panic!("{e}"));
+        let before = imp.module.clone();
+        let mut after = imp.module;
+        let mut pm = PassManager::parse("default").expect("default pipeline");
+        pm.instrumentation.verify_each = true;
+        pm.run(&mut after, &mut std::io::sink()).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let loader = lathe_frontend::import::CheckpointLoader { checkpoint: imp.checkpoint.as_ref() };
+        let mut args = HashMap::new();
+        args.insert("tokens".to_string(), Tensor::from_i64(DType::I64, vec![1, 5], vec![3, 1, 4, 1, 5]));
+        let want = interp::run(&before, "eval", &args, &loader).expect("before");
+        let got = interp::run(&after, "eval", &args, &loader).expect("after");
+        assert!(same_bits(&want[0].1, &got[0].1), "{name}");
+    }
 }
 
 #[test]

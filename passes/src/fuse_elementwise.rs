@@ -1,0 +1,119 @@
+//! `fuse-elementwise` — folds norms, casts and pointwise ops into the matmuls around them, then
+//! groups the remaining pointwise chains.
+//!
+//! For every matmul (one `gemm` group, or `gemv` when it has at most 64 rows — decode):
+//! - prologue: walking back from the lhs, the movement ops, casts and the `rms_norm` that
+//!   produce it (a norm feeding several projections, like q/k/v, is computed in the first
+//!   projection's prologue and read by the others);
+//! - epilogue: the single-use chain of pointwise ops on its result — bias, activation (relu²),
+//!   cast, the residual add;
+//! - the weight-derived values only the group uses (weight casts).
+//!
+//! Then each remaining chain of single-use pointwise/movement ops becomes one `elementwise`
+//! group (`max-inputs` bounds the operands of such a group).
+//!
+//! Pre: a verified module. Post: a verified module with bit-identical results.
+
+use lathe_ir::ops::KernelStrategy;
+use lathe_ir::{Graph, Module, Op};
+
+use crate::outline::{outline_groups, Group};
+use crate::plan::Planner;
+use crate::rewrite::for_each_function;
+use crate::strategy::{is_gemv, is_movement, is_pointwise};
+use crate::{Changed, OptionInfo, Options, Pass, PassContext, PassError, PassInfo};
+
+/// Registry entry.
+pub const INFO: PassInfo = PassInfo {
+    name: "fuse-elementwise",
+    summary: "norm prologues and pointwise epilogues into matmuls; pointwise chains into one kernel",
+    options: &[OptionInfo { name: "max-inputs", default: "8", help: "most operands of an elementwise group" }],
+    create: |o: &Options| Ok(Box::new(FuseElementwise { max_inputs: o.usize("max-inputs")? })),
+};
+
+/// The pass.
+#[derive(Debug)]
+pub struct FuseElementwise {
+    /// Most operands of an elementwise group.
+    pub max_inputs: usize,
+}
+
+fn plan(m: &Module, g: &Graph, max_inputs: usize) -> Vec<Group> {
+    let mut p = Planner::new(g);
+    let mut groups = Vec::new();
+    for &n in &g.order {
+        if !p.free(n) || !matches!(p.op(n), Op::Matmul(_) | Op::ScaledMatmul(_)) {
+            continue;
+        }
+        let mut group = vec![n];
+        // Prologue: back from the lhs through movement, casts and one norm.
+        let mut v = g.nodes[n].args[0];
+        loop {
+            let d = p.def(v);
+            let op = p.op(d);
+            let shared_ok = matches!(op, Op::RmsNorm(_));
+            let single = g.nodes[d].results.iter().all(|&r| p.users(r).iter().all(|u| group.contains(u)));
+            if !p.free(d) || group.contains(&d) || !(single || shared_ok) {
+                break;
+            }
+            let fits = is_movement(op) || matches!(op, Op::Cast(_) | Op::RmsNorm(_));
+            if !fits {
+                break;
+            }
+            group.push(d);
+            if matches!(op, Op::RmsNorm(_)) {
+                break;
+            }
+            v = g.nodes[d].args[0];
+        }
+        p.absorb_epilogue(&mut group, g.nodes[n].results[0]);
+        p.absorb_private_producers(&mut group);
+        let lhs = &g.values[g.nodes[n].args[0]].ty;
+        let strategy = if is_gemv(m, lhs) { KernelStrategy::Gemv } else { KernelStrategy::Gemm };
+        p.take(&group);
+        groups.push((group, strategy));
+    }
+    // Chains of single-use pointwise/movement ops.
+    for &n in &g.order {
+        let op = p.op(n);
+        if !p.free(n) || !(is_pointwise(op) || is_movement(op)) {
+            continue;
+        }
+        let mut group = vec![n];
+        if let [r] = g.nodes[n].results.as_slice() {
+            p.absorb_epilogue(&mut group, *r);
+        }
+        p.absorb_private_producers(&mut group);
+        let inputs: std::collections::HashSet<_> = group
+            .iter()
+            .flat_map(|&x| g.nodes[x].args.iter().map(|&a| p.def(a)))
+            .filter(|d| !group.contains(d))
+            .collect();
+        if group.len() < 2 || inputs.len() > max_inputs {
+            continue;
+        }
+        p.take(&group);
+        groups.push((group, KernelStrategy::Elementwise));
+    }
+    groups
+}
+
+impl Pass for FuseElementwise {
+    fn name(&self) -> &'static str {
+        "fuse-elementwise"
+    }
+
+    fn run(&mut self, m: &mut Module, cx: &mut PassContext) -> Result<Changed, PassError> {
+        let header = crate::fold_constants::header(m);
+        let max = self.max_inputs;
+        let mut made = 0;
+        for_each_function(m, &mut |g| {
+            let groups = plan(&header, g, max);
+            made += groups.len();
+            outline_groups(g, &groups)
+        })
+        .map_err(|message| PassError::Failed { pass: "fuse-elementwise".into(), message })?;
+        cx.bump("groups", made as u64);
+        Ok((made > 0).into())
+    }
+}

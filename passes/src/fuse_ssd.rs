@@ -1,0 +1,128 @@
+//! `fuse-ssd` — groups the Mamba-2 mixer between its two projections.
+//!
+//! Recognizes the canonical chain `in_proj → split → conv1d.causal → silu → split → reshapes;
+//! dt + dt_bias → softplus (→ clamp); −exp(A_log) → scan.ssd → + D·x → reshape → gated
+//! rms_norm → out_proj` around every `scan.ssd` and outlines everything strictly between the two
+//! matmuls (plus the weight-derived values only it uses):
+//! - decode (`S = 1`): one `ssd_decode_step` group — conv state update, SiLU, the recurrence
+//!   step, D skip, gate and grouped norm in one launch;
+//! - prefill: two groups, `conv1d_causal` (the split, the conv and its SiLU) and
+//!   `ssd_chunk_scan` (dt processing, the chunked scan with its state passing, D skip, gate and
+//!   norm). The scan group is one launch: its kernel passes states between chunks itself.
+//!
+//! A scan whose surroundings do not match is left for `schedule-hybrid`.
+//! Pre: a verified module. Post: a verified module with bit-identical results.
+
+use lathe_ir::ops::KernelStrategy;
+use lathe_ir::{Graph, Module, NodeId, Op};
+
+use crate::outline::{outline_groups, Group};
+use crate::plan::Planner;
+use crate::rewrite::for_each_function;
+use crate::{Changed, Options, Pass, PassContext, PassError, PassInfo};
+
+/// Registry entry.
+pub const INFO: PassInfo = PassInfo {
+    name: "fuse-ssd",
+    summary: "group the Mamba-2 mixer between in_proj and out_proj (1 launch decode, 2 prefill)",
+    options: &[],
+    create: |_: &Options| Ok(Box::new(FuseSsd)),
+};
+
+/// The pass.
+#[derive(Debug)]
+pub struct FuseSsd;
+
+fn is_matmul(op: &Op) -> bool {
+    matches!(op, Op::Matmul(_) | Op::ScaledMatmul(_))
+}
+
+/// The first matmul met walking from `v` through free nodes, backward (producers) or forward
+/// (users), without passing through another matmul.
+fn nearest_matmul(p: &Planner<'_>, v: lathe_ir::ValueId, forward: bool) -> Option<NodeId> {
+    let mut seen = std::collections::HashSet::new();
+    let mut queue = std::collections::VecDeque::from([v]);
+    while let Some(v) = queue.pop_front() {
+        let next: Vec<NodeId> = if forward { p.users(v).to_vec() } else { vec![p.def(v)] };
+        for n in next {
+            if !seen.insert(n) {
+                continue;
+            }
+            if is_matmul(p.op(n)) {
+                return Some(n);
+            }
+            if p.free(n) {
+                let node = &p.g.nodes[n];
+                if forward {
+                    queue.extend(node.results.iter().copied());
+                } else {
+                    queue.extend(node.args.iter().copied());
+                }
+            }
+        }
+    }
+    None
+}
+
+/// The groups of one graph.
+fn plan(g: &Graph) -> Vec<Group> {
+    let mut p = Planner::new(g);
+    let mut groups = Vec::new();
+    let scans: Vec<NodeId> = g.order.iter().copied().filter(|&n| matches!(g.nodes[n].op, Op::ScanSsd(_))).collect();
+    for s in scans {
+        if !p.free(s) {
+            continue;
+        }
+        // The projections: the nearest matmul the scan's x comes from, and the nearest one its
+        // y flows into.
+        let Some(m1) = nearest_matmul(&p, g.nodes[s].args[0], false) else { continue };
+        let Some(m2) = nearest_matmul(&p, g.nodes[s].results[0], true) else { continue };
+        let between_fwd = p.forward(g.nodes[m1].results[0]);
+        let between_back = p.backward(g.nodes[m2].args[0]);
+        let mut region: Vec<NodeId> = g
+            .order
+            .iter()
+            .copied()
+            .filter(|n| between_fwd.contains(n) && between_back.contains(n) && *n != m2)
+            .collect();
+        if !region.contains(&s) || region.iter().any(|&n| is_matmul(p.op(n))) {
+            continue;
+        }
+        p.absorb_private_producers(&mut region);
+        let decode = g.values[g.nodes[s].args[0]].ty.shape.get(1) == Some(&lathe_ir::Dim::Const(1));
+        if decode {
+            p.take(&region);
+            groups.push((region, KernelStrategy::SsdDecodeStep));
+            continue;
+        }
+        let Some(conv) = region.iter().copied().find(|&n| matches!(p.op(n), Op::Conv1dCausal)) else { continue };
+        // The conv group: the conv, what only it needs before it, and its activation.
+        let before_conv = p.backward(g.nodes[conv].results[0]);
+        let mut conv_group: Vec<NodeId> = region.iter().copied().filter(|n| before_conv.contains(n)).collect();
+        p.absorb_epilogue(&mut conv_group, g.nodes[conv].results[0]);
+        let scan_group: Vec<NodeId> = region.iter().copied().filter(|n| !conv_group.contains(n)).collect();
+        p.take(&conv_group);
+        p.take(&scan_group);
+        groups.push((conv_group, KernelStrategy::Conv1dCausal));
+        groups.push((scan_group, KernelStrategy::SsdChunkScan));
+    }
+    groups
+}
+
+impl Pass for FuseSsd {
+    fn name(&self) -> &'static str {
+        "fuse-ssd"
+    }
+
+    fn run(&mut self, m: &mut Module, cx: &mut PassContext) -> Result<Changed, PassError> {
+        let mut made = 0;
+        for_each_function(m, &mut |g| {
+            let groups = plan(g);
+            made += groups.len();
+            outline_groups(g, &groups)
+        })
+        .map_err(|message| PassError::Failed { pass: "fuse-ssd".into(), message })?;
+        cx.bump("groups", made as u64);
+        Ok((made > 0).into())
+    }
+}
