@@ -4,6 +4,7 @@
 //! `file:line:col: message` where a position exists, and exit with code 2 for bad input.
 
 mod error;
+mod inspect;
 mod model;
 mod opt;
 mod tensors;
@@ -91,9 +92,18 @@ enum Command {
         /// Print statistics instead of the IR.
         #[arg(long)]
         stats: bool,
-        /// Print statistics as one JSON object.
+        /// Print statistics as one JSON object (the same as `--stats --format json`).
         #[arg(long)]
         json: bool,
+        /// Output format of the IR or the statistics.
+        #[arg(long, value_enum, default_value = "text")]
+        format: inspect::Format,
+        /// Context length (tokens per sequence) for cache bytes and the cost model.
+        #[arg(long, default_value_t = 8192)]
+        context: u64,
+        /// GPU of the cost model (`h100-sxm`, `h200`).
+        #[arg(long, default_value = "h100-sxm")]
+        gpu: String,
         /// The pipeline to run first (`default` schedules every op into kernels).
         #[command(flatten)]
         pipeline: opt::PipelineArgs,
@@ -174,30 +184,48 @@ fn run(cli: Cli) -> Result<(), CliError> {
             let logits = model::eval(&model, &tokens, &pipeline)?;
             tensors::write_tensors(&out, &[("logits".to_string(), logits)])
         }
-        Command::Inspect { path, stats, json, pipeline } => {
-            if path.is_dir() {
-                pipeline.manager()?;
-                let mut imp = model::load_model(&path, &lathe_frontend::import::ImportOptions::default())?;
+        Command::Inspect { path, stats, json, format, context, gpu, pipeline } => {
+            let gpu = inspect::gpu(&gpu)?;
+            pipeline.manager()?;
+            let (m, model_stats) = if path.is_dir() {
+                // Inspection shows what a compile produces: bf16 activations.
+                let opts = lathe_frontend::import::ImportOptions {
+                    compute_dtype: lathe_ir::DType::BF16,
+                    ..lathe_frontend::import::ImportOptions::default()
+                };
+                let mut imp = model::load_model(&path, &opts)?;
                 let unfused = model::launch_counts(&imp.module);
                 pipeline.run(&mut imp.module)?;
-                if stats || json {
-                    let v = model::stats(&imp, &unfused);
-                    if json {
-                        println!("{v}");
-                    } else {
-                        print!("{}", model::stats_text(&v));
-                    }
-                } else {
-                    print!("{}", print_module(&imp.module));
-                }
+                let v = model::stats(&imp, &unfused);
+                (imp.module, Some(v))
             } else {
                 let mut m = load(&path)?;
+                let unfused = model::launch_counts(&m);
                 pipeline.run(&mut m)?;
-                if stats || json {
-                    let v = serde_json::json!({ "ops_by_program": model::op_counts(&m) });
+                let v = serde_json::json!({
+                    "ops_by_program": model::op_counts(&m),
+                    "kernels_by_program": model::launch_counts(&m),
+                    "kernels_unfused_by_program": unfused,
+                });
+                (m, Some(v))
+            };
+            if stats || json {
+                let mut v = model_stats.unwrap_or_default();
+                if let (Some(obj), serde_json::Value::Object(extra)) =
+                    (v.as_object_mut(), inspect::cost_stats(&m, context, &gpu))
+                {
+                    obj.extend(extra);
+                }
+                if json || format == inspect::Format::Json {
                     println!("{v}");
                 } else {
-                    print!("{}", print_module(&m));
+                    print!("{}", model::stats_text(&v));
+                }
+            } else {
+                match format {
+                    inspect::Format::Text => print!("{}", print_module(&m)),
+                    inspect::Format::Json => println!("{}", inspect::ir_json(&m)),
+                    inspect::Format::Dot => print!("{}", inspect::dot(&m)),
                 }
             }
             Ok(())

@@ -36,12 +36,18 @@ pub struct PipelineArgs {
     /// Skip verifying the module after each pass.
     #[arg(long)]
     pub no_verify_each: bool,
+    /// Stop after this pass of the pipeline (the IR after it is what is shown).
+    #[arg(long)]
+    pub after: Option<String>,
 }
 
 impl PipelineArgs {
     /// Builds the pass manager (unknown passes and options are bad input).
     pub fn manager(&self) -> Result<PassManager, CliError> {
         let mut pm = PassManager::parse(&self.pipeline).map_err(|e| CliError::input(e.to_string()))?;
+        if let Some(after) = &self.after {
+            pm.truncate_after(after).map_err(|e| CliError::input(e.to_string()))?;
+        }
         let registered = |names: &[String]| -> Result<(), CliError> {
             match names.iter().find(|n| !lathe_passes::registry().iter().any(|p| p.name == n.as_str())) {
                 Some(n) => {

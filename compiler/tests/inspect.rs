@@ -49,3 +49,86 @@ fn checkpoint_stats_count_what_the_files_hold() {
     assert_eq!(v["parameters"], 2 * 96 * 32 + 2 * layer + 32);
     assert_eq!(v["weight_bytes"], 4 * (2 * 96 * 32 + 2 * layer + 32));
 }
+
+fn stats_with(dir: &str, extra: &[&str]) -> serde_json::Value {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures").join(dir);
+    let r = Command::new(env!("CARGO_BIN_EXE_lathe"))
+        .arg("inspect")
+        .arg(&path)
+        .args(["--stats", "--json"])
+        .args(extra)
+        .output()
+        .expect("run");
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    serde_json::from_slice(&r.stdout).expect("one JSON object")
+}
+
+/// KV (bf16) of the attention layers + SSM state (f32) + conv state (bf16) of the Mamba layers,
+/// per sequence at `context` tokens, from the config alone.
+fn cache_closed_form(config: &serde_json::Value, context: u64) -> u64 {
+    let u = |k: &str| config[k].as_u64().unwrap_or_else(|| panic!("{k}"));
+    let pattern = config["hybrid_override_pattern"].as_str().expect("pattern");
+    let (attn, mamba) = (pattern.matches('*').count() as u64, pattern.matches('M').count() as u64);
+    let head = config.get("head_dim").or(config.get("attention_head_dim")).and_then(|v| v.as_u64()).expect("head dim");
+    let d_inner = u("mamba_num_heads") * u("mamba_head_dim");
+    let kv = 2 * attn * context * u("num_key_value_heads") * head * 2;
+    let ssm = mamba * d_inner * u("ssm_state_size") * 4;
+    let conv = mamba * (u("conv_kernel") - 1) * (d_inner + 2 * u("n_groups") * u("ssm_state_size")) * 2;
+    kv + ssm + conv
+}
+
+#[test]
+fn default_pipeline_launches_cache_bytes_and_roofline_on_real_configs() {
+    for (dir, budget) in [("configs/nemotron-h-8b-base-8k", 150u64), ("configs/nemotron-h-47b-base-8k", 280)] {
+        let v = stats_with(dir, &["--pipeline", "default", "--context", "65536"]);
+        let decode = v["kernels"]["decode"].as_u64().expect("decode launches");
+        let unfused = v["kernels_unfused"]["decode"].as_u64().expect("unfused");
+        assert!(decode <= budget && unfused > 4 * decode, "{dir}: {decode} launches (unfused {unfused})");
+        let config: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(
+                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures").join(dir).join("config.json"),
+            )
+            .expect("config"),
+        )
+        .expect("json");
+        assert_eq!(v["cache_bytes"].as_u64(), Some(cache_closed_form(&config, 65536)), "{dir}");
+        // Decode cannot beat reading every weight once at the roofline bandwidth.
+        let weights = v["weight_bytes"].as_f64().expect("weights");
+        let roofline_s = v["cost"]["decode"]["roofline_ms"].as_f64().expect("roofline") * 1e-3;
+        let bw = v["gpu"]["bandwidth_bytes_per_s"].as_f64().expect("bandwidth");
+        assert!(roofline_s >= 0.9 * weights / bw && roofline_s < 1.5 * weights / bw, "{dir}: {roofline_s}");
+        for group in ["gemv", "ssd_decode_step", "attention_decode", "scatter_cache", "gather"] {
+            assert!(v["groups_by_strategy"]["decode"][group].as_u64().is_some_and(|n| n > 0), "{dir}: no {group}");
+        }
+    }
+    // The 8B at 65,536 tokens: 1 GiB of KV, 96 MiB of SSM state, 1.4 MiB of conv state.
+    assert_eq!(stats_with("configs/nemotron-h-8b-base-8k", &["--context", "65536"])["cache_bytes"], 1_175_879_680u64);
+}
+
+#[test]
+fn inspect_formats_and_after() {
+    let run = |args: &[&str]| {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/models/nemotron_h_tiny");
+        let r = Command::new(env!("CARGO_BIN_EXE_lathe")).arg("inspect").arg(&path).args(args).output().expect("run");
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        String::from_utf8(r.stdout).expect("utf8")
+    };
+    let dot = run(&["--pipeline", "default", "--format", "dot"]);
+    assert!(
+        dot.starts_with("digraph") && dot.contains("label=\"ssd_decode_step\"") && dot.contains("label=\"gemv\""),
+        "{dot}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&run(&["--pipeline", "default", "--format", "json"])).expect("json");
+    assert!(json["functions"][0]["graph"]["nodes"].as_array().is_some_and(|n| !n.is_empty()));
+    let after = run(&["--pipeline", "default", "--after", "fuse-ssd"]);
+    assert!(after.contains("strategy=ssd_decode_step") && !after.contains("strategy=gemv"), "{after}");
+    let r = Command::new(env!("CARGO_BIN_EXE_lathe"))
+        .arg("inspect")
+        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/models/nemotron_h_tiny"))
+        .args(["--pipeline", "cse", "--after", "fuse-ssd"])
+        .output()
+        .expect("run");
+    assert_eq!(r.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&r.stderr).contains("no such pass"));
+}

@@ -19,6 +19,7 @@
 //! `KernelStrategy` legality checks, and `lathe inspect --after`.
 
 pub mod canonicalize;
+pub mod cost;
 pub mod cse;
 pub mod dce;
 pub mod fold_constants;

@@ -87,6 +87,18 @@ impl PassManager {
         Ok(PassManager { passes, instrumentation: Instrumentation::default() })
     }
 
+    /// Drops the passes after the first one named `pass` (`--after`); an error when the
+    /// pipeline has no such pass.
+    pub fn truncate_after(&mut self, pass: &str) -> Result<(), PassError> {
+        match self.passes.iter().position(|(s, _)| s.name == pass) {
+            Some(i) => {
+                self.passes.truncate(i + 1);
+                Ok(())
+            }
+            None => Err(PassError::Pipeline(format!("--after {pass}: the pipeline `{}` has no such pass", self.pipeline()))),
+        }
+    }
+
     /// The pipeline in canonical form.
     pub fn pipeline(&self) -> String {
         Pipeline { passes: self.passes.iter().map(|(s, _)| s.clone()).collect() }.to_string()
