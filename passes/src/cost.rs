@@ -32,7 +32,8 @@ pub struct Gpu {
 pub const H100_SXM: Gpu = Gpu { name: "h100-sxm", bandwidth: 3.0e12, bf16_flops: 800e12, source: "measured" };
 /// H200 from its datasheet (4.8 TB/s, 989 TFLOP/s dense bf16), derated by the H100's measured
 /// fractions (0.9 of bandwidth, 0.8 of compute) until measured here.
-pub const H200: Gpu = Gpu { name: "h200", bandwidth: 4.8e12 * 0.9, bf16_flops: 989e12 * 0.8, source: "datasheet, derated" };
+pub const H200: Gpu =
+    Gpu { name: "h200", bandwidth: 4.8e12 * 0.9, bf16_flops: 989e12 * 0.8, source: "datasheet, derated" };
 /// Every GPU the cost model knows.
 pub const GPUS: [Gpu; 2] = [H100_SXM, H200];
 
@@ -144,7 +145,8 @@ fn launch_bytes(b: &Bindings, g: &Graph, node: &lathe_ir::Node) -> f64 {
                 }
             }
             // Map body values back to the launch's operands and results.
-            let outer_reads: Vec<usize> = inputs.iter().enumerate().filter(|(_, v)| reads.contains(v)).map(|(i, _)| i).collect();
+            let outer_reads: Vec<usize> =
+                inputs.iter().enumerate().filter(|(_, v)| reads.contains(v)).map(|(i, _)| i).collect();
             let outer_in_place: Vec<usize> =
                 inputs.iter().enumerate().filter(|(_, v)| in_place.contains(v)).map(|(i, _)| i).collect();
             let outer_scatter: HashMap<usize, f64> = body
@@ -183,7 +185,8 @@ fn launch_bytes(b: &Bindings, g: &Graph, node: &lathe_ir::Node) -> f64 {
                 let w = body.nodes[n].results[0];
                 let gathered: Option<f64> = body.order.iter().find_map(|&u| {
                     let user = &body.nodes[u];
-                    (matches!(user.op, Op::Gather) && user.args[0] == w).then(|| b.bytes(&body.values[user.results[0]].ty))
+                    (matches!(user.op, Op::Gather) && user.args[0] == w)
+                        .then(|| b.bytes(&body.values[user.results[0]].ty))
                 });
                 bytes += gathered.unwrap_or_else(|| b.bytes(&body.values[w].ty));
             }

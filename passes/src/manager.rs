@@ -95,7 +95,9 @@ impl PassManager {
                 self.passes.truncate(i + 1);
                 Ok(())
             }
-            None => Err(PassError::Pipeline(format!("--after {pass}: the pipeline `{}` has no such pass", self.pipeline()))),
+            None => {
+                Err(PassError::Pipeline(format!("--after {pass}: the pipeline `{}` has no such pass", self.pipeline())))
+            }
         }
     }
 
