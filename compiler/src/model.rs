@@ -132,11 +132,26 @@ pub fn stats(imp: &Imported, unfused: &BTreeMap<String, u64>) -> Value {
     };
     let per_program = op_counts(m);
     let kernels = launch_counts(m);
+    // Peak activation memory per program, from the memory plan at the symbols' bounds.
+    let peaks: BTreeMap<String, Value> = m
+        .functions
+        .iter()
+        .map(|f| {
+            let v = lathe_passes::plan_memory::plan(m, f).map_or_else(
+                |e| json!({ "error": e }),
+                |p| json!({"peak": p.peak_bytes, "no_reuse": p.no_reuse_bytes}),
+            );
+            (f.name.clone(), v)
+        })
+        .collect();
+    let peak_activation_bytes = peaks.values().filter_map(|v| v["peak"].as_u64()).max();
     let by_program = |c: &BTreeMap<String, u64>| json!({"prefill": c.get("extend"), "decode": c.get("decode"), "eval": c.get("eval")});
     json!({
         "kernels": by_program(&kernels),
         "kernels_unfused": by_program(unfused),
         "groups_by_strategy": groups_by_strategy(m),
+        "peak_activation_bytes": peak_activation_bytes,
+        "memory_by_program": peaks,
         "model": m.name,
         "model_type": model_type,
         "shape_only": imp.checkpoint.is_none(),

@@ -97,6 +97,12 @@ fn default_pipeline_launches_cache_bytes_and_roofline_on_real_configs() {
         let roofline_s = v["cost"]["decode"]["roofline_ms"].as_f64().expect("roofline") * 1e-3;
         let bw = v["gpu"]["bandwidth_bytes_per_s"].as_f64().expect("bandwidth");
         assert!(roofline_s >= 0.9 * weights / bw && roofline_s < 1.5 * weights / bw, "{dir}: {roofline_s}");
+        let peak = v["peak_activation_bytes"].as_u64().expect("peak");
+        let mem = &v["memory_by_program"]["extend"];
+        assert!(
+            peak > 0 && mem["peak"].as_u64() <= Some(peak) && mem["peak"].as_u64() < mem["no_reuse"].as_u64(),
+            "{dir}: {v}"
+        );
         for group in ["gemv", "ssd_decode_step", "attention_decode", "scatter_cache", "gather"] {
             assert!(v["groups_by_strategy"]["decode"][group].as_u64().is_some_and(|n| n > 0), "{dir}: no {group}");
         }

@@ -24,11 +24,14 @@ pub mod cse;
 pub mod dce;
 pub mod fold_constants;
 pub mod fuse_elementwise;
+pub mod fuse_fp8;
 pub mod fuse_ssd;
 pub mod manager;
 pub mod outline;
 pub mod pipeline;
 pub mod plan;
+pub mod plan_memory;
+pub mod quantize_fp8;
 pub mod rewrite;
 pub mod schedule_hybrid;
 pub mod strategy;
@@ -204,9 +207,12 @@ pub fn registry() -> &'static [PassInfo] {
         cse::INFO,
         dce::INFO,
         fold_constants::INFO,
+        quantize_fp8::INFO,
+        fuse_fp8::INFO,
         fuse_ssd::INFO,
         fuse_elementwise::INFO,
         schedule_hybrid::INFO,
+        plan_memory::INFO,
     ]
 }
 
@@ -237,7 +243,8 @@ pub fn create(spec: &PassSpec) -> Result<Box<dyn Pass>, PassError> {
 }
 
 /// The default pipeline: keeps the module's numerics (no quantization).
-pub const DEFAULT_PIPELINE: &str = "canonicalize,fold-constants,cse,dce,fuse-ssd,fuse-elementwise,schedule-hybrid,dce";
+pub const DEFAULT_PIPELINE: &str =
+    "canonicalize,fold-constants,cse,dce,fuse-ssd,fuse-elementwise,schedule-hybrid,dce,plan-memory";
 
 /// Replaces the pipeline name `default` by the default pipeline.
 pub fn expand_default(pipeline: &str) -> String {
