@@ -2,8 +2,9 @@
 //! groups the remaining pointwise chains.
 //!
 //! For every matmul (one `gemm` group, or `gemv` when it has at most 64 rows — decode):
-//! - prologue: walking back from the lhs, the movement ops, casts and the `rms_norm` that
-//!   produce it (a norm feeding several projections, like q/k/v, is computed in the first
+//! - prologue: walking back from the lhs, the movement ops, casts, an fp8 `quantize` (with the
+//!   pointwise scale computation only it uses; the activation's `amax` stays its own reduction)
+//!   and the `rms_norm` that produce it (a norm feeding several projections, like q/k/v, is computed in the first
 //!   projection's prologue and read by the others);
 //! - epilogue: the single-use chain of pointwise ops on its result — bias, activation (relu²),
 //!   cast, the residual add;
@@ -15,7 +16,9 @@
 //! Pre: a verified module. Post: a verified module with bit-identical results.
 
 use lathe_ir::ops::KernelStrategy;
-use lathe_ir::{Graph, Module, Op};
+use std::collections::HashSet;
+
+use lathe_ir::{Graph, Module, NodeId, Op};
 
 use crate::outline::{outline_groups, Group};
 use crate::plan::Planner;
@@ -38,6 +41,55 @@ pub struct FuseElementwise {
     pub max_inputs: usize,
 }
 
+/// The group of matmul `n`: its prologue (back from the lhs through movement, casts, an fp8
+/// quantize and, with `norm`, one rms_norm), its epilogue and the producers only it uses.
+fn build_gemm_group(p: &Planner<'_>, n: NodeId, norm: bool) -> Vec<NodeId> {
+    let g = p.g;
+    let mut group = vec![n];
+    let mut v = g.nodes[n].args[0];
+    loop {
+        let d = p.def(v);
+        let op = p.op(d);
+        let shared_ok = norm && matches!(op, Op::RmsNorm(_));
+        let single = g.nodes[d].results.iter().all(|&r| p.users(r).iter().all(|u| group.contains(u)));
+        if !p.free(d) || group.contains(&d) || !(single || shared_ok) {
+            break;
+        }
+        let fits =
+            is_movement(op) || matches!(op, Op::Cast(_) | Op::Quantize(_)) || (norm && matches!(op, Op::RmsNorm(_)));
+        if !fits {
+            break;
+        }
+        group.push(d);
+        if matches!(op, Op::RmsNorm(_)) {
+            break;
+        }
+        v = g.nodes[d].args[0];
+    }
+    p.absorb_epilogue(&mut group, g.nodes[n].results[0]);
+    p.absorb_private_producers(&mut group);
+    // The activation's fp8 scale (from its amax, which stays a reduction of its own).
+    p.absorb_private_pointwise(&mut group);
+    group
+}
+
+/// Whether a value of `group` is read outside it by a node the group itself depends on.
+fn feeds_back(p: &Planner<'_>, group: &[NodeId]) -> bool {
+    let members: HashSet<NodeId> = group.iter().copied().collect();
+    let outside_readers: HashSet<NodeId> = group
+        .iter()
+        .flat_map(|&x| p.g.nodes[x].results.iter().flat_map(|&r| p.users(r).iter().copied()))
+        .filter(|u| !members.contains(u))
+        .collect();
+    if outside_readers.is_empty() {
+        return false;
+    }
+    group
+        .iter()
+        .flat_map(|&x| p.g.nodes[x].args.iter().copied())
+        .any(|a| !members.contains(&p.def(a)) && p.reaches(a, &outside_readers))
+}
+
 fn plan(m: &Module, g: &Graph, max_inputs: usize) -> Vec<Group> {
     let mut p = Planner::new(g);
     let mut groups = Vec::new();
@@ -45,29 +97,12 @@ fn plan(m: &Module, g: &Graph, max_inputs: usize) -> Vec<Group> {
         if !p.free(n) || !matches!(p.op(n), Op::Matmul(_) | Op::ScaledMatmul(_)) {
             continue;
         }
-        let mut group = vec![n];
-        // Prologue: back from the lhs through movement, casts and one norm.
-        let mut v = g.nodes[n].args[0];
-        loop {
-            let d = p.def(v);
-            let op = p.op(d);
-            let shared_ok = matches!(op, Op::RmsNorm(_));
-            let single = g.nodes[d].results.iter().all(|&r| p.users(r).iter().all(|u| group.contains(u)));
-            if !p.free(d) || group.contains(&d) || !(single || shared_ok) {
-                break;
-            }
-            let fits = is_movement(op) || matches!(op, Op::Cast(_) | Op::RmsNorm(_));
-            if !fits {
-                break;
-            }
-            group.push(d);
-            if matches!(op, Op::RmsNorm(_)) {
-                break;
-            }
-            v = g.nodes[d].args[0];
+        let mut group = build_gemm_group(&p, n, true);
+        if feeds_back(&p, &group) {
+            // A shared norm whose other readers feed this group (the amax of an fp8 activation)
+            // would close a cycle: leave the norm to its own launch.
+            group = build_gemm_group(&p, n, false);
         }
-        p.absorb_epilogue(&mut group, g.nodes[n].results[0]);
-        p.absorb_private_producers(&mut group);
         let lhs = &g.values[g.nodes[n].args[0]].ty;
         let strategy = if is_gemv(m, lhs) { KernelStrategy::Gemv } else { KernelStrategy::Gemm };
         p.take(&group);
@@ -84,7 +119,7 @@ fn plan(m: &Module, g: &Graph, max_inputs: usize) -> Vec<Group> {
             p.absorb_epilogue(&mut group, *r);
         }
         p.absorb_private_producers(&mut group);
-        let inputs: std::collections::HashSet<_> = group
+        let inputs: HashSet<_> = group
             .iter()
             .flat_map(|&x| g.nodes[x].args.iter().map(|&a| p.def(a)))
             .filter(|d| !group.contains(d))

@@ -88,6 +88,22 @@ fn plan(g: &Graph) -> Vec<Group> {
         if !region.contains(&s) || region.iter().any(|&n| is_matmul(p.op(n))) {
             continue;
         }
+        // Only what the SSD kernels hold: ops after the norm (an fp8 quantization of the out_proj
+        // input, say) belong to the projection's group.
+        // What depends on a dropped op is dropped too (in order, so one sweep suffices).
+        let mut dropped = std::collections::HashSet::new();
+        region.retain(|&n| {
+            let op = p.op(n);
+            let fits =
+                crate::strategy::is_light(op) || matches!(op, Op::Conv1dCausal | Op::ScanSsd(_) | Op::RmsNorm(_));
+            let after_dropped = g.nodes[n].args.iter().any(|&a| dropped.contains(&p.def(a)));
+            if fits && !after_dropped {
+                true
+            } else {
+                dropped.insert(n);
+                false
+            }
+        });
         p.absorb_private_producers(&mut region);
         let decode = g.values[g.nodes[s].args[0]].ty.shape.get(1) == Some(&lathe_ir::Dim::Const(1));
         if decode {

@@ -63,7 +63,21 @@ impl<'g> Planner<'g> {
             || ((is_pointwise(op) || is_movement(op)) && self.g.nodes[n].args.iter().all(|&a| self.data_derived(a)))
     }
 
-    /// Adds to `group` the free, data-derived producers of its operands that nothing outside
+    /// Whether `v` depends only on weights and constants (no input): a compile-time value, such
+    /// as an fp8 weight and its scale, which the artifact writer evaluates once.
+    pub fn compile_time(&self, v: ValueId) -> bool {
+        let n = self.def(v);
+        let node = &self.g.nodes[n];
+        match &node.op {
+            Op::Weight(_) | Op::Constant(_) => true,
+            op if crate::strategy::is_weight_transform(op) => {
+                !node.args.is_empty() && node.args.iter().all(|&a| self.compile_time(a))
+            }
+            _ => false,
+        }
+    }
+
+    /// Adds to `group` the free, data-derived (or compile-time) producers of its operands that nothing outside
     /// the group uses, transitively.
     pub fn absorb_private_producers(&self, group: &mut Vec<NodeId>) {
         let mut i = 0;
@@ -71,7 +85,30 @@ impl<'g> Planner<'g> {
             let n = group[i];
             for &a in &self.g.nodes[n].args {
                 let p = self.def(a);
-                if group.contains(&p) || !self.free(p) || !self.data_derived(a) {
+                if group.contains(&p) || !self.free(p) || !(self.data_derived(a) || self.compile_time(a)) {
+                    continue;
+                }
+                let private = self.g.nodes[p].results.iter().all(|&r| {
+                    !self.returned.contains(&r) && self.users(r).iter().all(|u| group.contains(u) || *u == n)
+                });
+                if private {
+                    group.push(p);
+                }
+            }
+            i += 1;
+        }
+    }
+
+    /// Adds to `group` the free pointwise and movement producers of its operands that nothing
+    /// outside the group uses (an activation's fp8 scale computed from its amax), transitively.
+    pub fn absorb_private_pointwise(&self, group: &mut Vec<NodeId>) {
+        let mut i = 0;
+        while i < group.len() {
+            let n = group[i];
+            for &a in &self.g.nodes[n].args {
+                let p = self.def(a);
+                let op = self.op(p);
+                if group.contains(&p) || !self.free(p) || !(is_pointwise(op) || is_movement(op)) {
                     continue;
                 }
                 let private = self.g.nodes[p].results.iter().all(|&r| {

@@ -25,8 +25,14 @@ pub fn is_pointwise(op: &Op) -> bool {
 }
 
 /// Ops any kernel can absorb around its main op.
-fn is_light(op: &Op) -> bool {
+pub fn is_light(op: &Op) -> bool {
     is_data(op) || is_movement(op) || is_pointwise(op)
+}
+
+/// Ops that turn weights into the form a kernel reads (fp8 codes and scales, casts, layouts):
+/// on weights and constants alone they are evaluated once at compile time.
+pub fn is_weight_transform(op: &Op) -> bool {
+    is_pointwise(op) || is_movement(op) || matches!(op, Op::Amax | Op::Quantize(_) | Op::Dequantize(_) | Op::Reduce(_))
 }
 
 /// Row reductions and normalizations.
@@ -70,7 +76,28 @@ fn single_step(t: &TensorType) -> bool {
 
 /// Checks that `strategy` accepts the body of a group.
 pub fn accepts(m: &Module, strategy: KernelStrategy, body: &Graph) -> Result<(), String> {
-    let ops: Vec<&Op> = body.order.iter().map(|&n| &body.nodes[n].op).collect();
+    // Values computed from weights and constants alone (an fp8 weight and its scale) are
+    // evaluated once by the artifact writer, so any kernel may hold them.
+    let mut compile_time: std::collections::HashSet<lathe_ir::NodeId> = std::collections::HashSet::new();
+    for &n in &body.order {
+        let node = &body.nodes[n];
+        let constant = match &node.op {
+            Op::Weight(_) | Op::Constant(_) => true,
+            op if is_weight_transform(op) => {
+                !node.args.is_empty() && node.args.iter().all(|a| compile_time.contains(&body.values[*a].def))
+            }
+            _ => false,
+        };
+        if constant {
+            compile_time.insert(n);
+        }
+    }
+    let ops: Vec<&Op> = body
+        .order
+        .iter()
+        .filter(|n| !compile_time.contains(n) || is_data(&body.nodes[**n].op))
+        .map(|&n| &body.nodes[n].op)
+        .collect();
     let count = |f: &dyn Fn(&Op) -> bool| ops.iter().filter(|o| f(o)).count();
     let heavy: Vec<&str> = ops.iter().filter(|o| !is_light(o)).map(|o| o.name()).collect();
     let only = |allowed: &dyn Fn(&Op) -> bool| -> Result<(), String> {
@@ -86,7 +113,7 @@ pub fn accepts(m: &Module, strategy: KernelStrategy, body: &Graph) -> Result<(),
         }
     };
     let first = |f: &dyn Fn(&Op) -> bool| body.order.iter().map(|&n| &body.nodes[n]).find(|n| f(&n.op));
-    if ops.iter().all(|o| is_data(o)) {
+    if body.order.iter().all(|&n| is_data(&body.nodes[n].op)) {
         return Err("a group must compute something".into());
     }
     match strategy {

@@ -115,3 +115,19 @@ fn ill_formed_groups_are_rejected() {
     );
     assert!(e.contains("no op lowers to ssd_chunk_state yet"), "{e}");
 }
+
+#[test]
+fn fp8_pipeline_schedules_and_keeps_decode_launches() {
+    // quantize-fp8 before the default pipeline: W8A16 in decode keeps the launch count (the
+    // weight's fp8 codes and scale are compile-time values inside the GEMV group); W8A8 in
+    // prefill adds one amax reduction per quantized activation.
+    let imp = import(&fixtures().join("configs/nemotron-h-8b-base-8k"), &ImportOptions::default()).expect("import");
+    let mut m = imp.module;
+    let mut pm = PassManager::parse("quantize-fp8,default").expect("pipeline");
+    pm.instrumentation.verify_each = true;
+    pm.run(&mut m, &mut std::io::sink()).unwrap_or_else(|e| panic!("{e}"));
+    verify_schedule(&m).unwrap_or_else(|e| panic!("{e:?}"));
+    assert!(launches(&m.function("decode").expect("decode").graph) <= 150);
+    let extend = launches(&m.function("extend").expect("extend").graph);
+    assert!(extend <= 173 + 96 + 48, "{extend}");
+}
