@@ -5,6 +5,8 @@
 //! `attention_prefill`/`attention_decode`, `row_reduce`, `sample`, ...), together with its
 //! single-use pointwise epilogue and the weight-derived values only it uses. Decode and prefill
 //! are scheduled separately because they are separate functions (`decode` has `S = 1`).
+//! An `amax` of a value a group produces (an fp8 activation scale) joins that group as an
+//! epilogue reduction instead of taking a launch.
 //! After it, `strategy::verify_schedule` holds: every launch is a fusion node.
 //! Pre: a verified module. Post: a verified, scheduled module with bit-identical results.
 
@@ -13,7 +15,7 @@ use lathe_ir::{Graph, Module, NodeId, Op};
 
 use crate::outline::{outline_groups, Group};
 use crate::plan::Planner;
-use crate::rewrite::for_each_function;
+use crate::rewrite::{for_each_function, Replacements};
 use crate::strategy::singleton;
 use crate::{Changed, Options, Pass, PassContext, PassError, PassInfo};
 
@@ -28,6 +30,39 @@ pub const INFO: PassInfo = PassInfo {
 /// The pass.
 #[derive(Debug)]
 pub struct ScheduleHybrid;
+
+/// Moves every `amax` of a value produced by a fusion group into that group as an epilogue
+/// reduction (a block max and one atomic max per CTA), so an fp8 activation scale costs no
+/// launch of its own. Returns how many moved.
+fn amax_into_producers(g: &mut Graph) -> usize {
+    let mut rep = Replacements::default();
+    let mut moved = Vec::new();
+    let order = g.order.clone();
+    for n in order {
+        if !matches!(g.nodes[n].op, Op::Amax) {
+            continue;
+        }
+        let x = g.nodes[n].args[0];
+        let producer = g.values[x].def;
+        let k = g.values[x].index as usize;
+        let out_ty = g.values[g.nodes[n].results[0]].ty.clone();
+        let Op::Fusion(f) = &mut g.nodes[producer].op else { continue };
+        let Some(inner) = f.body.outputs.get(k).map(|o| o.value) else { continue };
+        let r = f.body.push_node(Op::Amax, vec![inner], vec![out_ty.clone()]);
+        f.body.outputs.push(lathe_ir::Output { name: String::new(), value: r[0] });
+        let index = g.nodes[producer].results.len() as u32;
+        let v = g.values.append(lathe_ir::Value { ty: out_ty, def: producer, index });
+        g.nodes[producer].results.push(v);
+        rep.insert(g.nodes[n].results[0], v);
+        moved.push(n);
+    }
+    if !moved.is_empty() {
+        rep.apply(g);
+        g.order.retain(|n| !moved.contains(n));
+        *g = g.renumbered();
+    }
+    moved.len()
+}
 
 fn plan(m: &Module, g: &Graph) -> Vec<Group> {
     let mut p = Planner::new(g);
@@ -52,6 +87,17 @@ fn plan(m: &Module, g: &Graph) -> Vec<Group> {
         }
         // The extras are pointwise, movement or weight-derived: every strategy accepts them.
         p.absorb_private_producers(&mut group);
+        // An amax of what the group computes rides along as an epilogue reduction.
+        let amaxes: Vec<NodeId> = group
+            .iter()
+            .flat_map(|&x| g.nodes[x].results.iter().flat_map(|&r| p.users(r).iter().copied()))
+            .filter(|&u| p.free(u) && matches!(p.op(u), Op::Amax) && !group.contains(&u))
+            .collect();
+        for a in amaxes {
+            if !group.contains(&a) {
+                group.push(a);
+            }
+        }
         p.take(&group);
         groups.push((group, strategy));
     }
@@ -67,6 +113,7 @@ impl Pass for ScheduleHybrid {
         let header = crate::fold_constants::header(m);
         let mut made = 0;
         for_each_function(m, &mut |g| {
+            made += amax_into_producers(g);
             let groups = plan(&header, g);
             made += groups.len();
             outline_groups(g, &groups)

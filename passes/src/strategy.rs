@@ -26,7 +26,8 @@ pub fn is_pointwise(op: &Op) -> bool {
 
 /// Ops any kernel can absorb around its main op.
 pub fn is_light(op: &Op) -> bool {
-    is_data(op) || is_movement(op) || is_pointwise(op)
+    // `amax` is an epilogue reduction any kernel can add (block max, then one atomic max).
+    is_data(op) || is_movement(op) || is_pointwise(op) || matches!(op, Op::Amax)
 }
 
 /// Ops that turn weights into the form a kernel reads (fp8 codes and scales, casts, layouts):
@@ -99,7 +100,6 @@ pub fn accepts(m: &Module, strategy: KernelStrategy, body: &Graph) -> Result<(),
         .map(|&n| &body.nodes[n].op)
         .collect();
     let count = |f: &dyn Fn(&Op) -> bool| ops.iter().filter(|o| f(o)).count();
-    let heavy: Vec<&str> = ops.iter().filter(|o| !is_light(o)).map(|o| o.name()).collect();
     let only = |allowed: &dyn Fn(&Op) -> bool| -> Result<(), String> {
         match ops.iter().find(|o| !is_light(o) && !allowed(o)) {
             Some(o) => Err(format!("`{}` cannot be part of a {} kernel", o.name(), strategy.name())),
@@ -120,7 +120,7 @@ pub fn accepts(m: &Module, strategy: KernelStrategy, body: &Graph) -> Result<(),
         KernelStrategy::Elementwise => only(&|_| false),
         KernelStrategy::RowReduce => {
             only(&is_row_op)?;
-            if heavy.is_empty() {
+            if !ops.iter().any(|o| is_row_op(o)) {
                 Err("a row_reduce kernel needs a reduction or norm".into())
             } else {
                 Ok(())
