@@ -144,7 +144,7 @@ pub fn cost_stats(m: &Module, context: u64, gpu: &Gpu) -> Value {
     for f in &m.functions {
         let mut symbols = HashMap::new();
         for (h, s) in m.symbols.iter() {
-            let v = if s.name == "S" { context.min(s.max) } else { 1 };
+            let v = if s.name == "S" || s.name == "C" { context.min(s.max) } else { 1 };
             symbols.insert(h, v);
         }
         let c = function_cost(&f.graph, &Bindings { symbols, kv_len: context }, gpu);

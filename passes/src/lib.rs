@@ -14,9 +14,12 @@
 //! results (exactly where it only moves ops; within the documented error where it changes
 //! numerics, as quantization will). Each pass documents its pre- and post-conditions in its file.
 //!
-//! # What comes next (issue L3)
-//! quantize-fp8, fuse-ssd, fuse-fp8, fuse-elementwise, schedule-hybrid and plan-memory, the
-//! `KernelStrategy` legality checks, and `lathe inspect --after`.
+//! # The passes
+//! canonicalize, fold-constants, cse, dce (exact cleanups); quantize-fp8 and fuse-fp8 (opt-in
+//! fp8); fuse-ssd, fuse-elementwise and schedule-hybrid, which outline every computing node into
+//! a `fusion` group with a [`lathe_ir::ops::KernelStrategy`] (the contract lives in
+//! [`strategy`]); plan-memory, the arena plan. [`cost`] is the roofline cost model the CLI and
+//! benches report.
 
 pub mod canonicalize;
 pub mod cost;

@@ -5,31 +5,80 @@
 //! `attention_prefill`/`attention_decode`, `row_reduce`, `sample`, ...), together with its
 //! single-use pointwise epilogue and the weight-derived values only it uses. Decode and prefill
 //! are scheduled separately because they are separate functions (`decode` has `S = 1`).
+//! With `prefill-chunk=N`, `extend` is specialized to chunks of at most N tokens (its own
+//! symbol `C`), so a long prompt is prefilled chunk by chunk with bounded activation memory.
 //! An `amax` of a value a group produces (an fp8 activation scale) joins that group as an
 //! epilogue reduction instead of taking a launch.
 //! After it, `strategy::verify_schedule` holds: every launch is a fusion node.
 //! Pre: a verified module. Post: a verified, scheduled module with bit-identical results.
 
 use lathe_ir::ops::KernelStrategy;
-use lathe_ir::{Graph, Module, NodeId, Op};
+use lathe_ir::{Dim, Graph, Module, NodeId, Op};
 
 use crate::outline::{outline_groups, Group};
 use crate::plan::Planner;
 use crate::rewrite::{for_each_function, Replacements};
 use crate::strategy::singleton;
-use crate::{Changed, Options, Pass, PassContext, PassError, PassInfo};
+use crate::{Changed, OptionInfo, Options, Pass, PassContext, PassError, PassInfo};
 
 /// Registry entry.
 pub const INFO: PassInfo = PassInfo {
     name: "schedule-hybrid",
     summary: "give every remaining node a group and a kernel strategy (prefill and decode apart)",
-    options: &[],
-    create: |_: &Options| Ok(Box::new(ScheduleHybrid)),
+    options: &[OptionInfo {
+        name: "prefill-chunk",
+        default: "0",
+        help: "longest extend chunk in tokens (0: the model's max_seq); longer prompts run as several chunks",
+    }],
+    create: |o: &Options| Ok(Box::new(ScheduleHybrid { prefill_chunk: o.usize("prefill-chunk")? as u64 })),
 };
 
 /// The pass.
 #[derive(Debug)]
-pub struct ScheduleHybrid;
+pub struct ScheduleHybrid {
+    /// Longest extend chunk (0: no chunking).
+    pub prefill_chunk: u64,
+}
+
+/// Chunked prefill: `extend` gets its own sequence symbol `C <= chunk` in place of `S`, so its
+/// buffers are planned for one chunk; a prompt longer than the chunk runs as several `extend`
+/// calls, each carrying the conv and SSM states and the KV cache to the next (the programs are
+/// exact under chunking: two chunks of extend equal one). Returns whether it applied.
+fn chunk_prefill(m: &mut Module, chunk: u64) -> Result<bool, String> {
+    let Some(s) = m.symbol("S") else { return Ok(false) };
+    if chunk == 0 || chunk >= m.symbols[s].max || m.function("extend").is_none() {
+        return Ok(false);
+    }
+    if m.symbol("C").is_some() {
+        return Err("the module already has a symbol `C`".into());
+    }
+    let c = m.add_symbol("C", chunk);
+    let swap = |d: &mut Dim| {
+        if *d == Dim::Sym(s) {
+            *d = Dim::Sym(c);
+        }
+    };
+    fn visit(g: &mut Graph, swap: &dyn Fn(&mut Dim)) {
+        let values: Vec<_> = g.values.iter().map(|(h, _)| h).collect();
+        for v in values {
+            g.values[v].ty.shape.iter_mut().for_each(swap);
+        }
+        let order = g.order.clone();
+        for n in order {
+            match &mut g.nodes[n].op {
+                Op::Input(i) => i.ty.shape.iter_mut().for_each(swap),
+                Op::Iota(i) => i.ty.shape.iter_mut().for_each(swap),
+                Op::Reshape(shape) | Op::Broadcast(shape) => shape.iter_mut().for_each(swap),
+                Op::Fusion(f) => visit(&mut f.body, swap),
+                _ => {}
+            }
+        }
+    }
+    if let Some(f) = m.functions.iter_mut().find(|f| f.name == "extend") {
+        visit(&mut f.graph, &swap);
+    }
+    Ok(true)
+}
 
 /// Moves every `amax` of a value produced by a fusion group into that group as an epilogue
 /// reduction (a block max and one atomic max per CTA), so an fp8 activation scale costs no
@@ -110,8 +159,10 @@ impl Pass for ScheduleHybrid {
     }
 
     fn run(&mut self, m: &mut Module, cx: &mut PassContext) -> Result<Changed, PassError> {
+        let chunked = chunk_prefill(m, self.prefill_chunk)
+            .map_err(|message| PassError::Failed { pass: "schedule-hybrid".into(), message })?;
         let header = crate::fold_constants::header(m);
-        let mut made = 0;
+        let mut made = usize::from(chunked);
         for_each_function(m, &mut |g| {
             made += amax_into_producers(g);
             let groups = plan(&header, g);

@@ -131,3 +131,72 @@ fn fp8_pipeline_schedules_and_keeps_decode_launches() {
     let extend = launches(&m.function("extend").expect("extend").graph);
     assert!(extend <= 173 + 64, "{extend}");
 }
+
+#[test]
+fn chunked_prefill_bounds_extend_and_stays_exact() {
+    use std::collections::HashMap;
+
+    use lathe_ir::interp::{self, tensor::Tensor};
+    use lathe_ir::{DType, Dim};
+
+    let dir = fixtures().join("models/nemotron_h_tiny");
+    let imp = import(&dir, &ImportOptions { max_seq: Some(16), ..ImportOptions::default() }).expect("import");
+    let mut m = imp.module.clone();
+    let pipeline = "canonicalize,fold-constants,cse,dce,fuse-ssd,fuse-elementwise,schedule-hybrid{prefill-chunk=4},dce";
+    let mut pm = PassManager::parse(pipeline).expect("pipeline");
+    pm.instrumentation.verify_each = true;
+    pm.run(&mut m, &mut std::io::sink()).unwrap_or_else(|e| panic!("{e}"));
+    let loader = lathe_frontend::import::CheckpointLoader { checkpoint: imp.checkpoint.as_ref() };
+    let toks: Vec<i64> = vec![7, 3, 90, 12, 5, 61, 2];
+    // eval of all 7 tokens on the unchunked module is the reference.
+    let mut args = HashMap::new();
+    args.insert("tokens".to_string(), Tensor::from_i64(DType::I64, vec![1, 7], toks.clone()));
+    let full = interp::run(&imp.module, "eval", &args, &loader).expect("eval").remove(0).1.to_f64();
+    // Chunks of 4 and 3 through the chunked extend, carrying every cache.
+    let f = m.function("extend").expect("extend");
+    let mut caches: HashMap<String, Tensor> = f
+        .graph
+        .inputs()
+        .filter(|(n, _)| *n != "tokens" && *n != "past")
+        .map(|(n, v)| {
+            let ty = f.graph.ty(v);
+            let shape: Vec<usize> =
+                ty.shape.iter().map(|d| if let Dim::Const(c) = d { *c as usize } else { 1 }).collect();
+            let numel = shape.iter().product();
+            (n.to_string(), Tensor::from_f32(ty.dtype, shape, vec![0.0; numel]))
+        })
+        .collect();
+    let mut last = Vec::new();
+    for (start, chunk) in [(0usize, &toks[..4]), (4, &toks[4..])] {
+        let mut inputs = caches.clone();
+        inputs.insert("tokens".into(), Tensor::from_i64(DType::I64, vec![1, chunk.len()], chunk.to_vec()));
+        inputs.insert("past".into(), Tensor::from_i64(DType::I64, vec![1], vec![start as i64]));
+        let mut out: HashMap<String, Tensor> =
+            interp::run(&m, "extend", &inputs, &loader).expect("extend").into_iter().collect();
+        last = out.remove("logits").expect("logits").to_f64();
+        caches = out;
+    }
+    let v = last.len();
+    lathe_tests::assert_close("chunked prefill", &last, &full[6 * v..7 * v], DType::F32, 256);
+    // A chunk longer than the bound is refused, not silently run.
+    let mut inputs = caches.clone();
+    inputs.insert("tokens".into(), Tensor::from_i64(DType::I64, vec![1, 5], vec![1; 5]));
+    inputs.insert("past".into(), Tensor::from_i64(DType::I64, vec![1], vec![7]));
+    let e = interp::run(&m, "extend", &inputs, &loader).expect_err("too long").to_string();
+    assert!(e.contains("C = 5 is outside 1..=4"), "{e}");
+}
+
+#[test]
+fn chunked_prefill_shrinks_the_8b_prefill_arena() {
+    let peak = |pipeline: &str| {
+        let imp = import(&fixtures().join("configs/nemotron-h-8b-base-8k"), &ImportOptions::default()).expect("import");
+        let mut m = imp.module;
+        PassManager::parse(pipeline).expect("pipeline").run(&mut m, &mut std::io::sink()).expect("run");
+        let f = m.function("extend").expect("extend").clone();
+        lathe_passes::plan_memory::plan(&m, &f).expect("plan").peak_bytes
+    };
+    let whole = peak("default");
+    let chunked =
+        peak("canonicalize,fold-constants,cse,dce,fuse-ssd,fuse-elementwise,schedule-hybrid{prefill-chunk=1024},dce");
+    assert!(chunked * 4 < whole, "{chunked} vs {whole}");
+}
