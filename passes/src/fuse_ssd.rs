@@ -10,6 +10,8 @@
 //!   `ssd_chunk_scan` (dt processing, the chunked scan with its state passing, D skip, gate and
 //!   norm). The scan group is one launch: its kernel passes states between chunks itself.
 //!
+//! `chunk=N` sets the chunk length hint of the grouped scans (what the prefill kernels tile by).
+//!
 //! A scan whose surroundings do not match is left for `schedule-hybrid`.
 //! Pre: a verified module. Post: a verified module with bit-identical results.
 
@@ -19,19 +21,42 @@ use lathe_ir::{Graph, Module, NodeId, Op};
 use crate::outline::{outline_groups, Group};
 use crate::plan::Planner;
 use crate::rewrite::for_each_function;
-use crate::{Changed, Options, Pass, PassContext, PassError, PassInfo};
+use crate::{Changed, OptionInfo, Options, Pass, PassContext, PassError, PassInfo};
 
 /// Registry entry.
 pub const INFO: PassInfo = PassInfo {
     name: "fuse-ssd",
     summary: "group the Mamba-2 mixer between in_proj and out_proj (1 launch decode, 2 prefill)",
-    options: &[],
-    create: |_: &Options| Ok(Box::new(FuseSsd)),
+    options: &[OptionInfo {
+        name: "chunk",
+        default: "0",
+        help: "chunk length of the prefill scan kernels (0: the model's chunk_size)",
+    }],
+    create: |o: &Options| Ok(Box::new(FuseSsd { chunk: o.usize("chunk")? as u64 })),
 };
 
 /// The pass.
 #[derive(Debug)]
-pub struct FuseSsd;
+pub struct FuseSsd {
+    /// Chunk length set on every grouped scan (0 keeps each scan's hint).
+    pub chunk: u64,
+}
+
+/// Sets the chunk hint of every `scan.ssd` in the fusion bodies of `g` (a lowering choice,
+/// never semantics).
+fn set_chunk(g: &mut lathe_ir::Graph, chunk: u64) {
+    let order = g.order.clone();
+    for n in order {
+        if let Op::Fusion(f) = &mut g.nodes[n].op {
+            let inner = f.body.order.clone();
+            for i in inner {
+                if let Op::ScanSsd(s) = &mut f.body.nodes[i].op {
+                    s.chunk = chunk;
+                }
+            }
+        }
+    }
+}
 
 fn is_matmul(op: &Op) -> bool {
     matches!(op, Op::Matmul(_) | Op::ScaledMatmul(_))
@@ -131,11 +156,16 @@ impl Pass for FuseSsd {
     }
 
     fn run(&mut self, m: &mut Module, cx: &mut PassContext) -> Result<Changed, PassError> {
+        let chunk = self.chunk;
         let mut made = 0;
         for_each_function(m, &mut |g| {
             let groups = plan(g);
             made += groups.len();
-            outline_groups(g, &groups)
+            outline_groups(g, &groups)?;
+            if chunk > 0 {
+                set_chunk(g, chunk);
+            }
+            Ok(())
         })
         .map_err(|message| PassError::Failed { pass: "fuse-ssd".into(), message })?;
         cx.bump("groups", made as u64);
