@@ -44,7 +44,7 @@ pub struct FuseSsd {
 
 /// Sets the chunk hint of every `scan.ssd` in the fusion bodies of `g` (a lowering choice,
 /// never semantics).
-fn set_chunk(g: &mut lathe_ir::Graph, chunk: u64) {
+fn set_chunk(g: &mut Graph, chunk: u64) {
     let order = g.order.clone();
     for n in order {
         if let Op::Fusion(f) = &mut g.nodes[n].op {
