@@ -33,9 +33,10 @@
 //!
 //! Numerics change, by design: the error is the E4M3 rounding of each quantized operand,
 //! relative step 2^-3 (see docs/passes.md for the bounds the tests hold it to).
-//! Pre: a verified module; run it after `fuse-ssd` and before the other fusion passes (matmuls
-//! inside fusion bodies are left alone; before `fuse-ssd`, an `out_proj` input's `amax` would
-//! land in the SSD group, which its strategies do not accept).
+//! Pre: a verified module, before the fusion passes (`--pipeline quantize-fp8,default`; matmuls
+//! already inside fusion bodies are left alone). `fuse-ssd` keeps the fp8 ops of an `out_proj`
+//! input out of the SSD groups, and `schedule-hybrid` moves each activation `amax` into the
+//! group producing the activation.
 //! Post: a verified module; `matmuls-quantized` and `matmuls-kept` count the linear layers.
 
 use std::collections::{BTreeSet, HashMap};
