@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use lathe_frontend::import::{import, CheckpointLoader, ImportOptions, Imported};
 use lathe_ir::interp::{self, tensor::Tensor};
-use lathe_ir::{DType, Dim};
+use lathe_ir::DType;
 
 fn load(name: &str) -> Imported {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/models").join(name);
@@ -20,22 +20,6 @@ fn tokens(n: usize) -> Vec<i64> {
 fn run(imp: &Imported, func: &str, inputs: HashMap<String, Tensor>) -> HashMap<String, Tensor> {
     let loader = CheckpointLoader { checkpoint: imp.checkpoint.as_ref() };
     interp::run(&imp.module, func, &inputs, &loader).unwrap_or_else(|e| panic!("{func}: {e}")).into_iter().collect()
-}
-
-/// Zero caches for batch 1, named as the program's inputs.
-fn empty_caches(imp: &Imported) -> HashMap<String, Tensor> {
-    let f = imp.module.function("extend").expect("extend");
-    f.graph
-        .inputs()
-        .filter(|(n, _)| *n != "tokens" && *n != "past")
-        .map(|(n, v)| {
-            let ty = f.graph.ty(v);
-            let shape: Vec<usize> =
-                ty.shape.iter().map(|d| if let Dim::Const(c) = d { *c as usize } else { 1 }).collect();
-            let numel = shape.iter().product();
-            (n.to_string(), Tensor::from_f32(ty.dtype, shape, vec![0.0; numel]))
-        })
-        .collect()
 }
 
 fn step(
@@ -66,7 +50,7 @@ fn check(name: &str) {
     let toks = tokens(s + n);
     let full = eval(&imp, &toks);
     let row = |t: usize| full[t * v..(t + 1) * v].to_vec();
-    let (logits, mut caches) = step(&imp, "extend", &toks[..s], 0, &empty_caches(&imp));
+    let (logits, mut caches) = step(&imp, "extend", &toks[..s], 0, &lathe_tests::zero_caches(&imp.module, "extend"));
     lathe_tests::assert_close(&format!("{name} extend"), &logits, &row(s - 1), DType::F32, 256);
     for j in 0..n {
         let (logits, next) = step(&imp, "decode", &toks[s + j..s + j + 1], (s + j) as i64, &caches);
@@ -74,8 +58,8 @@ fn check(name: &str) {
         caches = next;
     }
     // Two chunks of extend equal one extend of both, logits and caches.
-    let (one, one_caches) = step(&imp, "extend", &toks, 0, &empty_caches(&imp));
-    let (_, mid) = step(&imp, "extend", &toks[..s], 0, &empty_caches(&imp));
+    let (one, one_caches) = step(&imp, "extend", &toks, 0, &lathe_tests::zero_caches(&imp.module, "extend"));
+    let (_, mid) = step(&imp, "extend", &toks[..s], 0, &lathe_tests::zero_caches(&imp.module, "extend"));
     let (two, two_caches) = step(&imp, "extend", &toks[s..], s as i64, &mid);
     lathe_tests::assert_close(&format!("{name} two chunks"), &two, &one, DType::F32, 256);
     for (k, t) in &one_caches {

@@ -77,38 +77,30 @@ impl<'g> Planner<'g> {
         }
     }
 
-    /// Adds to `group` the free, data-derived (or compile-time) producers of its operands that nothing outside
-    /// the group uses, transitively.
+    /// Adds to `group` the free, data-derived (or compile-time) producers of its operands that
+    /// nothing outside the group uses, transitively.
     pub fn absorb_private_producers(&self, group: &mut Vec<NodeId>) {
-        let mut i = 0;
-        while i < group.len() {
-            let n = group[i];
-            for &a in &self.g.nodes[n].args {
-                let p = self.def(a);
-                if group.contains(&p) || !self.free(p) || !(self.data_derived(a) || self.compile_time(a)) {
-                    continue;
-                }
-                let private = self.g.nodes[p].results.iter().all(|&r| {
-                    !self.returned.contains(&r) && self.users(r).iter().all(|u| group.contains(u) || *u == n)
-                });
-                if private {
-                    group.push(p);
-                }
-            }
-            i += 1;
-        }
+        self.absorb_private(group, &|p, a| p.data_derived(a) || p.compile_time(a));
     }
 
     /// Adds to `group` the free pointwise and movement producers of its operands that nothing
     /// outside the group uses (an activation's fp8 scale computed from its amax), transitively.
     pub fn absorb_private_pointwise(&self, group: &mut Vec<NodeId>) {
+        self.absorb_private(group, &|p, a| {
+            let op = p.op(p.def(a));
+            is_pointwise(op) || is_movement(op)
+        });
+    }
+
+    /// Adds the free producers of the group's operands that `eligible` accepts and that only
+    /// the group reads, transitively.
+    fn absorb_private(&self, group: &mut Vec<NodeId>, eligible: &dyn Fn(&Self, ValueId) -> bool) {
         let mut i = 0;
         while i < group.len() {
             let n = group[i];
             for &a in &self.g.nodes[n].args {
                 let p = self.def(a);
-                let op = self.op(p);
-                if group.contains(&p) || !self.free(p) || !(is_pointwise(op) || is_movement(op)) {
+                if group.contains(&p) || !self.free(p) || !eligible(self, a) {
                     continue;
                 }
                 let private = self.g.nodes[p].results.iter().all(|&r| {

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use lathe_ir::interp::{self, tensor::Tensor, SyntheticOnly};
 use lathe_ir::text::{parse_module, print_module};
-use lathe_ir::{numerics, DType, Dim, Graph, Module, Op};
+use lathe_ir::{numerics, DType, Graph, Module, Op};
 use lathe_passes::{PassManager, RunReport};
 use lathe_tests::{normwise_error, unit_roundoff, Rng};
 
@@ -41,28 +41,6 @@ fn scaled_matmuls(g: &Graph) -> usize {
     count(g, |_, op, _| matches!(op, Op::ScaledMatmul(_)))
 }
 
-/// Random normal inputs, every symbol bound to min(3, its bound).
-fn random_inputs(m: &Module, func: &str, seed: u64) -> HashMap<String, Tensor> {
-    let f = m.function(func).expect("function");
-    let mut rng = Rng::new(seed);
-    f.graph
-        .inputs()
-        .map(|(name, v)| {
-            let ty = f.graph.ty(v);
-            let shape: Vec<usize> = ty
-                .shape
-                .iter()
-                .map(|d| match d {
-                    Dim::Const(c) => *c as usize,
-                    Dim::Sym(s) => m.symbols[*s].max.min(3) as usize,
-                })
-                .collect();
-            let n = shape.iter().product();
-            (name.to_string(), Tensor::from_f32(ty.dtype, shape, (0..n).map(|_| rng.normal() as f32).collect()))
-        })
-        .collect()
-}
-
 /// The E4M3 unit roundoff: half its relative step 2^-3.
 fn u8_e4m3() -> f64 {
     unit_roundoff(DType::F8E4M3)
@@ -86,7 +64,7 @@ fn quantize_fp8_snapshots_within_the_fp8_bound() {
             let bound = scaled_matmuls(&f.graph) as f64 * (2.0 * u + u * u) + dequantized_matmuls(&f.graph) as f64 * u;
             assert!(bound > 0.0, "{}: @{} quantized nothing", path.display(), f.name);
             for seed in 0..3 {
-                let args = random_inputs(&before, &f.name, seed);
+                let args = lathe_tests::random_inputs(&before, &f.name, seed);
                 let want = interp::run(&before, &f.name, &args, &SyntheticOnly).expect("before");
                 let got = interp::run(&after, &f.name, &args, &SyntheticOnly).expect("after");
                 for ((name, a), (_, b)) in got.iter().zip(&want) {
@@ -254,7 +232,7 @@ fn quantized_linear_layers_match_a_direct_computation() {
     let m = parse_module(&src).expect("parse");
     let w = interp::synthetic_weight(&lathe_ir::TensorType::fixed(DType::BF16, &[n as u64, k as u64]), 5).expect("w");
     let w = w.floats();
-    let args = random_inputs(&m, "main", 11);
+    let args = lathe_tests::random_inputs(&m, "main", 11);
     let x = args["x"].floats();
     let amax = |v: &[f32]| v.iter().fold(0f32, |a, x| a.max(x.abs()));
     let scale = |a: f32| (a / 448.0).max(f32::MIN_POSITIVE);

@@ -137,7 +137,7 @@ fn chunked_prefill_bounds_extend_and_stays_exact() {
     use std::collections::HashMap;
 
     use lathe_ir::interp::{self, tensor::Tensor};
-    use lathe_ir::{DType, Dim};
+    use lathe_ir::DType;
 
     let dir = fixtures().join("models/nemotron_h_tiny");
     let imp = import(&dir, &ImportOptions { max_seq: Some(16), ..ImportOptions::default() }).expect("import");
@@ -153,19 +153,7 @@ fn chunked_prefill_bounds_extend_and_stays_exact() {
     args.insert("tokens".to_string(), Tensor::from_i64(DType::I64, vec![1, 7], toks.clone()));
     let full = interp::run(&imp.module, "eval", &args, &loader).expect("eval").remove(0).1.to_f64();
     // Chunks of 4 and 3 through the chunked extend, carrying every cache.
-    let f = m.function("extend").expect("extend");
-    let mut caches: HashMap<String, Tensor> = f
-        .graph
-        .inputs()
-        .filter(|(n, _)| *n != "tokens" && *n != "past")
-        .map(|(n, v)| {
-            let ty = f.graph.ty(v);
-            let shape: Vec<usize> =
-                ty.shape.iter().map(|d| if let Dim::Const(c) = d { *c as usize } else { 1 }).collect();
-            let numel = shape.iter().product();
-            (n.to_string(), Tensor::from_f32(ty.dtype, shape, vec![0.0; numel]))
-        })
-        .collect();
+    let mut caches = lathe_tests::zero_caches(&m, "extend");
     let mut last = Vec::new();
     for (start, chunk) in [(0usize, &toks[..4]), (4, &toks[4..])] {
         let mut inputs = caches.clone();

@@ -7,9 +7,8 @@ use std::collections::HashMap;
 
 use lathe_ir::interp::{self, tensor::Tensor, SyntheticOnly};
 use lathe_ir::text::{parse_module, print_module};
-use lathe_ir::{DType, Dim, Module};
+use lathe_ir::DType;
 use lathe_passes::PassManager;
-use lathe_tests::Rng;
 
 fn pipeline_of(src: &str) -> &str {
     src.lines()
@@ -17,35 +16,6 @@ fn pipeline_of(src: &str) -> &str {
         .and_then(|l| l.strip_prefix("// pipeline:"))
         .map(str::trim)
         .expect("first line `// pipeline: ...`")
-}
-
-/// Random inputs for every function, every symbol bound to min(3, its bound).
-fn inputs(m: &Module, func: &str, seed: u64) -> HashMap<String, Tensor> {
-    let f = m.function(func).expect("function");
-    let mut rng = Rng::new(seed);
-    f.graph
-        .inputs()
-        .map(|(name, v)| {
-            let ty = f.graph.ty(v);
-            let shape: Vec<usize> = ty
-                .shape
-                .iter()
-                .map(|d| match d {
-                    Dim::Const(c) => *c as usize,
-                    Dim::Sym(s) => m.symbols[*s].max.min(3) as usize,
-                })
-                .collect();
-            let n = shape.iter().product();
-            let t = if ty.dtype.is_float() {
-                Tensor::from_f32(ty.dtype, shape, (0..n).map(|_| rng.normal() as f32).collect())
-            } else if ty.dtype == DType::Bool {
-                Tensor::from_i64(ty.dtype, shape, (0..n).map(|_| rng.below(2) as i64).collect())
-            } else {
-                Tensor::from_i64(ty.dtype, shape, (0..n).map(|_| rng.below(3) as i64).collect())
-            };
-            (name.to_string(), t)
-        })
-        .collect()
 }
 
 fn same_bits(a: &Tensor, b: &Tensor) -> bool {
@@ -68,7 +38,7 @@ fn pass_snapshots_and_differential() {
         insta::assert_snapshot!(format!("// pipeline: {}\n{}", pm.pipeline(), print_module(&after)));
         for f in &before.functions {
             for seed in 0..3 {
-                let args = inputs(&before, &f.name, seed);
+                let args = lathe_tests::random_inputs(&before, &f.name, seed);
                 let want = interp::run(&before, &f.name, &args, &SyntheticOnly).expect("before");
                 let got = interp::run(&after, &f.name, &args, &SyntheticOnly).expect("after");
                 assert_eq!(want.len(), got.len());

@@ -150,3 +150,64 @@ impl Rng {
         (0..12).map(|_| self.unit()).sum::<f64>() - 6.0
     }
 }
+
+/// Random arguments for every input of `func`: normal floats, integers in `0..3`, random bools;
+/// every symbol bound to `min(3, its bound)`.
+pub fn random_inputs(
+    m: &lathe_ir::Module,
+    func: &str,
+    seed: u64,
+) -> std::collections::HashMap<String, lathe_ir::interp::tensor::Tensor> {
+    use lathe_ir::interp::tensor::Tensor;
+    let Some(f) = m.function(func) else { return Default::default() };
+    let mut rng = Rng::new(seed);
+    f.graph
+        .inputs()
+        .map(|(name, v)| {
+            let ty = f.graph.ty(v);
+            let shape: Vec<usize> = ty
+                .shape
+                .iter()
+                .map(|d| match d {
+                    lathe_ir::Dim::Const(c) => *c as usize,
+                    lathe_ir::Dim::Sym(s) => m.symbols[*s].max.min(3) as usize,
+                })
+                .collect();
+            let n = shape.iter().product();
+            let t = if ty.dtype.is_float() {
+                Tensor::from_f32(ty.dtype, shape, (0..n).map(|_| rng.normal() as f32).collect())
+            } else if ty.dtype == DType::Bool {
+                Tensor::from_i64(ty.dtype, shape, (0..n).map(|_| rng.below(2) as i64).collect())
+            } else {
+                Tensor::from_i64(ty.dtype, shape, (0..n).map(|_| rng.below(3) as i64).collect())
+            };
+            (name.to_string(), t)
+        })
+        .collect()
+}
+
+/// Zero caches for batch 1: a zero tensor for every input of `func` except `tokens` and `past`
+/// (symbolic dims, the batch, taken as 1).
+pub fn zero_caches(
+    m: &lathe_ir::Module,
+    func: &str,
+) -> std::collections::HashMap<String, lathe_ir::interp::tensor::Tensor> {
+    use lathe_ir::interp::tensor::Tensor;
+    let Some(f) = m.function(func) else { return Default::default() };
+    f.graph
+        .inputs()
+        .filter(|(n, _)| *n != "tokens" && *n != "past")
+        .map(|(n, v)| {
+            let ty = f.graph.ty(v);
+            let shape: Vec<usize> =
+                ty.shape.iter().map(|d| if let lathe_ir::Dim::Const(c) = d { *c as usize } else { 1 }).collect();
+            let numel = shape.iter().product();
+            let t = if ty.dtype.is_float() {
+                Tensor::from_f32(ty.dtype, shape, vec![0.0; numel])
+            } else {
+                Tensor::from_i64(ty.dtype, shape, vec![0; numel])
+            };
+            (n.to_string(), t)
+        })
+        .collect()
+}
