@@ -28,10 +28,9 @@ fn fail<T>(msg: String) -> Result<T, KernelError> {
 
 // ---------------------------------------------------------------- GEMM ----
 //
-// Products go through `matrixmultiply` (packed BLIS-style kernels with run-time AVX/FMA
-// dispatch, threaded) by way of ndarray's safe `general_mat_mul`: the workspace forbids
-// `unsafe_code`, and `matrixmultiply::sgemm` itself is an `unsafe fn`. Transposes are
-// strides, so no operand is copied.
+// Products go through faer's safe `matmul` (packed kernels with run-time AVX2/AVX-512 dispatch,
+// parallel on rayon): the workspace forbids `unsafe_code`, which rules out calling the raw
+// `sgemm` entry points of GEMM crates directly. Transposes are strides, so no operand is copied.
 
 /// Dot product with eight independent lanes so it vectorizes; the summation
 /// order therefore differs from a left-to-right loop.
@@ -45,6 +44,23 @@ fn dot(x: &[f32], y: &[f32]) -> f32 {
         }
     }
     acc.iter().sum::<f32>() + tail
+}
+
+/// The threads that run large GEMMs. They are kept apart from rayon's global pool because the
+/// GEMM kernels use AVX-512 and leave the vector unit in a state that makes libm calls (the
+/// `exp` of silu and softmax) on the same thread dozens of times slower; the other kernels run
+/// on the global pool, which never executes them. `None` if the pool cannot be built (then GEMMs
+/// run on the calling thread).
+fn gemm_pool() -> Option<&'static rayon::ThreadPool> {
+    static POOL: std::sync::OnceLock<Option<rayon::ThreadPool>> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(rayon::current_num_threads())
+            .thread_name(|i| format!("lathe-gemm-{i}"))
+            .build()
+            .ok()
+    })
+    .as_ref()
 }
 
 /// Batched matrix product: `out[i] = op(A_i) · op(B_i)` for `i < batch`,
@@ -70,7 +86,8 @@ pub fn gemm(
     trans_b: bool,
     out: &mut [f32],
 ) {
-    use ndarray::{ArrayView2, ArrayViewMut2, ShapeBuilder};
+    use faer::linalg::matmul::matmul;
+    use faer::{Accum, MatMut, MatRef, Par};
     debug_assert!(out.len() >= batch * m * n);
     if batch == 0 || m == 0 || n == 0 {
         return;
@@ -82,22 +99,64 @@ pub fn gemm(
     }
     debug_assert!(a.len() >= (batch - 1) * a_batch_stride + m * k);
     debug_assert!(b.len() >= (batch - 1) * b_batch_stride + k * n);
-    let (rsa, csa) = if trans_a { (1, m) } else { (k, 1) };
-    let (rsb, csb) = if trans_b { (1, k) } else { (n, 1) };
+    // Threads pay off only for products of some size (decode GEMVs are bandwidth-bound anyway).
+    let pool = if m * n * k >= 1 << 20 { gemm_pool() } else { None };
+    let par = pool.map_or(Par::Seq, |p| Par::rayon(p.current_num_threads()));
+    let run = |o: &mut [f32], i: usize| {
+        let ab = &a[i * a_batch_stride..][..m * k];
+        let bb = &b[i * b_batch_stride..][..k * n];
+        let lhs = if trans_a {
+            MatRef::from_row_major_slice(ab, k, m).transpose()
+        } else {
+            MatRef::from_row_major_slice(ab, m, k)
+        };
+        let rhs = if trans_b {
+            MatRef::from_row_major_slice(bb, n, k).transpose()
+        } else {
+            MatRef::from_row_major_slice(bb, k, n)
+        };
+        matmul(MatMut::from_row_major_slice_mut(o, m, n), Accum::Replace, lhs, rhs, 1.0f32, par);
+    };
     for (i, o) in out.chunks_mut(m * n).enumerate() {
-        let views = (
-            ArrayView2::from_shape((m, k).strides((rsa, csa)), &a[i * a_batch_stride..]),
-            ArrayView2::from_shape((k, n).strides((rsb, csb)), &b[i * b_batch_stride..]),
-            ArrayViewMut2::from_shape((m, n), o),
-        );
-        // A view fails only on a slice shorter than its shape, which the asserts above exclude.
-        if let (Ok(av), Ok(bv), Ok(mut ov)) = views {
-            ndarray::linalg::general_mat_mul(1.0, &av, &bv, 0.0, &mut ov);
+        match pool {
+            Some(p) => p.install(|| run(o, i)),
+            None => run(o, i),
         }
     }
 }
 
 // ------------------------------------------------------------ SSD scan ----
+
+/// `exp(x)`, returning 0 directly below -104 where the f32 result rounds to +0 anyway: libm's
+/// underflow path (errno and all) costs ~50x a normal exp, and softmax rows hit it constantly.
+fn exp_or_zero(x: f32) -> f32 {
+    if x < -104.0 {
+        0.0
+    } else {
+        x.exp()
+    }
+}
+
+/// One state row of the recurrence: `s = decay·s + dx·b`, returning `Σ s·c`. The dot product
+/// keeps eight partial sums (lanes) so it vectorizes; the summation order is therefore lane-wise,
+/// then the lanes left to right.
+fn update_and_dot(s: &mut [f32], b: &[f32], c: &[f32], decay: f32, dx: f32) -> f32 {
+    const L: usize = 8;
+    let mut acc = [0.0f32; L];
+    let full = s.len() / L * L;
+    for ((sc, bc), cc) in s[..full].chunks_exact_mut(L).zip(b[..full].chunks_exact(L)).zip(c[..full].chunks_exact(L)) {
+        for i in 0..L {
+            sc[i] = decay * sc[i] + dx * bc[i];
+            acc[i] += sc[i] * cc[i];
+        }
+    }
+    let mut tail = 0.0f32;
+    for ((sv, &bv), &cv) in s[full..].iter_mut().zip(&b[full..]).zip(&c[full..]) {
+        *sv = decay * *sv + dx * bv;
+        tail += *sv * cv;
+    }
+    acc.iter().sum::<f32>() + tail
+}
 
 /// Dimensions of [`ssd_scan`]: B, S, H, P, G, N.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -168,12 +227,7 @@ pub fn ssd_scan(
                 let crow = &cm[(bt * groups + g) * n..][..n];
                 for ((srow, &xv), yv) in st.chunks_exact_mut(n).zip(xrow).zip(yrow) {
                     let dx = dtv * xv;
-                    let mut acc = 0.0f32;
-                    for ((s, &bv), &cv) in srow.iter_mut().zip(brow).zip(crow) {
-                        *s = decay * *s + dx * bv;
-                        acc += *s * cv;
-                    }
-                    *yv = acc;
+                    *yv = update_and_dot(srow, brow, crow, decay, dx);
                 }
             }
             yl
@@ -401,7 +455,7 @@ pub fn attention(
             let mx = sc.iter().copied().fold(f32::NEG_INFINITY, f32::max);
             let mut total = 0.0f32;
             for e in sc.iter_mut() {
-                *e = (*e - mx).exp();
+                *e = exp_or_zero(*e - mx);
                 total += *e;
             }
             for (j, &e) in sc.iter().enumerate() {
@@ -448,7 +502,7 @@ pub fn rms_norm(
         match gate {
             Some(z) => {
                 for ((ov, &xv), &zv) in o.iter_mut().zip(xr).zip(&z[r * d..][..d]) {
-                    *ov = xv * (zv / (1.0 + (-zv).exp()));
+                    *ov = xv * crate::numerics::silu(zv);
                 }
             }
             None => o.copy_from_slice(xr),
@@ -496,7 +550,7 @@ pub fn softmax(rows: usize, d: usize, x: &[f32], out: &mut [f32]) {
         }
         let mut total = 0.0f32;
         for (ov, &xv) in o.iter_mut().zip(xr) {
-            *ov = (xv - mx).exp();
+            *ov = exp_or_zero(xv - mx);
             total += *ov;
         }
         o.iter_mut().for_each(|v| *v /= total);

@@ -12,6 +12,7 @@ pub mod kernels;
 pub mod tensor;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use crate::infer::type_str;
 use crate::module::{Graph, Module, Weight, WeightSource};
@@ -99,42 +100,90 @@ pub fn synthetic_weight(ty: &TensorType, seed: u64) -> Result<Tensor, String> {
 }
 
 /// Runs function `func` of a verified module on named inputs; returns its named outputs in order
-/// (unnamed outputs are called `out0`, `out1`, ...).
+/// (unnamed outputs are called `out0`, `out1`, ...). A one-shot [`Session`].
 pub fn run(
     m: &Module,
     func: &str,
     inputs: &HashMap<String, Tensor>,
     loader: &dyn WeightLoader,
 ) -> Result<Vec<(String, Tensor)>, InterpError> {
-    crate::verify::verify(m).map_err(|e| InterpError::Invalid(e.to_string()))?;
-    let f = m.function(func).ok_or_else(|| {
-        InterpError::NoFunction(
-            func.into(),
-            m.functions.iter().map(|f| format!("@{}", f.name)).collect::<Vec<_>>().join(", "),
-        )
-    })?;
-    for name in inputs.keys() {
-        if !f.graph.inputs().any(|(n, _)| n == name) {
-            return Err(InterpError::Input { name: name.clone(), message: format!("`@{func}` has no such input") });
+    Session::new(m, loader)?.run(func, inputs)
+}
+
+/// A verified module with its weights loaded once and kept across runs (a decode loop, a
+/// benchmark).
+pub struct Session<'a> {
+    m: &'a Module,
+    loader: &'a dyn WeightLoader,
+    weights: HashMap<usize, Arc<Tensor>>,
+    profile: Option<std::collections::BTreeMap<&'static str, (u64, std::time::Duration)>>,
+}
+
+impl std::fmt::Debug for Session<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session").field("module", &self.m.name).field("weights_loaded", &self.weights.len()).finish()
+    }
+}
+
+impl<'a> Session<'a> {
+    /// Verifies `m`; weights are loaded on first use.
+    pub fn new(m: &'a Module, loader: &'a dyn WeightLoader) -> Result<Self, InterpError> {
+        crate::verify::verify(m).map_err(|e| InterpError::Invalid(e.to_string()))?;
+        Ok(Session { m, loader, weights: HashMap::new(), profile: None })
+    }
+
+    /// Starts recording the time spent in each op (by text name) over the following runs.
+    pub fn enable_profile(&mut self) {
+        self.profile.get_or_insert_with(Default::default);
+    }
+
+    /// `(op, calls, total time)` recorded so far, most expensive first.
+    pub fn profile(&self) -> Vec<(&'static str, u64, std::time::Duration)> {
+        let mut v: Vec<_> = self.profile.iter().flatten().map(|(k, (n, t))| (*k, *n, *t)).collect();
+        v.sort_by_key(|e| std::cmp::Reverse(e.2));
+        v
+    }
+
+    /// Runs `func` on named inputs, as [`run`].
+    pub fn run(&mut self, func: &str, inputs: &HashMap<String, Tensor>) -> Result<Vec<(String, Tensor)>, InterpError> {
+        let m = self.m;
+        let f = m.function(func).ok_or_else(|| {
+            InterpError::NoFunction(
+                func.into(),
+                m.functions.iter().map(|f| format!("@{}", f.name)).collect::<Vec<_>>().join(", "),
+            )
+        })?;
+        for name in inputs.keys() {
+            if !f.graph.inputs().any(|(n, _)| n == name) {
+                return Err(InterpError::Input { name: name.clone(), message: format!("`@{func}` has no such input") });
+            }
         }
+        let mut env = Env {
+            m,
+            loader: self.loader,
+            syms: HashMap::new(),
+            weights: &mut self.weights,
+            profile: self.profile.as_mut(),
+        };
+        let mut args = Vec::new();
+        for (name, _) in f.graph.inputs() {
+            let t =
+                inputs.get(name).ok_or_else(|| InterpError::Input { name: name.into(), message: "missing".into() })?;
+            args.push(Arc::new(t.clone()));
+        }
+        let outs = env.graph(&f.graph, args, true)?;
+        let outs = outs.into_iter().map(|t| Arc::try_unwrap(t).unwrap_or_else(|t| (*t).clone()));
+        Ok(f.graph
+            .outputs
+            .iter()
+            .zip(outs)
+            .enumerate()
+            .map(|(i, (o, t))| {
+                let name = if o.name.is_empty() { format!("out{i}") } else { o.name.clone() };
+                (name, t)
+            })
+            .collect())
     }
-    let mut env = Env { m, loader, syms: HashMap::new(), weights: HashMap::new() };
-    let mut args = Vec::new();
-    for (name, _) in f.graph.inputs() {
-        let t = inputs.get(name).ok_or_else(|| InterpError::Input { name: name.into(), message: "missing".into() })?;
-        args.push(t.clone());
-    }
-    let outs = env.graph(&f.graph, args, true)?;
-    Ok(f.graph
-        .outputs
-        .iter()
-        .zip(outs)
-        .enumerate()
-        .map(|(i, (o, t))| {
-            let name = if o.name.is_empty() { format!("out{i}") } else { o.name.clone() };
-            (name, t)
-        })
-        .collect())
 }
 
 /// The largest tensor the interpreter materializes (16 GiB of f32): beyond it a run fails
@@ -144,7 +193,8 @@ pub const MAX_ELEMENTS: usize = 1 << 32;
 /// Evaluates one op on concrete operands (constant shapes only: no symbol is bound). Used by
 /// constant folding, so that folding computes exactly what the interpreter would.
 pub fn eval_op(m: &Module, op: &Op, args: &[&Tensor], types: &[&TensorType]) -> Result<Vec<Tensor>, InterpError> {
-    let mut env = Env { m, loader: &SyntheticOnly, syms: HashMap::new(), weights: HashMap::new() };
+    let mut weights = HashMap::new();
+    let mut env = Env { m, loader: &SyntheticOnly, syms: HashMap::new(), weights: &mut weights, profile: None };
     env.eval(op, args, types).map_err(|e| match e {
         Fail::Msg(message) => op_err(0, op, message),
         Fail::Nested(e) => e,
@@ -155,7 +205,9 @@ struct Env<'a> {
     m: &'a Module,
     loader: &'a dyn WeightLoader,
     syms: HashMap<SymbolId, usize>,
-    weights: HashMap<usize, Tensor>,
+    weights: &'a mut HashMap<usize, Arc<Tensor>>,
+    /// Time spent per op name, when the session profiles.
+    profile: Option<&'a mut std::collections::BTreeMap<&'static str, (u64, std::time::Duration)>>,
 }
 
 fn op_err(node: usize, op: &Op, message: impl Into<String>) -> InterpError {
@@ -220,7 +272,7 @@ impl Env<'_> {
         }
     }
 
-    fn graph(&mut self, g: &Graph, args: Vec<Tensor>, top: bool) -> Result<Vec<Tensor>, InterpError> {
+    fn graph(&mut self, g: &Graph, args: Vec<Arc<Tensor>>, top: bool) -> Result<Vec<Arc<Tensor>>, InterpError> {
         // Free each value after its last use to keep the peak near what a real plan needs.
         let mut last_use = vec![usize::MAX; g.values.len()];
         for (i, &n) in g.order.iter().enumerate() {
@@ -231,27 +283,47 @@ impl Env<'_> {
         for o in &g.outputs {
             last_use[o.value.index()] = usize::MAX;
         }
-        let mut vals: Vec<Option<Tensor>> = vec![None; g.values.len()];
+        // Values are shared, not copied: a weight read, a fusion operand or an output is an Arc.
+        let mut vals: Vec<Option<Arc<Tensor>>> = vec![None; g.values.len()];
         let mut args = args.into_iter();
         for (i, &n) in g.order.iter().enumerate() {
             let node = &g.nodes[n];
-            let results = if let Op::Input(inp) = &node.op {
+            let results: Vec<Arc<Tensor>> = if let Op::Input(inp) = &node.op {
                 let t = args.next().ok_or_else(|| op_err(i, &node.op, "missing argument"))?;
                 if top {
                     self.bind(&inp.ty, &t).map_err(|message| InterpError::Input { name: inp.name.clone(), message })?;
                 }
                 vec![t]
+            } else if let Op::Weight(w) = &node.op {
+                vec![self.weight(*w).map_err(|e| match e {
+                    Fail::Msg(m) => op_err(i, &node.op, m),
+                    Fail::Nested(e) => e,
+                })?]
+            } else if let Op::Fusion(f) = &node.op {
+                let args = node
+                    .args
+                    .iter()
+                    .map(|a| vals[a.index()].clone().ok_or_else(|| op_err(i, &node.op, "operand was freed")))
+                    .collect::<Result<_, _>>()?;
+                self.graph(&f.body, args, false)?
             } else {
                 let operands: Vec<&Tensor> = node
                     .args
                     .iter()
-                    .map(|a| vals[a.index()].as_ref().ok_or_else(|| op_err(i, &node.op, "operand was freed")))
+                    .map(|a| vals[a.index()].as_deref().ok_or_else(|| op_err(i, &node.op, "operand was freed")))
                     .collect::<Result<_, _>>()?;
                 let types: Vec<&TensorType> = node.results.iter().map(|&r| &g.values[r].ty).collect();
-                self.eval(&node.op, &operands, &types).map_err(|e| match e {
+                let t0 = std::time::Instant::now();
+                let r = self.eval(&node.op, &operands, &types).map_err(|e| match e {
                     Fail::Msg(m) => op_err(i, &node.op, m),
                     Fail::Nested(e) => e,
-                })?
+                })?;
+                if let Some(p) = self.profile.as_deref_mut() {
+                    let e = p.entry(node.op.name()).or_default();
+                    e.0 += 1;
+                    e.1 += t0.elapsed();
+                }
+                r.into_iter().map(Arc::new).collect()
             };
             for (&r, t) in node.results.iter().zip(results) {
                 vals[r.index()] = Some(t);
@@ -270,36 +342,35 @@ impl Env<'_> {
             .collect()
     }
 
+    /// A weight, loaded on first use and shared afterwards.
+    fn weight(&mut self, w: crate::module::WeightId) -> Result<Arc<Tensor>, Fail> {
+        if let Some(t) = self.weights.get(&w.index()) {
+            return Ok(t.clone());
+        }
+        let weight = &self.m.weights[w];
+        let t = self
+            .loader
+            .load(weight)
+            .map_err(|message| Fail::Nested(InterpError::Weight { name: weight.name.clone(), message }))?;
+        let want: Vec<usize> = weight.ty.shape.iter().map(|d| d.as_const().unwrap_or(0) as usize).collect();
+        if t.shape != want || t.dtype != weight.ty.dtype {
+            return Err(Fail::Nested(InterpError::Weight {
+                name: weight.name.clone(),
+                message: format!("loader gave {}{:?}, expected {}", t.dtype, t.shape, type_str(self.m, &weight.ty)),
+            }));
+        }
+        let t = Arc::new(t);
+        self.weights.insert(w.index(), t.clone());
+        Ok(t)
+    }
+
     fn eval(&mut self, op: &Op, x: &[&Tensor], types: &[&TensorType]) -> Result<Vec<Tensor>, Fail> {
         let out_ty = types.first().copied();
         let out_dtype = out_ty.map_or(DType::F32, |t| t.dtype);
         let one = |t: Tensor| Ok(vec![t]);
         match op {
             Op::Input(_) => Err(Fail::Msg("input evaluated as an op".into())),
-            Op::Weight(w) => {
-                if let Some(t) = self.weights.get(&w.index()) {
-                    return one(t.clone());
-                }
-                let weight = &self.m.weights[*w];
-                let t = self
-                    .loader
-                    .load(weight)
-                    .map_err(|message| Fail::Nested(InterpError::Weight { name: weight.name.clone(), message }))?;
-                let want: Vec<usize> = weight.ty.shape.iter().map(|d| d.as_const().unwrap_or(0) as usize).collect();
-                if t.shape != want || t.dtype != weight.ty.dtype {
-                    return Err(Fail::Nested(InterpError::Weight {
-                        name: weight.name.clone(),
-                        message: format!(
-                            "loader gave {}{:?}, expected {}",
-                            t.dtype,
-                            t.shape,
-                            type_str(self.m, &weight.ty)
-                        ),
-                    }));
-                }
-                self.weights.insert(w.index(), t.clone());
-                one(t)
-            }
+            Op::Weight(_) | Op::Fusion(_) => Err(Fail::Msg("evaluated by the graph walk".into())),
             Op::Constant(c) => {
                 let shape = self.shape_of(&c.ty)?;
                 let n: usize = shape.iter().product();
@@ -593,10 +664,6 @@ impl Env<'_> {
             }
             Op::Quantize(to) => one(scale_by(x[0], x[1], *to, true)),
             Op::Dequantize(to) => one(scale_by(x[0], x[1], *to, false)),
-            Op::Fusion(f) => {
-                let args = x.iter().map(|t| (*t).clone()).collect();
-                self.graph(&f.body, args, false).map_err(Fail::Nested)
-            }
             Op::Sample(s) => {
                 let (logits, off) = (x[0], x[1].ints().first().copied().unwrap_or(0) as u64);
                 let (b, v) = (logits.shape[0], logits.shape[1]);
