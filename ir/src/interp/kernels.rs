@@ -143,15 +143,18 @@ fn exp_or_zero(x: f32) -> f32 {
 fn update_and_dot(s: &mut [f32], b: &[f32], c: &[f32], decay: f32, dx: f32) -> f32 {
     const L: usize = 8;
     let mut acc = [0.0f32; L];
-    let full = s.len() / L * L;
-    for ((sc, bc), cc) in s[..full].chunks_exact_mut(L).zip(b[..full].chunks_exact(L)).zip(c[..full].chunks_exact(L)) {
+    // Fixed-size chunks let the compiler keep the lanes in vector registers.
+    let (sc, st) = s.as_chunks_mut::<L>();
+    let (bc, bt) = b.as_chunks::<L>();
+    let (cc, ct) = c.as_chunks::<L>();
+    for ((sv, bv), cv) in sc.iter_mut().zip(bc).zip(cc) {
         for i in 0..L {
-            sc[i] = decay * sc[i] + dx * bc[i];
-            acc[i] += sc[i] * cc[i];
+            sv[i] = decay * sv[i] + dx * bv[i];
+            acc[i] += sv[i] * cv[i];
         }
     }
     let mut tail = 0.0f32;
-    for ((sv, &bv), &cv) in s[full..].iter_mut().zip(&b[full..]).zip(&c[full..]) {
+    for ((sv, &bv), &cv) in st.iter_mut().zip(bt).zip(ct) {
         *sv = decay * *sv + dx * bv;
         tail += *sv * cv;
     }

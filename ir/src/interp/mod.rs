@@ -14,6 +14,8 @@ pub mod tensor;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use rayon::prelude::*;
+
 use crate::infer::type_str;
 use crate::module::{Graph, Module, Weight, WeightSource};
 use crate::numerics;
@@ -185,6 +187,9 @@ impl<'a> Session<'a> {
             .collect())
     }
 }
+
+/// Elementwise maps at least this long run in parallel.
+const PARALLEL_MIN: usize = 1 << 16;
 
 /// The largest tensor the interpreter materializes (16 GiB of f32): beyond it a run fails
 /// with an error instead of exhausting memory.
@@ -759,13 +764,21 @@ fn move_last_back(v: &[f32], outer: usize, d: usize, inner: usize) -> Vec<f32> {
 
 fn slice_axis(t: &Tensor, axis: usize, a: usize, b: usize) -> Tensor {
     let (outer, d, inner) = around(&t.shape, axis);
-    let mut offs = Vec::with_capacity(outer * (b - a) * inner);
-    for o in 0..outer {
-        offs.extend((o * d + a) * inner..(o * d + b) * inner);
-    }
     let mut shape = t.shape.clone();
     shape[axis] = b - a;
-    gather_offsets(t, shape, &offs)
+    // Rows [a, b) of each outer block are contiguous: copy them as runs.
+    fn runs<T: Copy>(v: &[T], outer: usize, d: usize, inner: usize, a: usize, b: usize) -> Vec<T> {
+        let mut out = Vec::with_capacity(outer * (b - a) * inner);
+        for o in 0..outer {
+            out.extend_from_slice(&v[(o * d + a) * inner..(o * d + b) * inner]);
+        }
+        out
+    }
+    let data = match &t.data {
+        Data::F(v) => Data::F(runs(v, outer, d, inner, a, b)),
+        Data::I(v) => Data::I(runs(v, outer, d, inner, a, b)),
+    };
+    Tensor { dtype: t.dtype, shape, data }
 }
 
 fn concat(xs: &[&Tensor], axis: usize) -> Tensor {
@@ -821,7 +834,11 @@ fn unary(u: UnaryOp, t: &Tensor) -> Tensor {
         UnaryOp::Softplus => numerics::softplus,
         UnaryOp::Tanh => f32::tanh,
     };
-    Tensor::from_f32(t.dtype, t.shape.clone(), t.floats().iter().map(|&x| f(x)).collect())
+    let v = t.floats();
+    // Large maps run on both cores; the order of elements does not change any result.
+    let out =
+        if v.len() >= PARALLEL_MIN { v.par_iter().map(|&x| f(x)).collect() } else { v.iter().map(|&x| f(x)).collect() };
+    Tensor::from_f32(t.dtype, t.shape.clone(), out)
 }
 
 fn binary(b: BinaryOp, x: &Tensor, y: &Tensor) -> Tensor {
@@ -834,11 +851,16 @@ fn binary(b: BinaryOp, x: &Tensor, y: &Tensor) -> Tensor {
     let (px, py) = (pad(&x.shape), pad(&y.shape));
     let shape: Vec<usize> = px.iter().zip(&py).map(|(&a, &b)| if a == 1 { b } else { a }).collect();
     let same = x.shape == y.shape;
-    let (ox, oy) = if same {
-        (Vec::new(), Vec::new())
-    } else {
-        (broadcast_offsets(&x.shape, &shape), broadcast_offsets(&y.shape, &shape))
+    // An operand that already has the output's shape is read in place; only the broadcast one
+    // needs an offset table.
+    let offsets = |s: &[usize]| {
+        if s == shape.as_slice() {
+            (0..shape.iter().product()).collect()
+        } else {
+            broadcast_offsets(s, &shape)
+        }
     };
+    let (ox, oy) = if same { (Vec::new(), Vec::new()) } else { (offsets(&x.shape), offsets(&y.shape)) };
     match (&x.data, &y.data) {
         (Data::F(a), Data::F(c)) => {
             let f: fn(f32, f32) -> f32 = match b {
@@ -850,9 +872,17 @@ fn binary(b: BinaryOp, x: &Tensor, y: &Tensor) -> Tensor {
                 BinaryOp::Min => |a, b| if a.is_nan() || b.is_nan() { f32::NAN } else { a.min(b) },
             };
             let vals = if same {
-                a.iter().zip(c).map(|(&p, &q)| f(p, q)).collect()
+                if a.len() >= PARALLEL_MIN {
+                    a.par_iter().zip(c.par_iter()).map(|(&p, &q)| f(p, q)).collect()
+                } else {
+                    a.iter().zip(c).map(|(&p, &q)| f(p, q)).collect()
+                }
             } else {
-                ox.iter().zip(&oy).map(|(&i, &j)| f(a[i], c[j])).collect()
+                if ox.len() >= PARALLEL_MIN {
+                    ox.par_iter().zip(oy.par_iter()).map(|(&i, &j)| f(a[i], c[j])).collect()
+                } else {
+                    ox.iter().zip(&oy).map(|(&i, &j)| f(a[i], c[j])).collect()
+                }
             };
             Tensor::from_f32(x.dtype, shape, vals)
         }
