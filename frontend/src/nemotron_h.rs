@@ -135,13 +135,13 @@ impl NemotronHConfig {
             mlp_bias: c.opt_bool(&["mlp_bias"])?.unwrap_or(false),
             pattern,
         };
-        if cfg.num_attention_heads % cfg.num_key_value_heads != 0 {
+        if !cfg.num_attention_heads.is_multiple_of(cfg.num_key_value_heads) {
             return Err(c.invalid(format!(
                 "`num_attention_heads` {} is not a multiple of `num_key_value_heads` {}",
                 cfg.num_attention_heads, cfg.num_key_value_heads
             )));
         }
-        if cfg.mamba_num_heads % cfg.n_groups != 0 {
+        if !cfg.mamba_num_heads.is_multiple_of(cfg.n_groups) {
             return Err(c.invalid(format!(
                 "`mamba_num_heads` {} is not a multiple of `n_groups` {}",
                 cfg.mamba_num_heads, cfg.n_groups

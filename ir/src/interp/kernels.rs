@@ -493,7 +493,7 @@ pub fn rms_norm(
     eps: f32,
     out: &mut [f32],
 ) {
-    debug_assert!(groups > 0 && d % groups == 0);
+    debug_assert!(groups > 0 && d.is_multiple_of(groups));
     debug_assert!(x.len() >= rows * d && out.len() >= rows * d && weight.len() >= d);
     debug_assert!(gate.is_none_or(|z| z.len() >= rows * d));
     if rows == 0 || d == 0 {
@@ -581,7 +581,7 @@ pub fn conv2d_patch(
     bias: &[f32],
     out: &mut [f32],
 ) {
-    debug_assert!(patch > 0 && height % patch == 0 && width % patch == 0);
+    debug_assert!(patch > 0 && height.is_multiple_of(patch) && width.is_multiple_of(patch));
     let (pw, kd, o) = (width / patch.max(1), in_ch * patch * patch, out_ch);
     let (np, rows) = (height / patch.max(1) * pw, batch * height / patch.max(1) * pw);
     debug_assert!(x.len() >= batch * in_ch * height * width && bias.len() >= o);

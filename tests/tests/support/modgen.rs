@@ -684,7 +684,7 @@ impl<'m> FnGen<'m> {
             self.operand(move |t| is_float(t) && t.shape == [Dim::Const(d)], move |_| TensorType::fixed(wd, &[d]))?;
         let eps = self.eps();
         if rms {
-            let divisors: Vec<u64> = (1..=d).filter(|g| d % g == 0).collect();
+            let divisors: Vec<u64> = (1..=d).filter(|g| d.is_multiple_of(*g)).collect();
             let groups = pick(&mut self.rng, &divisors);
             let mut args = vec![x, w];
             if chance(&mut self.rng, 2) {
@@ -719,7 +719,7 @@ impl<'m> FnGen<'m> {
             // Split the constant product into random factors.
             let mut rest = product;
             while rest > 1 {
-                let divisors: Vec<u64> = (2..=rest).filter(|f| rest % f == 0).collect();
+                let divisors: Vec<u64> = (2..=rest).filter(|f| rest.is_multiple_of(*f)).collect();
                 let f = if chance(&mut self.rng, 2) { rest } else { pick(&mut self.rng, &divisors) };
                 dims.push(Dim::Const(f));
                 rest /= f;
