@@ -14,5 +14,5 @@ $lathe interp examples/tiny_hybrid.lir --func main --out "$out/out.safetensors"
 # A real checkpoint: the tiny nemotron_h fixture made by transformers, and the 8B config shape-only.
 $lathe inspect tests/fixtures/models/nemotron_h_tiny --stats
 $lathe eval tests/fixtures/models/nemotron_h_tiny --tokens 1,5,9,2,7,3 --out "$out/logits.safetensors"
-$lathe inspect tests/fixtures/configs/nemotron-h-8b-base-8k --stats --json
+$lathe inspect tests/fixtures/configs/nemotron-h-8b-base-8k --stats --pipeline default --context 65536
 echo "demo: ok"

@@ -172,6 +172,21 @@ pub fn stats_text(v: &Value) -> String {
     out.push_str(&format!("weight bytes: {}\n", get("weight_bytes")));
     out.push_str(&format!("layers:       {}\n", get("layers")));
     out.push_str(&format!("kernels:      {} (unfused {})\n", get("kernels"), get("kernels_unfused")));
+    if let Some(peak) = v.get("peak_activation_bytes").and_then(Value::as_u64) {
+        out.push_str(&format!("peak activations: {peak} bytes\n"));
+    }
+    if let Some(cache) = v.get("cache_bytes").and_then(Value::as_u64) {
+        out.push_str(&format!("cache per sequence at {} tokens: {cache} bytes\n", get("context")));
+    }
+    if let Some(Value::Object(cost)) = v.get("cost") {
+        let gpu = v.get("gpu").and_then(|g| g.get("name")).cloned().unwrap_or(Value::Null);
+        for (program, c) in cost {
+            let ms = c.get("roofline_ms").and_then(Value::as_f64).unwrap_or(f64::NAN);
+            let gb = c.get("hbm_bytes").and_then(Value::as_f64).unwrap_or(f64::NAN) / 1e9;
+            let tf = c.get("flops").and_then(Value::as_f64).unwrap_or(f64::NAN) / 1e12;
+            out.push_str(&format!("roofline {program:<7} {ms:>10.3} ms on {gpu} ({gb:.3} GB, {tf:.3} TFLOP)\n"));
+        }
+    }
     if let Some(Value::Object(ops)) = v.get("ops") {
         out.push_str("ops (extend):\n");
         for (k, n) in ops {
