@@ -150,6 +150,18 @@ impl NemotronHConfig {
         Ok(cfg)
     }
 
+    /// The attention block of this config: GQA without position embedding.
+    pub fn attention_spec(&self) -> crate::programs::AttentionSpec {
+        crate::programs::AttentionSpec {
+            q_heads: self.num_attention_heads,
+            kv_heads: self.num_key_value_heads,
+            head_dim: self.head_dim,
+            bias: self.attention_bias,
+            out_bias: self.attention_bias,
+            rope: None,
+        }
+    }
+
     /// The Mamba-2 mixer of this config.
     pub fn mamba_spec(&self) -> crate::mamba::MambaSpec {
         crate::mamba::MambaSpec {
@@ -249,10 +261,10 @@ impl NemotronHConfig {
 // ------------------------------------------------------------------------------ programs ----
 
 use lathe_ir::ops::{BinaryOp, UnaryOp};
-use lathe_ir::{Dim, Function, Module, ValueId};
+use lathe_ir::{Function, Module};
 
 use crate::graph::{Ctx, R};
-use crate::programs::{Program, Shapes};
+use crate::programs::{gqa_attention, Program, Shapes};
 
 /// Emits one program (`eval`, `extend` or `decode`) of a Nemotron-H module whose weights are
 /// declared under their checkpoint names.
@@ -279,7 +291,9 @@ pub fn build_program(cfg: &NemotronHConfig, m: &Module, program: Program, shapes
                 &mut cache_outputs,
             )?,
             BlockKind::Attention => {
-                attention(cfg, &mut cx, normed, &m_, i, b, s, past, program, shapes, &mut cache_outputs)?
+                let spec = cfg.attention_spec();
+                let cache = format!("layers.{i}");
+                gqa_attention(&mut cx, normed, &m_, &cache, &spec, b, s, past, program, shapes, &mut cache_outputs)?
             }
             BlockKind::Mlp => {
                 let up = cx.linear(normed, &format!("{m_}.up_proj"), cfg.mlp_bias)?;
@@ -307,29 +321,4 @@ pub fn build_program(cfg: &NemotronHConfig, m: &Module, program: Program, shapes
         cfg.vocab_size,
         cache_outputs,
     )
-}
-
-#[allow(clippy::too_many_arguments)]
-fn attention(
-    cfg: &NemotronHConfig,
-    cx: &mut Ctx<'_>,
-    x: ValueId,
-    p: &str,
-    layer: usize,
-    b: Dim,
-    s: Dim,
-    past: Option<ValueId>,
-    program: Program,
-    shapes: &Shapes,
-    caches: &mut Vec<(String, ValueId)>,
-) -> R<ValueId> {
-    let spec = crate::programs::AttentionSpec {
-        q_heads: cfg.num_attention_heads,
-        kv_heads: cfg.num_key_value_heads,
-        head_dim: cfg.head_dim,
-        bias: cfg.attention_bias,
-        out_bias: cfg.attention_bias,
-        rope: None,
-    };
-    crate::programs::gqa_attention(cx, x, p, &format!("layers.{layer}"), &spec, b, s, past, program, shapes, caches)
 }
