@@ -52,7 +52,8 @@ fn fold_graph(m: &Module, g: &mut Graph, max_elements: usize) -> usize {
             .args
             .iter()
             .map(|&a| match &g.nodes[g.values[a].def].op {
-                Op::Constant(c) => constant_tensor(c),
+                // The interpreter's own evaluation, so folding reads the values it would.
+                op @ Op::Constant(c) => eval_op(m, op, &[], &[&c.ty]).ok().and_then(|mut v| v.pop()),
                 _ => None,
             })
             .collect();
@@ -90,18 +91,6 @@ fn fold_graph(m: &Module, g: &mut Graph, max_elements: usize) -> usize {
         remove_dead(g);
     }
     folded
-}
-
-/// The tensor of a constant with constant shape.
-fn constant_tensor(c: &Constant) -> Option<Tensor> {
-    let n = c.ty.const_elements()? as usize;
-    let shape = c.ty.shape.iter().map(|d| d.as_const().map(|x| x as usize)).collect::<Option<Vec<_>>>()?;
-    let vals = if c.values.len() == 1 { vec![c.values[0]; n] } else { c.values.clone() };
-    Some(if c.ty.dtype.is_float() {
-        Tensor::from_f32(c.ty.dtype, shape, vals.iter().map(|&v| v as f32).collect())
-    } else {
-        Tensor::from_i64(c.ty.dtype, shape, vals.iter().map(|&v| v as i64).collect())
-    })
 }
 
 impl Pass for FoldConstants {

@@ -14,6 +14,7 @@ pub struct Planner<'g> {
     pub g: &'g Graph,
     users: HashMap<ValueId, Vec<NodeId>>,
     returned: HashSet<ValueId>,
+    compile_time: HashSet<NodeId>,
     /// Nodes given to a group so far.
     pub taken: HashSet<NodeId>,
 }
@@ -31,7 +32,8 @@ impl<'g> Planner<'g> {
             }
         }
         let returned = g.outputs.iter().map(|o| o.value).collect();
-        Planner { g, users, returned, taken: HashSet::new() }
+        let compile_time = crate::strategy::compile_time_nodes(g);
+        Planner { g, users, returned, compile_time, taken: HashSet::new() }
     }
 
     /// The nodes using `v`.
@@ -63,18 +65,10 @@ impl<'g> Planner<'g> {
             || ((is_pointwise(op) || is_movement(op)) && self.g.nodes[n].args.iter().all(|&a| self.data_derived(a)))
     }
 
-    /// Whether `v` depends only on weights and constants (no input): a compile-time value, such
-    /// as an fp8 weight and its scale, which the artifact writer evaluates once.
+    /// Whether `v` depends only on weights and constants (see
+    /// [`crate::strategy::compile_time_nodes`]).
     pub fn compile_time(&self, v: ValueId) -> bool {
-        let n = self.def(v);
-        let node = &self.g.nodes[n];
-        match &node.op {
-            Op::Weight(_) | Op::Constant(_) => true,
-            op if crate::strategy::is_weight_transform(op) => {
-                !node.args.is_empty() && node.args.iter().all(|&a| self.compile_time(a))
-            }
-            _ => false,
-        }
+        self.compile_time.contains(&self.def(v))
     }
 
     /// Adds to `group` the free, data-derived (or compile-time) producers of its operands that

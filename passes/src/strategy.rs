@@ -75,24 +75,31 @@ fn single_step(t: &TensorType) -> bool {
     t.shape.get(1) == Some(&Dim::Const(1))
 }
 
-/// Checks that `strategy` accepts the body of a group.
-pub fn accepts(m: &Module, strategy: KernelStrategy, body: &Graph) -> Result<(), String> {
-    // Values computed from weights and constants alone (an fp8 weight and its scale) are
-    // evaluated once by the artifact writer, so any kernel may hold them.
-    let mut compile_time: std::collections::HashSet<lathe_ir::NodeId> = std::collections::HashSet::new();
-    for &n in &body.order {
-        let node = &body.nodes[n];
+/// The nodes of `g` whose values depend only on weights and constants (no input): compile-time
+/// values, such as an fp8 weight and its scale, which the artifact writer evaluates once.
+pub fn compile_time_nodes(g: &Graph) -> std::collections::HashSet<lathe_ir::NodeId> {
+    let mut set = std::collections::HashSet::new();
+    for &n in &g.order {
+        let node = &g.nodes[n];
         let constant = match &node.op {
             Op::Weight(_) | Op::Constant(_) => true,
             op if is_weight_transform(op) => {
-                !node.args.is_empty() && node.args.iter().all(|a| compile_time.contains(&body.values[*a].def))
+                !node.args.is_empty() && node.args.iter().all(|a| set.contains(&g.values[*a].def))
             }
             _ => false,
         };
         if constant {
-            compile_time.insert(n);
+            set.insert(n);
         }
     }
+    set
+}
+
+/// Checks that `strategy` accepts the body of a group.
+pub fn accepts(m: &Module, strategy: KernelStrategy, body: &Graph) -> Result<(), String> {
+    // Values computed from weights and constants alone (an fp8 weight and its scale) are
+    // evaluated once by the artifact writer, so any kernel may hold them.
+    let compile_time = compile_time_nodes(body);
     let ops: Vec<&Op> = body
         .order
         .iter()
