@@ -281,43 +281,72 @@ fn erfc_continued_fraction(a: f64) -> f64 {
     0.5 * std::f64::consts::FRAC_2_SQRT_PI * exp_neg_square(a) / t
 }
 
-/// SiLU, `x / (1 + exp(-x))`, evaluated in f32 in exactly that order.
+/// `e^x` for f32, the interpreter's one exponential.
+///
+/// Computed in f64 and rounded once: `x = k·ln2 + r` with `k` the nearest integer to `x/ln2`
+/// (ln2 split in two so `k·ln2_hi` is exact), `e^r` by its Taylor polynomial to degree 11
+/// (|r| ≤ 0.347, truncation < 7e-15 relative), scaled by `2^k` exactly. The f64 result is within
+/// ~1e-14 relative of `e^x`, so the f32 result is the correctly rounded one except for inputs
+/// whose value lies that close to a rounding boundary, where it is off by at most one ulp. It
+/// uses no library call and no fused multiply-add, so every host gets the same bits, and it has
+/// no branches, so loops over it vectorize. `x` ≥ 89 gives +inf, `x` ≤ -104 gives +0 (the
+/// rounded value of `e^x` there), NaN gives NaN.
+#[inline(always)]
+pub fn exp(x: f32) -> f32 {
+    // ln 2 = LN2_HI + LN2_LO, LN2_HI with the low 21 bits of its mantissa zero.
+    const LN2_HI: f64 = f64::from_bits(0x3FE6_2E42_FEE0_0000);
+    const LN2_LO: f64 = f64::from_bits(0x3DEA_39EF_3579_3C76);
+    // 1.5·2^52: adding it rounds to an integer held in the low mantissa bits.
+    const SHIFTER: f64 = 6_755_399_441_055_744.0;
+    const C: [f64; 12] = [
+        1.0,
+        1.0,
+        1.0 / 2.0,
+        1.0 / 6.0,
+        1.0 / 24.0,
+        1.0 / 120.0,
+        1.0 / 720.0,
+        1.0 / 5_040.0,
+        1.0 / 40_320.0,
+        1.0 / 362_880.0,
+        1.0 / 3_628_800.0,
+        1.0 / 39_916_800.0,
+    ];
+    // Clamping keeps 2^k a normal f64; beyond the bounds the rounded result is inf or 0 anyway.
+    // NaN passes through `clamp` and every step after it.
+    let xd = f64::from(x.clamp(-104.0, 89.0));
+    let shifted = xd * std::f64::consts::LOG2_E + SHIFTER;
+    let kd = shifted - SHIFTER;
+    let r = (xd - kd * LN2_HI) - kd * LN2_LO;
+    let mut p = C[11];
+    for &c in C[..11].iter().rev() {
+        p = p * r + c;
+    }
+    // k (in [-151, 129]) sits in the low bits of `shifted`; 2^k is built from its exponent field.
+    let k = shifted.to_bits().wrapping_sub(SHIFTER.to_bits());
+    let scale = f64::from_bits(k.wrapping_add(1023) << 52);
+    (p * scale) as f32
+}
+
+/// SiLU, `x / (1 + exp(-x))`, evaluated in f32 in exactly that order with [`exp`].
 ///
 /// For very negative x the denominator overflows to +Inf and the quotient is -0.0; x = -Inf
 /// would give Inf/Inf = NaN, so it is defined as -0.0, the limit.
+#[inline(always)]
 pub fn silu(x: f32) -> f32 {
+    let y = x / (1.0 + exp(-x));
     if x == f32::NEG_INFINITY {
-        return -0.0;
+        -0.0
+    } else {
+        y
     }
-    // From 17 on, exp(-x) < 2^-24 and 1 + exp(-x) rounds to exactly 1: the result is x, and
-    // skipping the exp avoids its subnormal results, which cost a microcode assist each.
-    if x >= SATURATED {
-        return x;
-    }
-    // Below -88.8, exp(-x) overflows to +inf and x / inf is -0: skip libm's overflow path
-    // (errno and all), which costs ~50x a normal exp.
-    if x < OVERFLOWS {
-        return -0.0;
-    }
-    x / (1.0 + (-x).exp())
 }
 
-/// Logistic sigmoid, `1 / (1 + exp(-x))`, evaluated in f32.
+/// Logistic sigmoid, `1 / (1 + exp(-x))`, evaluated in f32 with [`exp`].
+#[inline(always)]
 pub fn sigmoid(x: f32) -> f32 {
-    if x >= SATURATED {
-        return 1.0;
-    }
-    if x < OVERFLOWS {
-        return 0.0;
-    }
-    1.0 / (1.0 + (-x).exp())
+    1.0 / (1.0 + exp(-x))
 }
-
-/// Below this, `exp(-x)` overflows f32 (exp(88.73) > f32::MAX).
-const OVERFLOWS: f32 = -88.8;
-
-/// From here on `1 + exp(-x)` rounds to exactly 1.0 in f32 (exp(-17) < 2^-24).
-const SATURATED: f32 = 17.0;
 
 /// Softplus with threshold 20 (torch's default and the Mamba kernels' convention): `x` if
 /// `x > 20`, else `ln_1p(exp(x))`, evaluated in f32.
@@ -325,7 +354,7 @@ pub fn softplus(x: f32) -> f32 {
     if x > 20.0 {
         x
     } else {
-        x.exp().ln_1p()
+        exp(x).ln_1p()
     }
 }
 
@@ -709,6 +738,63 @@ mod tests {
         assert_eq!(erf(f64::NEG_INFINITY), -1.0);
     }
 
+    /// The next f32 up or down in value, for counting ulps.
+    fn ulps_apart(a: f32, b: f32) -> u32 {
+        let key = |v: f32| {
+            let b = v.to_bits() as i64;
+            if b & 0x8000_0000 != 0 {
+                -(b & 0x7FFF_FFFF)
+            } else {
+                b
+            }
+        };
+        (key(a) - key(b)).unsigned_abs() as u32
+    }
+
+    #[test]
+    fn exp_is_correctly_rounded_but_for_rare_ties() {
+        // Every 61st f32 in [-105, 90] (about 2.5e7 inputs, all binades), against the f64
+        // exponential rounded once: the correctly rounded value except in f64 hard cases.
+        let (lo, hi) = ((-105.0f32).to_bits(), 90.0f32.to_bits());
+        let (mut n, mut off_by_one) = (0u64, 0u64);
+        let mut check = |x: f32| {
+            let want = f64::from(x).exp() as f32;
+            let got = exp(x);
+            n += 1;
+            if got.to_bits() != want.to_bits() {
+                let d = ulps_apart(got, want);
+                assert!(d <= 1, "exp({x:e}) = {got:e}, want {want:e}");
+                off_by_one += 1;
+            }
+        };
+        // Negative inputs count down from -0 to -105, positive ones up from +0 to 90.
+        let mut b = 0x8000_0000u32;
+        while b <= lo {
+            check(f32::from_bits(b));
+            b += 61;
+        }
+        let mut b = 0u32;
+        while b <= hi {
+            check(f32::from_bits(b));
+            b += 61;
+        }
+        assert!(n > 20_000_000);
+        assert!(off_by_one * 1_000_000 < n, "{off_by_one} of {n} off by one ulp");
+        // The ends and the special values.
+        assert_eq!(exp(0.0), 1.0);
+        assert_eq!(exp(-0.0), 1.0);
+        assert_eq!(exp(1.0), std::f32::consts::E);
+        assert_eq!(exp(88.72283), f32::MAX.min(f64::from(88.72283f32).exp() as f32));
+        assert_eq!(exp(88.8), f32::INFINITY);
+        assert_eq!(exp(1000.0), f32::INFINITY);
+        assert_eq!(exp(f32::INFINITY), f32::INFINITY);
+        assert_eq!(exp(-103.0), f64::from(-103.0f32).exp() as f32);
+        assert!(exp(-103.0) > 0.0);
+        assert_eq!(exp(-104.5).to_bits(), 0);
+        assert_eq!(exp(f32::NEG_INFINITY).to_bits(), 0);
+        assert!(exp(f32::NAN).is_nan());
+    }
+
     #[test]
     fn activation_spot_values() {
         assert_eq!(softplus(30.0), 30.0);
@@ -719,7 +805,9 @@ mod tests {
         assert_eq!(silu(-1000.0), 0.0);
         assert_eq!(silu(f32::NEG_INFINITY), 0.0);
         assert_eq!(silu(0.0), 0.0);
-        assert_eq!(silu(1.0), 1.0 / (1.0 + (-1.0f32).exp()));
+        assert_eq!(silu(1.0), 1.0 / (1.0 + exp(-1.0)));
+        assert_eq!(silu(20.0), 20.0);
+        assert!(silu(f32::NAN).is_nan() && sigmoid(f32::NAN).is_nan());
         assert_eq!(sigmoid(0.0), 0.5);
         assert_eq!(sigmoid(-200.0), 0.0);
         assert_eq!(sigmoid(200.0), 1.0);

@@ -6,6 +6,8 @@
 //! that can be inconsistent at run time (cache lengths, RoPE config) are
 //! reported through [`KernelError`].
 
+use faer::linalg::matmul::matmul;
+use faer::{Accum, MatMut, MatRef, Par};
 use rayon::prelude::*;
 use std::cmp::Ordering;
 use std::fmt;
@@ -31,20 +33,6 @@ fn fail<T>(msg: String) -> Result<T, KernelError> {
 // Products go through faer's safe `matmul` (packed kernels with run-time AVX2/AVX-512 dispatch,
 // parallel on rayon): the workspace forbids `unsafe_code`, which rules out calling the raw
 // `sgemm` entry points of GEMM crates directly. Transposes are strides, so no operand is copied.
-
-/// Dot product with eight independent lanes so it vectorizes; the summation
-/// order therefore differs from a left-to-right loop.
-fn dot(x: &[f32], y: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 8];
-    let (xc, yc) = (x.chunks_exact(8), y.chunks_exact(8));
-    let tail: f32 = xc.remainder().iter().zip(yc.remainder()).map(|(a, b)| a * b).sum();
-    for (xs, ys) in xc.zip(yc) {
-        for ((l, &a), &b) in acc.iter_mut().zip(xs).zip(ys) {
-            *l += a * b;
-        }
-    }
-    acc.iter().sum::<f32>() + tail
-}
 
 /// The threads that run large GEMMs. They are kept apart from rayon's global pool because the
 /// GEMM kernels use AVX-512 and leave the vector unit in a state that makes libm calls (the
@@ -86,8 +74,6 @@ pub fn gemm(
     trans_b: bool,
     out: &mut [f32],
 ) {
-    use faer::linalg::matmul::matmul;
-    use faer::{Accum, MatMut, MatRef, Par};
     debug_assert!(out.len() >= batch * m * n);
     if batch == 0 || m == 0 || n == 0 {
         return;
@@ -101,7 +87,7 @@ pub fn gemm(
     debug_assert!(b.len() >= (batch - 1) * b_batch_stride + k * n);
     // Threads pay off only for products of some size (decode GEMVs are bandwidth-bound anyway).
     let pool = if m * n * k >= 1 << 20 { gemm_pool() } else { None };
-    let par = pool.map_or(Par::Seq, |p| Par::rayon(p.current_num_threads()));
+    let threads = pool.map_or(1, |p| p.current_num_threads().max(1));
     let run = |o: &mut [f32], i: usize| {
         let ab = &a[i * a_batch_stride..][..m * k];
         let bb = &b[i * b_batch_stride..][..k * n];
@@ -115,7 +101,39 @@ pub fn gemm(
         } else {
             MatRef::from_row_major_slice(bb, k, n)
         };
-        matmul(MatMut::from_row_major_slice_mut(o, m, n), Accum::Replace, lhs, rhs, 1.0f32, par);
+        let out = MatMut::from_row_major_slice_mut(o, m, n);
+        // Each thread takes its own block of output columns (or rows) and runs the sequential
+        // kernel on it: on the shapes of a forward pass this beats splitting inside the product.
+        // Every output element is still one dot product over `k` in the kernel's order.
+        const MIN_BLOCK: usize = 64;
+        if threads > 1 && n >= MIN_BLOCK * threads {
+            let width = n.div_ceil(threads).next_multiple_of(16);
+            let mut blocks = Vec::with_capacity(threads);
+            let (mut rest_out, mut rest_rhs) = (out, rhs);
+            while rest_out.ncols() > width {
+                let (o1, o2) = rest_out.split_at_col_mut(width);
+                let (r1, r2) = rest_rhs.split_at_col(width);
+                blocks.push((o1, r1));
+                (rest_out, rest_rhs) = (o2, r2);
+            }
+            blocks.push((rest_out, rest_rhs));
+            blocks.into_par_iter().for_each(|(o, r)| matmul(o, Accum::Replace, lhs, r, 1.0f32, Par::Seq));
+        } else if threads > 1 && m >= MIN_BLOCK * threads {
+            let height = m.div_ceil(threads);
+            let mut blocks = Vec::with_capacity(threads);
+            let (mut rest_out, mut rest_lhs) = (out, lhs);
+            while rest_out.nrows() > height {
+                let (o1, o2) = rest_out.split_at_row_mut(height);
+                let (l1, l2) = rest_lhs.split_at_row(height);
+                blocks.push((o1, l1));
+                (rest_out, rest_lhs) = (o2, l2);
+            }
+            blocks.push((rest_out, rest_lhs));
+            blocks.into_par_iter().for_each(|(o, l)| matmul(o, Accum::Replace, l, rhs, 1.0f32, Par::Seq));
+        } else {
+            let par = if threads > 1 { Par::rayon(threads) } else { Par::Seq };
+            matmul(out, Accum::Replace, lhs, rhs, 1.0f32, par);
+        }
     };
     for (i, o) in out.chunks_mut(m * n).enumerate() {
         match pool {
@@ -127,38 +145,83 @@ pub fn gemm(
 
 // ------------------------------------------------------------ SSD scan ----
 
-/// `exp(x)`, returning 0 directly below -104 where the f32 result rounds to +0 anyway: libm's
-/// underflow path (errno and all) costs ~50x a normal exp, and softmax rows hit it constantly.
-fn exp_or_zero(x: f32) -> f32 {
-    if x < -104.0 {
-        0.0
-    } else {
-        x.exp()
+/// Lanes of [`scan_step`]: one tile of 16 channels whose outputs stay in registers while the
+/// state rows stream past.
+const SCAN_TILE: usize = 16;
+
+/// One time step of one head, on a state held transposed, `st` `[N, P]`: for every `n` and
+/// `p`, `st[n,p] = decay·st[n,p] + dx[p]·b[n]`, and `y[p] = Σ_n st[n,p]·c[n]` summed in `n`
+/// order. Every product and sum rounds separately (no fused multiply-add), so the result is the
+/// same whichever vector width runs it.
+#[inline(always)]
+fn scan_step(st: &mut [f32], dx: &[f32], b: &[f32], c: &[f32], decay: f32, y: &mut [f32]) {
+    let p = dx.len();
+    let (dx_tiles, dx_tail) = dx.as_chunks::<SCAN_TILE>();
+    let (y_tiles, y_tail) = y.as_chunks_mut::<SCAN_TILE>();
+    for (tile, (d, yt)) in dx_tiles.iter().zip(y_tiles).enumerate() {
+        let mut acc = [0.0f32; SCAN_TILE];
+        for ((row, &bn), &cn) in st.chunks_exact_mut(p).zip(b).zip(c) {
+            let s = &mut row.as_chunks_mut::<SCAN_TILE>().0[tile];
+            let mut v = *s;
+            for (vi, &di) in v.iter_mut().zip(d) {
+                *vi = decay * *vi + di * bn;
+            }
+            for (ai, &vi) in acc.iter_mut().zip(&v) {
+                *ai += vi * cn;
+            }
+            *s = v;
+        }
+        *yt = acc;
+    }
+    let done = p - dx_tail.len();
+    for (k, (&d, yv)) in dx_tail.iter().zip(y_tail).enumerate() {
+        let mut acc = 0.0f32;
+        for ((row, &bn), &cn) in st.chunks_exact_mut(p).zip(b).zip(c) {
+            let s = &mut row[done + k];
+            *s = decay * *s + d * bn;
+            acc += *s * cn;
+        }
+        *yv = acc;
     }
 }
 
-/// One state row of the recurrence: `s = decay·s + dx·b`, returning `Σ s·c`. The dot product
-/// keeps eight partial sums (lanes) so it vectorizes; the summation order is therefore lane-wise,
-/// then the lanes left to right.
-fn update_and_dot(s: &mut [f32], b: &[f32], c: &[f32], decay: f32, dx: f32) -> f32 {
-    const L: usize = 8;
-    let mut acc = [0.0f32; L];
-    // Fixed-size chunks let the compiler keep the lanes in vector registers.
-    let (sc, st) = s.as_chunks_mut::<L>();
-    let (bc, bt) = b.as_chunks::<L>();
-    let (cc, ct) = c.as_chunks::<L>();
-    for ((sv, bv), cv) in sc.iter_mut().zip(bc).zip(cc) {
-        for i in 0..L {
-            sv[i] = decay * sv[i] + dx * bv[i];
-            acc[i] += sv[i] * cv[i];
+/// The recurrence of one head over one sequence (see [`ssd_scan`]), as a unit of work that
+/// `pulp` compiles for each vector width and runs at the widest the CPU has.
+struct ScanHead<'a> {
+    dims: &'a SsdDims,
+    h: usize,
+    decay_rate: f32,
+    /// `[S, H, P]`, `[S, H]`, `[S, G, N]`, `[S, G, N]` of this sequence.
+    x: &'a [f32],
+    dt: &'a [f32],
+    bm: &'a [f32],
+    cm: &'a [f32],
+    /// The state, transposed: `[N, P]`.
+    st: &'a mut [f32],
+    /// `[S, P]`.
+    y: &'a mut [f32],
+}
+
+impl pulp::WithSimd for ScanHead<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        let ScanHead { dims, h, decay_rate, x, dt, bm, cm, st, y } = self;
+        let (heads, groups, p, n) = (dims.heads, dims.groups, dims.head_dim, dims.state);
+        let g = h / (heads / groups.max(1)).max(1);
+        let mut dx = vec![0.0f32; p];
+        for (t, yrow) in y.chunks_exact_mut(p).enumerate() {
+            let dtv = dt[t * heads + h];
+            let decay = crate::numerics::exp(dtv * decay_rate);
+            for (d, &xv) in dx.iter_mut().zip(&x[(t * heads + h) * p..][..p]) {
+                *d = dtv * xv;
+            }
+            let brow = &bm[(t * groups + g) * n..][..n];
+            let crow = &cm[(t * groups + g) * n..][..n];
+            scan_step(st, &dx, brow, crow, decay, yrow);
         }
     }
-    let mut tail = 0.0f32;
-    for ((sv, &bv), &cv) in st.iter_mut().zip(bt).zip(ct) {
-        *sv = decay * *sv + dx * bv;
-        tail += *sv * cv;
-    }
-    acc.iter().sum::<f32>() + tail
 }
 
 /// Dimensions of [`ssd_scan`]: B, S, H, P, G, N.
@@ -185,8 +248,9 @@ pub struct SsdDims {
 /// `[B,H,P,N]`. Head `h` reads group `g = h / (H/G)`. For each (b, h) and
 /// t = 0..S, starting from `state0`:
 /// `state[p,n] = exp(dt[t,h]·a[h])·state[p,n] + dt[t,h]·x[t,h,p]·bm[t,g,n]`,
-/// then `y[t,h,p] = Σ_n state[p,n]·cm[t,g,n]`. `state_out` is the final state
-/// (`state0` when S = 0). No D skip term and no gate. Parallel over (b, h).
+/// then `y[t,h,p] = Σ_n state[p,n]·cm[t,g,n]`, summed in `n` order; each product and sum
+/// rounds separately. `state_out` is the final state (`state0` when S = 0). No D skip term and
+/// no gate. Parallel over (b, h).
 #[allow(clippy::too_many_arguments)]
 pub fn ssd_scan(
     d: &SsdDims,
@@ -211,26 +275,42 @@ pub fn ssd_scan(
         y.fill(0.0);
         return;
     }
-    let hpg = (heads / groups.max(1)).max(1);
-    // y interleaves heads, so each (b, h) fills a private [S, P] buffer that
-    // is scattered afterwards; its state slice is contiguous already.
+    // The vector width is chosen at run time (AVX2 where the CPU has it); the arithmetic is the
+    // same at every width.
+    let arch = pulp::Arch::new();
+    // y interleaves heads, so each (b, h) fills a private [S, P] buffer that is scattered
+    // afterwards. The state is worked on transposed, [N, P], so that the P channels are the
+    // vector lanes and the sum over N needs no horizontal reduction.
     let states = state_out[..bh_count * p * n].par_chunks_mut(p * n).enumerate();
     let ys: Vec<Vec<f32>> = states
         .map(|(bh, st)| {
             let (b, h) = (bh / heads, bh % heads);
-            let g = h / hpg;
-            st.copy_from_slice(&state0[bh * p * n..][..p * n]);
+            let s0 = &state0[bh * p * n..][..p * n];
+            let mut tr = vec![0.0f32; p * n];
+            for (pi, row) in s0.chunks_exact(n).enumerate() {
+                for (ni, &v) in row.iter().enumerate() {
+                    tr[ni * p + pi] = v;
+                }
+            }
             let mut yl = vec![0.0f32; seq * p];
-            for (t, yrow) in yl.chunks_exact_mut(p).enumerate() {
-                let bt = b * seq + t;
-                let dtv = dt[bt * heads + h];
-                let decay = (dtv * a[h]).exp();
-                let xrow = &x[(bt * heads + h) * p..][..p];
-                let brow = &bm[(bt * groups + g) * n..][..n];
-                let crow = &cm[(bt * groups + g) * n..][..n];
-                for ((srow, &xv), yv) in st.chunks_exact_mut(n).zip(xrow).zip(yrow) {
-                    let dx = dtv * xv;
-                    *yv = update_and_dot(srow, brow, crow, decay, dx);
+            let xs = &x[b * seq * heads * p..][..seq * heads * p];
+            let dts = &dt[b * seq * heads..][..seq * heads];
+            let bs = &bm[b * seq * groups * n..][..seq * groups * n];
+            let cs = &cm[b * seq * groups * n..][..seq * groups * n];
+            arch.dispatch(ScanHead {
+                dims: d,
+                h,
+                decay_rate: a[h],
+                x: xs,
+                dt: dts,
+                bm: bs,
+                cm: cs,
+                st: &mut tr,
+                y: &mut yl,
+            });
+            for (pi, row) in st.chunks_exact_mut(n).enumerate() {
+                for (ni, v) in row.iter_mut().enumerate() {
+                    *v = tr[ni * p + pi];
                 }
             }
             yl
@@ -282,15 +362,44 @@ pub fn conv1d_causal(
         state_out[b * hc..][..hc].copy_from_slice(&xb[seq * c..]);
     }
     let wt: Vec<f32> = (0..width * c).map(|i| weight[(i % c) * width + i / c]).collect();
-    y[..batch * seq * c].par_chunks_mut(c).enumerate().for_each(|(bt, yr)| {
-        let win = &xx[(bt / seq) * len + (bt % seq) * c..];
-        yr.copy_from_slice(&bias[..c]);
-        for (wk, xr) in wt.chunks_exact(c).zip(win.chunks_exact(c)) {
-            for ((o, &w), &xv) in yr.iter_mut().zip(wk).zip(xr) {
-                *o += w * xv;
+    let block = ROW_BLOCK.div_ceil(c).max(1);
+    let arch = pulp::Arch::new();
+    y[..batch * seq * c].par_chunks_mut(c * block).enumerate().for_each(|(i, y)| {
+        arch.dispatch(ConvRows { seq, c, len, first: i * block, xx: &xx, wt: &wt, bias, y });
+    });
+}
+
+/// Rows of [`conv1d_causal`], as a unit of work `pulp` compiles per vector width.
+struct ConvRows<'a> {
+    seq: usize,
+    c: usize,
+    /// Length of one sequence's `concat(state, x)` window buffer.
+    len: usize,
+    /// Index (b·S + t) of the first row.
+    first: usize,
+    xx: &'a [f32],
+    wt: &'a [f32],
+    bias: &'a [f32],
+    y: &'a mut [f32],
+}
+
+impl pulp::WithSimd for ConvRows<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        let ConvRows { seq, c, len, first, xx, wt, bias, y } = self;
+        for (i, yr) in y.chunks_exact_mut(c).enumerate() {
+            let bt = first + i;
+            let win = &xx[(bt / seq) * len + (bt % seq) * c..];
+            yr.copy_from_slice(&bias[..c]);
+            for (wk, xr) in wt.chunks_exact(c).zip(win.chunks_exact(c)) {
+                for ((o, &w), &xv) in yr.iter_mut().zip(wk).zip(xr) {
+                    *o += w * xv;
+                }
             }
         }
-    });
+    }
 }
 
 // ----------------------------------------------------------- attention ----
@@ -340,8 +449,9 @@ pub struct AttnDims {
 /// `q` `[B,S,Hq,D]`, `k` `[B,T,Hkv,D]`, `v` `[B,T,Hkv,Dv]`, `kv_len` `[B]`
 /// valid rows per sequence, `out` `[B,S,Hq,Dv]` (overwritten). Query head h
 /// uses kv head `h / (Hq/Hkv)`. Visible keys follow [`MaskKind`];
-/// `scores = scale·(q'·k')`, softmax in f32 with max subtraction over the
-/// visible keys, `out = Σ_j p_j·v_j`; a query with no visible key gets zeros.
+/// `scores = scale·(q'·k')` (the dot products summed in a GEMM kernel's blocked order),
+/// softmax in f32 with max subtraction over the visible keys, `out = Σ_j p_j·v_j` in key
+/// order; a query with no visible key gets zeros.
 ///
 /// With `rope`, q and k are rotated (rotate-half over all D dims) before the
 /// dot product: `inv_freq[i] = 1/theta^(2i/D)` and
@@ -412,17 +522,8 @@ pub fn attention(
         }
         (cos, sin)
     });
-    let rotate = |u: &mut [f32], pos: usize| {
-        if let Some((cos, sin)) = &table {
-            let (lo, hi) = u.split_at_mut(half);
-            let (c, sn) = (&cos[pos * half..][..half], &sin[pos * half..][..half]);
-            for (((x0, x1), &c), &sn) in lo.iter_mut().zip(hi).zip(c).zip(sn) {
-                let (a, b) = (*x0, *x1);
-                *x0 = a * c - b * sn;
-                *x1 = b * c + a * sn;
-            }
-        }
-    };
+    let tables = table.as_ref().map(|(c, sn)| (c.as_slice(), sn.as_slice()));
+    let rotate = |u: &mut [f32], pos: usize| rotate_half(u, pos, tables);
     // Keys are rotated once per (b, kv head, j) into a copy; K stays untouched.
     let k_rot: Option<Vec<f32>> = table.as_ref().map(|_| {
         let mut kr = k[..nb * t * hkv * dd].to_vec();
@@ -435,51 +536,136 @@ pub fn attention(
     });
     let keys: &[f32] = k_rot.as_deref().unwrap_or(k);
     let group = hq / hkv.max(1);
-    let rows = out.par_chunks_mut(dv.max(1)).enumerate();
-    rows.for_each_init(
-        || (Vec::new(), Vec::new()),
-        |(qb, sc): &mut (Vec<f32>, Vec<f32>), (idx, o)| {
-            let (b, i, h) = (idx / hq / s, idx / hq % s, idx % hq);
-            let (len, hk) = (lens[b], h / group);
-            let (pos, visible) = match mask {
+    // Queries go in blocks of rows: per block and head, the scores against every key some row
+    // of the block sees are one product (Q_h · K_hᵀ); each row then takes the softmax over its
+    // own visible keys and sums their values. Blocks of one sequence hold contiguous output.
+    const Q_BLOCK: usize = 64;
+    let arch = pulp::Arch::new();
+    let per_seq = s * hq * dv;
+    out.par_chunks_mut(per_seq.max(1)).enumerate().for_each(|(b, ob)| {
+        ob.par_chunks_mut((Q_BLOCK * hq * dv).max(1)).enumerate().for_each(|(blk, ob)| {
+            let len = lens[b];
+            let (i0, rows) = (blk * Q_BLOCK, ob.len() / (hq * dv).max(1));
+            // Query i sits at position pos(i) and sees keys 0..visible(i).
+            let place = |i: usize| match mask {
                 MaskKind::Causal => (len - s + i, len - s + i + 1),
                 MaskKind::Bidirectional | MaskKind::Cross => (i, len),
             };
-            o.fill(0.0);
-            if visible == 0 {
+            let widest = place(i0 + rows - 1).1;
+            ob.fill(0.0);
+            if widest == 0 || dd == 0 {
                 return;
             }
-            qb.clear();
-            qb.extend_from_slice(&q[idx * dd..][..dd]);
-            rotate(qb, pos);
-            sc.clear();
-            let krow = |j: usize| &keys[((b * t + j) * hkv + hk) * dd..][..dd];
-            sc.extend((0..visible).map(|j| scale * dot(qb, krow(j))));
-            let mx = sc.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let mut total = 0.0f32;
-            for e in sc.iter_mut() {
-                *e = exp_or_zero(*e - mx);
-                total += *e;
-            }
-            for (j, &e) in sc.iter().enumerate() {
-                let vr = &v[((b * t + j) * hkv + hk) * dv..][..dv];
-                for (ov, &vv) in o.iter_mut().zip(vr) {
-                    *ov += e / total * vv;
+            let mut qh = vec![0.0f32; rows * dd];
+            let mut scores = vec![0.0f32; rows * widest];
+            for h in 0..hq {
+                let hk = h / group;
+                for (r, qr) in qh.chunks_exact_mut(dd).enumerate() {
+                    qr.copy_from_slice(&q[((b * s + i0 + r) * hq + h) * dd..][..dd]);
+                    rotate(qr, place(i0 + r).0);
+                }
+                let first = (b * t * hkv + hk) * dd;
+                let kh = MatRef::from_row_major_slice_with_stride(&keys[first..], widest, dd, hkv * dd);
+                let lhs = MatRef::from_row_major_slice(&qh, rows, dd);
+                let dst = MatMut::from_row_major_slice_mut(&mut scores, rows, widest);
+                matmul(dst, Accum::Replace, lhs, kh.transpose(), 1.0f32, Par::Seq);
+                let vh = &v[(b * t * hkv + hk) * dv..];
+                for (r, sc) in scores.chunks_exact_mut(widest).enumerate() {
+                    let o = &mut ob[(r * hq + h) * dv..][..dv];
+                    let visible = place(i0 + r).1;
+                    arch.dispatch(SoftmaxValues {
+                        scores: &mut sc[..visible],
+                        scale,
+                        v: vh,
+                        v_stride: hkv * dv,
+                        out: o,
+                    });
                 }
             }
-        },
-    );
+        });
+    });
     Ok(())
 }
 
 // ------------------------------------------------------ norms, softmax ----
+
+/// Rotate-half RoPE of one head vector at position `pos`, from per-position cos/sin tables
+/// (`None`: no rotation).
+#[inline(always)]
+fn rotate_half(u: &mut [f32], pos: usize, tables: Option<(&[f32], &[f32])>) {
+    if let Some((cos, sin)) = tables {
+        let half = u.len() / 2;
+        let (lo, hi) = u.split_at_mut(half);
+        let (c, sn) = (&cos[pos * half..][..half], &sin[pos * half..][..half]);
+        for (((x0, x1), &c), &sn) in lo.iter_mut().zip(hi).zip(c).zip(sn) {
+            let (a, b) = (*x0, *x1);
+            *x0 = a * c - b * sn;
+            *x1 = b * c + a * sn;
+        }
+    }
+}
+
+/// One query row of [`attention`] once its scores against the visible keys are known, as a
+/// unit of work `pulp` compiles per vector width: `p = softmax(scale·scores)` (max subtracted)
+/// and `out = Σ_j p_j·v_j` in key order. Value row j starts at `v[j·v_stride]`.
+struct SoftmaxValues<'a> {
+    scores: &'a mut [f32],
+    scale: f32,
+    v: &'a [f32],
+    v_stride: usize,
+    out: &'a mut [f32],
+}
+
+impl pulp::WithSimd for SoftmaxValues<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        let SoftmaxValues { scores, scale, v, v_stride, out } = self;
+        let dv = out.len();
+        for e in scores.iter_mut() {
+            *e *= scale;
+        }
+        let mx = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        // The exponentials first (a loop that vectorizes), then their sum in key order.
+        for e in scores.iter_mut() {
+            *e = crate::numerics::exp(*e - mx);
+        }
+        let total: f32 = scores.iter().sum();
+        for e in scores.iter_mut() {
+            *e /= total;
+        }
+        // A tile of outputs stays in registers while the value rows stream past; each output
+        // still adds its terms in key order.
+        const T: usize = 64;
+        let (tiles, tail) = out.as_chunks_mut::<T>();
+        for (ti, ot) in tiles.iter_mut().enumerate() {
+            let mut acc = *ot;
+            for (j, &w) in scores.iter().enumerate() {
+                if let Some(vt) = v[j * v_stride + ti * T..].first_chunk::<T>() {
+                    for i in 0..T {
+                        acc[i] += w * vt[i];
+                    }
+                }
+            }
+            *ot = acc;
+        }
+        let done = dv - tail.len();
+        for (k, ov) in tail.iter_mut().enumerate() {
+            for (j, &w) in scores.iter().enumerate() {
+                *ov += w * v[j * v_stride + done + k];
+            }
+        }
+    }
+}
 
 /// (Gated) group RMSNorm over the last axis of `[rows, d]`.
 ///
 /// With `gate = Some(z)` (`[rows, d]`), first `x ← x·silu(z)` where
 /// `silu(z) = z/(1+exp(−z))` (Mamba-2's `norm_before_gate = False`). Each row
 /// is then split into `groups` contiguous groups of `d/groups` (must divide);
-/// each group is scaled by `1/sqrt(mean(x_g²) + eps)` and the result is
+/// each group is scaled by `1/sqrt(mean(x_g²) + eps)` (the squares summed in the lane order of
+/// [`sum_of_squares`]) and the result is
 /// multiplied elementwise by `weight` `[d]`. `groups = 1` without gate is the
 /// plain RMSNorm.
 #[allow(clippy::too_many_arguments)]
@@ -500,23 +686,74 @@ pub fn rms_norm(
         return;
     }
     let gs = d / groups.max(1);
-    out[..rows * d].par_chunks_mut(d).enumerate().for_each(|(r, o)| {
-        let xr = &x[r * d..][..d];
-        match gate {
-            Some(z) => {
-                for ((ov, &xv), &zv) in o.iter_mut().zip(xr).zip(&z[r * d..][..d]) {
-                    *ov = xv * crate::numerics::silu(zv);
+    let block = ROW_BLOCK.div_ceil(d).max(1);
+    let arch = pulp::Arch::new();
+    out[..rows * d].par_chunks_mut(d * block).enumerate().for_each(|(i, out)| {
+        let r0 = i * block;
+        let n = out.len() / d;
+        let x = &x[r0 * d..][..n * d];
+        let gate = gate.map(|z| &z[r0 * d..][..n * d]);
+        arch.dispatch(NormRows { d, gs, x, weight, gate, eps, out });
+    });
+}
+
+/// Elements per parallel block of a row-wise kernel: rows are grouped so that each task is
+/// worth its scheduling.
+const ROW_BLOCK: usize = 1 << 13;
+
+/// Rows of [`rms_norm`], as a unit of work `pulp` compiles per vector width.
+struct NormRows<'a> {
+    d: usize,
+    gs: usize,
+    x: &'a [f32],
+    weight: &'a [f32],
+    gate: Option<&'a [f32]>,
+    eps: f32,
+    out: &'a mut [f32],
+}
+
+impl pulp::WithSimd for NormRows<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        let NormRows { d, gs, x, weight, gate, eps, out } = self;
+        for (r, (o, xr)) in out.chunks_exact_mut(d).zip(x.chunks_exact(d)).enumerate() {
+            match gate {
+                Some(z) => {
+                    for ((ov, &xv), &zv) in o.iter_mut().zip(xr).zip(&z[r * d..][..d]) {
+                        *ov = xv * crate::numerics::silu(zv);
+                    }
+                }
+                None => o.copy_from_slice(xr),
+            }
+            for (og, wg) in o.chunks_exact_mut(gs).zip(weight.chunks_exact(gs)) {
+                let inv = 1.0 / (sum_of_squares(og) / gs as f32 + eps).sqrt();
+                for (v, &w) in og.iter_mut().zip(wg) {
+                    *v = *v * inv * w;
                 }
             }
-            None => o.copy_from_slice(xr),
         }
-        for (og, wg) in o.chunks_exact_mut(gs).zip(weight.chunks_exact(gs)) {
-            let inv = 1.0 / (og.iter().map(|v| v * v).sum::<f32>() / gs as f32 + eps).sqrt();
-            for (v, &w) in og.iter_mut().zip(wg) {
-                *v = *v * inv * w;
-            }
+    }
+}
+
+/// `Σ v²` over sixteen interleaved partial sums (element `i` goes to lane `i mod 16`, the tail
+/// past the last full block to lane order too), the lanes then added left to right: the order
+/// is fixed, and independent lanes keep the vector unit busy.
+#[inline(always)]
+fn sum_of_squares(v: &[f32]) -> f32 {
+    const L: usize = 16;
+    let mut acc = [0.0f32; L];
+    let (blocks, tail) = v.as_chunks::<L>();
+    for blk in blocks {
+        for (a, &x) in acc.iter_mut().zip(blk) {
+            *a += x * x;
         }
-    });
+    }
+    for (a, &x) in acc.iter_mut().zip(tail) {
+        *a += x * x;
+    }
+    acc.iter().sum()
 }
 
 /// LayerNorm over the last axis of `[rows, d]`:
@@ -553,7 +790,7 @@ pub fn softmax(rows: usize, d: usize, x: &[f32], out: &mut [f32]) {
         }
         let mut total = 0.0f32;
         for (ov, &xv) in o.iter_mut().zip(xr) {
-            *ov = exp_or_zero(xv - mx);
+            *ov = crate::numerics::exp(xv - mx);
             total += *ov;
         }
         o.iter_mut().for_each(|v| *v /= total);
@@ -662,7 +899,7 @@ pub fn sample_row(logits: &[f32], p: &SampleParams, uniform: f32) -> usize {
     if !zmax.is_finite() {
         return first;
     }
-    let mut probs: Vec<f32> = order.iter().map(|&i| (z[i] - zmax).exp()).collect();
+    let mut probs: Vec<f32> = order.iter().map(|&i| crate::numerics::exp(z[i] - zmax)).collect();
     let sum: f32 = probs.iter().sum();
     probs.iter_mut().for_each(|q| *q /= sum);
     let mut keep = probs.len();
@@ -924,7 +1161,11 @@ mod tests {
         let (r1, r2) = (Rope { theta: 1e6, scale: 1.0 }, Rope { theta: 1e6, scale: 2.0 });
         // GQA (Hq = 4, Hkv = 2) everywhere; causal cases have past > 0.
         let (gqa, cross) = (ad(2, 3, 9, 4, 2, 8, 5), ad(2, 4, 6, 4, 2, 6, 3));
-        let cases: [(AttnDims, [i64; 2], MaskKind, Option<&Rope>); 7] = [
+        // Long enough for two query blocks, and a value width with a tile and a tail.
+        let long = ad(2, 70, 80, 4, 2, 8, 70);
+        let cases: [(AttnDims, [i64; 2], MaskKind, Option<&Rope>); 9] = [
+            (long, [75, 70], MaskKind::Causal, Some(&r1)),
+            (long, [80, 10], MaskKind::Bidirectional, None),
             (gqa, [7, 3], MaskKind::Causal, None),
             (gqa, [9, 5], MaskKind::Causal, Some(&r1)),
             (gqa, [8, 4], MaskKind::Causal, Some(&r2)),

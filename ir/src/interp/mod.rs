@@ -8,19 +8,19 @@
 //! Run-time errors (an input of the wrong shape, a symbol above its bound, a token id outside
 //! the vocabulary, a cache write past its capacity) are [`InterpError`]s, never panics.
 
+mod elementwise;
 pub mod kernels;
 pub mod tensor;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use rayon::prelude::*;
-
 use crate::infer::type_str;
 use crate::module::{Graph, Module, Weight, WeightSource};
 use crate::numerics;
-use crate::ops::{self, BinaryOp, GeluApprox, MaskKind, Op, ReduceKind, UnaryOp};
+use crate::ops::{self, MaskKind, Op, ReduceKind};
 use crate::types::{DType, Dim, SymbolId, TensorType};
+use elementwise::{binary, binary_in_place, broadcast_rows, unary, unary_in_place};
 use tensor::{broadcast_offsets, permute_offsets, round_slice, strides, take, Data, Tensor};
 
 /// Why a run failed.
@@ -312,14 +312,21 @@ impl Env<'_> {
                     .collect::<Result<_, _>>()?;
                 self.graph(&f.body, args, false)?
             } else {
-                let operands: Vec<&Tensor> = node
-                    .args
-                    .iter()
-                    .map(|a| vals[a.index()].as_deref().ok_or_else(|| op_err(i, &node.op, "operand was freed")))
-                    .collect::<Result<_, _>>()?;
                 let types: Vec<&TensorType> = node.results.iter().map(|&r| &g.values[r].ty).collect();
                 let t0 = std::time::Instant::now();
-                let r = self.eval(&node.op, &operands, &types).map_err(|e| match e {
+                let dying = |v: &crate::module::ValueId| last_use[v.index()] == i;
+                let r = match self.in_place(&node.op, &node.args, dying, &mut vals, &types) {
+                    Some(r) => r.map(|t| vec![t]),
+                    None => {
+                        let operands: Vec<&Tensor> = node
+                            .args
+                            .iter()
+                            .map(|a| vals[a.index()].as_deref().ok_or_else(|| op_err(i, &node.op, "operand was freed")))
+                            .collect::<Result<_, _>>()?;
+                        self.eval(&node.op, &operands, &types)
+                    }
+                }
+                .map_err(|e| match e {
                     Fail::Msg(m) => op_err(i, &node.op, m),
                     Fail::Nested(e) => e,
                 })?;
@@ -345,6 +352,57 @@ impl Env<'_> {
                 vals[o.value.index()].clone().ok_or_else(|| InterpError::Invalid("output was never computed".into()))
             })
             .collect()
+    }
+
+    /// Reshapes and float maps whose operand dies at this node and is held by nothing else
+    /// reuse its buffer instead of allocating: `None` when the op or its operands do not allow
+    /// it. The results are those of [`Self::eval`] exactly.
+    fn in_place(
+        &self,
+        op: &Op,
+        args: &[crate::module::ValueId],
+        dying: impl Fn(&crate::module::ValueId) -> bool,
+        vals: &mut [Option<Arc<Tensor>>],
+        types: &[&TensorType],
+    ) -> Option<Result<Tensor, Fail>> {
+        fn take(vals: &mut [Option<Arc<Tensor>>], v: usize) -> Option<Tensor> {
+            let arc = vals[v].take()?;
+            Arc::try_unwrap(arc).map_err(|arc| vals[v] = Some(arc)).ok()
+        }
+        let is_float =
+            |v: &crate::module::ValueId| vals[v.index()].as_ref().is_some_and(|t| matches!(t.data, Data::F(_)));
+        match (op, args) {
+            (Op::Reshape(_), [x]) if dying(x) => {
+                let shape = match types.first().map(|ty| self.shape_of(ty)) {
+                    Some(Ok(s)) => s,
+                    _ => return None,
+                };
+                let mut t = take(vals, x.index())?;
+                if shape.iter().product::<usize>() != t.numel() {
+                    return Some(Err(Fail::Msg(format!("cannot reshape {:?} to {:?}", t.shape, shape))));
+                }
+                t.shape = shape;
+                Some(Ok(t))
+            }
+            (Op::Unary(u), [x]) if dying(x) && is_float(x) => Some(Ok(unary_in_place(*u, take(vals, x.index())?))),
+            (Op::Binary(b), [x, y]) if x != y && is_float(x) && is_float(y) => {
+                let (tx, ty) = (vals[x.index()].as_ref()?, vals[y.index()].as_ref()?);
+                if tx.shape != ty.shape {
+                    return None;
+                }
+                let dtype = tx.dtype;
+                let (own, other, own_is_lhs) = if dying(x) && Arc::strong_count(tx) == 1 {
+                    (take(vals, x.index())?, y, true)
+                } else if dying(y) && Arc::strong_count(ty) == 1 {
+                    (take(vals, y.index())?, x, false)
+                } else {
+                    return None;
+                };
+                let other = vals[other.index()].as_deref()?.floats();
+                Some(Ok(binary_in_place(*b, dtype, own, other, own_is_lhs)))
+            }
+            _ => None,
+        }
     }
 
     /// A weight, loaded on first use and shared afterwards.
@@ -602,8 +660,7 @@ impl Env<'_> {
             Op::Concat(axis) => one(concat(x, *axis)),
             Op::Broadcast(_) => {
                 let shape = self.shape_of(out_ty.ok_or_else(|| Fail::Msg("no result".into()))?)?;
-                let offs = broadcast_offsets(&x[0].shape, &shape);
-                one(gather_offsets(x[0], shape, &offs))
+                one(broadcast_rows(x[0], shape))
             }
             Op::Gather => {
                 let (table, idx) = (x[0], x[1]);
@@ -813,99 +870,6 @@ fn concat(xs: &[&Tensor], axis: usize) -> Tensor {
     Tensor { dtype: first.dtype, shape, data }
 }
 
-fn unary(u: UnaryOp, t: &Tensor) -> Tensor {
-    if let Data::I(v) = &t.data {
-        // Only `neg` types on integers.
-        return Tensor::from_i64(t.dtype, t.shape.clone(), v.iter().map(|&e| e.wrapping_neg()).collect());
-    }
-    let f: fn(f32) -> f32 = match u {
-        UnaryOp::Neg => |x| -x,
-        UnaryOp::Exp => f32::exp,
-        UnaryOp::Log => f32::ln,
-        UnaryOp::Sqrt => f32::sqrt,
-        UnaryOp::Rsqrt => |x| 1.0 / x.sqrt(),
-        UnaryOp::Silu => numerics::silu,
-        UnaryOp::Gelu(GeluApprox::Erf) => numerics::gelu_erf,
-        UnaryOp::Gelu(GeluApprox::Tanh) => numerics::gelu_tanh,
-        // NaN propagates, as in torch.
-        UnaryOp::Relu => |x| if x > 0.0 || x.is_nan() { x } else { 0.0 },
-        UnaryOp::Square => |x| x * x,
-        UnaryOp::Sigmoid => numerics::sigmoid,
-        UnaryOp::Softplus => numerics::softplus,
-        UnaryOp::Tanh => f32::tanh,
-    };
-    let v = t.floats();
-    // Large maps run on both cores; the order of elements does not change any result.
-    let out =
-        if v.len() >= PARALLEL_MIN { v.par_iter().map(|&x| f(x)).collect() } else { v.iter().map(|&x| f(x)).collect() };
-    Tensor::from_f32(t.dtype, t.shape.clone(), out)
-}
-
-fn binary(b: BinaryOp, x: &Tensor, y: &Tensor) -> Tensor {
-    let r = x.shape.len().max(y.shape.len());
-    let pad = |s: &[usize]| {
-        let mut v = vec![1; r - s.len()];
-        v.extend_from_slice(s);
-        v
-    };
-    let (px, py) = (pad(&x.shape), pad(&y.shape));
-    let shape: Vec<usize> = px.iter().zip(&py).map(|(&a, &b)| if a == 1 { b } else { a }).collect();
-    let same = x.shape == y.shape;
-    // An operand that already has the output's shape is read in place; only the broadcast one
-    // needs an offset table.
-    let offsets = |s: &[usize]| {
-        if s == shape.as_slice() {
-            (0..shape.iter().product()).collect()
-        } else {
-            broadcast_offsets(s, &shape)
-        }
-    };
-    let (ox, oy) = if same { (Vec::new(), Vec::new()) } else { (offsets(&x.shape), offsets(&y.shape)) };
-    match (&x.data, &y.data) {
-        (Data::F(a), Data::F(c)) => {
-            let f: fn(f32, f32) -> f32 = match b {
-                BinaryOp::Add => |a, b| a + b,
-                BinaryOp::Sub => |a, b| a - b,
-                BinaryOp::Mul => |a, b| a * b,
-                BinaryOp::Div => |a, b| a / b,
-                BinaryOp::Max => |a, b| if a.is_nan() || b.is_nan() { f32::NAN } else { a.max(b) },
-                BinaryOp::Min => |a, b| if a.is_nan() || b.is_nan() { f32::NAN } else { a.min(b) },
-            };
-            let vals = if same {
-                if a.len() >= PARALLEL_MIN {
-                    a.par_iter().zip(c.par_iter()).map(|(&p, &q)| f(p, q)).collect()
-                } else {
-                    a.iter().zip(c).map(|(&p, &q)| f(p, q)).collect()
-                }
-            } else {
-                if ox.len() >= PARALLEL_MIN {
-                    ox.par_iter().zip(oy.par_iter()).map(|(&i, &j)| f(a[i], c[j])).collect()
-                } else {
-                    ox.iter().zip(&oy).map(|(&i, &j)| f(a[i], c[j])).collect()
-                }
-            };
-            Tensor::from_f32(x.dtype, shape, vals)
-        }
-        (Data::I(a), Data::I(c)) => {
-            let f: fn(i64, i64) -> i64 = match b {
-                BinaryOp::Add => i64::wrapping_add,
-                BinaryOp::Sub => i64::wrapping_sub,
-                BinaryOp::Mul => i64::wrapping_mul,
-                BinaryOp::Div => |a, b| if b == 0 { 0 } else { a.wrapping_div(b) },
-                BinaryOp::Max => i64::max,
-                BinaryOp::Min => i64::min,
-            };
-            let vals = if same {
-                a.iter().zip(c).map(|(&p, &q)| f(p, q)).collect()
-            } else {
-                ox.iter().zip(&oy).map(|(&i, &j)| f(a[i], c[j])).collect()
-            };
-            Tensor::from_i64(x.dtype, shape, vals)
-        }
-        _ => Tensor::from_f32(x.dtype, shape, Vec::new()),
-    }
-}
-
 fn reduce(t: &Tensor, r: &ops::Reduce) -> Tensor {
     let rank = t.shape.len();
     // Move reduced axes last, then reduce contiguous rows in order.
@@ -1016,4 +980,43 @@ fn matmul(a: &Tensor, b: &Tensor, mm: &ops::Matmul, scales: Option<(&Tensor, &Te
     let mut shape = batch_shape;
     shape.extend([m, n]);
     Ok(Tensor { dtype: mm.out, shape, data: Data::F(out) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Values that die at a reshape or an elementwise op are reused in place; values that live
+    /// on (read again later, or returned) must come out untouched.
+    #[test]
+    fn buffer_reuse_never_clobbers_a_live_value() {
+        let src = r#"module @m {
+  compute_dtype = f32
+  func @main {
+    %0 = input "x" : f32[2, 3]
+    %1 = silu %0 : f32[2, 3]
+    %2 = add %0, %1 : f32[2, 3]
+    %3 = reshape %2 : f32[3, 2]
+    %4 = neg %3 : f32[3, 2]
+    %5 = mul %4, %4 : f32[3, 2]
+    %6 = reshape %5 : f32[2, 3]
+    %7 = sub %1, %6 : f32[2, 3]
+    %8 = exp %7 : f32[2, 3]
+    return %2 as "sum", %8 as "out", %1 as "silu"
+  }
+}"#;
+        let m = crate::text::parse::parse_module(src).expect("parses");
+        let x: Vec<f32> = vec![-2.0, -0.5, 0.0, 0.25, 1.5, 3.0];
+        let inputs = HashMap::from([("x".to_string(), Tensor::from_f32(DType::F32, vec![2, 3], x.clone()))]);
+        let got = run(&m, "main", &inputs, &SyntheticOnly).expect("runs");
+        let silu: Vec<f32> = x.iter().map(|&v| numerics::silu(v)).collect();
+        let sum: Vec<f32> = x.iter().zip(&silu).map(|(a, b)| a + b).collect();
+        let out: Vec<f32> = silu.iter().zip(&sum).map(|(s, v)| numerics::exp(s - (-v) * (-v))).collect();
+        assert_eq!(got[0].1.floats(), sum.as_slice());
+        assert_eq!(got[0].1.shape, vec![2, 3]);
+        assert_eq!(got[1].1.floats(), out.as_slice());
+        assert_eq!(got[2].1.floats(), silu.as_slice());
+        // The caller's input is not touched either.
+        assert_eq!(inputs["x"].floats(), x.as_slice());
+    }
 }

@@ -1,0 +1,60 @@
+//! CPU time of the interpreter's heavy kernels on the shapes of the ~50M-parameter benchmark
+//! model (docs/performance.md), each beside the rate it reaches. Not a test: it prints.
+//!
+//! ```sh
+//! cargo bench -p lathe-ir --bench kernels_cpu
+//! ```
+
+use std::time::Instant;
+
+use lathe_ir::interp::kernels::{attention, gemm, ssd_scan, AttnDims, MaskKind, SsdDims};
+
+/// Median seconds of `reps` calls after two warm-up calls.
+fn time(reps: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    f();
+    let mut t: Vec<f64> = (0..reps)
+        .map(|_| {
+            let s = Instant::now();
+            f();
+            s.elapsed().as_secs_f64()
+        })
+        .collect();
+    t.sort_by(f64::total_cmp);
+    t[reps / 2]
+}
+
+fn values(n: usize, seed: usize) -> Vec<f32> {
+    (0..n).map(|i| (((i * 7 + seed * 13) % 23) as f32 - 11.0) * 0.01).collect()
+}
+
+fn main() {
+    println!("GEMM x·Wᵀ (x [m,k], W [n,k]):");
+    for (m, k, n) in [(256, 768, 3352), (256, 1536, 768), (256, 768, 2048), (256, 2048, 768), (256, 768, 8192)] {
+        let (a, b) = (values(m * k, 1), values(n * k, 2));
+        let mut o = vec![0.0f32; m * n];
+        let s = time(20, || gemm(1, m, k, n, &a, 0, false, &b, 0, true, &mut o));
+        println!("  {m}x{k}x{n:<5} {:>8.3} ms  {:>5.0} GFLOP/s", s * 1e3, 2.0 * (m * k * n) as f64 / s / 1e9);
+    }
+    let d = SsdDims { batch: 1, seq: 256, heads: 24, head_dim: 64, groups: 2, state: 64 };
+    let (x, bm) = (values(256 * 24 * 64, 3), values(256 * 2 * 64, 4));
+    let dt: Vec<f32> = (0..256 * 24).map(|i| 0.01 + (i % 7) as f32 * 0.01).collect();
+    let a: Vec<f32> = (0..24).map(|i| -1.0 - i as f32 * 0.1).collect();
+    let s0 = vec![0.0f32; 24 * 64 * 64];
+    let (mut y, mut so) = (vec![0.0f32; x.len()], s0.clone());
+    let s = time(20, || ssd_scan(&d, &x, &dt, &a, &bm, &bm, &s0, &mut y, &mut so));
+    // Per token and head: the state update (3 flops) and the output dot (2 flops) per element.
+    let flops = 5.0 * (256 * 24 * 64 * 64) as f64;
+    println!("scan.ssd S=256 H=24 P=64 N=64 G=2: {:.3} ms  {:.0} GFLOP/s", s * 1e3, flops / s / 1e9);
+    let ad = AttnDims { batch: 1, q_len: 256, kv_cap: 256, q_heads: 12, kv_heads: 4, head_dim: 64, v_dim: 64 };
+    let (q, k) = (values(256 * 12 * 64, 5), values(256 * 4 * 64, 6));
+    let mut out = vec![0.0f32; q.len()];
+    let s = time(20, || {
+        if let Err(e) = attention(&ad, &q, &k, &k, &[256], MaskKind::Causal, 0.125, None, &mut out) {
+            eprintln!("attention: {e}");
+        }
+    });
+    // Causal: about half of the S×T scores, each a D-long dot product and a Dv-long update.
+    let flops = 2.0 * 2.0 * (12 * 256 * 257 / 2 * 64) as f64;
+    println!("attention causal S=T=256 Hq=12 Hkv=4 D=64: {:.3} ms  {:.0} GFLOP/s", s * 1e3, flops / s / 1e9);
+}
