@@ -174,11 +174,7 @@ impl WeightLoader for CheckpointLoader<'_> {
     fn load(&self, w: &Weight) -> Result<Tensor, String> {
         match (&w.source, self.checkpoint) {
             (WeightSource::Synthetic { seed }, _) => lathe_ir::interp::synthetic_weight(&w.ty, *seed),
-            (WeightSource::Checkpoint { tensor, .. }, Some(ck)) => {
-                let info = ck.tensors.get(tensor).ok_or_else(|| format!("missing tensor \"{tensor}\""))?;
-                let bytes = ck.read_bytes(tensor).map_err(|e| e.to_string())?;
-                Tensor::from_le_bytes(info.dtype, info.shape.clone(), &bytes)
-            }
+            (WeightSource::Checkpoint { tensor, .. }, Some(ck)) => ck.read_tensor(tensor).map_err(|e| e.to_string()),
             (WeightSource::Checkpoint { tensor, .. }, None) => Err(format!("tensor \"{tensor}\" needs a checkpoint")),
         }
     }

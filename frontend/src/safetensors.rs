@@ -12,6 +12,7 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
+use lathe_ir::interp::tensor::{Data, Tensor};
 use lathe_ir::DType;
 use serde_json::Value;
 
@@ -170,6 +171,31 @@ impl Checkpoint {
             }
         }
         Ok(Checkpoint { dir: dir.to_path_buf(), tensors })
+    }
+
+    /// Reads and decodes one tensor, streaming its bytes through a small buffer into the
+    /// tensor's storage (no copy of the raw bytes is held).
+    pub fn read_tensor(&self, name: &str) -> Result<Tensor, FrontendError> {
+        /// Bytes per read; a multiple of every element size.
+        const BLOCK: usize = 1 << 20;
+        let info = self
+            .tensors
+            .get(name)
+            .ok_or_else(|| FrontendError::MissingTensor { dir: self.dir.clone(), tensor: name.into() })?;
+        let io = |e: std::io::Error| bad(&info.file, format!("tensor \"{name}\": {e}"));
+        let mut f = File::open(&info.file).map_err(io)?;
+        f.seek(SeekFrom::Start(info.offset)).map_err(io)?;
+        let len = info.len as usize;
+        let mut data = Data::with_capacity(info.dtype, len / info.dtype.size_bytes().max(1));
+        let mut buf = vec![0u8; BLOCK.min(len)];
+        let mut left = len;
+        while left > 0 {
+            let take = BLOCK.min(left);
+            f.read_exact(&mut buf[..take]).map_err(io)?;
+            data.extend_from_le_bytes(info.dtype, &buf[..take]);
+            left -= take;
+        }
+        Ok(Tensor { dtype: info.dtype, shape: info.shape.clone(), data })
     }
 
     /// Reads the raw little-endian bytes of one tensor.

@@ -203,32 +203,9 @@ impl Tensor {
         if b.len() != n * dtype.size_bytes() {
             return Err(format!("{} bytes for {n} elements of {dtype}", b.len()));
         }
-        let w2 = |i: usize| u16::from_le_bytes([b[2 * i], b[2 * i + 1]]);
-        Ok(match dtype {
-            DType::F32 => Tensor::from_f32(
-                dtype,
-                shape,
-                b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
-            ),
-            DType::BF16 => Tensor::from_f32(dtype, shape, (0..n).map(|i| numerics::bf16_bits_to_f32(w2(i))).collect()),
-            DType::F16 => Tensor::from_f32(dtype, shape, (0..n).map(|i| numerics::f16_bits_to_f32(w2(i))).collect()),
-            DType::F8E4M3 => Tensor::from_f32(dtype, shape, b.iter().map(|&c| numerics::e4m3_to_f32(c)).collect()),
-            DType::F8E5M2 => Tensor::from_f32(dtype, shape, b.iter().map(|&c| numerics::e5m2_to_f32(c)).collect()),
-            DType::I64 => Tensor::from_i64(
-                dtype,
-                shape,
-                b.chunks_exact(8)
-                    .map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
-                    .collect(),
-            ),
-            DType::I32 => Tensor::from_i64(
-                dtype,
-                shape,
-                b.chunks_exact(4).map(|c| i64::from(i32::from_le_bytes([c[0], c[1], c[2], c[3]]))).collect(),
-            ),
-            DType::I8 => Tensor::from_i64(dtype, shape, b.iter().map(|&c| i64::from(c as i8)).collect()),
-            DType::U8 | DType::Bool => Tensor::from_i64(dtype, shape, b.iter().map(|&c| i64::from(c)).collect()),
-        })
+        let mut data = Data::with_capacity(dtype, n);
+        data.extend_from_le_bytes(dtype, b);
+        Ok(Tensor { dtype, shape, data })
     }
 
     /// Encodes the elements as little-endian bytes of the tensor's dtype.
@@ -242,6 +219,43 @@ impl Tensor {
             (Data::I(v), DType::I64) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
             (Data::I(v), DType::I32) => v.iter().flat_map(|&x| (x as i32).to_le_bytes()).collect(),
             (Data::I(v), _) => v.iter().map(|&x| x as u8).collect(),
+        }
+    }
+}
+
+impl Data {
+    /// Empty storage for `n` elements of `dtype`.
+    pub fn with_capacity(dtype: DType, n: usize) -> Data {
+        if dtype.is_float() {
+            Data::F(Vec::with_capacity(n))
+        } else {
+            Data::I(Vec::with_capacity(n))
+        }
+    }
+
+    /// Appends the elements of little-endian bytes of `dtype` (whole elements; a trailing partial
+    /// element is ignored). Every decoded value is exact in the storage type, so no rounding is
+    /// needed: bf16/f16/fp8 widen to f32 exactly, integers to i64.
+    pub fn extend_from_le_bytes(&mut self, dtype: DType, b: &[u8]) {
+        let w2 = |c: &[u8]| u16::from_le_bytes([c[0], c[1]]);
+        match self {
+            Data::F(v) => match dtype {
+                DType::BF16 => v.extend(b.chunks_exact(2).map(|c| numerics::bf16_bits_to_f32(w2(c)))),
+                DType::F16 => v.extend(b.chunks_exact(2).map(|c| numerics::f16_bits_to_f32(w2(c)))),
+                DType::F8E4M3 => v.extend(b.iter().map(|&c| numerics::e4m3_to_f32(c))),
+                DType::F8E5M2 => v.extend(b.iter().map(|&c| numerics::e5m2_to_f32(c))),
+                _ => v.extend(b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))),
+            },
+            Data::I(v) => match dtype {
+                DType::I32 => {
+                    v.extend(b.chunks_exact(4).map(|c| i64::from(i32::from_le_bytes([c[0], c[1], c[2], c[3]]))))
+                }
+                DType::I8 => v.extend(b.iter().map(|&c| i64::from(c as i8))),
+                DType::U8 | DType::Bool => v.extend(b.iter().map(|&c| wrap_int(dtype, i64::from(c)))),
+                _ => v.extend(
+                    b.chunks_exact(8).map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])),
+                ),
+            },
         }
     }
 }
