@@ -173,11 +173,8 @@ impl Checkpoint {
         Ok(Checkpoint { dir: dir.to_path_buf(), tensors })
     }
 
-    /// Reads and decodes one tensor, streaming its bytes through a small buffer into the
-    /// tensor's storage (no copy of the raw bytes is held).
-    pub fn read_tensor(&self, name: &str) -> Result<Tensor, FrontendError> {
-        /// Bytes per read; a multiple of every element size.
-        const BLOCK: usize = 1 << 20;
+    /// The record of tensor `name` and its file, positioned at the tensor's first byte.
+    fn open_at(&self, name: &str) -> Result<(&TensorInfo, File), FrontendError> {
         let info = self
             .tensors
             .get(name)
@@ -185,6 +182,16 @@ impl Checkpoint {
         let io = |e: std::io::Error| bad(&info.file, format!("tensor \"{name}\": {e}"));
         let mut f = File::open(&info.file).map_err(io)?;
         f.seek(SeekFrom::Start(info.offset)).map_err(io)?;
+        Ok((info, f))
+    }
+
+    /// Reads and decodes one tensor, streaming its bytes through a small buffer into the
+    /// tensor's storage (no copy of the raw bytes is held).
+    pub fn read_tensor(&self, name: &str) -> Result<Tensor, FrontendError> {
+        /// Bytes per read; a multiple of every element size.
+        const BLOCK: usize = 1 << 20;
+        let (info, mut f) = self.open_at(name)?;
+        let io = |e: std::io::Error| bad(&info.file, format!("tensor \"{name}\": {e}"));
         let len = info.len as usize;
         let mut data = Data::with_capacity(info.dtype, len / info.dtype.size_bytes().max(1));
         let mut buf = vec![0u8; BLOCK.min(len)];
@@ -200,13 +207,8 @@ impl Checkpoint {
 
     /// Reads the raw little-endian bytes of one tensor.
     pub fn read_bytes(&self, name: &str) -> Result<Vec<u8>, FrontendError> {
-        let info = self
-            .tensors
-            .get(name)
-            .ok_or_else(|| FrontendError::MissingTensor { dir: self.dir.clone(), tensor: name.into() })?;
+        let (info, mut f) = self.open_at(name)?;
         let io = |e: std::io::Error| bad(&info.file, format!("tensor \"{name}\": {e}"));
-        let mut f = File::open(&info.file).map_err(io)?;
-        f.seek(SeekFrom::Start(info.offset)).map_err(io)?;
         let mut buf = vec![0u8; info.len as usize];
         f.read_exact(&mut buf).map_err(io)?;
         Ok(buf)

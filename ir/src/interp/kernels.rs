@@ -102,34 +102,15 @@ pub fn gemm(
             MatRef::from_row_major_slice(bb, k, n)
         };
         let out = MatMut::from_row_major_slice_mut(o, m, n);
-        // Each thread takes its own block of output columns (or rows) and runs the sequential
-        // kernel on it: on the shapes of a forward pass this beats splitting inside the product.
-        // Every output element is still one dot product over `k` in the kernel's order.
+        // Each thread takes its own block of output columns (or rows: the columns of the
+        // transposed product) and runs the sequential kernel on it: on the shapes of a forward
+        // pass this beats splitting inside the product. Every output element is still one dot
+        // product over `k` in the kernel's order.
         const MIN_BLOCK: usize = 64;
         if threads > 1 && n >= MIN_BLOCK * threads {
-            let width = n.div_ceil(threads).next_multiple_of(16);
-            let mut blocks = Vec::with_capacity(threads);
-            let (mut rest_out, mut rest_rhs) = (out, rhs);
-            while rest_out.ncols() > width {
-                let (o1, o2) = rest_out.split_at_col_mut(width);
-                let (r1, r2) = rest_rhs.split_at_col(width);
-                blocks.push((o1, r1));
-                (rest_out, rest_rhs) = (o2, r2);
-            }
-            blocks.push((rest_out, rest_rhs));
-            blocks.into_par_iter().for_each(|(o, r)| matmul(o, Accum::Replace, lhs, r, 1.0f32, Par::Seq));
+            matmul_column_blocks(out, lhs, rhs, threads);
         } else if threads > 1 && m >= MIN_BLOCK * threads {
-            let height = m.div_ceil(threads);
-            let mut blocks = Vec::with_capacity(threads);
-            let (mut rest_out, mut rest_lhs) = (out, lhs);
-            while rest_out.nrows() > height {
-                let (o1, o2) = rest_out.split_at_row_mut(height);
-                let (l1, l2) = rest_lhs.split_at_row(height);
-                blocks.push((o1, l1));
-                (rest_out, rest_lhs) = (o2, l2);
-            }
-            blocks.push((rest_out, rest_lhs));
-            blocks.into_par_iter().for_each(|(o, l)| matmul(o, Accum::Replace, l, rhs, 1.0f32, Par::Seq));
+            matmul_column_blocks(out.transpose_mut(), rhs.transpose(), lhs.transpose(), threads);
         } else {
             let par = if threads > 1 { Par::rayon(threads) } else { Par::Seq };
             matmul(out, Accum::Replace, lhs, rhs, 1.0f32, par);
@@ -141,6 +122,22 @@ pub fn gemm(
             None => run(o, i),
         }
     }
+}
+
+/// `out = lhs · rhs` with the columns of `out` (and `rhs`) cut into `blocks` blocks of a
+/// multiple of 16, one sequential product per block, in parallel on the current pool.
+fn matmul_column_blocks(out: MatMut<'_, f32>, lhs: MatRef<'_, f32>, rhs: MatRef<'_, f32>, blocks: usize) {
+    let width = out.ncols().div_ceil(blocks).next_multiple_of(16);
+    let mut parts = Vec::with_capacity(blocks);
+    let (mut rest_out, mut rest_rhs) = (out, rhs);
+    while rest_out.ncols() > width {
+        let (o1, o2) = rest_out.split_at_col_mut(width);
+        let (r1, r2) = rest_rhs.split_at_col(width);
+        parts.push((o1, r1));
+        (rest_out, rest_rhs) = (o2, r2);
+    }
+    parts.push((rest_out, rest_rhs));
+    parts.into_par_iter().for_each(|(o, r)| matmul(o, Accum::Replace, lhs, r, 1.0f32, Par::Seq));
 }
 
 // ------------------------------------------------------------ SSD scan ----
