@@ -1,9 +1,10 @@
 //! Elementwise maps and numpy broadcasting: the loops behind `unary`, `binary` and `broadcast`.
 //!
-//! Each op's scalar function is monomorphized into its loop (no call per element), large maps
-//! run on all cores, and every loop runs compiled for the widest vector unit the CPU has
-//! (`pulp` picks AVX2 at run time where present). Elements are independent, so neither the
-//! width nor the split changes any result.
+//! Each op's scalar function is monomorphized into its loop (no call per element) and large
+//! maps run on all cores. Same-shape float maps, the hot ones, also run compiled for the widest
+//! vector unit the CPU has (`pulp` picks AVX2 at run time where present); broadcasts and
+//! integer maps run baseline code. Elements are independent, so neither the width nor the split
+//! changes any result.
 
 use rayon::prelude::*;
 

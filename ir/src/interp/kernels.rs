@@ -34,10 +34,10 @@ fn fail<T>(msg: String) -> Result<T, KernelError> {
 // parallel on rayon): the workspace forbids `unsafe_code`, which rules out calling the raw
 // `sgemm` entry points of GEMM crates directly. Transposes are strides, so no operand is copied.
 
-/// The threads that run large GEMMs. They are kept apart from rayon's global pool because the
-/// GEMM kernels use AVX-512 and leave the vector unit in a state that makes libm calls (the
-/// `exp` of silu and softmax) on the same thread dozens of times slower; the other kernels run
-/// on the global pool, which never executes them. `None` if the pool cannot be built (then GEMMs
+/// The threads that run large GEMMs. They were kept apart from rayon's global pool when libm's
+/// `exp` (used by silu and softmax then) ran dozens of times slower on threads whose vector unit
+/// the AVX-512 GEMM kernels had left dirty; `exp` is our own now and a single pool measured the
+/// same, but the split is kept so legacy-SSE code never shares a thread with those kernels. `None` if the pool cannot be built (then GEMMs
 /// run on the calling thread).
 fn gemm_pool() -> Option<&'static rayon::ThreadPool> {
     static POOL: std::sync::OnceLock<Option<rayon::ThreadPool>> = std::sync::OnceLock::new();
@@ -124,8 +124,8 @@ pub fn gemm(
     }
 }
 
-/// `out = lhs · rhs` with the columns of `out` (and `rhs`) cut into `blocks` blocks of a
-/// multiple of 16, one sequential product per block, in parallel on the current pool.
+/// `out = lhs · rhs` with the columns of `out` (and `rhs`) cut into `blocks` blocks, all but the
+/// last a multiple of 16 wide, one sequential product per block, in parallel on the current pool.
 fn matmul_column_blocks(out: MatMut<'_, f32>, lhs: MatRef<'_, f32>, rhs: MatRef<'_, f32>, blocks: usize) {
     let width = out.ncols().div_ceil(blocks).next_multiple_of(16);
     let mut parts = Vec::with_capacity(blocks);
@@ -550,22 +550,27 @@ pub fn attention(
             };
             let widest = place(i0 + rows - 1).1;
             ob.fill(0.0);
-            if widest == 0 || dd == 0 {
+            if widest == 0 {
                 return;
             }
             let mut qh = vec![0.0f32; rows * dd];
             let mut scores = vec![0.0f32; rows * widest];
             for h in 0..hq {
                 let hk = h / group;
-                for (r, qr) in qh.chunks_exact_mut(dd).enumerate() {
-                    qr.copy_from_slice(&q[((b * s + i0 + r) * hq + h) * dd..][..dd]);
-                    rotate(qr, place(i0 + r).0);
+                if dd == 0 {
+                    // Empty dot products: every score is 0 and the weights are uniform.
+                    scores.fill(0.0);
+                } else {
+                    for (r, qr) in qh.chunks_exact_mut(dd).enumerate() {
+                        qr.copy_from_slice(&q[((b * s + i0 + r) * hq + h) * dd..][..dd]);
+                        rotate(qr, place(i0 + r).0);
+                    }
+                    let first = (b * t * hkv + hk) * dd;
+                    let kh = MatRef::from_row_major_slice_with_stride(&keys[first..], widest, dd, hkv * dd);
+                    let lhs = MatRef::from_row_major_slice(&qh, rows, dd);
+                    let dst = MatMut::from_row_major_slice_mut(&mut scores, rows, widest);
+                    matmul(dst, Accum::Replace, lhs, kh.transpose(), 1.0f32, Par::Seq);
                 }
-                let first = (b * t * hkv + hk) * dd;
-                let kh = MatRef::from_row_major_slice_with_stride(&keys[first..], widest, dd, hkv * dd);
-                let lhs = MatRef::from_row_major_slice(&qh, rows, dd);
-                let dst = MatMut::from_row_major_slice_mut(&mut scores, rows, widest);
-                matmul(dst, Accum::Replace, lhs, kh.transpose(), 1.0f32, Par::Seq);
                 let vh = &v[(b * t * hkv + hk) * dv..];
                 for (r, sc) in scores.chunks_exact_mut(widest).enumerate() {
                     let o = &mut ob[(r * hq + h) * dv..][..dv];
@@ -1204,6 +1209,13 @@ mod tests {
         let mut o = [f32::NAN];
         assert_eq!(attention(&d1, &q[..2], &k, &v, &[0], MaskKind::Cross, 1.0, None, &mut o), Ok(()));
         assert_eq!(o, [0.0]);
+        // D = 0: every score is 0, so each query averages the values it sees.
+        let d0 = ad(1, 2, 3, 1, 1, 0, 2);
+        let (v3, mut o2) = ([1.0, 2.0, 3.0, 4.0, 5.0, 6.0], [f32::NAN; 4]);
+        assert_eq!(attention(&d0, &[], &[], &v3, &[3], MaskKind::Bidirectional, 1.0, None, &mut o2), Ok(()));
+        close(&o2, &[3.0, 4.0, 3.0, 4.0], 1e-6);
+        assert_eq!(attention(&d0, &[], &[], &v3, &[3], MaskKind::Causal, 1.0, None, &mut o2), Ok(()));
+        close(&o2, &[2.0, 3.0, 3.0, 4.0], 1e-6);
     }
 
     #[test]

@@ -15,6 +15,8 @@ pub mod tensor;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use rayon::prelude::*;
+
 use crate::infer::type_str;
 use crate::module::{Graph, Module, Weight, WeightSource};
 use crate::numerics;
@@ -61,8 +63,8 @@ pub enum InterpError {
     Invalid(String),
 }
 
-/// Supplies the data of checkpoint weights.
-pub trait WeightLoader {
+/// Supplies the data of checkpoint weights. Loads may run on several threads at once.
+pub trait WeightLoader: Sync {
     /// Loads `w` (of type `w.ty`). Called at most once per weight and run.
     fn load(&self, w: &Weight) -> Result<Tensor, String>;
 }
@@ -112,6 +114,31 @@ pub fn run(
     Session::new(m, loader)?.run(func, inputs)
 }
 
+/// Loads weight `w` through `loader` and checks it against its declared type.
+fn load_weight(m: &Module, loader: &dyn WeightLoader, w: crate::module::WeightId) -> Result<Tensor, InterpError> {
+    let weight = &m.weights[w];
+    let t = loader.load(weight).map_err(|message| InterpError::Weight { name: weight.name.clone(), message })?;
+    let want: Vec<usize> = weight.ty.shape.iter().map(|d| d.as_const().unwrap_or(0) as usize).collect();
+    if t.shape != want || t.dtype != weight.ty.dtype {
+        return Err(InterpError::Weight {
+            name: weight.name.clone(),
+            message: format!("loader gave {}{:?}, expected {}", t.dtype, t.shape, type_str(m, &weight.ty)),
+        });
+    }
+    Ok(t)
+}
+
+/// The weights graph `g` reads, fusion bodies included, each once, in node order.
+fn weights_read(g: &Graph, out: &mut Vec<crate::module::WeightId>) {
+    for &n in &g.order {
+        match &g.nodes[n].op {
+            Op::Weight(w) if !out.contains(w) => out.push(*w),
+            Op::Fusion(f) => weights_read(&f.body, out),
+            _ => {}
+        }
+    }
+}
+
 /// A verified module with its weights loaded once and kept across runs (a decode loop, a
 /// benchmark).
 pub struct Session<'a> {
@@ -146,6 +173,21 @@ impl<'a> Session<'a> {
         v
     }
 
+    /// Loads, on all cores, every weight `g` reads that is not loaded yet: reading and decoding
+    /// a checkpoint is most of a first run. A failure reports the first failing weight in node
+    /// order, as a sequential load would.
+    fn preload(&mut self, g: &Graph) -> Result<(), InterpError> {
+        let mut ids = Vec::new();
+        weights_read(g, &mut ids);
+        ids.retain(|w| !self.weights.contains_key(&w.index()));
+        let (m, loader) = (self.m, self.loader);
+        let loaded: Vec<Result<Tensor, InterpError>> = ids.par_iter().map(|&w| load_weight(m, loader, w)).collect();
+        for (w, t) in ids.into_iter().zip(loaded) {
+            self.weights.insert(w.index(), Arc::new(t?));
+        }
+        Ok(())
+    }
+
     /// Runs `func` on named inputs, as [`run`].
     pub fn run(&mut self, func: &str, inputs: &HashMap<String, Tensor>) -> Result<Vec<(String, Tensor)>, InterpError> {
         let m = self.m;
@@ -160,6 +202,7 @@ impl<'a> Session<'a> {
                 return Err(InterpError::Input { name: name.clone(), message: format!("`@{func}` has no such input") });
             }
         }
+        self.preload(&f.graph)?;
         let mut env = Env {
             m,
             loader: self.loader,
@@ -410,19 +453,7 @@ impl Env<'_> {
         if let Some(t) = self.weights.get(&w.index()) {
             return Ok(t.clone());
         }
-        let weight = &self.m.weights[w];
-        let t = self
-            .loader
-            .load(weight)
-            .map_err(|message| Fail::Nested(InterpError::Weight { name: weight.name.clone(), message }))?;
-        let want: Vec<usize> = weight.ty.shape.iter().map(|d| d.as_const().unwrap_or(0) as usize).collect();
-        if t.shape != want || t.dtype != weight.ty.dtype {
-            return Err(Fail::Nested(InterpError::Weight {
-                name: weight.name.clone(),
-                message: format!("loader gave {}{:?}, expected {}", t.dtype, t.shape, type_str(self.m, &weight.ty)),
-            }));
-        }
-        let t = Arc::new(t);
+        let t = Arc::new(load_weight(self.m, self.loader, w).map_err(Fail::Nested)?);
         self.weights.insert(w.index(), t.clone());
         Ok(t)
     }

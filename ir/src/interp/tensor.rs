@@ -237,6 +237,7 @@ impl Data {
     /// element is ignored). Every decoded value is exact in the storage type, so no rounding is
     /// needed: bf16/f16/fp8 widen to f32 exactly, integers to i64.
     pub fn extend_from_le_bytes(&mut self, dtype: DType, b: &[u8]) {
+        debug_assert_eq!(dtype.is_float(), matches!(self, Data::F(_)), "{dtype} bytes into the wrong storage");
         let w2 = |c: &[u8]| u16::from_le_bytes([c[0], c[1]]);
         match self {
             Data::F(v) => match dtype {
