@@ -1,8 +1,9 @@
 //! `lathe` — the command line of the lathe compiler.
 //!
-//! Subcommands today: `verify`, `opt`, `interp`, `ops`. Errors print one line per problem as
+//! Subcommands: `verify`, `opt`, `interp`, `ops`, `list-passes`, `eval`, `inspect`, `bench`. Errors print one line per problem as
 //! `file:line:col: message` where a position exists, and exit with code 2 for bad input.
 
+mod bench;
 mod error;
 mod inspect;
 mod model;
@@ -82,6 +83,29 @@ enum Command {
         #[arg(long, default_value = "cpu")]
         backend: String,
         /// The pipeline that runs before the interpreter (`default` keeps f32/bf16 numerics).
+        #[command(flatten)]
+        pipeline: opt::PipelineArgs,
+    },
+    /// Time a model's prefill and decode and print them beside their roofline on this machine.
+    Bench {
+        /// A checkpoint directory (config.json + safetensors) or a shape-only directory.
+        model: PathBuf,
+        /// Prompt tokens per prefill.
+        #[arg(long, default_value_t = 128)]
+        prompt: usize,
+        /// Decode steps after each prefill.
+        #[arg(long, default_value_t = 32)]
+        decode: usize,
+        /// Timed repetitions of prefill + decode (after loading the weights).
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Where to run: `cpu` (the reference interpreter); `sim` and `cuda` arrive with codegen.
+        #[arg(long, default_value = "cpu")]
+        backend: String,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+        /// The pipeline that runs before the interpreter.
         #[command(flatten)]
         pipeline: opt::PipelineArgs,
     },
@@ -183,6 +207,20 @@ fn run(cli: Cli) -> Result<(), CliError> {
             let tokens = model::parse_tokens(&tokens)?;
             let logits = model::eval(&model, &tokens, &pipeline)?;
             tensors::write_tensors(&out, &[("logits".to_string(), logits)])
+        }
+        Command::Bench { model, prompt, decode, runs, backend, json, pipeline } => {
+            if backend != "cpu" {
+                return Err(CliError::input(format!(
+                    "--backend {backend}: not available yet (only `cpu`, the reference interpreter)"
+                )));
+            }
+            let v = bench::bench(&bench::Setup { model: &model, prompt, decode, runs, pipeline: &pipeline })?;
+            if json {
+                println!("{v}");
+            } else {
+                print!("{}", bench::text(&v));
+            }
+            Ok(())
         }
         Command::Inspect { path, stats, json, format, context, gpu, pipeline } => {
             let gpu = inspect::gpu(&gpu)?;

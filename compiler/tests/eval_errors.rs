@@ -197,3 +197,15 @@ fn missing_directory() {
     assert!(e.contains("does-not-exist"), "{e}");
     let _ = fs::remove_dir_all(dir);
 }
+
+/// A model whose f32 weights cannot fit (the shape-only 56B config: 224 GB) is refused before
+/// anything is synthesized.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_model_too_large_for_memory_is_refused() {
+    let dir = copy("memory");
+    let big = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/configs/nemotron-h-56b-base-8k");
+    let e = fails(&dir, &big, "1");
+    assert!(e.contains("nemotron-h-56b-base-8k") && e.contains("memory available"), "{e}");
+    let _ = fs::remove_dir_all(dir);
+}

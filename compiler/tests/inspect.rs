@@ -1,4 +1,5 @@
-//! `lathe inspect --stats --json` on the real configs (shape-only) and a checkpoint.
+//! `lathe inspect --stats --json` on the real configs (shape-only) and a checkpoint, and
+//! `lathe bench` on the tiny fixtures (what it reports, never how fast).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -137,4 +138,58 @@ fn inspect_formats_and_after() {
         .expect("run");
     assert_eq!(r.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&r.stderr).contains("no such pass"));
+}
+
+fn bench(dir: &str, args: &[&str]) -> std::process::Output {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures").join(dir);
+    Command::new(env!("CARGO_BIN_EXE_lathe")).arg("bench").arg(&path).args(args).output().expect("run")
+}
+
+#[test]
+fn bench_reports_prefill_and_decode_against_the_roofline() {
+    for dir in ["models/nemotron_h_tiny", "models/qwen2_tiny", "models/mamba2_tiny"] {
+        let r = bench(dir, &["--prompt", "7", "--decode", "3", "--runs", "2", "--json"]);
+        assert!(r.status.success(), "{dir}: {}", String::from_utf8_lossy(&r.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&r.stdout).expect("one JSON object");
+        assert_eq!(v["prefill"]["tokens"], 7, "{dir}");
+        assert_eq!(v["decode"]["steps"], 3, "{dir}");
+        assert_eq!(v["runs"], 2, "{dir}");
+        let positive = |p: &[&str]| p.iter().fold(&v, |v, k| &v[*k]).as_f64().is_some_and(|x| x > 0.0 && x.is_finite());
+        for p in [
+            &["machine", "f32_gemm_flops"][..],
+            &["machine", "copy_bandwidth_bytes_per_s"],
+            &["prefill", "min_s"],
+            &["prefill", "median_s"],
+            &["prefill", "roofline_s"],
+            &["decode", "median_s_per_token"],
+            &["decode", "roofline_s_per_token"],
+        ] {
+            assert!(positive(p), "{dir}: {p:?} in {v}");
+        }
+        assert!(v["prefill"]["min_s"].as_f64() <= v["prefill"]["median_s"].as_f64(), "{dir}");
+    }
+    // A prefill longer than the pipeline's chunk goes in pieces; the text form names both phases.
+    let chunked = "canonicalize,fold-constants,cse,dce,fuse-ssd,fuse-elementwise,schedule-hybrid{prefill-chunk=4},dce";
+    let r = bench("models/nemotron_h_tiny", &["--prompt", "10", "--decode", "1", "--runs", "1", "--pipeline", chunked]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let text = String::from_utf8_lossy(&r.stdout);
+    assert!(text.contains("prefill   10 tokens") && text.contains("decode    1 steps"), "{text}");
+}
+
+#[test]
+fn bench_rejects_bad_arguments_in_one_line() {
+    for (args, want) in [
+        (&["--backend", "cuda"][..], "--backend cuda: not available yet"),
+        (&["--prompt", "0"], "--prompt and --runs must be at least 1"),
+        (&["--runs", "0"], "--prompt and --runs must be at least 1"),
+        (&["--pipeline", "no-such-pass"], "no-such-pass"),
+    ] {
+        let r = bench("models/nemotron_h_tiny", args);
+        let err = String::from_utf8_lossy(&r.stderr);
+        assert_eq!(r.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(want) && err.trim().lines().count() == 1 && !err.contains("panicked"), "{args:?}: {err}");
+    }
+    let r = bench("models/does_not_exist", &[]);
+    assert_eq!(r.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&r.stderr).contains("does_not_exist"));
 }

@@ -185,29 +185,3 @@ pub fn random_inputs(
         })
         .collect()
 }
-
-/// Zero caches for batch 1: a zero tensor for every input of `func` except `tokens` and `past`
-/// (symbolic dims, the batch, taken as 1).
-pub fn zero_caches(
-    m: &lathe_ir::Module,
-    func: &str,
-) -> std::collections::HashMap<String, lathe_ir::interp::tensor::Tensor> {
-    use lathe_ir::interp::tensor::Tensor;
-    let Some(f) = m.function(func) else { return Default::default() };
-    f.graph
-        .inputs()
-        .filter(|(n, _)| *n != "tokens" && *n != "past")
-        .map(|(n, v)| {
-            let ty = f.graph.ty(v);
-            let shape: Vec<usize> =
-                ty.shape.iter().map(|d| if let lathe_ir::Dim::Const(c) = d { *c as usize } else { 1 }).collect();
-            let numel = shape.iter().product();
-            let t = if ty.dtype.is_float() {
-                Tensor::from_f32(ty.dtype, shape, vec![0.0; numel])
-            } else {
-                Tensor::from_i64(ty.dtype, shape, vec![0; numel])
-            };
-            (n.to_string(), t)
-        })
-        .collect()
-}

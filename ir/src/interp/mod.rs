@@ -173,9 +173,22 @@ impl<'a> Session<'a> {
         v
     }
 
-    /// Loads, on all cores, every weight `g` reads that is not loaded yet: reading and decoding
-    /// a checkpoint is most of a first run. A failure reports the first failing weight in node
-    /// order, as a sequential load would.
+    /// Loads, on all cores, every weight function `func` reads that is not loaded yet (a run
+    /// does this first; call it to time the loading apart). A failure reports the first failing
+    /// weight in node order, as a sequential load would.
+    pub fn load_weights(&mut self, func: &str) -> Result<(), InterpError> {
+        let m = self.m;
+        let f = m.function(func).ok_or_else(|| {
+            InterpError::NoFunction(
+                func.into(),
+                m.functions.iter().map(|f| format!("@{}", f.name)).collect::<Vec<_>>().join(", "),
+            )
+        })?;
+        self.preload(&f.graph)
+    }
+
+    /// [`Self::load_weights`] of graph `g`: reading and decoding a checkpoint is most of a
+    /// first run.
     fn preload(&mut self, g: &Graph) -> Result<(), InterpError> {
         let mut ids = Vec::new();
         weights_read(g, &mut ids);
