@@ -37,6 +37,8 @@ pub struct Setup<'a> {
     pub runs: usize,
     /// Pipeline run before the interpreter.
     pub pipeline: &'a PipelineArgs,
+    /// Also record the time per op of each phase.
+    pub profile: bool,
 }
 
 /// This machine's rates, measured now.
@@ -101,6 +103,17 @@ fn max_chunk(m: &Module) -> Option<usize> {
     }
 }
 
+/// Calls and seconds per op name.
+type OpTimes = std::collections::BTreeMap<&'static str, (u64, f64)>;
+
+fn add_times(into: &mut OpTimes, profile: Vec<(&'static str, u64, std::time::Duration)>) {
+    for (op, calls, t) in profile {
+        let e = into.entry(op).or_default();
+        e.0 += calls;
+        e.1 += t.as_secs_f64();
+    }
+}
+
 /// Deterministic token ids in `[0, vocab)`.
 fn token_ids(n: usize, vocab: usize) -> Vec<i64> {
     (0..n as u32)
@@ -118,7 +131,7 @@ fn median(v: &mut [f64]) -> f64 {
 
 /// Runs the benchmark and returns its report as JSON.
 pub fn bench(setup: &Setup<'_>) -> Result<Value, CliError> {
-    let Setup { model, prompt, decode, runs, pipeline } = *setup;
+    let Setup { model, prompt, decode, runs, pipeline, profile } = *setup;
     if prompt == 0 || runs == 0 {
         return Err(CliError::input("--prompt and --runs must be at least 1"));
     }
@@ -148,6 +161,10 @@ pub fn bench(setup: &Setup<'_>) -> Result<Value, CliError> {
         Ok::<_, CliError>(out)
     };
     let (mut prefill, mut per_token) = (Vec::new(), Vec::new());
+    let (mut prefill_ops, mut decode_ops) = (OpTimes::new(), OpTimes::new());
+    if profile {
+        session.enable_profile();
+    }
     for _ in 0..runs {
         let mut caches = zero_caches(m, "extend");
         let t = Instant::now();
@@ -156,11 +173,13 @@ pub fn bench(setup: &Setup<'_>) -> Result<Value, CliError> {
             caches = step(&mut session, "extend", &toks[start..end], start, caches)?;
         }
         prefill.push(t.elapsed().as_secs_f64());
+        add_times(&mut prefill_ops, session.take_profile());
         for i in 0..decode {
             let t = Instant::now();
             caches = step(&mut session, "decode", &toks[prompt + i..=prompt + i], prompt + i, caches)?;
             per_token.push(t.elapsed().as_secs_f64());
         }
+        add_times(&mut decode_ops, session.take_profile());
     }
     let prefill_min = prefill.iter().copied().fold(f64::INFINITY, f64::min);
     let prefill_median = median(&mut prefill);
@@ -173,7 +192,22 @@ pub fn bench(setup: &Setup<'_>) -> Result<Value, CliError> {
         .sum();
     let decode_roof = roofline(m, "decode", 1, (prompt + decode / 2 + 1) as u64, &machine);
     let parameters: u64 = m.weights.iter().map(|(_, w)| w.ty.const_elements().unwrap_or(0)).sum();
+    // Per prefill and per decoded token.
+    let ops_json = |ops: &OpTimes, per: f64| -> Value {
+        let mut v: Vec<_> = ops.iter().collect();
+        v.sort_by(|a, b| b.1 .1.total_cmp(&a.1 .1));
+        v.into_iter()
+            .map(|(op, (calls, s))| json!({"op": op, "calls": *calls as f64 / per, "ms": s * 1e3 / per}))
+            .collect()
+    };
+    let profile = profile.then(|| {
+        json!({
+            "prefill": ops_json(&prefill_ops, runs as f64),
+            "decode": ops_json(&decode_ops, (runs * decode).max(1) as f64),
+        })
+    });
     Ok(json!({
+        "profile": profile,
         "model": m.name,
         "parameters": parameters,
         "backend": "cpu",
@@ -233,6 +267,16 @@ pub fn text(v: &Value) -> String {
             roof * 1e3,
             100.0 * roof / dmin
         );
+    }
+    for (phase, unit) in [("prefill", "per prefill"), ("decode", "per token")] {
+        if let Some(ops) = v["profile"][phase].as_array().filter(|o| !o.is_empty()) {
+            out += &format!("{phase} by op ({unit}):\n");
+            for o in ops.iter().take(10) {
+                let ms = o["ms"].as_f64().unwrap_or(f64::NAN);
+                let calls = o["calls"].as_f64().unwrap_or(f64::NAN);
+                out += &format!("  {:<18} {calls:>7.1} calls {ms:>10.3} ms\n", o["op"].as_str().unwrap_or("?"));
+            }
+        }
     }
     out
 }

@@ -105,6 +105,9 @@ enum Command {
         /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
+        /// Also report the time per op of prefill and of decode.
+        #[arg(long)]
+        profile: bool,
         /// The pipeline that runs before the interpreter.
         #[command(flatten)]
         pipeline: opt::PipelineArgs,
@@ -208,13 +211,13 @@ fn run(cli: Cli) -> Result<(), CliError> {
             let logits = model::eval(&model, &tokens, &pipeline)?;
             tensors::write_tensors(&out, &[("logits".to_string(), logits)])
         }
-        Command::Bench { model, prompt, decode, runs, backend, json, pipeline } => {
+        Command::Bench { model, prompt, decode, runs, backend, json, profile, pipeline } => {
             if backend != "cpu" {
                 return Err(CliError::input(format!(
                     "--backend {backend}: not available yet (only `cpu`, the reference interpreter)"
                 )));
             }
-            let v = bench::bench(&bench::Setup { model: &model, prompt, decode, runs, pipeline: &pipeline })?;
+            let v = bench::bench(&bench::Setup { model: &model, prompt, decode, runs, pipeline: &pipeline, profile })?;
             if json {
                 println!("{v}");
             } else {

@@ -36,16 +36,32 @@ fn main() {
         let s = time(20, || gemm(1, m, k, n, &a, 0, false, &b, 0, true, &mut o));
         println!("  {m}x{k}x{n:<5} {:>8.3} ms  {:>5.0} GFLOP/s", s * 1e3, 2.0 * (m * k * n) as f64 / s / 1e9);
     }
-    let d = SsdDims { batch: 1, seq: 256, heads: 24, head_dim: 64, groups: 2, state: 64 };
-    let (x, bm) = (values(256 * 24 * 64, 3), values(256 * 2 * 64, 4));
-    let dt: Vec<f32> = (0..256 * 24).map(|i| 0.01 + (i % 7) as f32 * 0.01).collect();
-    let a: Vec<f32> = (0..24).map(|i| -1.0 - i as f32 * 0.1).collect();
-    let s0 = vec![0.0f32; 24 * 64 * 64];
-    let (mut y, mut so) = (vec![0.0f32; x.len()], s0.clone());
-    let s = time(20, || ssd_scan(&d, &x, &dt, &a, &bm, &bm, &s0, &mut y, &mut so));
-    // Per token and head: the state update (3 flops) and the output dot (2 flops) per element.
-    let flops = 5.0 * (256 * 24 * 64 * 64) as f64;
-    println!("scan.ssd S=256 H=24 P=64 N=64 G=2: {:.3} ms  {:.0} GFLOP/s", s * 1e3, flops / s / 1e9);
+    println!("GEMV x·Wᵀ (decode, one row; W streamed from memory):");
+    for (k, n) in [(768, 3352), (1536, 768), (768, 2048), (2048, 768), (768, 8192)] {
+        // Enough distinct weight matrices that they cannot stay in cache between calls.
+        let copies = (256 << 20) / (n * k * 4) + 1;
+        let ws: Vec<Vec<f32>> = (0..copies).map(|c| values(n * k, c)).collect();
+        let x = values(k, 9);
+        let mut o = vec![0.0f32; n];
+        let mut i = 0;
+        let s = time(40, || {
+            i = (i + 1) % copies;
+            gemm(1, 1, k, n, &x, 0, false, &ws[i], 0, true, &mut o);
+        });
+        println!("  1x{k}x{n:<5} {:>8.3} ms  {:>5.1} GB/s", s * 1e3, (n * k * 4) as f64 / s / 1e9);
+    }
+    for seq in [1usize, 256] {
+        let d = SsdDims { batch: 1, seq, heads: 24, head_dim: 64, groups: 2, state: 64 };
+        let (x, bm) = (values(seq * 24 * 64, 3), values(seq * 2 * 64, 4));
+        let dt: Vec<f32> = (0..seq * 24).map(|i| 0.01 + (i % 7) as f32 * 0.01).collect();
+        let a: Vec<f32> = (0..24).map(|i| -1.0 - i as f32 * 0.1).collect();
+        let s0 = values(24 * 64 * 64, 8);
+        let (mut y, mut so) = (vec![0.0f32; x.len()], s0.clone());
+        let s = time(20, || ssd_scan(&d, &x, &dt, &a, &bm, &bm, &s0, &mut y, &mut so));
+        // Per token and head: the state update (3 flops) and the output dot (2 flops) per element.
+        let flops = 5.0 * (seq * 24 * 64 * 64) as f64;
+        println!("scan.ssd S={seq} H=24 P=64 N=64 G=2: {:.3} ms  {:.0} GFLOP/s", s * 1e3, flops / s / 1e9);
+    }
     let ad = AttnDims { batch: 1, q_len: 256, kv_cap: 256, q_heads: 12, kv_heads: 4, head_dim: 64, v_dim: 64 };
     let (q, k) = (values(256 * 12 * 64, 5), values(256 * 4 * 64, 6));
     let mut out = vec![0.0f32; q.len()];

@@ -173,6 +173,16 @@ impl<'a> Session<'a> {
         v
     }
 
+    /// [`Self::profile`], after which the record starts again from nothing (profiling stays on
+    /// if it was on).
+    pub fn take_profile(&mut self) -> Vec<(&'static str, u64, std::time::Duration)> {
+        let v = self.profile();
+        if let Some(p) = self.profile.as_mut() {
+            p.clear();
+        }
+        v
+    }
+
     /// Loads, on all cores, every weight function `func` reads that is not loaded yet (a run
     /// does this first; call it to time the loading apart). A failure reports the first failing
     /// weight in node order, as a sequential load would.
