@@ -156,7 +156,7 @@ pub fn bench(setup: &Setup<'_>) -> Result<Value, CliError> {
         let mut inputs: HashMap<String, Tensor> = caches;
         inputs.insert("tokens".into(), Tensor::from_i64(DType::I64, vec![1, toks.len()], toks.to_vec()));
         inputs.insert("past".into(), Tensor::from_i64(DType::I64, vec![1], vec![past as i64]));
-        let mut out: HashMap<String, Tensor> = session.run(func, &inputs).map_err(fail)?.into_iter().collect();
+        let mut out: HashMap<String, Tensor> = session.run_owned(func, inputs).map_err(fail)?.into_iter().collect();
         out.remove("logits");
         Ok::<_, CliError>(out)
     };

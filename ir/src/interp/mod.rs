@@ -213,6 +213,16 @@ impl<'a> Session<'a> {
 
     /// Runs `func` on named inputs, as [`run`].
     pub fn run(&mut self, func: &str, inputs: &HashMap<String, Tensor>) -> Result<Vec<(String, Tensor)>, InterpError> {
+        self.run_owned(func, inputs.clone())
+    }
+
+    /// [`Self::run`] on inputs it may consume: a cache passed in is updated in place instead of
+    /// copied, so a decode step costs what it writes, not the size of its caches.
+    pub fn run_owned(
+        &mut self,
+        func: &str,
+        mut inputs: HashMap<String, Tensor>,
+    ) -> Result<Vec<(String, Tensor)>, InterpError> {
         let m = self.m;
         let f = m.function(func).ok_or_else(|| {
             InterpError::NoFunction(
@@ -235,9 +245,10 @@ impl<'a> Session<'a> {
         };
         let mut args = Vec::new();
         for (name, _) in f.graph.inputs() {
-            let t =
-                inputs.get(name).ok_or_else(|| InterpError::Input { name: name.into(), message: "missing".into() })?;
-            args.push(Arc::new(t.clone()));
+            let t = inputs
+                .remove(name)
+                .ok_or_else(|| InterpError::Input { name: name.into(), message: "missing".into() })?;
+            args.push(Arc::new(t));
         }
         let outs = env.graph(&f.graph, args, true)?;
         let outs = outs.into_iter().map(|t| Arc::try_unwrap(t).unwrap_or_else(|t| (*t).clone()));
@@ -371,11 +382,14 @@ impl Env<'_> {
                     Fail::Nested(e) => e,
                 })?]
             } else if let Op::Fusion(f) = &node.op {
-                let args = node
-                    .args
-                    .iter()
-                    .map(|a| vals[a.index()].clone().ok_or_else(|| op_err(i, &node.op, "operand was freed")))
-                    .collect::<Result<_, _>>()?;
+                // Operands that die here are handed over, not shared, so the body may reuse them.
+                let mut args = Vec::with_capacity(node.args.len());
+                for (k, a) in node.args.iter().enumerate() {
+                    let once = !node.args[..k].contains(a) && !node.args[k + 1..].contains(a);
+                    let v =
+                        if last_use[a.index()] == i && once { vals[a.index()].take() } else { vals[a.index()].clone() };
+                    args.push(v.ok_or_else(|| op_err(i, &node.op, "operand was freed"))?);
+                }
                 self.graph(&f.body, args, false)?
             } else {
                 let types: Vec<&TensorType> = node.results.iter().map(|&r| &g.values[r].ty).collect();
@@ -420,8 +434,8 @@ impl Env<'_> {
             .collect()
     }
 
-    /// Reshapes and float maps whose operand dies at this node and is held by nothing else
-    /// reuse its buffer instead of allocating: `None` when the op or its operands do not allow
+    /// Reshapes, float maps and cache writes whose operand dies at this node and is held by
+    /// nothing else reuse its buffer instead of allocating: `None` when the op or its operands do not allow
     /// it. The results are those of [`Self::eval`] exactly.
     fn in_place(
         &self,
@@ -451,6 +465,17 @@ impl Env<'_> {
                 Some(Ok(t))
             }
             (Op::Unary(u), [x]) if dying(x) && is_float(x) => Some(Ok(unary_in_place(*u, take(vals, x.index())?))),
+            (Op::ScatterCache, [cache, new, past])
+                if dying(cache)
+                    && cache != new
+                    && cache != past
+                    && vals[new.index()].is_some()
+                    && vals[past.index()].is_some() =>
+            {
+                let mut c = take(vals, cache.index())?;
+                let (new, past) = (vals[new.index()].as_deref()?, vals[past.index()].as_deref()?);
+                Some(scatter_rows(&mut c, new, past).map(|()| c))
+            }
             (Op::Binary(b), [x, y]) if x != y && is_float(x) && is_float(y) => {
                 let (tx, ty) = (vals[x.index()].as_ref()?, vals[y.index()].as_ref()?);
                 if tx.shape != ty.shape {
@@ -751,27 +776,8 @@ impl Env<'_> {
                 one(gather_offsets(t, vec![b, ho, wo, co], &offs))
             }
             Op::ScatterCache => {
-                let (cache, new, past) = (x[0], x[1], x[2]);
-                let (b, cap, s) = (cache.shape[0], cache.shape[1], new.shape[1]);
-                let row: usize = cache.shape[2..].iter().product();
-                let mut out = cache.clone();
-                for bi in 0..b {
-                    let p = past.ints()[bi];
-                    // Checked: `past` is run-time data and may be anything, i64::MAX included.
-                    if usize::try_from(p).ok().and_then(|p| p.checked_add(s)).is_none_or(|end| end > cap) {
-                        return Err(Fail::Msg(format!(
-                            "rows [{p}, {}) of sequence {bi} exceed the cache capacity {cap}",
-                            i128::from(p) + s as i128
-                        )));
-                    }
-                    let dst = (bi * cap + p as usize) * row;
-                    let src = bi * s * row;
-                    match (&mut out.data, &new.data) {
-                        (Data::F(o), Data::F(n)) => o[dst..dst + s * row].copy_from_slice(&n[src..src + s * row]),
-                        (Data::I(o), Data::I(n)) => o[dst..dst + s * row].copy_from_slice(&n[src..src + s * row]),
-                        _ => return Err(Fail::Msg("cache and rows differ in storage".into())),
-                    }
-                }
+                let mut out = x[0].clone();
+                scatter_rows(&mut out, x[1], x[2])?;
                 one(out)
             }
             Op::Amax => {
@@ -814,6 +820,31 @@ impl From<String> for Fail {
     fn from(s: String) -> Self {
         Fail::Msg(s)
     }
+}
+
+/// `scatter_cache`: writes the rows of `new` `[B, S, ...]` into `cache` `[B, cap, ...]` at
+/// rows `past[b]..past[b] + S` of each sequence.
+fn scatter_rows(cache: &mut Tensor, new: &Tensor, past: &Tensor) -> Result<(), Fail> {
+    let (b, cap, s) = (cache.shape[0], cache.shape[1], new.shape[1]);
+    let row: usize = cache.shape[2..].iter().product();
+    for bi in 0..b {
+        let p = past.ints()[bi];
+        // Checked: `past` is run-time data and may be anything, i64::MAX included.
+        if usize::try_from(p).ok().and_then(|p| p.checked_add(s)).is_none_or(|end| end > cap) {
+            return Err(Fail::Msg(format!(
+                "rows [{p}, {}) of sequence {bi} exceed the cache capacity {cap}",
+                i128::from(p) + s as i128
+            )));
+        }
+        let dst = (bi * cap + p as usize) * row;
+        let src = bi * s * row;
+        match (&mut cache.data, &new.data) {
+            (Data::F(o), Data::F(n)) => o[dst..dst + s * row].copy_from_slice(&n[src..src + s * row]),
+            (Data::I(o), Data::I(n)) => o[dst..dst + s * row].copy_from_slice(&n[src..src + s * row]),
+            _ => return Err(Fail::Msg("cache and rows differ in storage".into())),
+        }
+    }
+    Ok(())
 }
 
 fn make(dtype: DType, shape: Vec<usize>, vals: Vec<f64>) -> Tensor {
@@ -1039,6 +1070,54 @@ fn matmul(a: &Tensor, b: &Tensor, mm: &ops::Matmul, scales: Option<(&Tensor, &Te
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A cache written in place (directly and inside a fusion body, where the dying operand is
+    /// handed over) gives what the copying path gives, and the caller's tensors stay as they
+    /// were; `run_owned` consumes its inputs and agrees with `run`.
+    #[test]
+    fn caches_update_in_place_without_touching_the_callers_copy() {
+        let src = r#"module @m {
+  compute_dtype = f32
+  func @step {
+    %0 = input "k" : f32[1, 4, 2]
+    %1 = input "v" : f32[1, 4, 2]
+    %2 = input "rows" : f32[1, 1, 2]
+    %3 = input "past" : i64[1]
+    %4 = scatter_cache %0, %2, %3 : f32[1, 4, 2]
+    %5 = fusion %1, %2, %3 {strategy=elementwise} {
+      %0 = input "c" : f32[1, 4, 2]
+      %1 = input "r" : f32[1, 1, 2]
+      %2 = input "p" : i64[1]
+      %3 = scatter_cache %0, %1, %2 : f32[1, 4, 2]
+      return %3
+    } : f32[1, 4, 2]
+    return %4 as "k", %5 as "v"
+  }
+}"#;
+        let m = crate::text::parse::parse_module(src).expect("parses");
+        let cache: Vec<f32> = (0..8).map(|i| i as f32).collect();
+        let inputs = HashMap::from([
+            ("k".to_string(), Tensor::from_f32(DType::F32, vec![1, 4, 2], cache.clone())),
+            ("v".to_string(), Tensor::from_f32(DType::F32, vec![1, 4, 2], cache.clone())),
+            ("rows".to_string(), Tensor::from_f32(DType::F32, vec![1, 1, 2], vec![-1.0, -2.0])),
+            ("past".to_string(), Tensor::from_i64(DType::I64, vec![1], vec![2])),
+        ]);
+        let mut want = cache.clone();
+        want[4..6].copy_from_slice(&[-1.0, -2.0]);
+        let mut session = Session::new(&m, &SyntheticOnly).expect("session");
+        let got = session.run("step", &inputs).expect("runs");
+        assert_eq!(got[0].1.floats(), want.as_slice());
+        assert_eq!(got[1].1.floats(), want.as_slice());
+        assert_eq!(inputs["k"].floats(), cache.as_slice());
+        assert_eq!(inputs["v"].floats(), cache.as_slice());
+        let owned = session.run_owned("step", inputs.clone()).expect("runs");
+        assert_eq!(owned, got);
+        // A write past the capacity is still an error, in place too.
+        let mut bad = inputs;
+        bad.insert("past".into(), Tensor::from_i64(DType::I64, vec![1], vec![4]));
+        let e = session.run_owned("step", bad).expect_err("past the end").to_string();
+        assert!(e.contains("exceed the cache capacity 4"), "{e}");
+    }
 
     /// Values that die at a reshape or an elementwise op are reused in place; values that live
     /// on (read again later, or returned) must come out untouched.
