@@ -89,6 +89,7 @@ fn roofline(m: &Module, func: &str, seq: u64, kv_len: u64, machine: &Machine) ->
     let f = m.function(func)?;
     let symbols =
         m.symbols.iter().map(|(h, s)| (h, if s.name == "S" || s.name == "C" { seq.min(s.max) } else { 1 })).collect();
+    // The cost model's machine: on the CPU its matrix rate is the f32 GEMM's.
     let cpu = Gpu { name: "cpu", bandwidth: machine.bandwidth, bf16_flops: machine.flops, source: "measured now" };
     Some(function_cost(&f.graph, &Bindings { symbols, kv_len }, &cpu).seconds)
 }
@@ -114,19 +115,27 @@ fn add_times(into: &mut OpTimes, profile: Vec<(&'static str, u64, std::time::Dur
     }
 }
 
+/// The most tokens (prompt + decode) a bench takes.
+const MAX_CONTEXT: usize = 1 << 20;
+
 /// Deterministic token ids in `[0, vocab)`.
 fn token_ids(n: usize, vocab: usize) -> Vec<i64> {
-    (0..n as u32)
+    (0..n as u64)
         .map(|i| {
-            let w = lathe_ir::numerics::philox4x32_10([i, 0, 0, 0], [0x1a7e, 0])[0];
+            let w = lathe_ir::numerics::philox4x32_10([i as u32, (i >> 32) as u32, 0, 0], [0x1a7e, 0])[0];
             (u64::from(w) % vocab.max(1) as u64) as i64
         })
         .collect()
 }
 
+/// The median (the mean of the middle two for an even count); NaN for none.
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
 }
 
 /// Runs the benchmark and returns its report as JSON.
@@ -135,11 +144,16 @@ pub fn bench(setup: &Setup<'_>) -> Result<Value, CliError> {
     if prompt == 0 || runs == 0 {
         return Err(CliError::input("--prompt and --runs must be at least 1"));
     }
-    let capacity = prompt + decode;
+    let capacity = prompt.checked_add(decode).filter(|&c| c <= MAX_CONTEXT).ok_or_else(|| {
+        CliError::input(format!(
+            "--prompt {prompt} + --decode {decode} exceeds the {MAX_CONTEXT} tokens a bench may hold"
+        ))
+    })?;
     let opts = ImportOptions { max_batch: 1, max_seq: Some(capacity as u64), compute_dtype: DType::F32 };
     pipeline.manager()?;
     let mut imp = crate::model::load_model(model, &opts)?;
-    crate::model::check_memory(&imp, model)?;
+    let caches = lathe_passes::cost::cache_bytes(&imp.module, capacity as u64);
+    crate::model::check_memory(&imp, model, caches)?;
     pipeline.run(&mut imp.module)?;
     let m = &imp.module;
     let chunk = max_chunk(m).ok_or_else(|| CliError::input(format!("{}: no `extend` program", model.display())))?;

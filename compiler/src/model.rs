@@ -16,21 +16,28 @@ pub fn load_model(dir: &Path, opts: &ImportOptions) -> Result<Imported, CliError
     import(dir, opts).map_err(|e| CliError::input(e.to_string()))
 }
 
-/// Refuses to interpret a model whose weights, held as f32 by the interpreter, would not fit in
-/// the memory this machine has available now (Linux's `MemAvailable`; no check where it cannot
-/// be read): a shape-only 8B config would otherwise synthesize 32 GB of weights.
-pub fn check_memory(imp: &Imported, dir: &Path) -> Result<(), CliError> {
+/// Refuses to interpret a model whose weights, held as f32 by the interpreter, plus `extra`
+/// bytes (caches) would not fit in the memory available now: Linux's `MemAvailable`, or the
+/// cgroup's limit when that is lower (no check where neither can be read). A shape-only 8B
+/// config would otherwise synthesize 32 GB of weights.
+pub fn check_memory(imp: &Imported, dir: &Path, extra: u64) -> Result<(), CliError> {
     let parameters: u64 = imp.module.weights.iter().map(|(_, w)| w.ty.const_elements().unwrap_or(0)).sum();
-    let need = parameters.saturating_mul(4);
-    let available = std::fs::read_to_string("/proc/meminfo").ok().and_then(|s| {
+    let need = parameters.saturating_mul(4).saturating_add(extra);
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok().and_then(|s| {
         let line = s.lines().find(|l| l.starts_with("MemAvailable:"))?;
         line.split_whitespace().nth(1)?.parse::<u64>().ok().map(|kb| kb * 1024)
     });
+    let cgroup = std::fs::read_to_string("/sys/fs/cgroup/memory.max").ok().and_then(|s| s.trim().parse::<u64>().ok());
+    let available = match (meminfo, cgroup) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
     match available {
         Some(avail) if need > avail => Err(CliError::input(format!(
-            "{}: the CPU interpreter holds the {parameters} weights as f32 ({:.1} GB), more than the {:.1} GB of memory available",
+            "{}: the CPU interpreter needs {:.1} GB ({parameters} parameters as f32{}), more than the {:.1} GB of memory available",
             dir.display(),
             need as f64 / 1e9,
+            if extra > 0 { ", and the caches" } else { "" },
             avail as f64 / 1e9
         ))),
         _ => Ok(()),
@@ -59,7 +66,7 @@ pub fn eval(dir: &Path, tokens: &[i64], pipeline: &crate::opt::PipelineArgs) -> 
     // Build the pipeline first: a bad pass name is reported before any weight is touched.
     pipeline.manager()?;
     let mut imp = load_model(dir, &opts)?;
-    check_memory(&imp, dir)?;
+    check_memory(&imp, dir, 0)?;
     pipeline.run(&mut imp.module)?;
     let vocab = imp.family.vocab_size();
     if let Some((i, t)) = tokens.iter().enumerate().find(|(_, t)| **t < 0 || **t as usize >= vocab) {

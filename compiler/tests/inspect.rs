@@ -183,6 +183,7 @@ fn bench_rejects_bad_arguments_in_one_line() {
         (&["--prompt", "0"], "--prompt and --runs must be at least 1"),
         (&["--runs", "0"], "--prompt and --runs must be at least 1"),
         (&["--pipeline", "no-such-pass"], "no-such-pass"),
+        (&["--prompt", "18446744073709551615", "--decode", "1"], "exceeds the 1048576 tokens"),
     ] {
         let r = bench("models/nemotron_h_tiny", args);
         let err = String::from_utf8_lossy(&r.stderr);

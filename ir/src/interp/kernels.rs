@@ -447,8 +447,10 @@ pub struct AttnDims {
 /// valid rows per sequence, `out` `[B,S,Hq,Dv]` (overwritten). Query head h
 /// uses kv head `h / (Hq/Hkv)`. Visible keys follow [`MaskKind`];
 /// `scores = scale·(q'·k')` (the dot products summed in a GEMM kernel's blocked order),
-/// softmax in f32 with max subtraction over the visible keys, `out = Σ_j p_j·v_j` in key
-/// order; a query with no visible key gets zeros.
+/// softmax in f32 with max subtraction over the visible keys, `out = Σ_j p_j·v_j` (a GEMM over
+/// a block of 8 or more query rows, masked weights exactly 0; otherwise, or when some value is
+/// not finite so that masked keys could contribute NaN, in key order per row); a query with no
+/// visible key gets zeros.
 ///
 /// With `rope`, q and k are rotated (rotate-half over all D dims) before the
 /// dot product: `inv_freq[i] = 1/theta^(2i/D)` and
@@ -555,6 +557,8 @@ pub fn attention(
             }
             let mut qh = vec![0.0f32; rows * dd];
             let mut scores = vec![0.0f32; rows * widest];
+            // Per kv head: are its values over the block's keys all finite (checked once)?
+            let mut finite_v: Vec<Option<bool>> = vec![None; hkv];
             for h in 0..hq {
                 let hk = h / group;
                 if dd == 0 {
@@ -571,17 +575,29 @@ pub fn attention(
                     let dst = MatMut::from_row_major_slice_mut(&mut scores, rows, widest);
                     matmul(dst, Accum::Replace, lhs, kh.transpose(), 1.0f32, Par::Seq);
                 }
+                // Blocks of several rows: out_h = P·V_h over the block's keys, P zero past each
+                // row's visible keys. Only finite values make those zeros exact (0·inf is NaN);
+                // otherwise, and for a single row (decode), each row sums its own visible values.
                 let vh = &v[(b * t * hkv + hk) * dv..];
-                for (r, sc) in scores.chunks_exact_mut(widest).enumerate() {
-                    let o = &mut ob[(r * hq + h) * dv..][..dv];
-                    let visible = place(i0 + r).1;
-                    arch.dispatch(SoftmaxValues {
-                        scores: &mut sc[..visible],
-                        scale,
-                        v: vh,
-                        v_stride: hkv * dv,
-                        out: o,
+                let finite = rows >= 8
+                    && *finite_v[hk].get_or_insert_with(|| {
+                        (0..widest).all(|j| vh[j * hkv * dv..][..dv].iter().all(|x| x.is_finite()))
                     });
+                for (r, sc) in scores.chunks_exact_mut(widest).enumerate() {
+                    let visible = place(i0 + r).1;
+                    let (seen, unseen) = sc.split_at_mut(visible);
+                    unseen.fill(0.0);
+                    let out = (!finite).then(|| &mut ob[(r * hq + h) * dv..][..dv]);
+                    arch.dispatch(SoftmaxValues { scores: seen, scale, v: vh, v_stride: hkv * dv, out });
+                }
+                if finite {
+                    let p = MatRef::from_row_major_slice(&scores, rows, widest);
+                    let vm = MatRef::from_row_major_slice_with_stride(vh, widest, dv, hkv * dv);
+                    // Built as the transpose of a column-major view: faer 0.22's
+                    // `from_row_major_slice_with_stride_mut` swaps the two strides.
+                    let dst = MatMut::from_column_major_slice_with_stride_mut(&mut ob[h * dv..], dv, rows, hq * dv)
+                        .transpose_mut();
+                    matmul(dst, Accum::Replace, p, vm, 1.0f32, Par::Seq);
                 }
             }
         });
@@ -608,14 +624,15 @@ fn rotate_half(u: &mut [f32], pos: usize, tables: Option<(&[f32], &[f32])>) {
 }
 
 /// One query row of [`attention`] once its scores against the visible keys are known, as a
-/// unit of work `pulp` compiles per vector width: `p = softmax(scale·scores)` (max subtracted)
-/// and `out = Σ_j p_j·v_j` in key order. Value row j starts at `v[j·v_stride]`.
+/// unit of work `pulp` compiles per vector width: `p = softmax(scale·scores)` (max subtracted),
+/// left in `scores`, and with `out`, `out = Σ_j p_j·v_j` in key order (value row j starts at
+/// `v[j·v_stride]`).
 struct SoftmaxValues<'a> {
     scores: &'a mut [f32],
     scale: f32,
     v: &'a [f32],
     v_stride: usize,
-    out: &'a mut [f32],
+    out: Option<&'a mut [f32]>,
 }
 
 impl pulp::WithSimd for SoftmaxValues<'_> {
@@ -624,7 +641,6 @@ impl pulp::WithSimd for SoftmaxValues<'_> {
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(self, _: S) {
         let SoftmaxValues { scores, scale, v, v_stride, out } = self;
-        let dv = out.len();
         for e in scores.iter_mut() {
             *e *= scale;
         }
@@ -637,6 +653,8 @@ impl pulp::WithSimd for SoftmaxValues<'_> {
         for e in scores.iter_mut() {
             *e /= total;
         }
+        let Some(out) = out else { return };
+        let dv = out.len();
         // A tile of outputs stays in registers while the value rows stream past; each output
         // still adds its terms in key order.
         const T: usize = 64;
@@ -945,9 +963,17 @@ mod tests {
         }
     }
 
+    /// Elementwise within `tol`; NaN only where the other side has NaN, infinities only where
+    /// the other side has the same infinity.
     fn close(got: &[f32], want: &[f32], tol: f32) {
         assert_eq!(got.len(), want.len());
-        let e = got.iter().zip(want).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
+        let err = |(x, y): (&f32, &f32)| match (x.is_nan(), y.is_nan()) {
+            (true, true) => 0.0,
+            (false, false) if x == y => 0.0,
+            (false, false) => (x - y).abs(),
+            _ => f32::INFINITY,
+        };
+        let e = got.iter().zip(want).map(err).fold(0.0, f32::max);
         assert!(e <= tol, "err {e} > {tol}\ngot  {got:?}\nwant {want:?}");
     }
 
@@ -1209,6 +1235,24 @@ mod tests {
         let mut o = [f32::NAN];
         assert_eq!(attention(&d1, &q[..2], &k, &v, &[0], MaskKind::Cross, 1.0, None, &mut o), Ok(()));
         assert_eq!(o, [0.0]);
+        // A value that is not finite reaches only the queries that see its key.
+        let vi = [4.0, 8.0, f32::INFINITY, 1.0];
+        let (di, mut oi) = (ad(1, 2, 2, 1, 1, 2, 2), [f32::NAN; 4]);
+        assert_eq!(attention(&di, &q, &k, &vi, &[2], MaskKind::Causal, 1.0, None, &mut oi), Ok(()));
+        assert_eq!(oi[..2], [4.0, 8.0]);
+        assert!(oi[2] == f32::INFINITY && oi[3].is_finite(), "{oi:?}");
+        // The same through a block of 8 rows (the product path): queries 0..7 see only finite
+        // values [4, 8]; query 7 also sees the key whose value is infinite.
+        let d8 = ad(1, 8, 8, 1, 1, 2, 2);
+        let q8: Vec<f32> = (0..8).flat_map(|_| [1.0, 0.0]).collect();
+        let mut k8 = vec![0.0f32; 16];
+        k8[14] = 3.0f32.ln();
+        let mut v8: Vec<f32> = (0..8).flat_map(|_| [4.0, 8.0]).collect();
+        v8[14] = f32::INFINITY;
+        let mut o8 = [f32::NAN; 16];
+        assert_eq!(attention(&d8, &q8, &k8, &v8, &[8], MaskKind::Causal, 1.0, None, &mut o8), Ok(()));
+        close(&o8[..14], &v8[..14], 1e-5);
+        assert!(o8[14] == f32::INFINITY && (o8[15] - 8.0).abs() < 1e-5, "{o8:?}");
         // D = 0: every score is 0, so each query averages the values it sees.
         let d0 = ad(1, 2, 3, 1, 1, 0, 2);
         let (v3, mut o2) = ([1.0, 2.0, 3.0, 4.0, 5.0, 6.0], [f32::NAN; 4]);

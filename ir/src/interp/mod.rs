@@ -235,6 +235,14 @@ impl<'a> Session<'a> {
                 return Err(InterpError::Input { name: name.clone(), message: format!("`@{func}` has no such input") });
             }
         }
+        let mut args = Vec::new();
+        for (name, _) in f.graph.inputs() {
+            let t = inputs
+                .remove(name)
+                .ok_or_else(|| InterpError::Input { name: name.into(), message: "missing".into() })?;
+            args.push(Arc::new(t));
+        }
+        // Inputs are present before any weight is read; their types are checked as they bind.
         self.preload(&f.graph)?;
         let mut env = Env {
             m,
@@ -243,13 +251,6 @@ impl<'a> Session<'a> {
             weights: &mut self.weights,
             profile: self.profile.as_mut(),
         };
-        let mut args = Vec::new();
-        for (name, _) in f.graph.inputs() {
-            let t = inputs
-                .remove(name)
-                .ok_or_else(|| InterpError::Input { name: name.into(), message: "missing".into() })?;
-            args.push(Arc::new(t));
-        }
         let outs = env.graph(&f.graph, args, true)?;
         let outs = outs.into_iter().map(|t| Arc::try_unwrap(t).unwrap_or_else(|t| (*t).clone()));
         Ok(f.graph
