@@ -11,6 +11,7 @@
 
 use std::collections::HashMap;
 
+use lathe_ir::ops::MaskKind;
 use lathe_ir::{Dim, Graph, Module, Op, SymbolId, TensorType, ValueId};
 
 use crate::strategy::is_data;
@@ -86,12 +87,14 @@ fn op_flops(b: &Bindings, op: &Op, args: &[&TensorType], results: &[&TensorType]
             let k = if mm.transpose_a { a[a.len() - 2] } else { a[a.len() - 1] };
             2.0 * out * k
         }
-        Op::Attention(_) => {
-            // QKᵀ and PV over the attended rows: 4·B·S·Hq·D·T (causal prefill attends ~half).
-            let q = b.dims(args[0]);
-            let t = b.kv_len as f64;
-            let causal_prefill = if q[1] > 1.0 { 0.5 } else { 1.0 };
-            4.0 * q.iter().product::<f64>() * t * causal_prefill
+        Op::Attention(at) => {
+            // QKᵀ and PV over the attended (query, key) pairs: 2·B·Hq·(D + Dv) per pair. Causal
+            // query i of S, with T valid keys, sees T − S + i + 1 of them: S·T − S(S−1)/2 pairs
+            // (a first chunk, T = S, about half the square; a later chunk at offset T − S more).
+            let (q, v) = (b.dims(args[0]), b.dims(args[2]));
+            let (s, t) = (q[1], (b.kv_len as f64).max(q[1]));
+            let pairs = if at.mask == MaskKind::Causal { s * t - s * (s - 1.0) / 2.0 } else { s * t };
+            2.0 * q[0] * q[2] * (q[3] + v[3]) * pairs
         }
         // Per step and state element: decay, outer-product update and the output dot.
         Op::ScanSsd(_) => 6.0 * b.numel(args[0]) * b.dims(args[3])[3],
@@ -247,4 +250,38 @@ pub fn cache_bytes(m: &Module, context: u64) -> u64 {
                 * t.dtype.size_bytes() as u64
         })
         .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One attention op, q `[1, S, 2, 4]`, k/v `[1, 16, 1, 4]`, priced at S = 4 with 10 valid keys.
+    fn attention_flops(mask: &str) -> f64 {
+        let src = format!(
+            r#"module @a {{
+  compute_dtype = f32
+  symbol S <= 16
+  func @f {{
+    %0 = input "q" : f32[1, S, 2, 4]
+    %1 = input "k" : f32[1, 16, 1, 4]
+    %2 = input "v" : f32[1, 16, 1, 4]
+    %3 = input "len" : i64[1]
+    %4 = attention %0, %1, %2, %3 {{mask={mask}, scale=0.5}} : f32[1, S, 2, 4]
+    return %4
+  }}
+}}"#
+        );
+        let m = lathe_ir::text::parse::parse_module(&src).expect("parses");
+        let symbols = m.symbols.iter().map(|(h, _)| (h, 4)).collect();
+        function_cost(&m.functions[0].graph, &Bindings { symbols, kv_len: 10 }, &H100_SXM).flops
+    }
+
+    #[test]
+    fn attention_counts_the_pairs_each_mask_attends() {
+        // Per (query, key) pair and head: 2·D for QKᵀ and 2·Dv for PV = 16 FLOPs; 2 heads.
+        // Causal queries 0..4 at offset 6 see 7, 8, 9, 10 keys: 34 pairs (not half of 40).
+        assert_eq!(attention_flops("causal"), 34.0 * 16.0 * 2.0);
+        assert_eq!(attention_flops("bidirectional"), 40.0 * 16.0 * 2.0);
+    }
 }
