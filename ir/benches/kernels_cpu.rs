@@ -8,6 +8,9 @@
 use std::time::Instant;
 
 use lathe_ir::interp::kernels::{attention, gemm, ssd_scan, AttnDims, MaskKind, SsdDims};
+use lathe_ir::interp::{eval_op, tensor::Tensor};
+use lathe_ir::ops::{BinaryOp, Op, UnaryOp};
+use lathe_ir::{DType, Dim, Module, TensorType};
 
 /// Median seconds of `reps` calls after two warm-up calls.
 fn time(reps: usize, mut f: impl FnMut()) -> f64 {
@@ -29,6 +32,13 @@ fn values(n: usize, seed: usize) -> Vec<f32> {
 }
 
 fn main() {
+    if std::env::var_os("KERNELS_ELEMENTWISE_ONLY").is_none() {
+        heavy();
+    }
+    elementwise();
+}
+
+fn heavy() {
     println!("GEMM x·Wᵀ (x [m,k], W [n,k]):");
     for (m, k, n) in [(256, 768, 3352), (256, 1536, 768), (256, 768, 2048), (256, 2048, 768), (256, 768, 8192)] {
         let (a, b) = (values(m * k, 1), values(n * k, 2));
@@ -73,4 +83,27 @@ fn main() {
     // Causal: about half of the S×T scores, each a D-long dot product and a Dv-long update.
     let flops = 2.0 * 2.0 * (12 * 256 * 257 / 2 * 64) as f64;
     println!("attention causal S=T=256 Hq=12 Hkv=4 D=64: {:.3} ms  {:.0} GFLOP/s", s * 1e3, flops / s / 1e9);
+}
+
+fn elementwise() {
+    // Elementwise maps over a [256, 2048] activation (an MLP's width).
+    let m = Module::new("bench");
+    let n = 256 * 2048;
+    let ty = TensorType { dtype: DType::F32, shape: vec![Dim::Const(256), Dim::Const(2048)] };
+    let x = Tensor::from_f32(DType::F32, vec![256, 2048], values(n, 10));
+    let y = Tensor::from_f32(DType::F32, vec![256, 2048], values(n, 11));
+    let bias = Tensor::from_f32(DType::F32, vec![2048], values(2048, 12));
+    for (name, op, args) in [
+        ("silu", Op::Unary(UnaryOp::Silu), vec![&x]),
+        ("exp", Op::Unary(UnaryOp::Exp), vec![&x]),
+        ("mul", Op::Binary(BinaryOp::Mul), vec![&x, &y]),
+        ("add bias (broadcast)", Op::Binary(BinaryOp::Add), vec![&x, &bias]),
+    ] {
+        let s = time(20, || {
+            if let Err(e) = eval_op(&m, &op, &args, &[&ty]) {
+                eprintln!("{name}: {e}");
+            }
+        });
+        println!("{name:<22} [256, 2048]: {:.3} ms  {:.2} ns/element", s * 1e3, s * 1e9 / n as f64);
+    }
 }
