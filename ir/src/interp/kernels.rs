@@ -102,15 +102,18 @@ pub fn gemm(
             MatRef::from_row_major_slice(bb, k, n)
         };
         let out = MatMut::from_row_major_slice_mut(o, m, n);
-        // Each thread takes its own block of output columns (or rows: the columns of the
-        // transposed product) and runs the sequential kernel on it: on the shapes of a forward
-        // pass this beats splitting inside the product. Every output element is still one dot
-        // product over `k` in the kernel's order.
+        // The output columns (or rows: the columns of the transposed product) are cut into
+        // blocks, about four per thread and at least 64 wide, each run by the sequential kernel
+        // and balanced by work stealing: on the shapes of a forward pass this beats splitting
+        // inside the product, and a thread slowed by a busy core does not hold up the rest.
+        // Every output element is still one dot product over `k` in the kernel's order.
         const MIN_BLOCK: usize = 64;
+        const BLOCKS_PER_THREAD: usize = 4;
+        let blocks = |d: usize| (threads * BLOCKS_PER_THREAD).min(d / MIN_BLOCK).max(threads);
         if threads > 1 && n >= MIN_BLOCK * threads {
-            matmul_column_blocks(out, lhs, rhs, threads);
+            matmul_column_blocks(out, lhs, rhs, blocks(n));
         } else if threads > 1 && m >= MIN_BLOCK * threads {
-            matmul_column_blocks(out.transpose_mut(), rhs.transpose(), lhs.transpose(), threads);
+            matmul_column_blocks(out.transpose_mut(), rhs.transpose(), lhs.transpose(), blocks(m));
         } else {
             let par = if threads > 1 { Par::rayon(threads) } else { Par::Seq };
             matmul(out, Accum::Replace, lhs, rhs, 1.0f32, par);
@@ -124,8 +127,9 @@ pub fn gemm(
     }
 }
 
-/// `out = lhs · rhs` with the columns of `out` (and `rhs`) cut into `blocks` blocks, all but the
-/// last a multiple of 16 wide, one sequential product per block, in parallel on the current pool.
+/// `out = lhs · rhs` with the columns of `out` (and `rhs`) cut into up to `blocks` blocks, all
+/// but the last a multiple of 16 wide, one sequential product per block, in parallel on the
+/// current pool.
 fn matmul_column_blocks(out: MatMut<'_, f32>, lhs: MatRef<'_, f32>, rhs: MatRef<'_, f32>, blocks: usize) {
     let width = out.ncols().div_ceil(blocks).next_multiple_of(16);
     let mut parts = Vec::with_capacity(blocks);
@@ -984,7 +988,9 @@ mod tests {
         // remainders, several row blocks, k = 0, and batch strides of 0
         // (broadcast) on either side.
         let small = [(1, 1, 1), (1, 300, 65), (2, 9, 600), (3, 17, 5), (17, 3, 65)];
-        let large = [(65, 300, 17), (130, 7, 1030), (520, 5, 9), (2, 0, 3)];
+        // Past 2^20 multiply-adds the threads split the output: by columns (ragged last block),
+        // and by rows (the columns of the transposed product).
+        let large = [(65, 300, 17), (130, 7, 1030), (520, 5, 9), (2, 0, 3), (8, 256, 1040), (1040, 256, 8)];
         for &(m, k, n) in small.iter().chain(&large) {
             for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
                 for (nb, sa, sb) in [(1, m * k, k * n), (3, m * k, 0), (2, 0, k * n)] {
