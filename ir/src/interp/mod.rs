@@ -114,6 +114,16 @@ pub fn run(
     Session::new(m, loader)?.run(func, inputs)
 }
 
+/// Function `func` of `m`, or an error listing the functions there are.
+fn function<'m>(m: &'m Module, func: &str) -> Result<&'m crate::module::Function, InterpError> {
+    m.function(func).ok_or_else(|| {
+        InterpError::NoFunction(
+            func.into(),
+            m.functions.iter().map(|f| format!("@{}", f.name)).collect::<Vec<_>>().join(", "),
+        )
+    })
+}
+
 /// Loads weight `w` through `loader` and checks it against its declared type.
 fn load_weight(m: &Module, loader: &dyn WeightLoader, w: crate::module::WeightId) -> Result<Tensor, InterpError> {
     let weight = &m.weights[w];
@@ -187,13 +197,7 @@ impl<'a> Session<'a> {
     /// does this first; call it to time the loading apart). A failure reports the first failing
     /// weight in node order, as a sequential load would.
     pub fn load_weights(&mut self, func: &str) -> Result<(), InterpError> {
-        let m = self.m;
-        let f = m.function(func).ok_or_else(|| {
-            InterpError::NoFunction(
-                func.into(),
-                m.functions.iter().map(|f| format!("@{}", f.name)).collect::<Vec<_>>().join(", "),
-            )
-        })?;
+        let f = function(self.m, func)?;
         self.preload(&f.graph)
     }
 
@@ -224,12 +228,7 @@ impl<'a> Session<'a> {
         mut inputs: HashMap<String, Tensor>,
     ) -> Result<Vec<(String, Tensor)>, InterpError> {
         let m = self.m;
-        let f = m.function(func).ok_or_else(|| {
-            InterpError::NoFunction(
-                func.into(),
-                m.functions.iter().map(|f| format!("@{}", f.name)).collect::<Vec<_>>().join(", "),
-            )
-        })?;
+        let f = function(m, func)?;
         for name in inputs.keys() {
             if !f.graph.inputs().any(|(n, _)| n == name) {
                 return Err(InterpError::Input { name: name.clone(), message: format!("`@{func}` has no such input") });
@@ -446,7 +445,7 @@ impl Env<'_> {
         vals: &mut [Option<Arc<Tensor>>],
         types: &[&TensorType],
     ) -> Option<Result<Tensor, Fail>> {
-        fn take(vals: &mut [Option<Arc<Tensor>>], v: usize) -> Option<Tensor> {
+        fn take_dying(vals: &mut [Option<Arc<Tensor>>], v: usize) -> Option<Tensor> {
             let arc = vals[v].take()?;
             Arc::try_unwrap(arc).map_err(|arc| vals[v] = Some(arc)).ok()
         }
@@ -458,14 +457,16 @@ impl Env<'_> {
                     Some(Ok(s)) => s,
                     _ => return None,
                 };
-                let mut t = take(vals, x.index())?;
+                let mut t = take_dying(vals, x.index())?;
                 if shape.iter().product::<usize>() != t.numel() {
                     return Some(Err(Fail::Msg(format!("cannot reshape {:?} to {:?}", t.shape, shape))));
                 }
                 t.shape = shape;
                 Some(Ok(t))
             }
-            (Op::Unary(u), [x]) if dying(x) && is_float(x) => Some(Ok(unary_in_place(*u, take(vals, x.index())?))),
+            (Op::Unary(u), [x]) if dying(x) && is_float(x) => {
+                Some(Ok(unary_in_place(*u, take_dying(vals, x.index())?)))
+            }
             (Op::ScatterCache, [cache, new, past])
                 if dying(cache)
                     && cache != new
@@ -473,7 +474,7 @@ impl Env<'_> {
                     && vals[new.index()].is_some()
                     && vals[past.index()].is_some() =>
             {
-                let mut c = take(vals, cache.index())?;
+                let mut c = take_dying(vals, cache.index())?;
                 let (new, past) = (vals[new.index()].as_deref()?, vals[past.index()].as_deref()?);
                 Some(scatter_rows(&mut c, new, past).map(|()| c))
             }
@@ -484,9 +485,9 @@ impl Env<'_> {
                 }
                 let dtype = tx.dtype;
                 let (own, other, own_is_lhs) = if dying(x) && Arc::strong_count(tx) == 1 {
-                    (take(vals, x.index())?, y, true)
+                    (take_dying(vals, x.index())?, y, true)
                 } else if dying(y) && Arc::strong_count(ty) == 1 {
-                    (take(vals, y.index())?, x, false)
+                    (take_dying(vals, y.index())?, x, false)
                 } else {
                     return None;
                 };
