@@ -91,9 +91,16 @@ fn op_flops(b: &Bindings, op: &Op, args: &[&TensorType], results: &[&TensorType]
             // QKᵀ and PV over the attended (query, key) pairs: 2·B·Hq·(D + Dv) per pair. Causal
             // query i of S, with T valid keys, sees T − S + i + 1 of them: S·T − S(S−1)/2 pairs
             // (a first chunk, T = S, about half the square; a later chunk at offset T − S more).
-            let (q, v) = (b.dims(args[0]), b.dims(args[2]));
-            let (s, t) = (q[1], (b.kv_len as f64).max(q[1]));
-            let pairs = if at.mask == MaskKind::Causal { s * t - s * (s - 1.0) / 2.0 } else { s * t };
+            // T is the context bound to the cache's capacity; a causal call needs T ≥ S (priced as a
+            // first chunk when the binding says less).
+            let (q, k, v) = (b.dims(args[0]), b.dims(args[1]), b.dims(args[2]));
+            let (s, t) = (q[1], (b.kv_len as f64).min(k[1]));
+            let pairs = if at.mask == MaskKind::Causal {
+                let t = t.max(s);
+                s * t - s * (s - 1.0) / 2.0
+            } else {
+                s * t
+            };
             2.0 * q[0] * q[2] * (q[3] + v[3]) * pairs
         }
         // Per step and state element: decay, outer-product update and the output dot.
@@ -256,8 +263,9 @@ pub fn cache_bytes(m: &Module, context: u64) -> u64 {
 mod tests {
     use super::*;
 
-    /// One attention op, q `[1, S, 2, 4]`, k/v `[1, 16, 1, 4]`, priced at S = 4 with 10 valid keys.
-    fn attention_flops(mask: &str) -> f64 {
+    /// One attention op, q `[1, S, 2, 4]`, k/v `[1, 16, 1, 4]`, priced at S = 4 with `kv_len` valid
+    /// keys.
+    fn attention_flops(mask: &str, kv_len: u64) -> f64 {
         let src = format!(
             r#"module @a {{
   compute_dtype = f32
@@ -274,14 +282,19 @@ mod tests {
         );
         let m = lathe_ir::text::parse::parse_module(&src).expect("parses");
         let symbols = m.symbols.iter().map(|(h, _)| (h, 4)).collect();
-        function_cost(&m.functions[0].graph, &Bindings { symbols, kv_len: 10 }, &H100_SXM).flops
+        function_cost(&m.functions[0].graph, &Bindings { symbols, kv_len }, &H100_SXM).flops
     }
 
     #[test]
     fn attention_counts_the_pairs_each_mask_attends() {
         // Per (query, key) pair and head: 2·D for QKᵀ and 2·Dv for PV = 16 FLOPs; 2 heads.
         // Causal queries 0..4 at offset 6 see 7, 8, 9, 10 keys: 34 pairs (not half of 40).
-        assert_eq!(attention_flops("causal"), 34.0 * 16.0 * 2.0);
-        assert_eq!(attention_flops("bidirectional"), 40.0 * 16.0 * 2.0);
+        assert_eq!(attention_flops("causal", 10), 34.0 * 16.0 * 2.0);
+        assert_eq!(attention_flops("bidirectional", 10), 40.0 * 16.0 * 2.0);
+        // A context beyond the cache is clamped to its 16 rows; fewer keys than queries is fine
+        // for cross attention (4 · 2 pairs) and priced as a first chunk for causal (10 pairs).
+        assert_eq!(attention_flops("bidirectional", 20), 64.0 * 16.0 * 2.0);
+        assert_eq!(attention_flops("cross", 2), 8.0 * 16.0 * 2.0);
+        assert_eq!(attention_flops("causal", 2), 10.0 * 16.0 * 2.0);
     }
 }
