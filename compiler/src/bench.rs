@@ -205,7 +205,7 @@ pub fn bench(setup: &Setup<'_>) -> Result<Value, CliError> {
         .map(|s| roofline(m, "extend", ((s + chunk).min(prompt) - s) as u64, (s + chunk).min(prompt) as u64, &machine))
         .sum();
     let decode_roof = roofline(m, "decode", 1, (prompt + decode / 2 + 1) as u64, &machine);
-    let parameters: u64 = m.weights.iter().map(|(_, w)| w.ty.const_elements().unwrap_or(0)).sum();
+    let parameters = crate::model::parameters(m);
     // Per prefill and per decoded token.
     let ops_json = |ops: &OpTimes, per: f64| -> Value {
         let mut v: Vec<_> = ops.iter().collect();

@@ -16,12 +16,17 @@ pub fn load_model(dir: &Path, opts: &ImportOptions) -> Result<Imported, CliError
     import(dir, opts).map_err(|e| CliError::input(e.to_string()))
 }
 
+/// Weight elements a module holds (symbolic shapes count as 0).
+pub fn parameters(m: &Module) -> u64 {
+    m.weights.iter().map(|(_, w)| w.ty.const_elements().unwrap_or(0)).sum()
+}
+
 /// Refuses to interpret a model whose weights, held as f32 by the interpreter, plus `extra`
 /// bytes (caches) would not fit in the memory available now: Linux's `MemAvailable`, or the
 /// cgroup's limit when that is lower (no check where neither can be read). A shape-only 8B
 /// config would otherwise synthesize 32 GB of weights.
 pub fn check_memory(imp: &Imported, dir: &Path, extra: u64) -> Result<(), CliError> {
-    let parameters: u64 = imp.module.weights.iter().map(|(_, w)| w.ty.const_elements().unwrap_or(0)).sum();
+    let parameters = parameters(&imp.module);
     let need = parameters.saturating_mul(4).saturating_add(extra);
     let meminfo = std::fs::read_to_string("/proc/meminfo").ok().and_then(|s| {
         let line = s.lines().find(|l| l.starts_with("MemAvailable:"))?;
@@ -145,7 +150,7 @@ fn groups_by_strategy(m: &Module) -> BTreeMap<String, BTreeMap<String, u64>> {
 /// the pipeline ran.
 pub fn stats(imp: &Imported, unfused: &BTreeMap<String, u64>) -> Value {
     let m = &imp.module;
-    let parameters: u64 = m.weights.iter().map(|(_, w)| w.ty.const_elements().unwrap_or(0)).sum();
+    let parameters = parameters(m);
     let weight_bytes: u64 =
         m.weights.iter().map(|(_, w)| w.ty.const_elements().unwrap_or(0) * w.ty.dtype.size_bytes() as u64).sum();
     let (model_type, layers) = match &imp.family {

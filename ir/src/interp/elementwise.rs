@@ -8,7 +8,7 @@
 
 use rayon::prelude::*;
 
-use super::tensor::{broadcast_offsets, round_slice, Data, Tensor};
+use super::tensor::{broadcast_offsets, round_slice, wrap_int, Data, Tensor};
 use super::PARALLEL_MIN;
 use crate::numerics;
 use crate::ops::{BinaryOp, GeluApprox, UnaryOp};
@@ -169,11 +169,7 @@ fn zip_in_place<F: Fn(f32, f32) -> f32 + Sync>(v: &mut [f32], other: &[f32], f: 
 
 /// A unary op on a tensor the caller keeps.
 pub(super) fn unary(u: UnaryOp, t: &Tensor) -> Tensor {
-    match &t.data {
-        // Only `neg` types on integers.
-        Data::I(v) => Tensor::from_i64(t.dtype, t.shape.clone(), v.iter().map(|&e| e.wrapping_neg()).collect()),
-        Data::F(v) => unary_in_place(u, Tensor { dtype: t.dtype, shape: t.shape.clone(), data: Data::F(v.clone()) }),
-    }
+    unary_in_place(u, t.clone())
 }
 
 /// A unary op applied over the buffer of a tensor the interpreter owns (at its last use).
@@ -183,7 +179,8 @@ pub(super) fn unary_in_place(u: UnaryOp, mut t: Tensor) -> Tensor {
             with_unary!(u, f => map_in_place(v, f));
             round_slice(t.dtype, v);
         }
-        Data::I(v) => v.iter_mut().for_each(|e| *e = e.wrapping_neg()),
+        // Only `neg` types on integers; the result wraps to the dtype's width.
+        Data::I(v) => v.iter_mut().for_each(|e| *e = wrap_int(t.dtype, e.wrapping_neg())),
     }
     t
 }
@@ -418,6 +415,11 @@ mod tests {
             assert_eq!(unary(u, &x).floats(), want.as_slice(), "{u:?}");
             assert_eq!(unary_in_place(u, x.clone()).floats(), want.as_slice(), "{u:?} in place");
         }
+        // Integer `neg` wraps to the dtype's width, copying or in place.
+        let ints = Tensor::from_i64(DType::I32, vec![3], vec![i64::from(i32::MIN), -5, 7]);
+        let want = vec![i64::from(i32::MIN), 5, -7];
+        assert_eq!(unary(UnaryOp::Neg, &ints).ints(), want.as_slice());
+        assert_eq!(unary_in_place(UnaryOp::Neg, ints).ints(), want.as_slice());
         for b in [BinaryOp::Sub, BinaryOp::Div] {
             let want = binary(b, &x, &y);
             assert_eq!(binary_in_place(b, x.dtype, x.clone(), y.floats(), true), want, "{b:?} left");
