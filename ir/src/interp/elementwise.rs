@@ -193,6 +193,13 @@ struct RowMap {
     full: bool,
 }
 
+/// `s` with leading 1s up to `rank` dims (numpy broadcasting aligns trailing dims).
+fn padded(s: &[usize], rank: usize) -> Vec<usize> {
+    let mut v = vec![1; rank - s.len()];
+    v.extend_from_slice(s);
+    v
+}
+
 /// `shape` is the output shape; `s` the operand's shape padded with leading 1s to its rank.
 fn row_map(s: &[usize], shape: &[usize]) -> RowMap {
     match (s.split_last(), shape.split_last()) {
@@ -219,9 +226,7 @@ pub(super) fn broadcast_rows(t: &Tensor, shape: Vec<usize>) -> Tensor {
         }
         out
     }
-    let mut padded = vec![1; shape.len() - t.shape.len()];
-    padded.extend_from_slice(&t.shape);
-    let map = row_map(&padded, &shape);
+    let map = row_map(&padded(&t.shape, shape.len()), &shape);
     let len = shape.last().copied().unwrap_or(1);
     let data = match &t.data {
         Data::F(v) => Data::F(rows(v, &map, len)),
@@ -278,12 +283,7 @@ fn map_rows<F: Fn(f32, f32) -> f32 + Sync>(
 /// A binary op with numpy broadcasting; the result has `x`'s dtype.
 pub(super) fn binary(b: BinaryOp, x: &Tensor, y: &Tensor) -> Tensor {
     let r = x.shape.len().max(y.shape.len());
-    let pad = |s: &[usize]| {
-        let mut v = vec![1; r - s.len()];
-        v.extend_from_slice(s);
-        v
-    };
-    let (px, py) = (pad(&x.shape), pad(&y.shape));
+    let (px, py) = (padded(&x.shape, r), padded(&y.shape, r));
     let shape: Vec<usize> = px.iter().zip(&py).map(|(&a, &b)| if a == 1 { b } else { a }).collect();
     let same = x.shape == y.shape;
     match (&x.data, &y.data) {
