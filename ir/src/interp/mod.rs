@@ -204,6 +204,10 @@ impl<'a> Session<'a> {
     /// [`Self::load_weights`] of graph `g`: reading and decoding a checkpoint is most of a
     /// first run.
     fn preload(&mut self, g: &Graph) -> Result<(), InterpError> {
+        // Every run calls this (each decode step): once all weights are in, it is free.
+        if self.weights.len() == self.m.weights.len() {
+            return Ok(());
+        }
         let mut ids = Vec::new();
         weights_read(g, &mut ids);
         ids.retain(|w| !self.weights.contains_key(&w.index()));
