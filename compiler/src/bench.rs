@@ -13,9 +13,10 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Instant;
 
-use lathe_frontend::import::{CheckpointLoader, ImportOptions};
-use lathe_frontend::programs::zero_caches;
-use lathe_ir::interp::{self, kernels, tensor::Tensor};
+use lathe_frontend::import::ImportOptions;
+use lathe_interp::zero_caches;
+use lathe_interp::CheckpointLoader;
+use lathe_interp::{cpu, tensor::Tensor};
 use lathe_ir::{DType, Dim, Module};
 use lathe_passes::cost::{function_cost, Bindings, Gpu};
 use rayon::prelude::*;
@@ -71,7 +72,7 @@ pub fn calibrate() -> Machine {
     let a: Vec<f32> = (0..M * K).map(|i| (i % 17) as f32 * 0.01).collect();
     let w: Vec<f32> = (0..N_OUT * K).map(|i| (i % 13) as f32 * 0.01).collect();
     let mut c = vec![0.0f32; M * N_OUT];
-    let mut gemm = || kernels::gemm(1, M, K, N_OUT, &a, 0, false, &w, 0, true, &mut c);
+    let mut gemm = || cpu::gemm(1, M, K, N_OUT, &a, 0, false, &w, 0, true, &mut c);
     gemm();
     let t = fastest(8, &mut gemm);
     const N: usize = 16 << 20;
@@ -122,7 +123,7 @@ const MAX_CONTEXT: usize = 1 << 20;
 fn token_ids(n: usize, vocab: usize) -> Vec<i64> {
     (0..n as u64)
         .map(|i| {
-            let w = lathe_ir::numerics::philox4x32_10([i as u32, (i >> 32) as u32, 0, 0], [0x1a7e, 0])[0];
+            let w = lathe_numerics::philox4x32_10([i as u32, (i >> 32) as u32, 0, 0], [0x1a7e, 0])[0];
             (u64::from(w) % vocab.max(1) as u64) as i64
         })
         .collect()
@@ -159,14 +160,14 @@ pub fn bench(setup: &Setup<'_>) -> Result<Value, CliError> {
     let chunk = max_chunk(m).ok_or_else(|| CliError::input(format!("{}: no `extend` program", model.display())))?;
     let machine = calibrate();
     let loader = CheckpointLoader { checkpoint: imp.checkpoint.as_ref() };
-    let fail = |e: interp::InterpError| CliError::input(format!("{}: {e}", model.display()));
-    let mut session = interp::Session::new(m, &loader).map_err(fail)?;
+    let fail = |e: lathe_interp::InterpError| CliError::input(format!("{}: {e}", model.display()));
+    let mut session = lathe_interp::Session::new(m, &loader).map_err(fail)?;
     let t = Instant::now();
     session.load_weights("extend").map_err(fail)?;
     session.load_weights("decode").map_err(fail)?;
     let load_s = t.elapsed().as_secs_f64();
     let toks = token_ids(capacity, imp.family.vocab_size());
-    let step = |session: &mut interp::Session<'_>, func: &str, toks: &[i64], past: usize, caches| {
+    let step = |session: &mut lathe_interp::Session<'_>, func: &str, toks: &[i64], past: usize, caches| {
         let mut inputs: HashMap<String, Tensor> = caches;
         inputs.insert("tokens".into(), Tensor::from_i64(DType::I64, vec![1, toks.len()], toks.to_vec()));
         inputs.insert("past".into(), Tensor::from_i64(DType::I64, vec![1], vec![past as i64]));

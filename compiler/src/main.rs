@@ -15,9 +15,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use lathe_ir::interp::{self, tensor::Tensor, WeightLoader};
+use lathe_interp::CheckpointLoader;
 use lathe_ir::text::{parse_module_with_spans, print_module, SourceMap};
-use lathe_ir::{Module, Weight, WeightSource};
+use lathe_ir::{Module, WeightSource};
+use lathe_tensorfile::Checkpoint;
 
 use error::CliError;
 
@@ -184,8 +185,15 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 }
             }
             let dir = weights.unwrap_or_else(|| file.parent().map(Path::to_path_buf).unwrap_or_default());
-            let loader = CheckpointLoader { dir };
-            let outs = interp::run(&m, &func, &args, &loader)
+            // Every file the module's checkpoint weights name, headers checked before the run.
+            let mut checkpoint = Checkpoint { dir, ..Checkpoint::default() };
+            for (_, w) in m.weights.iter() {
+                if let WeightSource::Checkpoint { file: f, .. } = &w.source {
+                    checkpoint.add_file(f).map_err(|e| CliError::input(format!("weight `@{}`: {e}", w.name)))?;
+                }
+            }
+            let loader = CheckpointLoader { checkpoint: Some(&checkpoint) };
+            let outs = lathe_interp::run(&m, &func, &args, &loader)
                 .map_err(|e| CliError::input(format!("{}: {e}", file.display())))?;
             tensors::write_tensors(&out, &outs)?;
             for (name, t) in &outs {
@@ -293,22 +301,5 @@ fn locate(file: &Path, spans: &SourceMap, e: &lathe_ir::verify::VerifyError) -> 
     match pos {
         Some(p) => format!("{}:{}:{}: {}", file.display(), p.line, p.col, e),
         None => format!("{}: {}", file.display(), e),
-    }
-}
-
-/// Loads checkpoint weights from safetensors files under a directory; synthetic weights are
-/// generated.
-struct CheckpointLoader {
-    dir: PathBuf,
-}
-
-impl WeightLoader for CheckpointLoader {
-    fn load(&self, w: &Weight) -> Result<Tensor, String> {
-        match &w.source {
-            WeightSource::Synthetic { seed } => interp::synthetic_weight(&w.ty, *seed),
-            WeightSource::Checkpoint { file, tensor } => {
-                tensors::read_tensor(&self.dir.join(file), tensor).map_err(|e| e.message)
-            }
-        }
     }
 }

@@ -3,9 +3,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use lathe_frontend::import::{import, CheckpointLoader, Family, ImportOptions, Imported};
+use lathe_frontend::import::{import, Family, ImportOptions, Imported};
 use lathe_frontend::nemotron_h::BlockKind;
-use lathe_ir::interp::{self, tensor::Tensor};
+use lathe_interp::{tensor::Tensor, CheckpointLoader};
 use lathe_ir::{DType, Graph, Module, Op};
 use serde_json::{json, Value};
 
@@ -82,7 +82,7 @@ pub fn eval(dir: &Path, tokens: &[i64], pipeline: &crate::opt::PipelineArgs) -> 
     let mut inputs = HashMap::new();
     inputs.insert("tokens".to_string(), Tensor::from_i64(DType::I64, vec![1, tokens.len()], tokens.to_vec()));
     let loader = CheckpointLoader { checkpoint: imp.checkpoint.as_ref() };
-    let out = interp::run(&imp.module, "eval", &inputs, &loader)
+    let out = lathe_interp::run(&imp.module, "eval", &inputs, &loader)
         .map_err(|e| CliError::input(format!("{}: {e}", dir.display())))?;
     let (_, logits) =
         out.into_iter().find(|(n, _)| n == "logits").ok_or_else(|| CliError::internal("eval returned no logits"))?;

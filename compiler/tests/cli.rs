@@ -7,7 +7,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use lathe_ir::interp::synthetic_weight;
+use lathe_interp::synthetic_weight;
 use lathe_ir::text::parse_module;
 use lathe_ir::{DType, TensorType};
 use safetensors::tensor::{serialize, Dtype, TensorView};

@@ -14,8 +14,8 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use lathe_frontend::import::{import, CheckpointLoader, ImportOptions};
-use lathe_ir::interp::{self, tensor::Tensor};
+use lathe_frontend::import::{import, ImportOptions};
+use lathe_interp::{tensor::Tensor, CheckpointLoader};
 use lathe_ir::DType;
 
 fn main() {
@@ -49,7 +49,7 @@ fn main() {
     inputs.insert("tokens".to_string(), Tensor::from_i64(DType::I64, vec![1, tokens.len()], tokens.clone()));
     let loader = CheckpointLoader { checkpoint: imp.checkpoint.as_ref() };
     // One session: the weights are read once, as an engine loads them once.
-    let mut session = match interp::Session::new(&imp.module, &loader) {
+    let mut session = match lathe_interp::Session::new(&imp.module, &loader) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("eval_cpu: {e}");

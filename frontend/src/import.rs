@@ -9,15 +9,13 @@
 
 use std::path::Path;
 
-use lathe_ir::interp::tensor::Tensor;
-use lathe_ir::interp::WeightLoader;
-use lathe_ir::{DType, Dim, Module, TensorType, Weight, WeightSource};
+use lathe_ir::{DType, Dim, Module, TensorType, WeightSource};
+use lathe_tensorfile::Checkpoint;
 
 use crate::config::Config;
 use crate::nemotron_h::NemotronHConfig;
 use crate::programs::{Program, Shapes};
 use crate::qwen2::Qwen2Config;
-use crate::safetensors::Checkpoint;
 use crate::{FrontendError, SUPPORTED_MODEL_TYPES};
 
 /// Options of an import.
@@ -114,25 +112,24 @@ pub fn import(dir: &Path, opts: &ImportOptions) -> Result<Imported, FrontendErro
     match &checkpoint {
         Some(ck) => {
             for (tensor, shape) in &expected {
-                let info = ck
-                    .tensors
-                    .get(tensor)
-                    .ok_or_else(|| FrontendError::MissingTensor { dir: dir.to_path_buf(), tensor: tensor.clone() })?;
+                let (info, path) = ck
+                    .info(tensor)
+                    .map_err(|_| FrontendError::MissingTensor { dir: dir.to_path_buf(), tensor: tensor.clone() })?;
                 if info.shape != *shape || !info.dtype.is_float() || info.dtype.is_fp8() {
                     return Err(FrontendError::TensorMismatch {
-                        file: info.file.clone(),
+                        file: path.to_path_buf(),
                         tensor: tensor.clone(),
-                        found: format!("{}{:?}", info.dtype, info.shape),
+                        found: info.describe(),
                         expected: format!("a float (f32, f16 or bf16) tensor of shape {shape:?}"),
                     });
                 }
-                let file = info.file.file_name().map_or_else(String::new, |f| f.to_string_lossy().into_owned());
+                let file = ck.index.get(tensor).cloned().unwrap_or_default();
                 let ty = TensorType::fixed(info.dtype, &shape.iter().map(|&d| d as u64).collect::<Vec<_>>());
                 m.add_weight(tensor, ty, WeightSource::Checkpoint { file, tensor: tensor.clone() });
             }
-            if let Some((extra, info)) = ck.tensors.iter().find(|(n, _)| !expected.iter().any(|(e, _)| e == *n)) {
+            if let Some((extra, file)) = ck.index.iter().find(|(n, _)| !expected.iter().any(|(e, _)| e == *n)) {
                 return Err(FrontendError::Checkpoint {
-                    path: info.file.clone(),
+                    path: dir.join(file),
                     message: format!("unexpected tensor \"{extra}\" (not implied by config.json)"),
                 });
             }
@@ -161,23 +158,6 @@ pub fn import(dir: &Path, opts: &ImportOptions) -> Result<Imported, FrontendErro
     }
     lathe_ir::verify::verify(&m).map_err(|e| FrontendError::Build(e.to_string()))?;
     Ok(Imported { module: m, family, checkpoint })
-}
-
-/// Supplies checkpoint tensors to the interpreter; synthetic weights are generated.
-#[derive(Debug)]
-pub struct CheckpointLoader<'a> {
-    /// The checkpoint (`None`: shape-only import).
-    pub checkpoint: Option<&'a Checkpoint>,
-}
-
-impl WeightLoader for CheckpointLoader<'_> {
-    fn load(&self, w: &Weight) -> Result<Tensor, String> {
-        match (&w.source, self.checkpoint) {
-            (WeightSource::Synthetic { seed }, _) => lathe_ir::interp::synthetic_weight(&w.ty, *seed),
-            (WeightSource::Checkpoint { tensor, .. }, Some(ck)) => ck.read_tensor(tensor).map_err(|e| e.to_string()),
-            (WeightSource::Checkpoint { tensor, .. }, None) => Err(format!("tensor \"{tensor}\" needs a checkpoint")),
-        }
-    }
 }
 
 /// The model types lathe imports (for messages).

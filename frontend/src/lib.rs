@@ -21,7 +21,6 @@ pub mod mamba2;
 pub mod nemotron_h;
 pub mod programs;
 pub mod qwen2;
-pub mod safetensors;
 
 use std::path::PathBuf;
 
@@ -62,6 +61,9 @@ pub enum FrontendError {
         /// What is wrong, naming the tensor where there is one.
         message: String,
     },
+    /// A safetensors file of the checkpoint could not be read or is malformed.
+    #[error(transparent)]
+    TensorFile(#[from] lathe_tensorfile::TensorFileError),
     /// The config needs a tensor the checkpoint does not have.
     #[error("{}: missing tensor \"{tensor}\"", dir.display())]
     MissingTensor {

@@ -10,11 +10,8 @@
 //! outputs. The SSM state is f32 (as the reference implementations keep it); KV and conv state
 //! use the module's compute dtype.
 
-use std::collections::HashMap;
-
-use lathe_ir::interp::tensor::Tensor;
 use lathe_ir::ops::{Attention, MaskKind, Op, RopeAttrs};
-use lathe_ir::{DType, Dim, Module, TensorType, ValueId};
+use lathe_ir::{DType, Dim, TensorType, ValueId};
 
 use crate::graph::{Ctx, R};
 
@@ -183,27 +180,4 @@ pub fn finish(
         cx.b.output(&name, v);
     }
     Ok(cx.b.finish(program.name()))
-}
-
-/// Empty caches for one sequence: a zero tensor for every input of program `func` (`extend` or
-/// `decode`) other than `tokens` and `past`, its symbolic dims (the batch) taken as 1. No such
-/// program gives no caches.
-pub fn zero_caches(m: &Module, func: &str) -> HashMap<String, Tensor> {
-    let Some(f) = m.function(func) else { return HashMap::new() };
-    f.graph
-        .inputs()
-        .filter(|(n, _)| *n != "tokens" && *n != "past")
-        .map(|(n, v)| {
-            let ty = f.graph.ty(v);
-            let shape: Vec<usize> =
-                ty.shape.iter().map(|d| if let Dim::Const(c) = d { *c as usize } else { 1 }).collect();
-            let numel = shape.iter().product();
-            let t = if ty.dtype.is_float() {
-                Tensor::from_f32(ty.dtype, shape, vec![0.0; numel])
-            } else {
-                Tensor::from_i64(ty.dtype, shape, vec![0; numel])
-            };
-            (n.to_string(), t)
-        })
-        .collect()
 }

@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use lathe_frontend::import::{import, CheckpointLoader, ImportOptions, Imported};
-use lathe_ir::interp::{self, tensor::Tensor};
+use lathe_frontend::import::{import, ImportOptions, Imported};
+use lathe_interp::{tensor::Tensor, CheckpointLoader};
 use lathe_ir::DType;
 
 fn load(name: &str) -> Imported {
@@ -19,7 +19,10 @@ fn tokens(n: usize) -> Vec<i64> {
 
 fn run(imp: &Imported, func: &str, inputs: HashMap<String, Tensor>) -> HashMap<String, Tensor> {
     let loader = CheckpointLoader { checkpoint: imp.checkpoint.as_ref() };
-    interp::run(&imp.module, func, &inputs, &loader).unwrap_or_else(|e| panic!("{func}: {e}")).into_iter().collect()
+    lathe_interp::run(&imp.module, func, &inputs, &loader)
+        .unwrap_or_else(|e| panic!("{func}: {e}"))
+        .into_iter()
+        .collect()
 }
 
 fn step(
@@ -50,8 +53,7 @@ fn check(name: &str) {
     let toks = tokens(s + n);
     let full = eval(&imp, &toks);
     let row = |t: usize| full[t * v..(t + 1) * v].to_vec();
-    let (logits, mut caches) =
-        step(&imp, "extend", &toks[..s], 0, &lathe_frontend::programs::zero_caches(&imp.module, "extend"));
+    let (logits, mut caches) = step(&imp, "extend", &toks[..s], 0, &lathe_interp::zero_caches(&imp.module, "extend"));
     lathe_tests::assert_close(&format!("{name} extend"), &logits, &row(s - 1), DType::F32, 256);
     for j in 0..n {
         let (logits, next) = step(&imp, "decode", &toks[s + j..s + j + 1], (s + j) as i64, &caches);
@@ -59,9 +61,8 @@ fn check(name: &str) {
         caches = next;
     }
     // Two chunks of extend equal one extend of both, logits and caches.
-    let (one, one_caches) =
-        step(&imp, "extend", &toks, 0, &lathe_frontend::programs::zero_caches(&imp.module, "extend"));
-    let (_, mid) = step(&imp, "extend", &toks[..s], 0, &lathe_frontend::programs::zero_caches(&imp.module, "extend"));
+    let (one, one_caches) = step(&imp, "extend", &toks, 0, &lathe_interp::zero_caches(&imp.module, "extend"));
+    let (_, mid) = step(&imp, "extend", &toks[..s], 0, &lathe_interp::zero_caches(&imp.module, "extend"));
     let (two, two_caches) = step(&imp, "extend", &toks[s..], s as i64, &mid);
     lathe_tests::assert_close(&format!("{name} two chunks"), &two, &one, DType::F32, 256);
     for (k, t) in &one_caches {

@@ -3,10 +3,10 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use lathe_frontend::import::{import, CheckpointLoader, ImportOptions};
-use lathe_frontend::safetensors::Checkpoint;
-use lathe_ir::interp::{self, tensor::Tensor};
+use lathe_frontend::import::{import, ImportOptions};
+use lathe_interp::{tensor::Tensor, CheckpointLoader};
 use lathe_ir::DType;
+use lathe_tensorfile::Header;
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/models").join(name)
@@ -14,13 +14,10 @@ fn fixture(name: &str) -> PathBuf {
 
 /// `tokens` and `logits` from the fixture's reference.safetensors.
 fn reference(dir: &Path) -> (Vec<i64>, Vec<usize>, Vec<f64>) {
-    let ck = Checkpoint {
-        dir: dir.to_path_buf(),
-        tensors: lathe_frontend::safetensors::read_header(&dir.join("reference.safetensors")).expect("header"),
-    };
+    let h = Header::read(&dir.join("reference.safetensors")).expect("header");
     let load = |n: &str| {
-        let info = &ck.tensors[n];
-        Tensor::from_le_bytes(info.dtype, info.shape.clone(), &ck.read_bytes(n).expect("bytes")).expect("decode")
+        let info = h.get(n).expect("tensor");
+        Tensor::from_le_bytes(info.dtype, info.shape.clone(), &h.read_bytes(n).expect("bytes")).expect("decode")
     };
     let (t, l) = (load("tokens"), load("logits"));
     (t.ints().to_vec(), l.shape.clone(), l.to_f64())
@@ -31,7 +28,7 @@ fn eval_logits(dir: &Path, tokens: &[i64]) -> Tensor {
     let mut inputs = HashMap::new();
     inputs.insert("tokens".to_string(), Tensor::from_i64(DType::I64, vec![1, tokens.len()], tokens.to_vec()));
     let loader = CheckpointLoader { checkpoint: imp.checkpoint.as_ref() };
-    let mut out = interp::run(&imp.module, "eval", &inputs, &loader).unwrap_or_else(|e| panic!("{e}"));
+    let mut out = lathe_interp::run(&imp.module, "eval", &inputs, &loader).unwrap_or_else(|e| panic!("{e}"));
     out.remove(0).1
 }
 

@@ -16,23 +16,21 @@
 //!
 //! # Numerics
 //! Values are rounded exactly at the dtypes the IR gives them (round-to-nearest-even; fp8
-//! saturating, per [`numerics`]); arithmetic inside every op is f32. The module's
+//! saturating, per `lathe-numerics`); arithmetic inside every op is f32. The module's
 //! `compute_dtype` records the dtype of intermediates chosen by the frontend: f32 for the CPU
 //! interpreter and `eval`, bf16 for compiled artifacts. A pass that keeps an intermediate in f32
 //! retypes the value, so the interpreter computes exactly what the kernel will.
 //!
 //! # Data flow
 //! The frontend builds modules with [`builder::GraphBuilder`]; text goes in and out through
-//! [`text`] (`parse(print(m)) == m.renumbered()`); [`interp`] runs any function on the CPU and
+//! [`text`] (`parse(print(m)) == m.renumbered()`); the `lathe-interp` crate runs any function on the CPU and
 //! is the oracle every pass and kernel is checked against.
 
 pub mod arena;
 pub mod builder;
 pub mod infer;
-pub mod interp;
 pub mod manual;
 pub mod module;
-pub mod numerics;
 pub mod ops;
 pub mod text;
 pub mod types;

@@ -5,6 +5,6 @@
 //! tensor-core ops (`mma.sync`, `ldmatrix`, `cp.async`; later `wgmma`, TMA, `mbarrier`) with a
 //! `Target` deciding legality; a verifier; and `sim`, a functional simulator with lock-step warps,
 //! barriers, a shared-memory race detector and memory-transaction counters, so compiled kernels
-//! are checked against `lathe_ir::interp` without a GPU. It depends on no other lathe crate.
+//! are checked against `lathe_interp` without a GPU. It depends on no other lathe crate.
 //!
 //! Nothing is implemented yet.

@@ -7,8 +7,8 @@
 //! are never folded. Nodes left without uses are removed.
 //! Pre: a verified module. Post: a verified module computing bit-identical results.
 
-use lathe_ir::interp::eval_op;
-use lathe_ir::interp::tensor::{Data, Tensor};
+use lathe_interp::eval_op;
+use lathe_interp::tensor::{Data, Tensor};
 use lathe_ir::ops::Constant;
 use lathe_ir::{Graph, Module, Op, TensorType};
 

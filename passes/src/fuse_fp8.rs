@@ -28,10 +28,10 @@
 
 use std::collections::HashMap;
 
-use lathe_ir::interp::eval_op;
-use lathe_ir::interp::tensor::{Data, Tensor};
-use lathe_ir::numerics;
+use lathe_interp::eval_op;
+use lathe_interp::tensor::{Data, Tensor};
 use lathe_ir::{DType, Graph, Module, Op, TensorType, ValueId};
+use lathe_numerics as numerics;
 
 use crate::rewrite::{for_each_graph, remove_dead, Replacements};
 use crate::{Changed, Options, Pass, PassContext, PassError, PassInfo};

@@ -7,9 +7,10 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use lathe_ir::interp::{self, tensor::Tensor, SyntheticOnly};
+use lathe_interp::{tensor::Tensor, SyntheticOnly};
 use lathe_ir::text::{parse_module, print_module};
-use lathe_ir::{numerics, DType, Graph, Module, Op};
+use lathe_ir::{DType, Graph, Module, Op};
+use lathe_numerics as numerics;
 use lathe_passes::{PassManager, RunReport};
 use lathe_tests::{normwise_error, unit_roundoff, Rng};
 
@@ -65,8 +66,8 @@ fn quantize_fp8_snapshots_within_the_fp8_bound() {
             assert!(bound > 0.0, "{}: @{} quantized nothing", path.display(), f.name);
             for seed in 0..3 {
                 let args = lathe_tests::random_inputs(&before, &f.name, seed);
-                let want = interp::run(&before, &f.name, &args, &SyntheticOnly).expect("before");
-                let got = interp::run(&after, &f.name, &args, &SyntheticOnly).expect("after");
+                let want = lathe_interp::run(&before, &f.name, &args, &SyntheticOnly).expect("before");
+                let got = lathe_interp::run(&after, &f.name, &args, &SyntheticOnly).expect("after");
                 for ((name, a), (_, b)) in got.iter().zip(&want) {
                     let err = normwise_error(&a.to_f64(), &b.to_f64());
                     assert!(
@@ -108,9 +109,9 @@ fn tiny_nemotron_h_logits_stay_within_the_fp8_bound() {
     let opts = lathe_frontend::import::ImportOptions { max_seq: Some(seq as u64), ..Default::default() };
     let imp =
         lathe_frontend::import::import(&fixture("models/nemotron_h_tiny"), &opts).unwrap_or_else(|e| panic!("{e}"));
-    let loader = lathe_frontend::import::CheckpointLoader { checkpoint: imp.checkpoint.as_ref() };
+    let loader = lathe_interp::CheckpointLoader { checkpoint: imp.checkpoint.as_ref() };
     let args = HashMap::from([("tokens".to_string(), Tensor::from_i64(DType::I64, vec![batch, seq], tokens))]);
-    let logits = |m: &Module| interp::run(m, "eval", &args, &loader).expect("eval").remove(0).1.to_f64();
+    let logits = |m: &Module| lathe_interp::run(m, "eval", &args, &loader).expect("eval").remove(0).1.to_f64();
     let reference = logits(&imp.module);
     let top1 = |l: &[f64]| -> Vec<usize> {
         l.chunks(vocab).map(|r| r.iter().enumerate().fold(0, |b, (i, x)| if *x > r[b] { i } else { b })).collect()
@@ -230,7 +231,8 @@ fn quantized_linear_layers_match_a_direct_computation() {
          %2 = matmul %0, %1 {{transpose_b}} : f32[{m_rows}, {n}]\n    return %2 as \"y\"\n  }}\n}}\n"
     );
     let m = parse_module(&src).expect("parse");
-    let w = interp::synthetic_weight(&lathe_ir::TensorType::fixed(DType::BF16, &[n as u64, k as u64]), 5).expect("w");
+    let w =
+        lathe_interp::synthetic_weight(&lathe_ir::TensorType::fixed(DType::BF16, &[n as u64, k as u64]), 5).expect("w");
     let w = w.floats();
     let args = lathe_tests::random_inputs(&m, "main", 11);
     let x = args["x"].floats();
@@ -241,7 +243,7 @@ fn quantized_linear_layers_match_a_direct_computation() {
         for granularity in ["tensor", "channel"] {
             let pipeline = format!("quantize-fp8{{mode={mode} granularity={granularity} keep-first=0 keep-last=0}}");
             let (q, _) = run_pipeline(&m, &pipeline);
-            let got = interp::run(&q, "main", &args, &SyntheticOnly).expect("run").remove(0).1.to_f64();
+            let got = lathe_interp::run(&q, "main", &args, &SyntheticOnly).expect("run").remove(0).1.to_f64();
             let sx = scale(amax(x));
             let mut want = vec![0f64; m_rows * n];
             for j in 0..n {
@@ -310,8 +312,8 @@ fn requantize_rule_is_exact_on_all_256_codes() {
             let exact = round_trip_exact(via, s);
             assert_eq!(rewritten, exact, "scale {s} via {via}");
             let args = HashMap::from([("q".to_string(), codes.clone())]);
-            let want = interp::run(&m, "main", &args, &SyntheticOnly).expect("before").remove(0).1;
-            let got = interp::run(&after, "main", &args, &SyntheticOnly).expect("after").remove(0).1;
+            let want = lathe_interp::run(&m, "main", &args, &SyntheticOnly).expect("before").remove(0).1;
+            let got = lathe_interp::run(&after, "main", &args, &SyntheticOnly).expect("after").remove(0).1;
             let same = |x: &Tensor, y: &Tensor| {
                 x.floats().iter().zip(y.floats()).all(|(a, b)| a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()))
             };

@@ -136,7 +136,7 @@ fn fp8_pipeline_schedules_and_keeps_decode_launches() {
 fn chunked_prefill_bounds_extend_and_stays_exact() {
     use std::collections::HashMap;
 
-    use lathe_ir::interp::{self, tensor::Tensor};
+    use lathe_interp::tensor::Tensor;
     use lathe_ir::DType;
 
     let dir = fixtures().join("models/nemotron_h_tiny");
@@ -146,21 +146,21 @@ fn chunked_prefill_bounds_extend_and_stays_exact() {
     let mut pm = PassManager::parse(pipeline).expect("pipeline");
     pm.instrumentation.verify_each = true;
     pm.run(&mut m, &mut std::io::sink()).unwrap_or_else(|e| panic!("{e}"));
-    let loader = lathe_frontend::import::CheckpointLoader { checkpoint: imp.checkpoint.as_ref() };
+    let loader = lathe_interp::CheckpointLoader { checkpoint: imp.checkpoint.as_ref() };
     let toks: Vec<i64> = vec![7, 3, 90, 12, 5, 61, 2];
     // eval of all 7 tokens on the unchunked module is the reference.
     let mut args = HashMap::new();
     args.insert("tokens".to_string(), Tensor::from_i64(DType::I64, vec![1, 7], toks.clone()));
-    let full = interp::run(&imp.module, "eval", &args, &loader).expect("eval").remove(0).1.to_f64();
+    let full = lathe_interp::run(&imp.module, "eval", &args, &loader).expect("eval").remove(0).1.to_f64();
     // Chunks of 4 and 3 through the chunked extend, carrying every cache.
-    let mut caches = lathe_frontend::programs::zero_caches(&m, "extend");
+    let mut caches = lathe_interp::zero_caches(&m, "extend");
     let mut last = Vec::new();
     for (start, chunk) in [(0usize, &toks[..4]), (4, &toks[4..])] {
         let mut inputs = caches.clone();
         inputs.insert("tokens".into(), Tensor::from_i64(DType::I64, vec![1, chunk.len()], chunk.to_vec()));
         inputs.insert("past".into(), Tensor::from_i64(DType::I64, vec![1], vec![start as i64]));
         let mut out: HashMap<String, Tensor> =
-            interp::run(&m, "extend", &inputs, &loader).expect("extend").into_iter().collect();
+            lathe_interp::run(&m, "extend", &inputs, &loader).expect("extend").into_iter().collect();
         last = out.remove("logits").expect("logits").to_f64();
         caches = out;
     }
@@ -170,7 +170,7 @@ fn chunked_prefill_bounds_extend_and_stays_exact() {
     let mut inputs = caches.clone();
     inputs.insert("tokens".into(), Tensor::from_i64(DType::I64, vec![1, 5], vec![1; 5]));
     inputs.insert("past".into(), Tensor::from_i64(DType::I64, vec![1], vec![7]));
-    let e = interp::run(&m, "extend", &inputs, &loader).expect_err("too long").to_string();
+    let e = lathe_interp::run(&m, "extend", &inputs, &loader).expect_err("too long").to_string();
     assert!(e.contains("C = 5 is outside 1..=4"), "{e}");
 }
 

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use lathe_ir::interp::{self, tensor::Tensor, SyntheticOnly};
+use lathe_interp::{tensor::Tensor, SyntheticOnly};
 use lathe_ir::text::{parse_module, print_module};
 use lathe_ir::DType;
 use lathe_passes::PassManager;
@@ -39,8 +39,8 @@ fn pass_snapshots_and_differential() {
         for f in &before.functions {
             for seed in 0..3 {
                 let args = lathe_tests::random_inputs(&before, &f.name, seed);
-                let want = interp::run(&before, &f.name, &args, &SyntheticOnly).expect("before");
-                let got = interp::run(&after, &f.name, &args, &SyntheticOnly).expect("after");
+                let want = lathe_interp::run(&before, &f.name, &args, &SyntheticOnly).expect("before");
+                let got = lathe_interp::run(&after, &f.name, &args, &SyntheticOnly).expect("after");
                 assert_eq!(want.len(), got.len());
                 for ((n1, a), (n2, b)) in want.iter().zip(&got) {
                     assert_eq!(n1, n2);
@@ -64,11 +64,11 @@ fn default_pipeline_keeps_model_logits() {
         let mut pm = PassManager::parse("default").expect("default pipeline");
         pm.instrumentation.verify_each = true;
         pm.run(&mut after, &mut std::io::sink()).unwrap_or_else(|e| panic!("{name}: {e}"));
-        let loader = lathe_frontend::import::CheckpointLoader { checkpoint: imp.checkpoint.as_ref() };
+        let loader = lathe_interp::CheckpointLoader { checkpoint: imp.checkpoint.as_ref() };
         let mut args = HashMap::new();
         args.insert("tokens".to_string(), Tensor::from_i64(DType::I64, vec![1, 5], vec![3, 1, 4, 1, 5]));
-        let want = interp::run(&before, "eval", &args, &loader).expect("before");
-        let got = interp::run(&after, "eval", &args, &loader).expect("after");
+        let want = lathe_interp::run(&before, "eval", &args, &loader).expect("before");
+        let got = lathe_interp::run(&after, "eval", &args, &loader).expect("after");
         assert!(same_bits(&want[0].1, &got[0].1), "{name}");
     }
 }

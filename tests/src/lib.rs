@@ -157,8 +157,8 @@ pub fn random_inputs(
     m: &lathe_ir::Module,
     func: &str,
     seed: u64,
-) -> std::collections::HashMap<String, lathe_ir::interp::tensor::Tensor> {
-    use lathe_ir::interp::tensor::Tensor;
+) -> std::collections::HashMap<String, lathe_interp::tensor::Tensor> {
+    use lathe_interp::tensor::Tensor;
     let Some(f) = m.function(func) else { return Default::default() };
     let mut rng = Rng::new(seed);
     f.graph

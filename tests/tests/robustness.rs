@@ -14,8 +14,8 @@ use std::ops::Range;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Once;
 
-use lathe_ir::interp::tensor::Tensor;
-use lathe_ir::interp::{self, SyntheticOnly};
+use lathe_interp::tensor::Tensor;
+use lathe_interp::SyntheticOnly;
 use lathe_ir::module::{Graph, Module};
 use lathe_ir::text::parse::op_names;
 use lathe_ir::text::{parse_module, print_module};
@@ -171,7 +171,7 @@ fn exercise(text: &str, tally: &mut Tally) -> Result<(), String> {
         tally.ran += 1;
         let stage = format!("the interpreter (@{})", f.name);
         let args = arguments(&f.graph);
-        let r = caught(&stage, || interp::run(&m, &f.name, &args, &SyntheticOnly))?;
+        let r = caught(&stage, || lathe_interp::run(&m, &f.name, &args, &SyntheticOnly))?;
         tally.ran_ok += usize::from(r.is_ok());
     }
     Ok(())

@@ -9,10 +9,10 @@ mod modgen;
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
+use lathe_interp::tensor::{Data, Tensor};
+use lathe_interp::{InterpError, SyntheticOnly};
 use lathe_ir::arena::Handle;
 use lathe_ir::builder::GraphBuilder;
-use lathe_ir::interp::tensor::{Data, Tensor};
-use lathe_ir::interp::{self, InterpError, SyntheticOnly};
 use lathe_ir::module::{Graph, Module, NodeId, Output, ValueId, WeightSource};
 use lathe_ir::ops::{Constant, Fusion, KernelStrategy, Op, Sample};
 use lathe_ir::text::{parse_module, print_module};
@@ -145,10 +145,10 @@ fn check(m: &Module, inputs: &[(String, HashMap<String, Tensor>)], seed: u64) ->
     }
     let (mut ok, mut runs) = (0, 0);
     for (func, args) in inputs {
-        let a = interp::run(m, func, args, &SyntheticOnly);
-        let b = interp::run(&parsed, func, args, &SyntheticOnly);
+        let a = lathe_interp::run(m, func, args, &SyntheticOnly);
+        let b = lathe_interp::run(&parsed, func, args, &SyntheticOnly);
         same_outcome(&a, &b).map_err(|e| format!("@{func}: the interpreter disagrees: {e}"))?;
-        let c = interp::run(&scrambled, func, args, &SyntheticOnly);
+        let c = lathe_interp::run(&scrambled, func, args, &SyntheticOnly);
         same_outcome(&a, &c).map_err(|e| format!("@{func}: the interpreter disagrees on the scrambled module: {e}"))?;
         let reads_checkpoint = m
             .function(func)

@@ -4,8 +4,8 @@
 use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap};
 
-use lathe_ir::interp::tensor::Tensor;
-use lathe_ir::interp::{self, InterpError, SyntheticOnly};
+use lathe_interp::tensor::Tensor;
+use lathe_interp::{InterpError, SyntheticOnly};
 use lathe_ir::{DType, Graph, Module, Op};
 
 thread_local! {
@@ -67,7 +67,7 @@ pub fn try_run_fn(src: &str, func: &str, inputs: &[(&str, Tensor)]) -> Result<Ha
     let m = valid(src);
     RAN.with(|r| r.borrow_mut().extend(module_ops(&m)));
     let inputs: HashMap<String, Tensor> = inputs.iter().map(|(n, t)| ((*n).to_string(), t.clone())).collect();
-    interp::run(&m, func, &inputs, &SyntheticOnly).map(|outs| outs.into_iter().collect())
+    lathe_interp::run(&m, func, &inputs, &SyntheticOnly).map(|outs| outs.into_iter().collect())
 }
 
 /// Runs `@main`.
@@ -151,7 +151,7 @@ pub fn all_bf16(what: &str, t: &Tensor) {
     assert_eq!(t.dtype, DType::BF16, "{what}: dtype");
     for (i, &v) in t.floats().iter().enumerate() {
         assert!(
-            lathe_ir::numerics::round_to_bf16(v).to_bits() == v.to_bits() || v.is_nan(),
+            lathe_numerics::round_to_bf16(v).to_bits() == v.to_bits() || v.is_nan(),
             "{what}: element {i} = {v} is not a bf16 value"
         );
     }

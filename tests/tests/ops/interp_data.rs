@@ -1,7 +1,7 @@
 //! Interpreter cases: data ops, elementwise ops and casts.
 
-use lathe_ir::interp::tensor::{Data, Tensor};
-use lathe_ir::interp::InterpError;
+use lathe_interp::tensor::{Data, Tensor};
+use lathe_interp::InterpError;
 use lathe_ir::DType;
 
 use crate::common::{all_bf16, close, exact, f32t, ft, it, module, out, run, sigmoid, silu, try_run};
@@ -56,8 +56,7 @@ pub fn input_binds_symbols_and_rejects_bad_arguments() {
 /// Element `i` of a synthetic weight, from its documentation: `0.05·(2u − 1)` with `u` the
 /// Philox uniform (top 24 bits of word 0) of counter `[i, i>>32, 0, 0]` and key `seed`.
 fn synthetic(i: u64, seed: u64) -> f64 {
-    let w =
-        lathe_ir::numerics::philox4x32_10([i as u32, (i >> 32) as u32, 0, 0], [seed as u32, (seed >> 32) as u32])[0];
+    let w = lathe_numerics::philox4x32_10([i as u32, (i >> 32) as u32, 0, 0], [seed as u32, (seed >> 32) as u32])[0];
     let u = f64::from(w >> 8) / 16_777_216.0;
     0.05 * (2.0 * u - 1.0)
 }
@@ -325,7 +324,7 @@ pub fn clamp_bounds_and_nan() {
     exact("max", out(&o, "max"), DType::F32, &[6], &[-3.0, -1.0, -1.0, -1.0, -1.0, nan]);
     // The bound itself is rounded to the result dtype: 0.1 → 0.10009765625 in bf16;
     // 0.05 → 0.0500488... (bf16 of 0.05) passes through.
-    let small = f64::from(lathe_ir::numerics::round_to_bf16(0.05));
+    let small = f64::from(lathe_numerics::round_to_bf16(0.05));
     exact("bf16", out(&o, "bf16"), DType::BF16, &[3], &[-1.0, small, 0.10009765625]);
     exact("int", out(&o, "int"), DType::I32, &[4], &[-3.0, 0.0, 3.0, 3.0]);
 }

@@ -504,7 +504,7 @@ pub fn fusion_body_equals_unfused_ops() {
 /// counter `[offset, row]` (64-bit halves), top 24 bits.
 fn philox_uniform(seed: u64, offset: u64, row: u64) -> f64 {
     let ctr = [offset as u32, (offset >> 32) as u32, row as u32, (row >> 32) as u32];
-    let w = lathe_ir::numerics::philox4x32_10(ctr, [seed as u32, (seed >> 32) as u32])[0];
+    let w = lathe_numerics::philox4x32_10(ctr, [seed as u32, (seed >> 32) as u32])[0];
     f64::from(w >> 8) / 16_777_216.0
 }
 

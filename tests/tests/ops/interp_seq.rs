@@ -1,6 +1,6 @@
 //! Interpreter cases for the sequence ops: attention, the Mamba-2 SSD scan and the causal conv.
 
-use lathe_ir::interp::tensor::Tensor;
+use lathe_interp::tensor::Tensor;
 use lathe_ir::DType;
 use lathe_tests::Rng;
 

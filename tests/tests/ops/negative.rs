@@ -504,8 +504,8 @@ fn every_case_parses_and_fails_verification_at_its_op() {
         let hit = errs.0.iter().any(|e| e.op == Some(case.op) && e.message.contains(case.want));
         assert!(hit, "`{}`: no error at the op containing {:?}; got:\n{errs}\n{}", case.op, case.want, case.src);
         // The interpreter refuses what the verifier rejects, without panicking.
-        let r = lathe_ir::interp::run(&m, "main", &Default::default(), &lathe_ir::interp::SyntheticOnly);
-        assert!(matches!(r, Err(lathe_ir::interp::InterpError::Invalid(_))), "`{}`: interpreter gave {r:?}", case.op);
+        let r = lathe_interp::run(&m, "main", &Default::default(), &lathe_interp::SyntheticOnly);
+        assert!(matches!(r, Err(lathe_interp::InterpError::Invalid(_))), "`{}`: interpreter gave {r:?}", case.op);
     }
 }
 

@@ -15,8 +15,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use lathe_interp::tensor::Tensor;
 use lathe_ir::builder::GraphBuilder;
-use lathe_ir::interp::tensor::Tensor;
 use lathe_ir::module::{Function, Module, ValueId, WeightId, WeightSource};
 use lathe_ir::ops::{
     Attention, BinaryOp, Clamp, Constant, Conv2dPatch, Fusion, Iota, KernelStrategy, MaskKind, Matmul, Norm, Op,

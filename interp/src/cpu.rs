@@ -214,7 +214,7 @@ impl pulp::WithSimd for ScanHead<'_> {
         let mut dx = vec![0.0f32; p];
         for (t, yrow) in y.chunks_exact_mut(p).enumerate() {
             let dtv = dt[t * heads + h];
-            let decay = crate::numerics::exp(dtv * decay_rate);
+            let decay = lathe_numerics::exp(dtv * decay_rate);
             for (d, &xv) in dx.iter_mut().zip(&x[(t * heads + h) * p..][..p]) {
                 *d = dtv * xv;
             }
@@ -405,17 +405,7 @@ impl pulp::WithSimd for ConvRows<'_> {
 
 // ----------------------------------------------------------- attention ----
 
-/// Which keys a query may see in [`attention`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MaskKind {
-    /// Query i of S sees keys j ≤ (kv_len − S) + i: the queries are the last
-    /// S valid cache rows.
-    Causal,
-    /// Every query sees all keys j < kv_len.
-    Bidirectional,
-    /// Like `Bidirectional`; keys come from another sequence (S ≠ T allowed).
-    Cross,
-}
+pub use lathe_ir::ops::MaskKind;
 
 /// Rotary embedding parameters (rotate-half / GPT-NeoX convention).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -651,7 +641,7 @@ impl pulp::WithSimd for SoftmaxValues<'_> {
         let mx = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         // The exponentials first (a loop that vectorizes), then their sum in key order.
         for e in scores.iter_mut() {
-            *e = crate::numerics::exp(*e - mx);
+            *e = lathe_numerics::exp(*e - mx);
         }
         let total: f32 = scores.iter().sum();
         for e in scores.iter_mut() {
@@ -746,7 +736,7 @@ impl pulp::WithSimd for NormRows<'_> {
             match gate {
                 Some(z) => {
                     for ((ov, &xv), &zv) in o.iter_mut().zip(xr).zip(&z[r * d..][..d]) {
-                        *ov = xv * crate::numerics::silu(zv);
+                        *ov = xv * lathe_numerics::silu(zv);
                     }
                 }
                 None => o.copy_from_slice(xr),
@@ -814,7 +804,7 @@ pub fn softmax(rows: usize, d: usize, x: &[f32], out: &mut [f32]) {
         }
         let mut total = 0.0f32;
         for (ov, &xv) in o.iter_mut().zip(xr) {
-            *ov = crate::numerics::exp(xv - mx);
+            *ov = lathe_numerics::exp(xv - mx);
             total += *ov;
         }
         o.iter_mut().for_each(|v| *v /= total);
@@ -923,7 +913,7 @@ pub fn sample_row(logits: &[f32], p: &SampleParams, uniform: f32) -> usize {
     if !zmax.is_finite() {
         return first;
     }
-    let mut probs: Vec<f32> = order.iter().map(|&i| crate::numerics::exp(z[i] - zmax)).collect();
+    let mut probs: Vec<f32> = order.iter().map(|&i| lathe_numerics::exp(z[i] - zmax)).collect();
     let sum: f32 = probs.iter().sum();
     probs.iter_mut().for_each(|q| *q /= sum);
     let mut keep = probs.len();

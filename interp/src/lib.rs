@@ -1,4 +1,4 @@
-//! `ir::interp` — the reference interpreter: the executable semantics of every op.
+//! `lathe-interp` — the reference interpreter: the executable semantics of every op.
 //!
 //! It is the oracle that passes, kernels and artifacts are checked against, so it favours
 //! clarity of semantics, but it is not a toy: matrix products go through a real CPU GEMM and
@@ -8,21 +8,24 @@
 //! Run-time errors (an input of the wrong shape, a symbol above its bound, a token id outside
 //! the vocabulary, a cache write past its capacity) are [`InterpError`]s, never panics.
 
+pub mod cpu;
 mod elementwise;
-pub mod kernels;
+mod load;
 pub mod tensor;
+
+pub use load::CheckpointLoader;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use rayon::prelude::*;
 
-use crate::infer::type_str;
-use crate::module::{Graph, Module, Weight, WeightSource};
-use crate::numerics;
-use crate::ops::{self, MaskKind, Op, ReduceKind};
-use crate::types::{DType, Dim, SymbolId, TensorType};
 use elementwise::{binary, binary_in_place, broadcast_rows, unary, unary_in_place};
+use lathe_ir::infer::type_str;
+use lathe_ir::module::{Function, Graph, Module, ValueId, Weight, WeightId};
+use lathe_ir::ops::{self, Op, ReduceKind};
+use lathe_ir::types::{DType, Dim, SymbolId, TensorType};
+use lathe_numerics as numerics;
 use tensor::{broadcast_offsets, permute_offsets, round_slice, strides, take, Data, Tensor};
 
 /// Why a run failed.
@@ -75,27 +78,16 @@ pub struct SyntheticOnly;
 
 impl WeightLoader for SyntheticOnly {
     fn load(&self, w: &Weight) -> Result<Tensor, String> {
-        match &w.source {
-            WeightSource::Synthetic { seed } => synthetic_weight(&w.ty, *seed),
-            WeightSource::Checkpoint { file, tensor } => {
-                Err(format!("needs tensor \"{tensor}\" of {file}, but no checkpoint was given"))
-            }
-        }
+        CheckpointLoader { checkpoint: None }.load(w)
     }
 }
 
-/// The data of a synthetic weight: element `i` is `0.05·(2u − 1)` with `u` the Philox uniform of
-/// counter `[i, i>>32, 0, 0]` and key `seed` — symmetric, small, and identical on every backend.
+/// The data of a synthetic weight: element `i` is [`numerics::synthetic_value`]`(seed, i)`
+/// rounded to the weight's dtype (integers take `trunc(100·v)`), identical on every backend.
 pub fn synthetic_weight(ty: &TensorType, seed: u64) -> Result<Tensor, String> {
     let n = ty.const_elements().ok_or("synthetic weights need a constant shape")? as usize;
     let shape = ty.shape.iter().map(|d| d.as_const().unwrap_or(0) as usize).collect();
-    let key = [seed as u32, (seed >> 32) as u32];
-    let vals: Vec<f32> = (0..n as u64)
-        .map(|i| {
-            let w = numerics::philox4x32_10([i as u32, (i >> 32) as u32, 0, 0], key)[0];
-            0.05 * (2.0 * numerics::uniform_f32(w) - 1.0)
-        })
-        .collect();
+    let vals: Vec<f32> = (0..n as u64).map(|i| numerics::synthetic_value(seed, i)).collect();
     if ty.dtype.is_float() {
         Ok(Tensor::from_f32(ty.dtype, shape, vals))
     } else {
@@ -115,7 +107,7 @@ pub fn run(
 }
 
 /// Function `func` of `m`, or an error listing the functions there are.
-fn function<'m>(m: &'m Module, func: &str) -> Result<&'m crate::module::Function, InterpError> {
+fn function<'m>(m: &'m Module, func: &str) -> Result<&'m Function, InterpError> {
     m.function(func).ok_or_else(|| {
         InterpError::NoFunction(
             func.into(),
@@ -125,7 +117,7 @@ fn function<'m>(m: &'m Module, func: &str) -> Result<&'m crate::module::Function
 }
 
 /// Loads weight `w` through `loader` and checks it against its declared type.
-fn load_weight(m: &Module, loader: &dyn WeightLoader, w: crate::module::WeightId) -> Result<Tensor, InterpError> {
+fn load_weight(m: &Module, loader: &dyn WeightLoader, w: WeightId) -> Result<Tensor, InterpError> {
     let weight = &m.weights[w];
     let t = loader.load(weight).map_err(|message| InterpError::Weight { name: weight.name.clone(), message })?;
     let want: Vec<usize> = weight.ty.shape.iter().map(|d| d.as_const().unwrap_or(0) as usize).collect();
@@ -139,7 +131,7 @@ fn load_weight(m: &Module, loader: &dyn WeightLoader, w: crate::module::WeightId
 }
 
 /// The weights graph `g` reads, fusion bodies included, each once, in node order.
-fn weights_read(g: &Graph, out: &mut Vec<crate::module::WeightId>) {
+fn weights_read(g: &Graph, out: &mut Vec<WeightId>) {
     for &n in &g.order {
         match &g.nodes[n].op {
             Op::Weight(w) if !out.contains(w) => out.push(*w),
@@ -167,7 +159,7 @@ impl std::fmt::Debug for Session<'_> {
 impl<'a> Session<'a> {
     /// Verifies `m`; weights are loaded on first use.
     pub fn new(m: &'a Module, loader: &'a dyn WeightLoader) -> Result<Self, InterpError> {
-        crate::verify::verify(m).map_err(|e| InterpError::Invalid(e.to_string()))?;
+        lathe_ir::verify::verify(m).map_err(|e| InterpError::Invalid(e.to_string()))?;
         Ok(Session { m, loader, weights: HashMap::new(), profile: None })
     }
 
@@ -267,6 +259,29 @@ impl<'a> Session<'a> {
             })
             .collect())
     }
+}
+
+/// Empty caches for one sequence: a zero tensor for every input of program `func` (`extend` or
+/// `decode`) other than `tokens` and `past`, its symbolic dims (the batch) taken as 1. No such
+/// program gives no caches.
+pub fn zero_caches(m: &Module, func: &str) -> HashMap<String, Tensor> {
+    let Some(f) = m.function(func) else { return HashMap::new() };
+    f.graph
+        .inputs()
+        .filter(|(n, _)| *n != "tokens" && *n != "past")
+        .map(|(n, v)| {
+            let ty = f.graph.ty(v);
+            let shape: Vec<usize> =
+                ty.shape.iter().map(|d| if let Dim::Const(c) = d { *c as usize } else { 1 }).collect();
+            let numel = shape.iter().product();
+            let t = if ty.dtype.is_float() {
+                Tensor::from_f32(ty.dtype, shape, vec![0.0; numel])
+            } else {
+                Tensor::from_i64(ty.dtype, shape, vec![0; numel])
+            };
+            (n.to_string(), t)
+        })
+        .collect()
 }
 
 /// Elementwise maps at least this long run in parallel.
@@ -398,7 +413,7 @@ impl Env<'_> {
             } else {
                 let types: Vec<&TensorType> = node.results.iter().map(|&r| &g.values[r].ty).collect();
                 let t0 = std::time::Instant::now();
-                let dying = |v: &crate::module::ValueId| last_use[v.index()] == i;
+                let dying = |v: &ValueId| last_use[v.index()] == i;
                 let r = match self.in_place(&node.op, &node.args, dying, &mut vals, &types) {
                     Some(r) => r.map(|t| vec![t]),
                     None => {
@@ -444,8 +459,8 @@ impl Env<'_> {
     fn in_place(
         &self,
         op: &Op,
-        args: &[crate::module::ValueId],
-        dying: impl Fn(&crate::module::ValueId) -> bool,
+        args: &[ValueId],
+        dying: impl Fn(&ValueId) -> bool,
         vals: &mut [Option<Arc<Tensor>>],
         types: &[&TensorType],
     ) -> Option<Result<Tensor, Fail>> {
@@ -453,8 +468,7 @@ impl Env<'_> {
             let arc = vals[v].take()?;
             Arc::try_unwrap(arc).map_err(|arc| vals[v] = Some(arc)).ok()
         }
-        let is_float =
-            |v: &crate::module::ValueId| vals[v.index()].as_ref().is_some_and(|t| matches!(t.data, Data::F(_)));
+        let is_float = |v: &ValueId| vals[v.index()].as_ref().is_some_and(|t| matches!(t.data, Data::F(_)));
         match (op, args) {
             (Op::Reshape(_), [x]) if dying(x) => {
                 let shape = match types.first().map(|ty| self.shape_of(ty)) {
@@ -503,7 +517,7 @@ impl Env<'_> {
     }
 
     /// A weight, loaded on first use and shared afterwards.
-    fn weight(&mut self, w: crate::module::WeightId) -> Result<Arc<Tensor>, Fail> {
+    fn weight(&mut self, w: WeightId) -> Result<Arc<Tensor>, Fail> {
         if let Some(t) = self.weights.get(&w.index()) {
             return Ok(t.clone());
         }
@@ -536,7 +550,7 @@ impl Env<'_> {
             Op::ScaledMatmul(mm) => one(matmul(x[0], x[1], mm, Some((x[2], x[3])))?),
             Op::Attention(at) => {
                 let (q, k, v) = (x[0], x[1], x[2]);
-                let d = kernels::AttnDims {
+                let d = cpu::AttnDims {
                     batch: q.shape[0],
                     q_len: q.shape[1],
                     kv_cap: k.shape[1],
@@ -545,14 +559,10 @@ impl Env<'_> {
                     head_dim: q.shape[3],
                     v_dim: v.shape[3],
                 };
-                let mask = match at.mask {
-                    MaskKind::Causal => kernels::MaskKind::Causal,
-                    MaskKind::Bidirectional => kernels::MaskKind::Bidirectional,
-                    MaskKind::Cross => kernels::MaskKind::Cross,
-                };
-                let rope = at.rope.map(|r| kernels::Rope { theta: r.theta, scale: r.scale });
+                let mask = at.mask;
+                let rope = at.rope.map(|r| cpu::Rope { theta: r.theta, scale: r.scale });
                 let mut out = vec![0f32; d.batch * d.q_len * d.q_heads * d.v_dim];
-                kernels::attention(
+                cpu::attention(
                     &d,
                     q.floats(),
                     k.floats(),
@@ -568,7 +578,7 @@ impl Env<'_> {
             }
             Op::ScanSsd(_) => {
                 let (xx, s0) = (x[0], x[5]);
-                let d = kernels::SsdDims {
+                let d = cpu::SsdDims {
                     batch: xx.shape[0],
                     seq: xx.shape[1],
                     heads: xx.shape[2],
@@ -578,7 +588,7 @@ impl Env<'_> {
                 };
                 let mut y = vec![0f32; xx.numel()];
                 let mut st = vec![0f32; s0.numel()];
-                kernels::ssd_scan(
+                cpu::ssd_scan(
                     &d,
                     xx.floats(),
                     x[1].floats(),
@@ -599,7 +609,7 @@ impl Env<'_> {
                 let (b, s, c, width) = (xx.shape[0], xx.shape[1], xx.shape[2], w.shape[1]);
                 let mut y = vec![0f32; xx.numel()];
                 let mut so = vec![0f32; st.numel()];
-                kernels::conv1d_causal(
+                cpu::conv1d_causal(
                     b,
                     s,
                     c,
@@ -622,7 +632,7 @@ impl Env<'_> {
                 let (b, c, h, wd, o) = (img.shape[0], img.shape[1], img.shape[2], img.shape[3], w.shape[0]);
                 let np = (h / p) * (wd / p);
                 let mut out = vec![0f32; b * np * o];
-                kernels::conv2d_patch(b, c, h, wd, p, o, img.floats(), w.floats(), x[2].floats(), &mut out);
+                cpu::conv2d_patch(b, c, h, wd, p, o, img.floats(), w.floats(), x[2].floats(), &mut out);
                 one(Tensor::from_f32(img.dtype, vec![b, np, o], out))
             }
             Op::Unary(u) => one(unary(*u, x[0])),
@@ -684,7 +694,7 @@ impl Env<'_> {
                 let (outer, d, inner) = around(&t.shape, s.axis);
                 let moved = move_axis_last(t.floats(), outer, d, inner);
                 let mut out = vec![0f32; moved.len()];
-                kernels::softmax(outer * inner, d, &moved, &mut out);
+                cpu::softmax(outer * inner, d, &moved, &mut out);
                 one(Tensor::from_f32(t.dtype, t.shape.clone(), move_last_back(&out, outer, d, inner)))
             }
             Op::RmsNorm(n) => {
@@ -693,7 +703,7 @@ impl Env<'_> {
                 let rows = t.numel() / d.max(1);
                 let mut out = vec![0f32; t.numel()];
                 let gate = x.get(2).map(|z| z.floats());
-                kernels::rms_norm(rows, d, n.groups as usize, t.floats(), x[1].floats(), gate, n.eps as f32, &mut out);
+                cpu::rms_norm(rows, d, n.groups as usize, t.floats(), x[1].floats(), gate, n.eps as f32, &mut out);
                 one(Tensor::from_f32(t.dtype, t.shape.clone(), out))
             }
             Op::LayerNorm(n) => {
@@ -701,7 +711,7 @@ impl Env<'_> {
                 let d = t.shape.last().copied().unwrap_or(1);
                 let rows = t.numel() / d.max(1);
                 let mut out = vec![0f32; t.numel()];
-                kernels::layer_norm(rows, d, t.floats(), x[1].floats(), x[2].floats(), n.eps as f32, &mut out);
+                cpu::layer_norm(rows, d, t.floats(), x[1].floats(), x[2].floats(), n.eps as f32, &mut out);
                 one(Tensor::from_f32(t.dtype, t.shape.clone(), out))
             }
             Op::Reshape(_) => {
@@ -795,7 +805,7 @@ impl Env<'_> {
             Op::Sample(s) => {
                 let (logits, off) = (x[0], x[1].ints().first().copied().unwrap_or(0) as u64);
                 let (b, v) = (logits.shape[0], logits.shape[1]);
-                let params = kernels::SampleParams {
+                let params = cpu::SampleParams {
                     temperature: s.temperature as f32,
                     top_k: s.top_k.map(|k| k as usize),
                     top_p: s.top_p.map(|p| p as f32),
@@ -808,7 +818,7 @@ impl Env<'_> {
                             key,
                         )[0];
                         let u = numerics::uniform_f32(w);
-                        kernels::sample_row(&logits.floats()[row * v..(row + 1) * v], &params, u) as i64
+                        cpu::sample_row(&logits.floats()[row * v..(row + 1) * v], &params, u) as i64
                     })
                     .collect();
                 one(Tensor::from_i64(DType::I64, vec![b], ids))
@@ -1063,9 +1073,9 @@ fn matmul(a: &Tensor, b: &Tensor, mm: &ops::Matmul, scales: Option<(&Tensor, &Te
     // transposed: that is the shape of every linear layer.
     let mut out = vec![0f32; batch * m * n];
     if b_stride == 0 && !mm.transpose_a && batch > 1 {
-        kernels::gemm(1, batch * m, k, n, a_data, 0, false, b_data, 0, mm.transpose_b, &mut out);
+        cpu::gemm(1, batch * m, k, n, a_data, 0, false, b_data, 0, mm.transpose_b, &mut out);
     } else {
-        kernels::gemm(batch, m, k, n, a_data, a_stride, mm.transpose_a, b_data, b_stride, mm.transpose_b, &mut out);
+        cpu::gemm(batch, m, k, n, a_data, a_stride, mm.transpose_a, b_data, b_stride, mm.transpose_b, &mut out);
     }
     round_slice(mm.out, &mut out);
     let mut shape = batch_shape;
@@ -1100,7 +1110,7 @@ mod tests {
     return %4 as "k", %5 as "v"
   }
 }"#;
-        let m = crate::text::parse::parse_module(src).expect("parses");
+        let m = lathe_ir::text::parse::parse_module(src).expect("parses");
         let cache: Vec<f32> = (0..8).map(|i| i as f32).collect();
         let inputs = HashMap::from([
             ("k".to_string(), Tensor::from_f32(DType::F32, vec![1, 4, 2], cache.clone())),
@@ -1144,7 +1154,7 @@ mod tests {
     return %2 as "sum", %8 as "out", %1 as "silu"
   }
 }"#;
-        let m = crate::text::parse::parse_module(src).expect("parses");
+        let m = lathe_ir::text::parse::parse_module(src).expect("parses");
         let x: Vec<f32> = vec![-2.0, -0.5, 0.0, 0.25, 1.5, 3.0];
         let inputs = HashMap::from([("x".to_string(), Tensor::from_f32(DType::F32, vec![2, 3], x.clone()))]);
         let got = run(&m, "main", &inputs, &SyntheticOnly).expect("runs");

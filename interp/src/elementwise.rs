@@ -8,11 +8,11 @@
 
 use rayon::prelude::*;
 
-use super::tensor::{broadcast_offsets, round_slice, wrap_int, Data, Tensor};
-use super::PARALLEL_MIN;
-use crate::numerics;
-use crate::ops::{BinaryOp, GeluApprox, UnaryOp};
-use crate::types::DType;
+use crate::tensor::{broadcast_offsets, round_slice, wrap_int, Data, Tensor};
+use crate::PARALLEL_MIN;
+use lathe_ir::ops::{BinaryOp, GeluApprox, UnaryOp};
+use lathe_ir::DType;
+use lathe_numerics as numerics;
 
 /// Elements per parallel piece of a large map.
 const PIECE: usize = 1 << 14;

@@ -2,13 +2,13 @@
 //! model (docs/performance.md), each beside the rate it reaches. Not a test: it prints.
 //!
 //! ```sh
-//! cargo bench -p lathe-ir --bench kernels_cpu
+//! cargo bench -p lathe-interp --bench cpu_kernels
 //! ```
 
 use std::time::Instant;
 
-use lathe_ir::interp::kernels::{attention, gemm, ssd_scan, AttnDims, MaskKind, SsdDims};
-use lathe_ir::interp::{eval_op, tensor::Tensor};
+use lathe_interp::cpu::{attention, gemm, ssd_scan, AttnDims, MaskKind, SsdDims};
+use lathe_interp::{eval_op, tensor::Tensor};
 use lathe_ir::ops::{BinaryOp, Op, UnaryOp};
 use lathe_ir::{DType, Dim, Module, TensorType};
 

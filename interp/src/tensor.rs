@@ -1,7 +1,7 @@
 //! Runtime tensors of the interpreter and the layout helpers the ops share.
 
-use crate::numerics;
-use crate::types::DType;
+use lathe_ir::DType;
+use lathe_numerics as numerics;
 
 /// Element storage: every float dtype is held as f32 values already rounded to that dtype
 /// (bf16, f16 and fp8 values are exact in f32); integers and bools as i64.
