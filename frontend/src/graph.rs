@@ -21,6 +21,8 @@ pub struct Ctx<'m> {
     pub m: &'m Module,
     /// Dtype of activations.
     pub dt: DType,
+    /// The token positions `i64[B,S]`, once a block has asked for them.
+    positions: Option<ValueId>,
 }
 
 /// Result alias of the builders.
@@ -29,7 +31,7 @@ pub type R<T> = Result<T, FrontendError>;
 impl<'m> Ctx<'m> {
     /// A context for a new graph of `m`.
     pub fn new(m: &'m Module) -> Self {
-        Ctx { b: GraphBuilder::new(m), m, dt: m.compute_dtype }
+        Ctx { b: GraphBuilder::new(m), m, dt: m.compute_dtype, positions: None }
     }
 
     /// The type of a value.
@@ -108,6 +110,29 @@ impl<'m> Ctx<'m> {
     /// A constant of constant shape.
     pub fn constant(&mut self, dtype: DType, shape: &[u64], values: Vec<f64>) -> R<ValueId> {
         Ok(self.b.push1(Op::Constant(Constant { ty: TensorType::fixed(dtype, shape), values }), &[])?)
+    }
+
+    /// The position of every token of the program, `i64[B,S]`: `past + i` for token `i` when the
+    /// program has caches (`past: i64[B]`), `i` otherwise. Built once per graph.
+    pub fn positions(&mut self, b: Dim, s: Dim, past: Option<ValueId>) -> R<ValueId> {
+        if let Some(p) = self.positions {
+            return Ok(p);
+        }
+        let index = || Op::Iota(Iota { axis: 1, ty: TensorType::new(DType::I64, [b, s]) });
+        let p = match past {
+            Some(past) => {
+                let past = self.reshape(past, vec![b, Dim::Const(1)])?;
+                if s == Dim::Const(1) {
+                    past
+                } else {
+                    let i = self.b.push1(index(), &[])?;
+                    self.binary(BinaryOp::Add, past, i)?
+                }
+            }
+            None => self.b.push1(index(), &[])?,
+        };
+        self.positions = Some(p);
+        Ok(p)
     }
 
     /// The length `S` of axis 1 of `x[B, S, ...]` as an `i64[B]` vector (each entry `S`).

@@ -90,13 +90,15 @@ pub struct AttentionSpec {
     pub bias: bool,
     /// Whether o_proj has a bias.
     pub out_bias: bool,
-    /// Rotary embedding, if any.
+    /// Rotary embedding of q and k, if any.
     pub rope: Option<RopeAttrs>,
 }
 
 /// Causal GQA self-attention `o_proj(attention(q_proj x, k_proj x, v_proj x))` with weights
-/// under `p` (`{p}.q_proj.weight`, ...); with caches, K and V are scattered into
-/// `{cache}.k_cache` / `{cache}.v_cache` at `past` first.
+/// under `p` (`{p}.q_proj.weight`, ...). With RoPE, q and the new k are rotated at their
+/// positions first, so caches hold keys after RoPE (as vLLM and TensorRT-LLM keep them) and no
+/// step re-rotates the cache; with caches, K and V are then scattered into `{cache}.k_cache` /
+/// `{cache}.v_cache` at `past`.
 #[allow(clippy::too_many_arguments)]
 pub fn gqa_attention(
     cx: &mut Ctx<'_>,
@@ -119,6 +121,13 @@ pub fn gqa_attention(
     let k = cx.reshape(k, vec![b, s, c(hkv), c(d)])?;
     let v = cx.linear(x, &format!("{p}.v_proj"), spec.bias)?;
     let v = cx.reshape(v, vec![b, s, c(hkv), c(d)])?;
+    let (q, k) = match spec.rope {
+        Some(r) => {
+            let pos = cx.positions(b, s, past)?;
+            (cx.b.push1(Op::Rope(r), &[q, pos])?, cx.b.push1(Op::Rope(r), &[k, pos])?)
+        }
+        None => (q, k),
+    };
     let seq = cx.seq_len(b, s)?;
     let (k, v, kv_len) = match past {
         Some(past) if program.has_caches() => {
@@ -134,7 +143,7 @@ pub fn gqa_attention(
         }
         _ => (k, v, seq),
     };
-    let attn = Attention { mask: MaskKind::Causal, scale: 1.0 / (d as f64).sqrt(), rope: spec.rope };
+    let attn = Attention { mask: MaskKind::Causal, scale: 1.0 / (d as f64).sqrt() };
     let o = cx.b.push1(Op::Attention(attn), &[q, k, v, kv_len])?;
     let o = cx.reshape(o, vec![b, s, c(hq * d)])?;
     cx.linear(o, &format!("{p}.o_proj"), spec.out_bias)

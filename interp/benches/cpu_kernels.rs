@@ -76,7 +76,7 @@ fn heavy() {
     let (q, k) = (values(256 * 12 * 64, 5), values(256 * 4 * 64, 6));
     let mut out = vec![0.0f32; q.len()];
     let s = time(20, || {
-        if let Err(e) = attention(&ad, &q, &k, &k, &[256], MaskKind::Causal, 0.125, None, &mut out) {
+        if let Err(e) = attention(&ad, &q, &k, &k, &[256], MaskKind::Causal, 0.125, &mut out) {
             eprintln!("attention: {e}");
         }
     });

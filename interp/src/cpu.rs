@@ -407,15 +407,6 @@ impl pulp::WithSimd for ConvRows<'_> {
 
 pub use lathe_ir::ops::MaskKind;
 
-/// Rotary embedding parameters (rotate-half / GPT-NeoX convention).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Rope {
-    /// Frequency base: `inv_freq[i] = 1 / theta^(2i/D)`; must be > 0.
-    pub theta: f64,
-    /// Linear position scaling: position p is used as p / scale; must be > 0.
-    pub scale: f64,
-}
-
 /// Dimensions of [`attention`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AttnDims {
@@ -446,15 +437,8 @@ pub struct AttnDims {
 /// not finite so that masked keys could contribute NaN, in key order per row); a query with no
 /// visible key gets zeros.
 ///
-/// With `rope`, q and k are rotated (rotate-half over all D dims) before the
-/// dot product: `inv_freq[i] = 1/theta^(2i/D)` and
-/// `angle = (pos / scale)·inv_freq[i]`, all in f32; `u'[i] = u[i]cos −
-/// u[i+D/2]sin`, `u'[i+D/2] = u[i+D/2]cos + u[i]sin`. Key j has position j;
-/// query i has position `kv_len − S + i` under `Causal`, i otherwise.
-///
 /// Errors: `kv_len` length ≠ B, `kv_len[b] < 0` or `> T`, `Causal` with
-/// `kv_len[b] < S`, Hq not a multiple of Hkv, odd D or non-positive
-/// theta/scale with `rope`. K and V are only read.
+/// `kv_len[b] < S`, Hq not a multiple of Hkv. K and V are only read.
 #[allow(clippy::too_many_arguments)]
 pub fn attention(
     d: &AttnDims,
@@ -464,7 +448,6 @@ pub fn attention(
     kv_len: &[i64],
     mask: MaskKind,
     scale: f32,
-    rope: Option<&Rope>,
     out: &mut [f32],
 ) -> Result<(), KernelError> {
     let (s, t, hq, hkv) = (d.q_len, d.kv_cap, d.q_heads, d.kv_heads);
@@ -486,48 +469,12 @@ pub fn attention(
         }
         lens.push(l);
     }
-    if let Some(r) = rope {
-        if dd % 2 != 0 {
-            return fail(format!("rope needs an even head_dim, got {dd}"));
-        }
-        if !(r.theta > 0.0 && r.scale > 0.0) {
-            return fail(format!("rope theta {} / scale {} not > 0", r.theta, r.scale));
-        }
-    }
     debug_assert!(q.len() >= nb * s * hq * dd && out.len() >= nb * s * hq * dv);
     debug_assert!(k.len() >= nb * t * hkv * dd && v.len() >= nb * t * hkv * dv);
     let out = &mut out[..nb * s * hq * dv];
     if out.is_empty() {
         return Ok(());
     }
-    let half = dd / 2;
-    // cos/sin per (position, frequency) once rather than per head and row;
-    // positions never exceed max(T, S) - 1.
-    let table = rope.map(|r| {
-        let inv: Vec<f32> = (0..half).map(|i| 1.0f32 / (r.theta as f32).powf((2 * i) as f32 / dd as f32)).collect();
-        let (mut cos, mut sin) = (Vec::new(), Vec::new());
-        for pos in 0..t.max(s) {
-            for &f in &inv {
-                let ang = (pos as f32 / r.scale as f32) * f;
-                cos.push(ang.cos());
-                sin.push(ang.sin());
-            }
-        }
-        (cos, sin)
-    });
-    let tables = table.as_ref().map(|(c, sn)| (c.as_slice(), sn.as_slice()));
-    let rotate = |u: &mut [f32], pos: usize| rotate_half(u, pos, tables);
-    // Keys are rotated once per (b, kv head, j) into a copy; K stays untouched.
-    let k_rot: Option<Vec<f32>> = table.as_ref().map(|_| {
-        let mut kr = k[..nb * t * hkv * dd].to_vec();
-        kr.par_chunks_mut((hkv * dd).max(1)).enumerate().for_each(|(bj, row)| {
-            if bj % t < lens[bj / t] {
-                row.chunks_exact_mut(dd.max(1)).for_each(|u| rotate(u, bj % t));
-            }
-        });
-        kr
-    });
-    let keys: &[f32] = k_rot.as_deref().unwrap_or(k);
     let group = hq / hkv.max(1);
     // Queries go in blocks of rows: per block and head, the scores against every key some row
     // of the block sees are one product (Q_h · K_hᵀ); each row then takes the softmax over its
@@ -539,12 +486,12 @@ pub fn attention(
         ob.par_chunks_mut((Q_BLOCK * hq * dv).max(1)).enumerate().for_each(|(blk, ob)| {
             let len = lens[b];
             let (i0, rows) = (blk * Q_BLOCK, ob.len() / (hq * dv).max(1));
-            // Query i sits at position pos(i) and sees keys 0..visible(i).
-            let place = |i: usize| match mask {
-                MaskKind::Causal => (len - s + i, len - s + i + 1),
-                MaskKind::Bidirectional | MaskKind::Cross => (i, len),
+            // Query i sees keys 0..visible(i).
+            let visible = |i: usize| match mask {
+                MaskKind::Causal => len - s + i + 1,
+                MaskKind::Bidirectional | MaskKind::Cross => len,
             };
-            let widest = place(i0 + rows - 1).1;
+            let widest = visible(i0 + rows - 1);
             ob.fill(0.0);
             if widest == 0 {
                 return;
@@ -561,10 +508,9 @@ pub fn attention(
                 } else {
                     for (r, qr) in qh.chunks_exact_mut(dd).enumerate() {
                         qr.copy_from_slice(&q[((b * s + i0 + r) * hq + h) * dd..][..dd]);
-                        rotate(qr, place(i0 + r).0);
                     }
                     let first = (b * t * hkv + hk) * dd;
-                    let kh = MatRef::from_row_major_slice_with_stride(&keys[first..], widest, dd, hkv * dd);
+                    let kh = MatRef::from_row_major_slice_with_stride(&k[first..], widest, dd, hkv * dd);
                     let lhs = MatRef::from_row_major_slice(&qh, rows, dd);
                     let dst = MatMut::from_row_major_slice_mut(&mut scores, rows, widest);
                     matmul(dst, Accum::Replace, lhs, kh.transpose(), 1.0f32, Par::Seq);
@@ -578,8 +524,7 @@ pub fn attention(
                         (0..widest).all(|j| vh[j * hkv * dv..][..dv].iter().all(|x| x.is_finite()))
                     });
                 for (r, sc) in scores.chunks_exact_mut(widest).enumerate() {
-                    let visible = place(i0 + r).1;
-                    let (seen, unseen) = sc.split_at_mut(visible);
+                    let (seen, unseen) = sc.split_at_mut(visible(i0 + r));
                     unseen.fill(0.0);
                     let out = (!finite).then(|| &mut ob[(r * hq + h) * dv..][..dv]);
                     arch.dispatch(SoftmaxValues { scores: seen, scale, v: vh, v_stride: hkv * dv, out });
@@ -601,20 +546,36 @@ pub fn attention(
 
 // ------------------------------------------------------ norms, softmax ----
 
-/// Rotate-half RoPE of one head vector at position `pos`, from per-position cos/sin tables
-/// (`None`: no rotation).
-#[inline(always)]
-fn rotate_half(u: &mut [f32], pos: usize, tables: Option<(&[f32], &[f32])>) {
-    if let Some((cos, sin)) = tables {
-        let half = u.len() / 2;
-        let (lo, hi) = u.split_at_mut(half);
-        let (c, sn) = (&cos[pos * half..][..half], &sin[pos * half..][..half]);
-        for (((x0, x1), &c), &sn) in lo.iter_mut().zip(hi).zip(c).zip(sn) {
-            let (a, b) = (*x0, *x1);
-            *x0 = a * c - b * sn;
-            *x1 = b * c + a * sn;
-        }
+/// Rotate-half rotary embedding of `x[B,S,H,D]` at positions `pos[B,S]` into `out`:
+/// `f_i = 1/theta^(2i/D)` and `a = (pos/scale)·f_i` in f32, then for `i < D/2`
+/// `out[i] = x[i]·cos a − x[i+D/2]·sin a`, `out[i+D/2] = x[i+D/2]·cos a + x[i]·sin a`.
+/// The angles of one position are computed once and shared by its H heads.
+pub fn rope(dims: [usize; 4], x: &[f32], pos: &[i64], theta: f64, scale: f64, out: &mut [f32]) {
+    let [_, _, h, d] = dims;
+    let half = d / 2;
+    let inv: Vec<f32> = (0..half).map(|i| 1.0f32 / (theta as f32).powf((2 * i) as f32 / d as f32)).collect();
+    let row = h * d;
+    if row == 0 {
+        return;
     }
+    out.par_chunks_mut(row).zip(x.par_chunks(row)).zip(pos.par_iter()).for_each(|((o, xr), &p)| {
+        let p = p as f32 / scale as f32;
+        let (cos, sin): (Vec<f32>, Vec<f32>) = inv
+            .iter()
+            .map(|&f| {
+                let a = p * f;
+                (a.cos(), a.sin())
+            })
+            .unzip();
+        for (oh, xh) in o.chunks_exact_mut(d).zip(xr.chunks_exact(d)) {
+            let (lo, hi) = oh.split_at_mut(half);
+            let (x0, x1) = xh.split_at(half);
+            for i in 0..half {
+                lo[i] = x0[i] * cos[i] - x1[i] * sin[i];
+                hi[i] = x1[i] * cos[i] + x0[i] * sin[i];
+            }
+        }
+    });
 }
 
 /// One query row of [`attention`] once its scores against the visible keys are known, as a
@@ -1133,22 +1094,11 @@ mod tests {
         AttnDims { batch: b, q_len: s, kv_cap: t, q_heads: hq, kv_heads: hkv, head_dim: d, v_dim: dv }
     }
 
-    /// Naive attention: explicit mask matrix, per-head loops, f64 math, its
-    /// own RoPE rotation, scale fixed at 0.7.
-    fn attn_ref(d: &AttnDims, qkv: [&[f32]; 3], lens: &[i64], mask: MaskKind, rope: Option<&Rope>) -> Vec<f32> {
+    /// Naive attention: explicit mask matrix, per-head loops, f64 math, scale fixed at 0.7.
+    fn attn_ref(d: &AttnDims, qkv: [&[f32]; 3], lens: &[i64], mask: MaskKind) -> Vec<f32> {
         let [q, k, v] = qkv;
         let (s, t, hq, hkv, dd, dv) = (d.q_len, d.kv_cap, d.q_heads, d.kv_heads, d.head_dim, d.v_dim);
-        let rot = |u: &[f32], pos: usize| -> Vec<f64> {
-            let mut r: Vec<f64> = u.iter().map(|&x| x as f64).collect();
-            for i in 0..dd / 2 {
-                let Some(rp) = rope else { break };
-                let ang = pos as f64 / rp.scale / rp.theta.powf(2.0 * i as f64 / dd as f64);
-                let (x0, x1) = (r[i], r[i + dd / 2]);
-                r[i] = x0 * ang.cos() - x1 * ang.sin();
-                r[i + dd / 2] = x1 * ang.cos() + x0 * ang.sin();
-            }
-            r
-        };
+        let rot = |u: &[f32]| -> Vec<f64> { u.iter().map(|&x| x as f64).collect() };
         let mut out = vec![0.0f32; d.batch * s * hq * dv];
         for (b, &len) in lens.iter().enumerate() {
             let past = (len as usize).saturating_sub(s);
@@ -1158,11 +1108,11 @@ mod tests {
                 .collect();
             for (h, i) in (0..hq).flat_map(|h| (0..s).map(move |i| (h, i))) {
                 let hk = h / (hq / hkv);
-                let qr = rot(&q[((b * s + i) * hq + h) * dd..][..dd], if causal { past + i } else { i });
+                let qr = rot(&q[((b * s + i) * hq + h) * dd..][..dd]);
                 let sc: Vec<(usize, f64)> = (0..t)
                     .filter(|&j| vis[i][j])
                     .map(|j| {
-                        let kr = rot(&k[((b * t + j) * hkv + hk) * dd..][..dd], j);
+                        let kr = rot(&k[((b * t + j) * hkv + hk) * dd..][..dd]);
                         (j, 0.7 * qr.iter().zip(&kr).map(|(a, b)| a * b).sum::<f64>())
                     })
                     .collect();
@@ -1182,29 +1132,26 @@ mod tests {
     #[test]
     fn attention_matches_reference() {
         let mut rng = Rng(11);
-        let (r1, r2) = (Rope { theta: 1e6, scale: 1.0 }, Rope { theta: 1e6, scale: 2.0 });
         // GQA (Hq = 4, Hkv = 2) everywhere; causal cases have past > 0.
         let (gqa, cross) = (ad(2, 3, 9, 4, 2, 8, 5), ad(2, 4, 6, 4, 2, 6, 3));
         // Long enough for two query blocks, and a value width with a tile and a tail.
         let long = ad(2, 70, 80, 4, 2, 8, 70);
-        let cases: [(AttnDims, [i64; 2], MaskKind, Option<&Rope>); 9] = [
-            (long, [75, 70], MaskKind::Causal, Some(&r1)),
-            (long, [80, 10], MaskKind::Bidirectional, None),
-            (gqa, [7, 3], MaskKind::Causal, None),
-            (gqa, [9, 5], MaskKind::Causal, Some(&r1)),
-            (gqa, [8, 4], MaskKind::Causal, Some(&r2)),
-            (gqa, [6, 0], MaskKind::Bidirectional, None),
-            (gqa, [9, 2], MaskKind::Bidirectional, Some(&r1)),
-            (cross, [6, 3], MaskKind::Cross, None),
-            (cross, [5, 6], MaskKind::Cross, Some(&r2)),
+        let cases: [(AttnDims, [i64; 2], MaskKind); 7] = [
+            (long, [75, 70], MaskKind::Causal),
+            (long, [80, 10], MaskKind::Bidirectional),
+            (gqa, [7, 3], MaskKind::Causal),
+            (gqa, [9, 5], MaskKind::Causal),
+            (gqa, [6, 0], MaskKind::Bidirectional),
+            (cross, [6, 3], MaskKind::Cross),
+            (cross, [5, 6], MaskKind::Cross),
         ];
-        for (d, lens, mask, rope) in cases {
+        for (d, lens, mask) in cases {
             let q = rng.vec(d.batch * d.q_len * d.q_heads * d.head_dim);
             let k = rng.vec(d.batch * d.kv_cap * d.kv_heads * d.head_dim);
             let v = rng.vec(d.batch * d.kv_cap * d.kv_heads * d.v_dim);
             let mut out = vec![f32::NAN; d.batch * d.q_len * d.q_heads * d.v_dim];
-            assert_eq!(attention(&d, &q, &k, &v, &lens, mask, 0.7, rope, &mut out), Ok(()));
-            close(&out, &attn_ref(&d, [&q, &k, &v], &lens, mask, rope), 2e-5);
+            assert_eq!(attention(&d, &q, &k, &v, &lens, mask, 0.7, &mut out), Ok(()));
+            close(&out, &attn_ref(&d, [&q, &k, &v], &lens, mask), 2e-5);
         }
     }
 
@@ -1214,27 +1161,18 @@ mod tests {
         let d = ad(1, 2, 2, 1, 1, 2, 1);
         let (q, k, v) = ([1.0, 0.0, 1.0, 0.0], [0.0, 0.0, 3.0f32.ln(), 0.0], [4.0, 8.0]);
         let mut out = [0.0; 2];
-        assert_eq!(attention(&d, &q, &k, &v, &[2], MaskKind::Causal, 1.0, None, &mut out), Ok(()));
+        assert_eq!(attention(&d, &q, &k, &v, &[2], MaskKind::Causal, 1.0, &mut out), Ok(()));
         // Query 0 sees only key 0; query 1 sees both: 4/4 + 8·3/4 = 7.
         close(&out, &[4.0, 7.0], 1e-6);
-        // RoPE with D = 2 has inv_freq = 1: key 1 turns by 1/scale rad, the
-        // query (position 0) stays, so scores are [1, cos(1/scale)].
-        let (k, d1, mut o) = ([1.0, 0.0, 1.0, 0.0], ad(1, 1, 2, 1, 1, 2, 1), [0.0]);
-        for sc in [1.0f64, 2.0] {
-            let rp = Rope { theta: 1e4, scale: sc };
-            let r = attention(&d1, &q[..2], &k, &v, &[2], MaskKind::Bidirectional, 1.0, Some(&rp), &mut o);
-            assert_eq!(r, Ok(()));
-            let (e0, e1) = (1.0f64.exp(), (1.0 / sc).cos().exp());
-            close(&o, &[((4.0 * e0 + 8.0 * e1) / (e0 + e1)) as f32], 1e-5);
-        }
         // No visible key gives zeros.
+        let (k, d1) = ([1.0, 0.0, 1.0, 0.0], ad(1, 1, 2, 1, 1, 2, 1));
         let mut o = [f32::NAN];
-        assert_eq!(attention(&d1, &q[..2], &k, &v, &[0], MaskKind::Cross, 1.0, None, &mut o), Ok(()));
+        assert_eq!(attention(&d1, &q[..2], &k, &v, &[0], MaskKind::Cross, 1.0, &mut o), Ok(()));
         assert_eq!(o, [0.0]);
         // A value that is not finite reaches only the queries that see its key.
         let vi = [4.0, 8.0, f32::INFINITY, 1.0];
         let (di, mut oi) = (ad(1, 2, 2, 1, 1, 2, 2), [f32::NAN; 4]);
-        assert_eq!(attention(&di, &q, &k, &vi, &[2], MaskKind::Causal, 1.0, None, &mut oi), Ok(()));
+        assert_eq!(attention(&di, &q, &k, &vi, &[2], MaskKind::Causal, 1.0, &mut oi), Ok(()));
         assert_eq!(oi[..2], [4.0, 8.0]);
         assert!(oi[2] == f32::INFINITY && oi[3].is_finite(), "{oi:?}");
         // The same through a block of 8 rows (the product path): queries 0..7 see only finite
@@ -1246,15 +1184,15 @@ mod tests {
         let mut v8: Vec<f32> = (0..8).flat_map(|_| [4.0, 8.0]).collect();
         v8[14] = f32::INFINITY;
         let mut o8 = [f32::NAN; 16];
-        assert_eq!(attention(&d8, &q8, &k8, &v8, &[8], MaskKind::Causal, 1.0, None, &mut o8), Ok(()));
+        assert_eq!(attention(&d8, &q8, &k8, &v8, &[8], MaskKind::Causal, 1.0, &mut o8), Ok(()));
         close(&o8[..14], &v8[..14], 1e-5);
         assert!(o8[14] == f32::INFINITY && (o8[15] - 8.0).abs() < 1e-5, "{o8:?}");
         // D = 0: every score is 0, so each query averages the values it sees.
         let d0 = ad(1, 2, 3, 1, 1, 0, 2);
         let (v3, mut o2) = ([1.0, 2.0, 3.0, 4.0, 5.0, 6.0], [f32::NAN; 4]);
-        assert_eq!(attention(&d0, &[], &[], &v3, &[3], MaskKind::Bidirectional, 1.0, None, &mut o2), Ok(()));
+        assert_eq!(attention(&d0, &[], &[], &v3, &[3], MaskKind::Bidirectional, 1.0, &mut o2), Ok(()));
         close(&o2, &[3.0, 4.0, 3.0, 4.0], 1e-6);
-        assert_eq!(attention(&d0, &[], &[], &v3, &[3], MaskKind::Causal, 1.0, None, &mut o2), Ok(()));
+        assert_eq!(attention(&d0, &[], &[], &v3, &[3], MaskKind::Causal, 1.0, &mut o2), Ok(()));
         close(&o2, &[2.0, 3.0, 3.0, 4.0], 1e-6);
     }
 
@@ -1262,16 +1200,45 @@ mod tests {
     fn attention_rejects_bad_inputs() {
         let d = ad(1, 2, 3, 2, 1, 3, 1);
         let (q, k, v, mut out) = (vec![0.1; 12], vec![0.1; 9], vec![1.0; 3], vec![0.0; 4]);
-        let rope = Rope { theta: 1e4, scale: 1.0 };
-        let mut run =
-            |d: AttnDims, lens: &[i64], mask, rope| attention(&d, &q, &k, &v, lens, mask, 1.0, rope, &mut out);
-        assert!(run(d, &[4], MaskKind::Bidirectional, None).is_err()); // kv_len > T
-        assert!(run(d, &[-1], MaskKind::Cross, None).is_err());
-        assert!(run(d, &[1], MaskKind::Causal, None).is_err()); // kv_len < S
-        assert!(run(d, &[3], MaskKind::Causal, Some(&rope)).is_err()); // odd D
-        assert!(run(d, &[3, 3], MaskKind::Causal, None).is_err());
-        assert!(run(ad(1, 2, 3, 3, 2, 3, 1), &[2], MaskKind::Cross, None).is_err());
-        assert_eq!(run(d, &[2], MaskKind::Causal, None), Ok(()));
+        let mut run = |d: AttnDims, lens: &[i64], mask| attention(&d, &q, &k, &v, lens, mask, 1.0, &mut out);
+        assert!(run(d, &[4], MaskKind::Bidirectional).is_err()); // kv_len > T
+        assert!(run(d, &[-1], MaskKind::Cross).is_err());
+        assert!(run(d, &[1], MaskKind::Causal).is_err()); // kv_len < S
+        assert!(run(d, &[3, 3], MaskKind::Causal).is_err());
+        assert!(run(ad(1, 2, 3, 3, 2, 3, 1), &[2], MaskKind::Cross).is_err());
+        assert_eq!(run(d, &[2], MaskKind::Causal), Ok(()));
+    }
+
+    #[test]
+    fn rope_matches_an_f64_rotation() {
+        // D = 2 has inv_freq = 1: [1, 0] at position p turns by p/scale radians.
+        for sc in [1.0f64, 2.0] {
+            let mut out = [0.0; 2];
+            rope([1, 1, 1, 2], &[1.0, 0.0], &[1], 1e4, sc, &mut out);
+            close(&out, &[(1.0 / sc).cos() as f32, (1.0 / sc).sin() as f32], 1e-6);
+        }
+        // B = 2, S = 3, H = 2, D = 8 against f64 loops at arbitrary positions.
+        let mut rng = Rng(5);
+        let dims = [2, 3, 2, 8];
+        let x = rng.vec(2 * 3 * 2 * 8);
+        let pos = [0i64, 7, 130, 5, 0, 4095];
+        let mut out = vec![f32::NAN; x.len()];
+        rope(dims, &x, &pos, 1e6, 2.0, &mut out);
+        let mut want = vec![0.0f32; x.len()];
+        for (row, &p) in pos.iter().enumerate() {
+            for h in 0..2 {
+                let base = (row * 2 + h) * 8;
+                for i in 0..4 {
+                    // The angle is f32 by definition (as the reference models compute it).
+                    let inv = 1.0f32 / 1e6f32.powf((2 * i) as f32 / 8.0);
+                    let a = f64::from((p as f32 / 2.0) * inv);
+                    let (x0, x1) = (f64::from(x[base + i]), f64::from(x[base + i + 4]));
+                    want[base + i] = (x0 * a.cos() - x1 * a.sin()) as f32;
+                    want[base + i + 4] = (x1 * a.cos() + x0 * a.sin()) as f32;
+                }
+            }
+        }
+        close(&out, &want, 2e-6);
     }
 
     #[test]

@@ -560,21 +560,17 @@ impl Env<'_> {
                     v_dim: v.shape[3],
                 };
                 let mask = at.mask;
-                let rope = at.rope.map(|r| cpu::Rope { theta: r.theta, scale: r.scale });
                 let mut out = vec![0f32; d.batch * d.q_len * d.q_heads * d.v_dim];
-                cpu::attention(
-                    &d,
-                    q.floats(),
-                    k.floats(),
-                    v.floats(),
-                    x[3].ints(),
-                    mask,
-                    at.scale as f32,
-                    rope.as_ref(),
-                    &mut out,
-                )
-                .map_err(|e| Fail::Msg(e.0))?;
+                cpu::attention(&d, q.floats(), k.floats(), v.floats(), x[3].ints(), mask, at.scale as f32, &mut out)
+                    .map_err(|e| Fail::Msg(e.0))?;
                 one(Tensor::from_f32(q.dtype, vec![d.batch, d.q_len, d.q_heads, d.v_dim], out))
+            }
+            Op::Rope(r) => {
+                let t = x[0];
+                let dims = [t.shape[0], t.shape[1], t.shape[2], t.shape[3]];
+                let mut out = vec![0f32; t.numel()];
+                cpu::rope(dims, t.floats(), x[1].ints(), r.theta, r.scale, &mut out);
+                one(Tensor::from_f32(t.dtype, t.shape.clone(), out))
             }
             Op::ScanSsd(_) => {
                 let (xx, s0) = (x[0], x[5]);

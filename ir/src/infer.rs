@@ -208,9 +208,6 @@ pub fn infer(m: &Module, op: &Op, args: &[&TensorType]) -> Result<Vec<TensorType
             if hkv == 0 || hq % hkv != 0 {
                 return Err(format!("q heads {hq} must be a multiple of kv heads {hkv}"));
             }
-            if at.rope.is_some() && const_dim(m, "head dim", q.shape[3])? % 2 != 0 {
-                return Err("rope needs an even head dim".into());
-            }
             if at.mask == MaskKind::Causal && q.shape[1] == Dim::Const(0) {
                 return Err("causal attention needs at least one query".into());
             }
@@ -218,6 +215,25 @@ pub fn infer(m: &Module, op: &Op, args: &[&TensorType]) -> Result<Vec<TensorType
                 return Err(format!("scale must be finite, got {}", at.scale));
             }
             one(TensorType::new(q.dtype, [q.shape[0], q.shape[1], q.shape[2], v.shape[3]]))
+        }
+        Op::Rope(r) => {
+            let (x, pos) = (args[0], args[1]);
+            float(m, "x", x)?;
+            rank(m, "x", x, 4)?;
+            if pos.dtype != DType::I64 || pos.shape.as_slice() != &x.shape[..2] {
+                return Err(format!(
+                    "positions must be i64[{}], got {}",
+                    shape_str(m, &x.shape[..2]),
+                    type_str(m, pos)
+                ));
+            }
+            if const_dim(m, "head dim", x.shape[3])? % 2 != 0 {
+                return Err(format!("rope needs an even head dim, got {}", dim_str(m, x.shape[3])));
+            }
+            if !(r.theta.is_finite() && r.theta > 0.0 && r.scale.is_finite() && r.scale > 0.0) {
+                return Err(format!("theta and scale must be finite and > 0, got {} and {}", r.theta, r.scale));
+            }
+            one(x.clone())
         }
         Op::ScanSsd(_) => {
             let (x, dt, a, bm, cm, s0) = (args[0], args[1], args[2], args[3], args[4], args[5]);

@@ -30,14 +30,19 @@ pub enum Op {
     /// `matmul`, with dequant scales `sa: f32[]` (per tensor) and `sb: f32[]` or `f32[N]` (per
     /// output channel): `out = (a·sa) · (b·sb)`, accumulated in f32, rounded to `T`.
     ScaledMatmul(Matmul),
-    /// `attention %q, %k, %v, %kv_len {mask=causal, scale=s, rope_theta=θ, rope_scale=f}` —
-    /// reads `q[B,S,Hq,D]`, `k[B,T,Hkv,D]`, `v[B,T,Hkv,Dv]` (a cache or fresh keys),
-    /// `kv_len: i64[B]` valid kv rows; returns `[B,S,Hq,Dv]` in q's dtype. q head `h` uses kv
-    /// head `h / (Hq/Hkv)`. Causal: with `past = kv_len − S`, query `i` sees keys `j ≤ past+i`;
-    /// bidirectional and cross: keys `j < kv_len`. Scores `scale·q·k`, softmax in f32. With RoPE
-    /// (rotate-half convention) q is rotated at position `past+i` (causal) or `i`, key `j` at `j`.
-    /// Never writes a cache: `scatter_cache` does.
+    /// `attention %q, %k, %v, %kv_len {mask=causal, scale=s}` — reads `q[B,S,Hq,D]`,
+    /// `k[B,T,Hkv,D]`, `v[B,T,Hkv,Dv]` (a cache or fresh keys), `kv_len: i64[B]` valid kv rows;
+    /// returns `[B,S,Hq,Dv]` in q's dtype. q head `h` uses kv head `h / (Hq/Hkv)`. Causal: with
+    /// `past = kv_len − S`, query `i` sees keys `j ≤ past+i`; bidirectional and cross: keys
+    /// `j < kv_len`. Scores `scale·q·k`, softmax in f32. Positions are not its business: q and
+    /// k arrive rotated (`rope`), and caches hold keys after RoPE. Never writes a cache:
+    /// `scatter_cache` does.
     Attention(Attention),
+    /// `rope %x, %pos {theta=θ, scale=f}` — rotary position embedding, rotate-half convention:
+    /// `x[B,S,H,D]` (D even), `pos: i64[B,S]` → x's type. With `f_i = θ^(−2i/D)` and
+    /// `a = (pos/scale)·f_i` (f32), `out[i] = x[i]·cos a − x[i+D/2]·sin a` and
+    /// `out[i+D/2] = x[i+D/2]·cos a + x[i]·sin a` for `i < D/2`.
+    Rope(RopeAttrs),
     /// `%y, %state = scan.ssd %x, %dt, %A, %B, %C, %state0 {chunk=c}` — the Mamba-2 SSD scan.
     /// `x[B,S,H,P]`, `dt[B,S,H]` (already biased, softplus'd and clamped: positive), `A[H]`
     /// (already `−exp(A_log)`: negative), `B, C [B,S,G,N]`, `state0[B,H,P,N]`; head `h` uses
@@ -184,11 +189,9 @@ pub struct Attention {
     pub mask: MaskKind,
     /// Softmax scale (usually `1/sqrt(D)`).
     pub scale: f64,
-    /// Rotary embedding applied to q and k, if any.
-    pub rope: Option<RopeAttrs>,
 }
 
-/// Rotary position embedding (rotate-half convention over the whole head).
+/// Attributes of `rope`: rotary position embedding over the whole head (rotate-half).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RopeAttrs {
     /// Base θ of the inverse frequencies `θ^(−2i/D)`.
@@ -512,6 +515,7 @@ impl Op {
             Op::Matmul(_) => "matmul",
             Op::ScaledMatmul(_) => "scaled_matmul",
             Op::Attention(_) => "attention",
+            Op::Rope(_) => "rope",
             Op::ScanSsd(_) => "scan.ssd",
             Op::Conv1dCausal => "conv1d.causal",
             Op::Conv2dPatch(_) => "conv2d.patch",
@@ -549,6 +553,7 @@ impl Op {
             Op::Reshape(_) | Op::Transpose(_) | Op::Slice(_) | Op::Split(_) | Op::Broadcast(_) => (1, Some(1)),
             Op::PixelShuffle(_) | Op::Amax => (1, Some(1)),
             Op::Binary(_) | Op::Gather | Op::Quantize(_) | Op::Dequantize(_) | Op::Sample(_) => (2, Some(2)),
+            Op::Rope(_) => (2, Some(2)),
             Op::Matmul(_) => (2, Some(2)),
             Op::Where | Op::ScatterCache | Op::LayerNorm(_) | Op::Conv2dPatch(_) => (3, Some(3)),
             Op::RmsNorm(_) => (2, Some(3)),

@@ -19,9 +19,10 @@ pub fn is_movement(op: &Op) -> bool {
     matches!(op, Op::Reshape(_) | Op::Transpose(_) | Op::Slice(_) | Op::Split(_) | Op::Concat(_) | Op::Broadcast(_))
 }
 
-/// Pointwise ops (and iota, whose value is its index).
+/// Pointwise ops (and iota, whose value is its index, and rope, which pairs element `i` with
+/// `i ± D/2` of the same head: both are index arithmetic plus arithmetic any kernel can do).
 pub fn is_pointwise(op: &Op) -> bool {
-    op.is_elementwise() || matches!(op, Op::Iota(_))
+    op.is_elementwise() || matches!(op, Op::Iota(_) | Op::Rope(_))
 }
 
 /// Ops any kernel can absorb around its main op.

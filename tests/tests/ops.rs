@@ -79,7 +79,8 @@ interp_cases! {
     interp_linear::matmul_batched_and_transposed => ["matmul"];
     interp_linear::scaled_matmul_equals_dequantized_matmul => ["scaled_matmul", "dequantize", "matmul"];
     interp_linear::conv2d_patch_matches_direct_convolution => ["conv2d.patch"];
-    interp_seq::attention_causal_gqa_rope_with_past => ["attention"];
+    interp_seq::attention_causal_gqa_rope_with_past => ["attention", "rope"];
+    interp_seq::rope_rotates_head_pairs_at_positions => ["rope", "cast"];
     interp_seq::attention_hand_values_and_masks => ["attention"];
     interp_seq::scan_ssd_matches_recurrence_and_chunked_form => ["scan.ssd"];
     interp_seq::scan_ssd_hand_values => ["scan.ssd"];

@@ -153,6 +153,7 @@ pub fn op_names() -> Vec<&'static str> {
         "matmul",
         "scaled_matmul",
         "attention",
+        "rope",
         "scan.ssd",
         "conv1d.causal",
         "conv2d.patch",
@@ -678,14 +679,9 @@ fn build_op(name: &str, pos: Pos, a: &mut Attrs, types: &[TensorType], region: O
                     Ok,
                 )?,
             };
-            let scale = a.float("scale")?;
-            let rope = match (a.opt_float("rope_theta")?, a.opt_float("rope_scale")?) {
-                (Some(theta), scale) => Some(RopeAttrs { theta, scale: scale.unwrap_or(1.0) }),
-                (None, None) => None,
-                (None, Some(_)) => return err_at(pos, "`rope_scale` needs `rope_theta`"),
-            };
-            Op::Attention(Attention { mask, scale, rope })
+            Op::Attention(Attention { mask, scale: a.float("scale")? })
         }
+        "rope" => Op::Rope(RopeAttrs { theta: a.float("theta")?, scale: a.opt_float("scale")?.unwrap_or(1.0) }),
         "scan.ssd" => Op::ScanSsd(ScanSsd { chunk: a.uint("chunk")? }),
         "conv1d.causal" => Op::Conv1dCausal,
         "conv2d.patch" => Op::Conv2dPatch(Conv2dPatch { patch: a.uint("patch")? }),

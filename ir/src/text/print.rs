@@ -127,13 +127,13 @@ fn attrs_of(op: &Op) -> Vec<String> {
                 a.push("transpose_b".into());
             }
         }
-        Op::Attention(Attention { mask, scale, rope }) => {
+        Op::Attention(Attention { mask, scale }) => {
             a.push(format!("mask={}", mask.name()));
             a.push(format!("scale={}", num(*scale)));
-            if let Some(r) = rope {
-                a.push(format!("rope_theta={}", num(r.theta)));
-                a.push(format!("rope_scale={}", num(r.scale)));
-            }
+        }
+        Op::Rope(r) => {
+            a.push(format!("theta={}", num(r.theta)));
+            a.push(format!("scale={}", num(r.scale)));
         }
         Op::ScanSsd(s) => a.push(format!("chunk={}", s.chunk)),
         Op::Conv2dPatch(c) => a.push(format!("patch={}", c.patch)),

@@ -76,9 +76,15 @@ pub fn attention_causal_gqa_rope_with_past() {
     %2 = input "v" : f32[B, 8, 2, 3]
     %3 = input "len" : i64[B]
     %4 = attention %0, %1, %2, %3 {mask=causal, scale=0.5} : f32[B, S, 4, 3]
-    %5 = attention %0, %1, %2, %3 {mask=causal, scale=0.5, rope_theta=10000.0} : f32[B, S, 4, 3]
-    %6 = attention %0, %1, %2, %3 {mask=causal, scale=0.5, rope_theta=100.0, rope_scale=2.0} : f32[B, S, 4, 3]
-    return %4 as "plain", %5 as "rope", %6 as "rope_scaled"
+    %5 = input "qpos" : i64[B, S]
+    %6 = input "kpos" : i64[B, 8]
+    %7 = rope %0, %5 {theta=10000.0, scale=1.0} : f32[B, S, 4, 4]
+    %8 = rope %1, %6 {theta=10000.0, scale=1.0} : f32[B, 8, 2, 4]
+    %9 = attention %7, %8, %2, %3 {mask=causal, scale=0.5} : f32[B, S, 4, 3]
+    %10 = rope %0, %5 {theta=100.0, scale=2.0} : f32[B, S, 4, 4]
+    %11 = rope %1, %6 {theta=100.0, scale=2.0} : f32[B, 8, 2, 4]
+    %12 = attention %10, %11, %2, %3 {mask=causal, scale=0.5} : f32[B, S, 4, 3]
+    return %4 as "plain", %9 as "rope", %12 as "rope_scaled"
 "#,
     );
     let mut rng = Rng::new(20);
@@ -97,8 +103,19 @@ pub fn attention_causal_gqa_rope_with_past() {
     let (qt, kt, vt) =
         (f32t(&[a.b, a.s, a.hq, a.d], &q), f32t(&[a.b, a.t, a.hkv, a.d], &k), f32t(&[a.b, a.t, a.hkv, a.dv], &v));
     let (qv, kv, vv) = (qt.to_f64(), kt.to_f64(), vt.to_f64());
+    // Queries at positions past + i (past = kv_len − S), keys at their row index: rope then
+    // attention is RoPE attention over a cache of rotated keys.
     let args = |lens: &[i64]| {
-        vec![("q", qt.clone()), ("k", kt.clone()), ("v", vt.clone()), ("len", it(DType::I64, &[a.b], lens))]
+        let qpos: Vec<i64> = lens.iter().flat_map(|&l| (0..a.s as i64).map(move |i| l - a.s as i64 + i)).collect();
+        let kpos: Vec<i64> = (0..a.b).flat_map(|_| 0..a.t as i64).collect();
+        vec![
+            ("q", qt.clone()),
+            ("k", kt.clone()),
+            ("v", vt.clone()),
+            ("len", it(DType::I64, &[a.b], lens)),
+            ("qpos", it(DType::I64, &[a.b, a.s], &qpos)),
+            ("kpos", it(DType::I64, &[a.b, a.t], &kpos)),
+        ]
     };
     let o = run(&src, &args(&lens));
     let shape = [a.b, a.s, a.hq, a.dv];
@@ -115,6 +132,53 @@ pub fn attention_causal_gqa_rope_with_past() {
     // Run-time errors: fewer valid keys than queries, or more than the capacity.
     run_err(&src, &args(&[2, 5]), "attention", "causal kv_len[0] = 2 < q_len 3");
     run_err(&src, &args(&[9, 5]), "attention", "kv_len[0] = 9 outside 0..=8");
+}
+
+pub fn rope_rotates_head_pairs_at_positions() {
+    // D = 2 has one frequency, 1: [1, 0] at position p turns by p/scale radians. D = 4 with
+    // theta 100 has frequencies 1 and 0.1: pairs (0, 2) and (1, 3).
+    let src = module(
+        "",
+        r#"    %0 = input "x" : f32[1, 3, 1, 2]
+    %1 = input "p" : i64[1, 3]
+    %2 = rope %0, %1 {theta=10000.0} : f32[1, 3, 1, 2]
+    %3 = rope %0, %1 {theta=10000.0, scale=2.0} : f32[1, 3, 1, 2]
+    %4 = input "y" : f32[1, 1, 2, 4]
+    %5 = input "q" : i64[1, 1]
+    %6 = rope %4, %5 {theta=100.0} : f32[1, 1, 2, 4]
+    %7 = cast %4 : bf16[1, 1, 2, 4]
+    %8 = rope %7, %5 {theta=100.0} : bf16[1, 1, 2, 4]
+    return %2 as "r", %3 as "half", %6 as "four", %8 as "bf16"
+"#,
+    );
+    let y = [1.0, 2.0, 3.0, 4.0, -1.0, 0.5, 0.25, -2.0];
+    let o = run(
+        &src,
+        &[
+            ("x", f32t(&[1, 3, 1, 2], &[1.0, 0.0, 1.0, 0.0, 0.0, 1.0])),
+            ("p", it(DType::I64, &[1, 3], &[0, 1, 3])),
+            ("y", f32t(&[1, 1, 2, 4], &y)),
+            ("q", it(DType::I64, &[1, 1], &[5])),
+        ],
+    );
+    let (c1, s1, c3, s3) = (1f64.cos(), 1f64.sin(), 3f64.cos(), 3f64.sin());
+    close("rope", out(&o, "r"), DType::F32, &[1, 3, 1, 2], &[1.0, 0.0, c1, s1, -s3, c3], 1);
+    let (ch, sh, c32, s32) = (0.5f64.cos(), 0.5f64.sin(), 1.5f64.cos(), 1.5f64.sin());
+    close("rope scale 2", out(&o, "half"), DType::F32, &[1, 3, 1, 2], &[1.0, 0.0, ch, sh, -s32, c32], 1);
+    // Position 5: angles 5 (pair 0, 2) and 0.5 (pair 1, 3), per head.
+    let mut want = Vec::new();
+    for h in y.chunks(4) {
+        let (a, b) = (5f64, 0.5f64);
+        want.extend([
+            h[0] * a.cos() - h[2] * a.sin(),
+            h[1] * b.cos() - h[3] * b.sin(),
+            h[2] * a.cos() + h[0] * a.sin(),
+            h[3] * b.cos() + h[1] * b.sin(),
+        ]);
+    }
+    close("rope D = 4", out(&o, "four"), DType::F32, &[1, 1, 2, 4], &want, 1);
+    // bf16 in, bf16 out: the rotation of bf16 values, rounded once.
+    close("rope bf16", out(&o, "bf16"), DType::BF16, &[1, 1, 2, 4], &want, 1);
 }
 
 pub fn attention_hand_values_and_masks() {
@@ -157,7 +221,7 @@ pub fn attention_hand_values_and_masks() {
     // head's value: heads 0, 1 read kv head 0, heads 2, 3 read kv head 1.
     let src = module(
         "",
-        "    %0 = input \"q\" : f32[1, 1, 4, 2]\n    %1 = input \"k\" : f32[1, 1, 2, 2]\n    %2 = input \"v\" : f32[1, 1, 2, 1]\n    %3 = input \"len\" : i64[1]\n    %4 = attention %0, %1, %2, %3 {mask=causal, scale=1.0, rope_theta=10000.0} : f32[1, 1, 4, 1]\n    return %4 as \"o\"\n",
+        "    %0 = input \"q\" : f32[1, 1, 4, 2]\n    %1 = input \"k\" : f32[1, 1, 2, 2]\n    %2 = input \"v\" : f32[1, 1, 2, 1]\n    %3 = input \"len\" : i64[1]\n    %4 = attention %0, %1, %2, %3 {mask=causal, scale=1.0} : f32[1, 1, 4, 1]\n    return %4 as \"o\"\n",
     );
     let o = run(
         &src,

@@ -99,10 +99,22 @@ pub fn cases() -> Vec<Neg> {
             "q and k head dims differ: 6 vs 8",
         ),
         neg(
-            "attention",
+            "rope",
             syms,
-            "    %0 = input \"q\" : f32[B, S, 4, 5]\n    %1 = input \"k\" : f32[B, 16, 2, 5]\n    %2 = input \"v\" : f32[B, 16, 2, 8]\n    %3 = input \"len\" : i64[B]\n    %4 = attention %0, %1, %2, %3 {mask=causal, scale=0.5, rope_theta=10000.0} : f32[B, S, 4, 8]\n    return %4\n",
-            "rope needs an even head dim",
+            "    %0 = input \"x\" : f32[B, S, 4, 5]\n    %1 = input \"p\" : i64[B, S]\n    %2 = rope %0, %1 {theta=10000.0} : f32[B, S, 4, 5]\n    return %2\n",
+            "rope needs an even head dim, got 5",
+        ),
+        neg(
+            "rope",
+            syms,
+            "    %0 = input \"x\" : f32[B, S, 4, 8]\n    %1 = input \"p\" : i64[B]\n    %2 = rope %0, %1 {theta=10000.0} : f32[B, S, 4, 8]\n    return %2\n",
+            "positions must be i64[B, S], got i64[B]",
+        ),
+        neg(
+            "rope",
+            syms,
+            "    %0 = input \"x\" : f32[B, S, 4, 8]\n    %1 = input \"p\" : i64[B, S]\n    %2 = rope %0, %1 {theta=0.0} : f32[B, S, 4, 8]\n    return %2\n",
+            "theta and scale must be finite and > 0, got 0 and 1",
         ),
         neg(
             "scan.ssd",

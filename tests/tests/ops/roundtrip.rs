@@ -89,10 +89,22 @@ pub fn cases() -> Vec<(&'static str, String)> {
     %1 = input "k" : bf16[B, 32, 2, 16]
     %2 = input "v" : bf16[B, 32, 2, 8]
     %3 = input "len" : i64[B]
-    %4 = attention %0, %1, %2, %3 {mask=causal, scale=0.25, rope_theta=500000.0, rope_scale=8.0} : bf16[B, S, 8, 8]
+    %4 = attention %0, %1, %2, %3 {mask=causal, scale=0.25} : bf16[B, S, 8, 8]
     %5 = attention %0, %1, %2, %3 {mask=bidirectional, scale=0.125} : bf16[B, S, 8, 8]
     %6 = attention %0, %1, %2, %3 {mask=cross, scale=1} : bf16[B, S, 8, 8]
     return %4, %5, %6
+"#,
+            ),
+        ),
+        (
+            "rope",
+            module(
+                SYMS,
+                r#"    %0 = input "q" : bf16[B, S, 8, 16]
+    %1 = input "pos" : i64[B, S]
+    %2 = rope %0, %1 {theta=500000.0, scale=8.0} : bf16[B, S, 8, 16]
+    %3 = rope %0, %1 {theta=10000} : bf16[B, S, 8, 16]
+    return %2, %3
 "#,
             ),
         ),

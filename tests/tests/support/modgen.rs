@@ -519,6 +519,7 @@ impl<'m> FnGen<'m> {
             (1, 27), // conv2d.patch
             (2, 28), // fusion
             (1, 29), // sample
+            (1, 30), // rope
         ];
         let total: usize = TABLE.iter().map(|t| t.0).sum();
         let mut k = self.rng.below(total);
@@ -561,6 +562,7 @@ impl<'m> FnGen<'m> {
             26 => self.conv1d(),
             27 => self.conv2d(),
             28 if self.depth < 2 => self.fusion(),
+            30 => self.rope(),
             _ => self.sample(),
         }
     }
@@ -980,11 +982,20 @@ impl<'m> FnGen<'m> {
         }
     }
 
-    fn attention(&mut self) -> G<()> {
-        let rope = chance(&mut self.rng, 2).then(|| RopeAttrs {
+    fn rope(&mut self) -> G<()> {
+        let rope = RopeAttrs {
             theta: pick(&mut self.rng, &[10000.0, 1e6, 0.5]),
             scale: pick(&mut self.rng, &[1.0, 8.0, 0.25]),
-        });
+        };
+        let (b, s) = (self.bound_dim(), self.bound_dim());
+        let (h, d) = (self.cdim(), 2 * (1 + self.rng.below(3) as u64));
+        let fd = pick(&mut self.rng, &FLOATS);
+        let x = self.exact(TensorType::new(fd, [b, s, Dim::Const(h), Dim::Const(d)]))?;
+        let pos = self.exact(TensorType::new(DType::I64, [b, s]))?;
+        self.push1(Op::Rope(rope), &[x, pos]).map(drop)
+    }
+
+    fn attention(&mut self) -> G<()> {
         let mask = pick(&mut self.rng, &MaskKind::ALL);
         let b = self.cdim().min(2);
         let s = self.bound_dim();
@@ -992,7 +1003,7 @@ impl<'m> FnGen<'m> {
         let t = s_now + self.rng.below(3) as u64;
         let hkv = 1 + self.rng.below(2) as u64;
         let hq = hkv * (1 + self.rng.below(2) as u64);
-        let d = if rope.is_some() { 2 * (1 + self.rng.below(2) as u64) } else { self.cdim() };
+        let d = self.cdim();
         let dv = self.cdim();
         let fd = pick(&mut self.rng, &FLOATS);
         let q = self.exact(TensorType::new(fd, [Dim::Const(b), s, Dim::Const(hq), Dim::Const(d)]))?;
@@ -1003,7 +1014,7 @@ impl<'m> FnGen<'m> {
         let lens: Vec<f64> = (0..b).map(|_| (lo + self.rng.below((t - lo + 1) as usize) as u64) as f64).collect();
         let len = self.push1(Op::Constant(Constant { ty: TensorType::fixed(DType::I64, &[b]), values: lens }), &[])?;
         let scale = pick(&mut self.rng, &[0.5, 1e-30, -0.0, 0.35355339059327373, -3.0]);
-        self.push1(Op::Attention(Attention { mask, scale, rope }), &[q, k, v, len]).map(drop)
+        self.push1(Op::Attention(Attention { mask, scale }), &[q, k, v, len]).map(drop)
     }
 
     fn scan_ssd(&mut self) -> G<()> {
