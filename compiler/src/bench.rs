@@ -14,11 +14,10 @@ use std::path::Path;
 use std::time::Instant;
 
 use lathe_frontend::import::ImportOptions;
-use lathe_interp::zero_caches;
 use lathe_interp::CheckpointLoader;
 use lathe_interp::{cpu, tensor::Tensor};
-use lathe_ir::{DType, Dim, Module};
-use lathe_passes::cost::{function_cost, Bindings, Gpu};
+use lathe_ir::{CacheKind, DType, Dim, Function, FunctionKind, InputRole, Module};
+use lathe_passes::cost::{function_cost, Gpu, Step};
 use rayon::prelude::*;
 use serde_json::{json, Value};
 
@@ -84,26 +83,24 @@ pub fn calibrate() -> Machine {
     Machine { flops: 2.0 * (M * K * N_OUT) as f64 / t, bandwidth: 2.0 * (N * 4) as f64 / tc }
 }
 
-/// The roofline of program `func` with every sequence symbol at `seq` and `kv_len` valid
-/// cache rows, on `machine`.
-fn roofline(m: &Module, func: &str, seq: u64, kv_len: u64, machine: &Machine) -> Option<f64> {
-    let f = m.function(func)?;
-    let symbols =
-        m.symbols.iter().map(|(h, s)| (h, if s.name == "S" || s.name == "C" { seq.min(s.max) } else { 1 })).collect();
+/// The roofline of program `f` at `step`, on `machine`.
+fn roofline(m: &Module, f: &Function, step: Step, machine: &Machine) -> f64 {
     // The cost model's machine: on the CPU its matrix rate is the f32 GEMM's.
     let cpu = Gpu { name: "cpu", bandwidth: machine.bandwidth, bf16_flops: machine.flops, source: "measured now" };
-    Some(function_cost(&f.graph, &Bindings { symbols, kv_len }, &cpu).seconds)
+    function_cost(&f.graph, &step.bindings(m, f), &cpu).seconds
 }
 
-/// The most tokens one `extend` call takes (its `tokens` input's sequence dim).
-fn max_chunk(m: &Module) -> Option<usize> {
-    let f = m.function("extend")?;
-    let (_, v) = f.graph.inputs().find(|(n, _)| *n == "tokens")?;
-    match f.graph.ty(v).shape.get(1)? {
+/// The most tokens one call of `f` takes (its `tokens` input's sequence dim).
+fn max_chunk(m: &Module, f: &Function) -> Option<usize> {
+    let (tokens, _) = f.graph.input_with_role(InputRole::Tokens)?;
+    match tokens.ty.shape.get(1)? {
         Dim::Const(c) => Some(*c as usize),
         Dim::Sym(s) => Some(m.symbols[*s].max as usize),
     }
 }
+
+/// The caches of one sequence between calls, by layer and kind.
+type Caches = HashMap<(u32, CacheKind), Tensor>;
 
 /// Calls and seconds per op name.
 type OpTimes = std::collections::BTreeMap<&'static str, (u64, f64)>;
@@ -157,41 +154,69 @@ pub fn bench(setup: &Setup<'_>) -> Result<Value, CliError> {
     crate::model::check_memory(&imp, model, caches)?;
     pipeline.run(&mut imp.module)?;
     let m = &imp.module;
-    let chunk = max_chunk(m).ok_or_else(|| CliError::input(format!("{}: no `extend` program", model.display())))?;
+    let program = |kind: FunctionKind| {
+        m.function_of_kind(kind)
+            .ok_or_else(|| CliError::input(format!("{}: no program of kind `{kind}`", model.display())))
+    };
+    let (extend, decode_f) = (program(FunctionKind::Extend)?, program(FunctionKind::Decode)?);
+    let chunk = max_chunk(m, extend)
+        .ok_or_else(|| CliError::input(format!("{}: the `extend` program has no `tokens` input", model.display())))?;
     let machine = calibrate();
     let loader = CheckpointLoader { checkpoint: imp.checkpoint.as_ref() };
     let fail = |e: lathe_interp::InterpError| CliError::input(format!("{}: {e}", model.display()));
     let mut session = lathe_interp::Session::new(m, &loader).map_err(fail)?;
     let t = Instant::now();
-    session.load_weights("extend").map_err(fail)?;
-    session.load_weights("decode").map_err(fail)?;
+    session.load_weights(&extend.name).map_err(fail)?;
+    session.load_weights(&decode_f.name).map_err(fail)?;
     let load_s = t.elapsed().as_secs_f64();
     let toks = token_ids(capacity, imp.family.vocab_size());
-    let step = |session: &mut lathe_interp::Session<'_>, func: &str, toks: &[i64], past: usize, caches| {
-        let mut inputs: HashMap<String, Tensor> = caches;
-        inputs.insert("tokens".into(), Tensor::from_i64(DType::I64, vec![1, toks.len()], toks.to_vec()));
-        inputs.insert("past".into(), Tensor::from_i64(DType::I64, vec![1], vec![past as i64]));
-        let mut out: HashMap<String, Tensor> = session.run_owned(func, inputs).map_err(fail)?.into_iter().collect();
-        out.remove("logits");
-        Ok::<_, CliError>(out)
-    };
+    // One call of `f`: caches are carried between programs by their roles (layer and kind).
+    let step =
+        |session: &mut lathe_interp::Session<'_>, f: &Function, toks: &[i64], past: usize, mut caches: Caches| {
+            let mut inputs = HashMap::new();
+            for (i, _) in f.graph.params() {
+                let t = match i.role {
+                    Some(InputRole::Tokens) => Tensor::from_i64(DType::I64, vec![1, toks.len()], toks.to_vec()),
+                    Some(InputRole::Past) => Tensor::from_i64(DType::I64, vec![1], vec![past as i64]),
+                    Some(InputRole::Cache { layer, kind }) => {
+                        caches.remove(&(layer, kind)).unwrap_or_else(|| lathe_interp::zeros(&i.ty))
+                    }
+                    _ => {
+                        return Err(CliError::input(format!(
+                            "{}: input \"{}\" of `@{}` has no role a bench can supply",
+                            model.display(),
+                            i.name,
+                            f.name
+                        )))
+                    }
+                };
+                inputs.insert(i.name.clone(), t);
+            }
+            let out = session.run_owned(&f.name, inputs).map_err(fail)?;
+            for (o, (_, t)) in f.graph.outputs.iter().zip(out) {
+                if let Some(cache) = o.updates.and_then(|u| f.graph.role_of(u)).and_then(InputRole::cache) {
+                    caches.insert(cache, t);
+                }
+            }
+            Ok::<_, CliError>(caches)
+        };
     let (mut prefill, mut per_token) = (Vec::new(), Vec::new());
     let (mut prefill_ops, mut decode_ops) = (OpTimes::new(), OpTimes::new());
     if profile {
         session.enable_profile();
     }
     for _ in 0..runs {
-        let mut caches = zero_caches(m, "extend");
+        let mut caches = Caches::new();
         let t = Instant::now();
         for start in (0..prompt).step_by(chunk.max(1)) {
             let end = (start + chunk).min(prompt);
-            caches = step(&mut session, "extend", &toks[start..end], start, caches)?;
+            caches = step(&mut session, extend, &toks[start..end], start, caches)?;
         }
         prefill.push(t.elapsed().as_secs_f64());
         add_times(&mut prefill_ops, session.take_profile());
         for i in 0..decode {
             let t = Instant::now();
-            caches = step(&mut session, "decode", &toks[prompt + i..=prompt + i], prompt + i, caches)?;
+            caches = step(&mut session, decode_f, &toks[prompt + i..=prompt + i], prompt + i, caches)?;
             per_token.push(t.elapsed().as_secs_f64());
         }
         add_times(&mut decode_ops, session.take_profile());
@@ -201,11 +226,14 @@ pub fn bench(setup: &Setup<'_>) -> Result<Value, CliError> {
     let decode_min = per_token.iter().copied().fold(f64::INFINITY, f64::min);
     let decode_median = median(&mut per_token);
     // Prefill pieces each cost their own launch set; decode is priced at its middle step.
-    let prefill_roof: Option<f64> = (0..prompt)
+    let prefill_roof: f64 = (0..prompt)
         .step_by(chunk.max(1))
-        .map(|s| roofline(m, "extend", ((s + chunk).min(prompt) - s) as u64, (s + chunk).min(prompt) as u64, &machine))
+        .map(|s| {
+            let seq = (s + chunk).min(prompt) - s;
+            roofline(m, extend, Step { batch: 1, seq: seq as u64, past: s as u64 }, &machine)
+        })
         .sum();
-    let decode_roof = roofline(m, "decode", 1, (prompt + decode / 2 + 1) as u64, &machine);
+    let decode_roof = roofline(m, decode_f, Step::decode((prompt + decode / 2 + 1) as u64), &machine);
     let parameters = crate::model::parameters(m);
     // Per prefill and per decoded token.
     let ops_json = |ops: &OpTimes, per: f64| -> Value {

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use lathe_ir::infer::type_str;
 use lathe_ir::{Graph, Module, Op, ValueId};
-use lathe_passes::cost::{cache_bytes, function_cost, Bindings, Gpu, GPUS};
+use lathe_passes::cost::{cache_bytes, function_cost, Gpu, Step, GPUS};
 use serde_json::{json, Value};
 
 use crate::error::CliError;
@@ -137,17 +137,13 @@ pub fn dot(m: &Module) -> String {
     out
 }
 
-/// Per-program cost (`eval` and `extend` as a prefill of `context` tokens, `decode` as one step
-/// at `context` tokens of history), and the caches of one sequence at `context`.
+/// Per-program cost at [`Step::at_context`] (a prefill of `context` tokens, or its last chunk; a
+/// decode step reaching `context`), and the caches of one sequence at `context`.
 pub fn cost_stats(m: &Module, context: u64, gpu: &Gpu) -> Value {
     let mut programs = serde_json::Map::new();
     for f in &m.functions {
-        let mut symbols = HashMap::new();
-        for (h, s) in m.symbols.iter() {
-            let v = if s.name == "S" || s.name == "C" { context.min(s.max) } else { 1 };
-            symbols.insert(h, v);
-        }
-        let c = function_cost(&f.graph, &Bindings { symbols, kv_len: context }, gpu);
+        let step = Step::at_context(m, f, context);
+        let c = function_cost(&f.graph, &step.bindings(m, f), gpu);
         programs.insert(
             f.name.clone(),
             json!({"flops": c.flops, "hbm_bytes": c.bytes, "roofline_ms": c.seconds * 1e3, "launches": c.launches}),

@@ -6,7 +6,7 @@ use std::path::Path;
 use lathe_frontend::import::{import, Family, ImportOptions, Imported};
 use lathe_frontend::nemotron_h::BlockKind;
 use lathe_interp::{tensor::Tensor, CheckpointLoader};
-use lathe_ir::{DType, Graph, Module, Op};
+use lathe_ir::{DType, FunctionKind, Graph, InputRole, Module, Op, OutputRole};
 use serde_json::{json, Value};
 
 use crate::error::CliError;
@@ -79,13 +79,24 @@ pub fn eval(dir: &Path, tokens: &[i64], pipeline: &crate::opt::PipelineArgs) -> 
             "--tokens: token {t} at position {i} is outside the vocabulary [0, {vocab})"
         )));
     }
+    let f = imp
+        .module
+        .function_of_kind(FunctionKind::Eval)
+        .ok_or_else(|| CliError::internal("the imported module has no `eval` program"))?;
+    let (tokens_input, _) =
+        f.graph.input_with_role(InputRole::Tokens).ok_or_else(|| CliError::internal("`eval` has no tokens input"))?;
+    let logits_at = f
+        .graph
+        .outputs
+        .iter()
+        .position(|o| o.role == Some(OutputRole::Logits))
+        .ok_or_else(|| CliError::internal("`eval` returns no logits"))?;
     let mut inputs = HashMap::new();
-    inputs.insert("tokens".to_string(), Tensor::from_i64(DType::I64, vec![1, tokens.len()], tokens.to_vec()));
+    inputs.insert(tokens_input.name.clone(), Tensor::from_i64(DType::I64, vec![1, tokens.len()], tokens.to_vec()));
     let loader = CheckpointLoader { checkpoint: imp.checkpoint.as_ref() };
-    let out = lathe_interp::run(&imp.module, "eval", &inputs, &loader)
+    let out = lathe_interp::run(&imp.module, &f.name, &inputs, &loader)
         .map_err(|e| CliError::input(format!("{}: {e}", dir.display())))?;
-    let (_, logits) =
-        out.into_iter().find(|(n, _)| n == "logits").ok_or_else(|| CliError::internal("eval returned no logits"))?;
+    let (_, logits) = out.into_iter().nth(logits_at).ok_or_else(|| CliError::internal("eval returned no logits"))?;
     let shape = vec![tokens.len(), vocab];
     Ok(Tensor { dtype: logits.dtype, shape, data: logits.data })
 }
@@ -179,7 +190,12 @@ pub fn stats(imp: &Imported, unfused: &BTreeMap<String, u64>) -> Value {
         })
         .collect();
     let peak_activation_bytes = peaks.values().filter_map(|v| v["peak"].as_u64()).max();
-    let by_program = |c: &BTreeMap<String, u64>| json!({"prefill": c.get("extend"), "decode": c.get("decode"), "eval": c.get("eval")});
+    // Programs by kind: what a function is called plays no part.
+    let of_kind = |k: FunctionKind| m.function_of_kind(k).map(|f| f.name.clone()).unwrap_or_default();
+    let (extend, decode, eval) =
+        (of_kind(FunctionKind::Extend), of_kind(FunctionKind::Decode), of_kind(FunctionKind::Eval));
+    let by_program =
+        |c: &BTreeMap<String, u64>| json!({"prefill": c.get(&extend), "decode": c.get(&decode), "eval": c.get(&eval)});
     json!({
         "kernels": by_program(&kernels),
         "kernels_unfused": by_program(unfused),
@@ -192,7 +208,7 @@ pub fn stats(imp: &Imported, unfused: &BTreeMap<String, u64>) -> Value {
         "parameters": parameters,
         "weight_bytes": weight_bytes,
         "layers": layers,
-        "ops": per_program.get("extend").cloned().unwrap_or_default(),
+        "ops": per_program.get(&extend).cloned().unwrap_or_default(),
         "ops_by_program": per_program,
     })
 }

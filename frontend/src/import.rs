@@ -16,7 +16,7 @@ use crate::config::Config;
 use crate::nemotron_h::NemotronHConfig;
 use crate::programs::{Program, Shapes};
 use crate::qwen2::Qwen2Config;
-use crate::{FrontendError, SUPPORTED_MODEL_TYPES};
+use crate::{FrontendError, TensorSpec, SUPPORTED_MODEL_TYPES};
 
 /// Options of an import.
 #[derive(Debug, Clone, Copy)]
@@ -59,8 +59,8 @@ impl Family {
         }
     }
 
-    /// Every tensor of the checkpoint with its shape.
-    pub fn tensors(&self) -> Result<Vec<(String, Vec<usize>)>, FrontendError> {
+    /// Every tensor of the checkpoint with its shape and role.
+    pub fn tensors(&self) -> Result<Vec<TensorSpec>, FrontendError> {
         match self {
             Family::NemotronH(c) => c.tensors(),
             Family::Qwen2(c) => Ok(c.tensors()),
@@ -111,7 +111,7 @@ pub fn import(dir: &Path, opts: &ImportOptions) -> Result<Imported, FrontendErro
     let fallback = config_dtype(&config)?;
     match &checkpoint {
         Some(ck) => {
-            for (tensor, shape) in &expected {
+            for TensorSpec { name: tensor, shape, role } in &expected {
                 let (info, path) = ck
                     .info(tensor)
                     .map_err(|_| FrontendError::MissingTensor { dir: dir.to_path_buf(), tensor: tensor.clone() })?;
@@ -125,9 +125,10 @@ pub fn import(dir: &Path, opts: &ImportOptions) -> Result<Imported, FrontendErro
                 }
                 let file = ck.index.get(tensor).cloned().unwrap_or_default();
                 let ty = TensorType::fixed(info.dtype, &shape.iter().map(|&d| d as u64).collect::<Vec<_>>());
-                m.add_weight(tensor, ty, WeightSource::Checkpoint { file, tensor: tensor.clone() });
+                let w = m.add_weight(tensor, ty, WeightSource::Checkpoint { file, tensor: tensor.clone() });
+                m.weights[w].role = *role;
             }
-            if let Some((extra, file)) = ck.index.iter().find(|(n, _)| !expected.iter().any(|(e, _)| e == *n)) {
+            if let Some((extra, file)) = ck.index.iter().find(|(n, _)| !expected.iter().any(|e| e.name == **n)) {
                 return Err(FrontendError::Checkpoint {
                     path: dir.join(file),
                     message: format!("unexpected tensor \"{extra}\" (not implied by config.json)"),
@@ -135,9 +136,10 @@ pub fn import(dir: &Path, opts: &ImportOptions) -> Result<Imported, FrontendErro
             }
         }
         None => {
-            for (i, (tensor, shape)) in expected.iter().enumerate() {
-                let ty = TensorType::fixed(fallback, &shape.iter().map(|&d| d as u64).collect::<Vec<_>>());
-                m.add_weight(tensor, ty, WeightSource::Synthetic { seed: i as u64 });
+            for (i, t) in expected.iter().enumerate() {
+                let ty = TensorType::fixed(fallback, &t.shape.iter().map(|&d| d as u64).collect::<Vec<_>>());
+                let w = m.add_weight(&t.name, ty, WeightSource::Synthetic { seed: i as u64 });
+                m.weights[w].role = t.role;
             }
         }
     }

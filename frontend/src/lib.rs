@@ -24,6 +24,17 @@ pub mod qwen2;
 
 use std::path::PathBuf;
 
+/// One tensor a checkpoint must hold: its name, shape and what it is to the model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TensorSpec {
+    /// Checkpoint tensor name.
+    pub name: String,
+    /// Shape the config implies.
+    pub shape: Vec<usize>,
+    /// Its block, or the embedding or LM head.
+    pub role: Option<lathe_ir::WeightRole>,
+}
+
 /// The model types the frontend recognizes.
 pub const SUPPORTED_MODEL_TYPES: &[&str] = &["nemotron_h", "mamba2", "qwen2", "llama"];
 

@@ -6,10 +6,10 @@
 //! skip `y + D·x`; the gated group RMSNorm `w·norm_g(y·silu(z))` with `G` groups; `out_proj`.
 
 use lathe_ir::ops::{BinaryOp, Clamp, Op, ScanSsd, UnaryOp};
-use lathe_ir::{DType, Dim, ValueId};
+use lathe_ir::{CacheKind, DType, Dim, ValueId};
 
 use crate::graph::{Ctx, R};
-use crate::programs::{Program, Shapes};
+use crate::programs::{cache_input, CacheUpdate, Program, Shapes};
 
 /// The shape and options of one Mamba-2 mixer.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -50,7 +50,7 @@ pub fn mixer(
     s: Dim,
     program: Program,
     shapes: &Shapes,
-    caches: &mut Vec<(String, ValueId)>,
+    caches: &mut Vec<CacheUpdate>,
 ) -> R<ValueId> {
     let (heads, hd, g, n) = (cfg.heads, cfg.head_dim, cfg.groups, cfg.state);
     let d_inner = heads * hd;
@@ -61,11 +61,11 @@ pub fn mixer(
     let (z, xbc, dt_raw) = (parts[0], parts[1], parts[2]);
     // Causal depthwise conv over [x | B | C] with the last W−1 inputs as state.
     let conv_state_ty = lathe_ir::TensorType::new(shapes.conv_state_dtype(cx.dt), [b, c(w - 1), c(conv_dim)]);
-    let state0 = if program.has_caches() {
-        let st = cx.b.input(&format!("layers.{layer}.conv_state"), conv_state_ty.clone())?;
-        cx.cast(st, cx.dt)?
-    } else {
-        cx.fill(cx.dt, vec![b, c(w - 1), c(conv_dim)], 0.0)?
+    let conv_input =
+        if program.has_caches() { Some(cache_input(cx, layer, CacheKind::Conv, conv_state_ty.clone())?) } else { None };
+    let state0 = match &conv_input {
+        Some((_, st)) => cx.cast(*st, cx.dt)?,
+        None => cx.fill(cx.dt, vec![b, c(w - 1), c(conv_dim)], 0.0)?,
     };
     let cw = cx.weight_as(&format!("{p}.conv1d.weight"), cx.dt)?;
     let cw = cx.reshape(cw, vec![c(conv_dim), c(w)])?;
@@ -75,9 +75,9 @@ pub fn mixer(
         cx.fill(cx.dt, vec![c(conv_dim)], 0.0)?
     };
     let conv = cx.b.push(Op::Conv1dCausal, &[xbc, cw, cb, state0])?;
-    if program.has_caches() {
-        let st = cx.cast(conv[1], conv_state_ty.dtype)?;
-        caches.push((format!("layers.{layer}.conv_state"), st));
+    if let Some((name, input)) = conv_input {
+        let value = cx.cast(conv[1], conv_state_ty.dtype)?;
+        caches.push(CacheUpdate { name, input, value });
     }
     let act = cx.unary(UnaryOp::Silu, conv[0])?;
     let xbc = cx.split_last(act, &[d_inner, g * n, g * n])?;
@@ -98,14 +98,14 @@ pub fn mixer(
     let a = cx.unary(UnaryOp::Exp, a_log)?;
     let a = cx.unary(UnaryOp::Neg, a)?;
     let ssm_ty = lathe_ir::TensorType::new(DType::F32, [b, c(heads), c(hd), c(n)]);
-    let s0 = if program.has_caches() {
-        cx.b.input(&format!("layers.{layer}.ssm_state"), ssm_ty)?
-    } else {
-        cx.fill(DType::F32, vec![b, c(heads), c(hd), c(n)], 0.0)?
+    let ssm_input = if program.has_caches() { Some(cache_input(cx, layer, CacheKind::Ssm, ssm_ty)?) } else { None };
+    let s0 = match &ssm_input {
+        Some((_, st)) => *st,
+        None => cx.fill(DType::F32, vec![b, c(heads), c(hd), c(n)], 0.0)?,
     };
     let scan = cx.b.push(Op::ScanSsd(ScanSsd { chunk: cfg.chunk as u64 }), &[xs, dt, a, bm, cm, s0])?;
-    if program.has_caches() {
-        caches.push((format!("layers.{layer}.ssm_state"), scan[1]));
+    if let Some((name, input)) = ssm_input {
+        caches.push(CacheUpdate { name, input, value: scan[1] });
     }
     // D skip, then the gated group RMSNorm and out_proj.
     let d = cx.weight_as(&format!("{p}.D"), cx.dt)?;

@@ -10,8 +10,10 @@
 //! `[z | x | B | C | dt]`; the conv runs over `[x | B | C]`; attention has no position
 //! embedding; the MLP is `down(relu(up(x))²)` without a gate.
 
+use lathe_ir::WeightRole;
+
 use crate::config::Config;
-use crate::FrontendError;
+use crate::{FrontendError, TensorSpec};
 
 /// One layer of the hybrid pattern.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -199,44 +201,48 @@ impl NemotronHConfig {
         (n(BlockKind::Mamba), n(BlockKind::Attention), n(BlockKind::Mlp), n(BlockKind::Moe))
     }
 
-    /// Every tensor the checkpoint holds, with its shape, in layer order.
+    /// Every tensor the checkpoint holds, with its shape and role, in layer order.
     /// A MoE layer is refused: it is not supported yet.
-    pub fn tensors(&self) -> Result<Vec<(String, Vec<usize>)>, FrontendError> {
+    pub fn tensors(&self) -> Result<Vec<TensorSpec>, FrontendError> {
         let h = self.hidden_size;
-        let mut t: Vec<(String, Vec<usize>)> = vec![("backbone.embeddings.weight".into(), vec![self.vocab_size, h])];
-        let linear = |t: &mut Vec<(String, Vec<usize>)>, name: String, out: usize, inp: usize, bias: bool| {
-            t.push((format!("{name}.weight"), vec![out, inp]));
-            if bias {
-                t.push((format!("{name}.bias"), vec![out]));
-            }
-        };
+        let spec = |name: String, shape: Vec<usize>, role| TensorSpec { name, shape, role };
+        let mut t =
+            vec![spec("backbone.embeddings.weight".into(), vec![self.vocab_size, h], Some(WeightRole::Embedding))];
         for (i, kind) in self.pattern.iter().enumerate() {
+            let block = Some(WeightRole::Block(i as u32));
+            let mut add = |name: String, shape: Vec<usize>| t.push(spec(name, shape, block));
+            let linear = |add: &mut dyn FnMut(String, Vec<usize>), name: String, out: usize, inp: usize, bias: bool| {
+                add(format!("{name}.weight"), vec![out, inp]);
+                if bias {
+                    add(format!("{name}.bias"), vec![out]);
+                }
+            };
             let p = format!("backbone.layers.{i}");
-            t.push((format!("{p}.norm.weight"), vec![h]));
+            add(format!("{p}.norm.weight"), vec![h]);
             let m = format!("{p}.mixer");
             match kind {
                 BlockKind::Mamba => {
-                    linear(&mut t, format!("{m}.in_proj"), self.in_proj_rows(), h, self.mamba_proj_bias);
-                    t.push((format!("{m}.conv1d.weight"), vec![self.conv_dim(), 1, self.conv_kernel]));
+                    linear(&mut add, format!("{m}.in_proj"), self.in_proj_rows(), h, self.mamba_proj_bias);
+                    add(format!("{m}.conv1d.weight"), vec![self.conv_dim(), 1, self.conv_kernel]);
                     if self.use_conv_bias {
-                        t.push((format!("{m}.conv1d.bias"), vec![self.conv_dim()]));
+                        add(format!("{m}.conv1d.bias"), vec![self.conv_dim()]);
                     }
                     for name in ["A_log", "D", "dt_bias"] {
-                        t.push((format!("{m}.{name}"), vec![self.mamba_num_heads]));
+                        add(format!("{m}.{name}"), vec![self.mamba_num_heads]);
                     }
-                    t.push((format!("{m}.norm.weight"), vec![self.d_inner()]));
-                    linear(&mut t, format!("{m}.out_proj"), h, self.d_inner(), self.mamba_proj_bias);
+                    add(format!("{m}.norm.weight"), vec![self.d_inner()]);
+                    linear(&mut add, format!("{m}.out_proj"), h, self.d_inner(), self.mamba_proj_bias);
                 }
                 BlockKind::Attention => {
                     let (q, kv) = (self.num_attention_heads * self.head_dim, self.num_key_value_heads * self.head_dim);
-                    linear(&mut t, format!("{m}.q_proj"), q, h, self.attention_bias);
-                    linear(&mut t, format!("{m}.k_proj"), kv, h, self.attention_bias);
-                    linear(&mut t, format!("{m}.v_proj"), kv, h, self.attention_bias);
-                    linear(&mut t, format!("{m}.o_proj"), h, q, self.attention_bias);
+                    linear(&mut add, format!("{m}.q_proj"), q, h, self.attention_bias);
+                    linear(&mut add, format!("{m}.k_proj"), kv, h, self.attention_bias);
+                    linear(&mut add, format!("{m}.v_proj"), kv, h, self.attention_bias);
+                    linear(&mut add, format!("{m}.o_proj"), h, q, self.attention_bias);
                 }
                 BlockKind::Mlp => {
-                    linear(&mut t, format!("{m}.up_proj"), self.intermediate_size, h, self.mlp_bias);
-                    linear(&mut t, format!("{m}.down_proj"), h, self.intermediate_size, self.mlp_bias);
+                    linear(&mut add, format!("{m}.up_proj"), self.intermediate_size, h, self.mlp_bias);
+                    linear(&mut add, format!("{m}.down_proj"), h, self.intermediate_size, self.mlp_bias);
                 }
                 BlockKind::Moe => {
                     return Err(FrontendError::Unsupported(format!(
@@ -245,16 +251,16 @@ impl NemotronHConfig {
                 }
             }
         }
-        t.push(("backbone.norm_f.weight".into(), vec![h]));
+        t.push(spec("backbone.norm_f.weight".into(), vec![h], None));
         if !self.tie_word_embeddings {
-            t.push(("lm_head.weight".into(), vec![self.vocab_size, h]));
+            t.push(spec("lm_head.weight".into(), vec![self.vocab_size, h], Some(WeightRole::LmHead)));
         }
         Ok(t)
     }
 
     /// Number of weight elements the checkpoint holds.
     pub fn parameter_count(&self) -> Result<u64, FrontendError> {
-        Ok(self.tensors()?.iter().map(|(_, s)| s.iter().map(|&d| d as u64).product::<u64>()).sum())
+        Ok(self.tensors()?.iter().map(|t| t.shape.iter().map(|&d| d as u64).product::<u64>()).sum())
     }
 }
 
@@ -292,8 +298,7 @@ pub fn build_program(cfg: &NemotronHConfig, m: &Module, program: Program, shapes
             )?,
             BlockKind::Attention => {
                 let spec = cfg.attention_spec();
-                let cache = format!("layers.{i}");
-                gqa_attention(&mut cx, normed, &m_, &cache, &spec, b, s, past, program, shapes, &mut cache_outputs)?
+                gqa_attention(&mut cx, normed, &m_, i, &spec, b, s, past, program, shapes, &mut cache_outputs)?
             }
             BlockKind::Mlp => {
                 let up = cx.linear(normed, &format!("{m_}.up_proj"), cfg.mlp_bias)?;

@@ -6,12 +6,15 @@
 //!   states). Prefill is `extend` at `past = 0`.
 //! - `decode`: `extend` specialized to `S = 1`.
 //!
-//! Caches are named `layers.{i}.{k_cache,v_cache,conv_state,ssm_state}` both as inputs and as
-//! outputs. The SSM state is f32 (as the reference implementations keep it); KV and conv state
-//! use the module's compute dtype.
+//! Every program says what it is (DESIGN §3): its kind, its step symbols (`batch=B, seq=S`),
+//! the role of each input (`tokens`, `past`, and the caches with their layer and kind), the
+//! `logits` result, and for each cache result the input it updates in place. Caches are also
+//! named `layers.{i}.{k_cache,v_cache,conv_state,ssm_state}` for people; tools read the roles.
+//! The SSM state is f32 (as the reference implementations keep it); KV and conv state use the
+//! module's compute dtype.
 
 use lathe_ir::ops::{Attention, MaskKind, Op, RopeAttrs};
-use lathe_ir::{DType, Dim, TensorType, ValueId};
+use lathe_ir::{CacheKind, DType, Dim, FunctionKind, InputRole, OutputRole, StepSymbol, TensorType, ValueId};
 
 use crate::graph::{Ctx, R};
 
@@ -42,6 +45,15 @@ impl Program {
     /// Whether the program reads and writes caches.
     pub fn has_caches(self) -> bool {
         self != Program::Eval
+    }
+
+    /// The function kind the program declares.
+    pub fn kind(self) -> FunctionKind {
+        match self {
+            Program::Eval => FunctionKind::Eval,
+            Program::Extend => FunctionKind::Extend,
+            Program::Decode => FunctionKind::Decode,
+        }
     }
 
     /// Whether logits of every position are returned.
@@ -77,6 +89,24 @@ impl Shapes {
     }
 }
 
+/// A cache a program reads and returns updated: its input and the value that replaces it.
+#[derive(Debug, Clone)]
+pub struct CacheUpdate {
+    /// Name of the input and of the result.
+    pub name: String,
+    /// The `input` value (role `k_cache`, ... with its layer).
+    pub input: ValueId,
+    /// The updated cache.
+    pub value: ValueId,
+}
+
+/// Declares the cache input of `layer` of kind `kind` and type `ty`, named for people.
+pub fn cache_input(cx: &mut Ctx<'_>, layer: usize, kind: CacheKind, ty: TensorType) -> R<(String, ValueId)> {
+    let name = format!("layers.{layer}.{}", kind.role_name());
+    let v = cx.b.input_with_role(&name, ty, InputRole::Cache { layer: layer as u32, kind })?;
+    Ok((name, v))
+}
+
 /// Shape of one attention block.
 #[derive(Debug, Clone, Copy)]
 pub struct AttentionSpec {
@@ -104,14 +134,14 @@ pub fn gqa_attention(
     cx: &mut Ctx<'_>,
     x: ValueId,
     p: &str,
-    cache: &str,
+    layer: usize,
     spec: &AttentionSpec,
     b: Dim,
     s: Dim,
     past: Option<ValueId>,
     program: Program,
     shapes: &Shapes,
-    caches: &mut Vec<(String, ValueId)>,
+    caches: &mut Vec<CacheUpdate>,
 ) -> R<ValueId> {
     let c = |v: usize| Dim::Const(v as u64);
     let (hq, hkv, d) = (spec.q_heads, spec.kv_heads, spec.head_dim);
@@ -132,12 +162,12 @@ pub fn gqa_attention(
     let (k, v, kv_len) = match past {
         Some(past) if program.has_caches() => {
             let ty = TensorType::new(cx.dt, [b, Dim::Const(shapes.capacity), c(hkv), c(d)]);
-            let kc = cx.b.input(&format!("{cache}.k_cache"), ty.clone())?;
-            let vc = cx.b.input(&format!("{cache}.v_cache"), ty)?;
-            let kc = cx.b.push1(Op::ScatterCache, &[kc, k, past])?;
-            let vc = cx.b.push1(Op::ScatterCache, &[vc, v, past])?;
-            caches.push((format!("{cache}.k_cache"), kc));
-            caches.push((format!("{cache}.v_cache"), vc));
+            let (kn, ki) = cache_input(cx, layer, CacheKind::Key, ty.clone())?;
+            let (vn, vi) = cache_input(cx, layer, CacheKind::Value, ty)?;
+            let kc = cx.b.push1(Op::ScatterCache, &[ki, k, past])?;
+            let vc = cx.b.push1(Op::ScatterCache, &[vi, v, past])?;
+            caches.push(CacheUpdate { name: kn, input: ki, value: kc });
+            caches.push(CacheUpdate { name: vn, input: vi, value: vc });
             let len = cx.binary(lathe_ir::ops::BinaryOp::Add, past, seq)?;
             (kc, vc, len)
         }
@@ -153,16 +183,21 @@ pub fn gqa_attention(
 /// the embedding lookup in the compute dtype. Returns the hidden state and `past`.
 pub fn begin(cx: &mut Ctx<'_>, program: Program, shapes: &Shapes, embedding: &str) -> R<(ValueId, Option<ValueId>)> {
     let (b, s) = (shapes.batch, program.seq_dim(shapes));
-    let tokens = cx.b.input("tokens", TensorType::new(DType::I64, [b, s]))?;
-    let past = if program.has_caches() { Some(cx.b.input("past", TensorType::new(DType::I64, [b]))?) } else { None };
+    let tokens = cx.b.input_with_role("tokens", TensorType::new(DType::I64, [b, s]), InputRole::Tokens)?;
+    let past = if program.has_caches() {
+        Some(cx.b.input_with_role("past", TensorType::new(DType::I64, [b]), InputRole::Past)?)
+    } else {
+        None
+    };
     let emb = cx.weight_raw(embedding)?;
     let x = cx.b.push1(Op::Gather, &[emb, tokens])?;
     Ok((cx.cast(x, cx.dt)?, past))
 }
 
 /// The end every language-model program shares: the last position only (unless `eval`), the
-/// final RMSNorm `norm`, the LM head `head` (a `[vocab, hidden]` linear), f32 logits, then the
-/// caches as outputs.
+/// final RMSNorm `norm`, the LM head `head` (a `[vocab, hidden]` linear), f32 logits (role
+/// `logits`), then the caches as results updating their inputs; the function's kind and step
+/// symbols.
 #[allow(clippy::too_many_arguments)]
 pub fn finish(
     mut cx: Ctx<'_>,
@@ -173,7 +208,7 @@ pub fn finish(
     eps: f64,
     head: &str,
     vocab: usize,
-    caches: Vec<(String, ValueId)>,
+    caches: Vec<CacheUpdate>,
 ) -> R<lathe_ir::Function> {
     if !program.all_positions() {
         h = cx.b.push1(Op::Slice(lathe_ir::ops::Slice { axis: 1, start: -1, end: None }), &[h])?;
@@ -184,9 +219,16 @@ pub fn finish(
     if !program.all_positions() {
         logits = cx.reshape(logits, vec![shapes.batch, Dim::Const(vocab as u64)])?;
     }
-    cx.b.output("logits", logits);
-    for (name, v) in caches {
-        cx.b.output(&name, v);
+    cx.b.output_with("logits", logits, Some(OutputRole::Logits), None);
+    for c in caches {
+        cx.b.output_with(&c.name, c.value, None, Some(c.input));
     }
-    Ok(cx.b.finish(program.name()))
+    let mut f = cx.b.finish(program.name());
+    f.kind = program.kind();
+    for (role, d) in [(StepSymbol::Batch, shapes.batch), (StepSymbol::Seq, program.seq_dim(shapes))] {
+        if let Dim::Sym(sym) = d {
+            f.step_symbols.push((role, sym));
+        }
+    }
+    Ok(f)
 }

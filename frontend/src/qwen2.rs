@@ -7,12 +7,12 @@
 //! scaled variants are refused clearly.
 
 use lathe_ir::ops::{BinaryOp, RopeAttrs, UnaryOp};
-use lathe_ir::{Function, Module};
+use lathe_ir::{Function, Module, WeightRole};
 
 use crate::config::Config;
 use crate::graph::{Ctx, R};
 use crate::programs::{begin, finish, gqa_attention, AttentionSpec, Program, Shapes};
-use crate::FrontendError;
+use crate::{FrontendError, TensorSpec};
 
 /// The resolved configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -85,36 +85,40 @@ impl Qwen2Config {
         })
     }
 
-    /// Every tensor of the checkpoint with its shape.
-    pub fn tensors(&self) -> Vec<(String, Vec<usize>)> {
+    /// Every tensor of the checkpoint with its shape and role.
+    pub fn tensors(&self) -> Vec<TensorSpec> {
         let (h, q, kv, f) = (
             self.hidden_size,
             self.num_attention_heads * self.head_dim,
             self.num_key_value_heads * self.head_dim,
             self.intermediate_size,
         );
-        let mut t = vec![("model.embed_tokens.weight".to_string(), vec![self.vocab_size, h])];
+        let spec = |name: String, shape: Vec<usize>, role| TensorSpec { name, shape, role };
+        let mut t =
+            vec![spec("model.embed_tokens.weight".into(), vec![self.vocab_size, h], Some(WeightRole::Embedding))];
         for i in 0..self.layers {
+            let block = Some(WeightRole::Block(i as u32));
+            let mut add = |name: String, shape: Vec<usize>| t.push(spec(name, shape, block));
             let p = format!("model.layers.{i}");
-            t.push((format!("{p}.input_layernorm.weight"), vec![h]));
+            add(format!("{p}.input_layernorm.weight"), vec![h]);
             for (name, out) in [("q_proj", q), ("k_proj", kv), ("v_proj", kv)] {
-                t.push((format!("{p}.self_attn.{name}.weight"), vec![out, h]));
+                add(format!("{p}.self_attn.{name}.weight"), vec![out, h]);
                 if self.qkv_bias {
-                    t.push((format!("{p}.self_attn.{name}.bias"), vec![out]));
+                    add(format!("{p}.self_attn.{name}.bias"), vec![out]);
                 }
             }
-            t.push((format!("{p}.self_attn.o_proj.weight"), vec![h, q]));
+            add(format!("{p}.self_attn.o_proj.weight"), vec![h, q]);
             if self.o_bias {
-                t.push((format!("{p}.self_attn.o_proj.bias"), vec![h]));
+                add(format!("{p}.self_attn.o_proj.bias"), vec![h]);
             }
-            t.push((format!("{p}.post_attention_layernorm.weight"), vec![h]));
-            t.push((format!("{p}.mlp.gate_proj.weight"), vec![f, h]));
-            t.push((format!("{p}.mlp.up_proj.weight"), vec![f, h]));
-            t.push((format!("{p}.mlp.down_proj.weight"), vec![h, f]));
+            add(format!("{p}.post_attention_layernorm.weight"), vec![h]);
+            add(format!("{p}.mlp.gate_proj.weight"), vec![f, h]);
+            add(format!("{p}.mlp.up_proj.weight"), vec![f, h]);
+            add(format!("{p}.mlp.down_proj.weight"), vec![h, f]);
         }
-        t.push(("model.norm.weight".into(), vec![h]));
+        t.push(spec("model.norm.weight".into(), vec![h], None));
         if !self.tie_word_embeddings {
-            t.push(("lm_head.weight".into(), vec![self.vocab_size, h]));
+            t.push(spec("lm_head.weight".into(), vec![self.vocab_size, h], Some(WeightRole::LmHead)));
         }
         t
     }
@@ -140,7 +144,7 @@ impl Qwen2Config {
                 &mut cx,
                 x,
                 &format!("{p}.self_attn"),
-                &format!("layers.{i}"),
+                i,
                 &spec,
                 b,
                 s,

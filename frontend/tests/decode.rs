@@ -53,7 +53,8 @@ fn check(name: &str) {
     let toks = tokens(s + n);
     let full = eval(&imp, &toks);
     let row = |t: usize| full[t * v..(t + 1) * v].to_vec();
-    let (logits, mut caches) = step(&imp, "extend", &toks[..s], 0, &lathe_interp::zero_caches(&imp.module, "extend"));
+    let (logits, mut caches) =
+        step(&imp, "extend", &toks[..s], 0, &lathe_interp::zero_caches(imp.module.function("extend").expect("extend")));
     lathe_tests::assert_close(&format!("{name} extend"), &logits, &row(s - 1), DType::F32, 256);
     for j in 0..n {
         let (logits, next) = step(&imp, "decode", &toks[s + j..s + j + 1], (s + j) as i64, &caches);
@@ -61,8 +62,10 @@ fn check(name: &str) {
         caches = next;
     }
     // Two chunks of extend equal one extend of both, logits and caches.
-    let (one, one_caches) = step(&imp, "extend", &toks, 0, &lathe_interp::zero_caches(&imp.module, "extend"));
-    let (_, mid) = step(&imp, "extend", &toks[..s], 0, &lathe_interp::zero_caches(&imp.module, "extend"));
+    let (one, one_caches) =
+        step(&imp, "extend", &toks, 0, &lathe_interp::zero_caches(imp.module.function("extend").expect("extend")));
+    let (_, mid) =
+        step(&imp, "extend", &toks[..s], 0, &lathe_interp::zero_caches(imp.module.function("extend").expect("extend")));
     let (two, two_caches) = step(&imp, "extend", &toks[s..], s as i64, &mid);
     lathe_tests::assert_close(&format!("{name} two chunks"), &two, &one, DType::F32, 256);
     for (k, t) in &one_caches {

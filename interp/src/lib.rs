@@ -261,26 +261,24 @@ impl<'a> Session<'a> {
     }
 }
 
-/// Empty caches for one sequence: a zero tensor for every input of program `func` (`extend` or
-/// `decode`) other than `tokens` and `past`, its symbolic dims (the batch) taken as 1. No such
-/// program gives no caches.
-pub fn zero_caches(m: &Module, func: &str) -> HashMap<String, Tensor> {
-    let Some(f) = m.function(func) else { return HashMap::new() };
+/// A zero tensor of type `ty`, its symbolic dims (a batch) taken as 1.
+pub fn zeros(ty: &TensorType) -> Tensor {
+    let shape: Vec<usize> = ty.shape.iter().map(|d| if let Dim::Const(c) = d { *c as usize } else { 1 }).collect();
+    let numel = shape.iter().product();
+    if ty.dtype.is_float() {
+        Tensor::from_f32(ty.dtype, shape, vec![0.0; numel])
+    } else {
+        Tensor::from_i64(ty.dtype, shape, vec![0; numel])
+    }
+}
+
+/// Empty caches for one sequence of `f`: a zero tensor (see [`zeros`]) for every input whose
+/// role is a cache, keyed by the input's name.
+pub fn zero_caches(f: &Function) -> HashMap<String, Tensor> {
     f.graph
-        .inputs()
-        .filter(|(n, _)| *n != "tokens" && *n != "past")
-        .map(|(n, v)| {
-            let ty = f.graph.ty(v);
-            let shape: Vec<usize> =
-                ty.shape.iter().map(|d| if let Dim::Const(c) = d { *c as usize } else { 1 }).collect();
-            let numel = shape.iter().product();
-            let t = if ty.dtype.is_float() {
-                Tensor::from_f32(ty.dtype, shape, vec![0.0; numel])
-            } else {
-                Tensor::from_i64(ty.dtype, shape, vec![0; numel])
-            };
-            (n.to_string(), t)
-        })
+        .params()
+        .filter(|(i, _)| i.role.and_then(lathe_ir::InputRole::cache).is_some())
+        .map(|(i, _)| (i.name.clone(), zeros(&i.ty)))
         .collect()
 }
 

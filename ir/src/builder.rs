@@ -3,6 +3,7 @@
 use crate::infer::infer;
 use crate::module::{Function, Graph, Module, Output, ValueId};
 use crate::ops::{BinaryOp, Input, Op, UnaryOp};
+use crate::program::{InputRole, OutputRole};
 use crate::types::TensorType;
 
 /// Error from the builder: the op and why its operands do not type.
@@ -65,7 +66,12 @@ impl<'m> GraphBuilder<'m> {
 
     /// A graph input.
     pub fn input(&mut self, name: &str, ty: TensorType) -> Result<ValueId, BuildError> {
-        self.push1(Op::Input(Input { name: name.into(), ty }), &[])
+        self.push1(Op::Input(Input { name: name.into(), ty, role: None }), &[])
+    }
+
+    /// A graph input with a role.
+    pub fn input_with_role(&mut self, name: &str, ty: TensorType, role: InputRole) -> Result<ValueId, BuildError> {
+        self.push1(Op::Input(Input { name: name.into(), ty, role: Some(role) }), &[])
     }
 
     /// An elementwise unary op.
@@ -90,7 +96,12 @@ impl<'m> GraphBuilder<'m> {
 
     /// Marks `v` as a named result.
     pub fn output(&mut self, name: &str, v: ValueId) {
-        self.graph.outputs.push(Output { name: name.into(), value: v });
+        self.graph.outputs.push(Output::new(name, v));
+    }
+
+    /// Marks `v` as a named result with a role and, for a cache, the input it updates in place.
+    pub fn output_with(&mut self, name: &str, v: ValueId, role: Option<OutputRole>, updates: Option<ValueId>) {
+        self.graph.outputs.push(Output { name: name.into(), value: v, role, updates });
     }
 
     /// The finished graph (e.g. a fusion body).
@@ -100,6 +111,6 @@ impl<'m> GraphBuilder<'m> {
 
     /// The finished graph as a named function.
     pub fn finish(self, name: &str) -> Function {
-        Function { name: name.into(), graph: self.graph }
+        Function::new(name, self.graph)
     }
 }

@@ -32,10 +32,13 @@ pub mod infer;
 pub mod manual;
 pub mod module;
 pub mod ops;
+pub mod program;
 pub mod text;
 pub mod types;
 pub mod verify;
+mod verify_program;
 
 pub use module::{Function, Graph, Module, Node, NodeId, Output, Value, ValueId, Weight, WeightId, WeightSource};
 pub use ops::Op;
+pub use program::{CacheKind, FunctionKind, InputRole, OutputRole, Stage, StepSymbol, WeightRole};
 pub use types::{DType, Dim, Symbol, SymbolId, TensorType};

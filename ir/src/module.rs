@@ -2,6 +2,7 @@
 
 use crate::arena::{Arena, Handle};
 use crate::ops::Op;
+use crate::program::{FunctionKind, InputRole, OutputRole, Stage, StepSymbol, WeightRole};
 use crate::types::{DType, Symbol, SymbolId, TensorType};
 
 /// Where the bytes of a weight come from.
@@ -31,6 +32,8 @@ pub struct Weight {
     pub ty: TensorType,
     /// Where the data lives.
     pub source: WeightSource,
+    /// What it is to the model (its block, or the embedding or LM head), when known.
+    pub role: Option<WeightRole>,
 }
 
 /// Handle of a [`Weight`].
@@ -69,6 +72,18 @@ pub struct Output {
     pub name: String,
     /// The value returned.
     pub value: ValueId,
+    /// What the result is (logits, a sampled token), when it is one of those.
+    pub role: Option<OutputRole>,
+    /// The input (a value of an `input` node of the same graph, of the same type) this result
+    /// updates in place: a cache written by the function. Its memory is the input's.
+    pub updates: Option<ValueId>,
+}
+
+impl Output {
+    /// A plain named result.
+    pub fn new(name: impl Into<String>, value: ValueId) -> Self {
+        Output { name: name.into(), value, role: None, updates: None }
+    }
 }
 
 /// A dataflow graph: arenas of nodes and values plus the explicit execution order.
@@ -96,13 +111,37 @@ impl Graph {
 
     /// The `input` nodes in order, with their names and result values.
     pub fn inputs(&self) -> impl Iterator<Item = (&str, ValueId)> + '_ {
+        self.params().map(|(i, v)| (i.name.as_str(), v))
+    }
+
+    /// The `input` nodes in order, with their attributes (name, type, role) and result values.
+    pub fn params(&self) -> impl Iterator<Item = (&crate::ops::Input, ValueId)> + '_ {
         self.order.iter().filter_map(|&n| {
             let node = self.nodes.get(n)?;
             match &node.op {
-                Op::Input(a) => Some((a.name.as_str(), *node.results.first()?)),
+                Op::Input(a) => Some((a, *node.results.first()?)),
                 _ => None,
             }
         })
+    }
+
+    /// The input with role `role`, if the graph has one.
+    pub fn input_with_role(&self, role: InputRole) -> Option<(&crate::ops::Input, ValueId)> {
+        self.params().find(|(i, _)| i.role == Some(role))
+    }
+
+    /// The role of value `v` when it is an input that has one.
+    pub fn role_of(&self, v: ValueId) -> Option<InputRole> {
+        let value = self.values.get(v)?;
+        match &self.nodes.get(value.def)?.op {
+            Op::Input(i) => i.role,
+            _ => None,
+        }
+    }
+
+    /// The output with role `role`, if any.
+    pub fn output_with_role(&self, role: OutputRole) -> Option<&Output> {
+        self.outputs.iter().find(|o| o.role == Some(role))
     }
 
     /// Appends a node with already-typed results, returning the result values. Does not check
@@ -137,10 +176,21 @@ impl Graph {
                 map[old.index()] = Some(new);
             }
         }
+        let remap = |v: ValueId| map.get(v.index()).copied().flatten();
         out.outputs = self
             .outputs
             .iter()
-            .filter_map(|o| Some(Output { name: o.name.clone(), value: map.get(o.value.index()).copied().flatten()? }))
+            .filter_map(|o| {
+                Some(Output {
+                    name: o.name.clone(),
+                    value: remap(o.value)?,
+                    role: o.role,
+                    updates: match o.updates {
+                        Some(u) => Some(remap(u)?),
+                        None => None,
+                    },
+                })
+            })
             .collect();
         out
     }
@@ -151,8 +201,24 @@ impl Graph {
 pub struct Function {
     /// Unique name.
     pub name: String,
+    /// What it computes; tools find programs by kind, never by name.
+    pub kind: FunctionKind,
+    /// The symbols that change from call to call (`batch=B, seq=S`), with their role.
+    pub step_symbols: Vec<(StepSymbol, SymbolId)>,
     /// Its body.
     pub graph: Graph,
+}
+
+impl Function {
+    /// A generic function (no kind, no step symbols).
+    pub fn new(name: impl Into<String>, graph: Graph) -> Self {
+        Function { name: name.into(), kind: FunctionKind::Generic, step_symbols: Vec::new(), graph }
+    }
+
+    /// The symbol playing `role` in this function, if any.
+    pub fn step_symbol(&self, role: StepSymbol) -> Option<SymbolId> {
+        self.step_symbols.iter().find(|(r, _)| *r == role).map(|(_, s)| *s)
+    }
 }
 
 /// The unit of compilation: symbols, weights and functions of one model.
@@ -163,6 +229,8 @@ pub struct Module {
     /// The dtype in which ops compute intermediate values (§ numerics): f32 for the CPU
     /// interpreter and `eval`, bf16 for compiled artifacts.
     pub compute_dtype: DType,
+    /// How far through the pipeline the module is; the verifier checks that stage's rules.
+    pub stage: Stage,
     /// Bounded dynamic dimensions.
     pub symbols: Arena<Symbol>,
     /// Parameters.
@@ -177,6 +245,7 @@ impl Module {
         Module {
             name: name.into(),
             compute_dtype: DType::F32,
+            stage: Stage::Graph,
             symbols: Arena::new(),
             weights: Arena::new(),
             functions: Vec::new(),
@@ -190,7 +259,7 @@ impl Module {
 
     /// Declares a weight.
     pub fn add_weight(&mut self, name: impl Into<String>, ty: TensorType, source: WeightSource) -> WeightId {
-        self.weights.append(Weight { name: name.into(), ty, source })
+        self.weights.append(Weight { name: name.into(), ty, source, role: None })
     }
 
     /// Finds a symbol by name.
@@ -206,6 +275,11 @@ impl Module {
     /// Finds a function by name.
     pub fn function(&self, name: &str) -> Option<&Function> {
         self.functions.iter().find(|f| f.name == name)
+    }
+
+    /// The function of kind `kind` (the verifier allows at most one of each kind but generic).
+    pub fn function_of_kind(&self, kind: FunctionKind) -> Option<&Function> {
+        self.functions.iter().find(|f| f.kind == kind)
     }
 
     /// The module with every function renumbered (see [`Graph::renumbered`]).

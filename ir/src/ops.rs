@@ -11,8 +11,9 @@ use crate::types::{DType, Dim, TensorType};
 /// One operation. See each variant for operands, attributes, typing and semantics.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Op {
-    /// `input "name" : T` — a runtime argument of the graph. No operands; the result type is
-    /// the declared `T`, whose symbols are bound from the argument's shape when the graph runs.
+    /// `input "name" {role=r} : T` — a runtime argument of the graph. No operands; the result
+    /// type is the declared `T`, whose symbols are bound from the argument's shape when the
+    /// graph runs. The optional role says what the argument is (see [`crate::program`]).
     Input(Input),
     /// `weight @name : T` — reads a module weight; `T` equals the weight's declared type.
     Weight(WeightId),
@@ -127,6 +128,8 @@ pub struct Input {
     pub name: String,
     /// Declared type (may contain symbols).
     pub ty: TensorType,
+    /// What the argument is to the program (tokens, a cache, ...), when it is one of those.
+    pub role: Option<crate::program::InputRole>,
 }
 
 /// Attributes of `constant`.

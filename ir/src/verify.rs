@@ -101,7 +101,16 @@ pub fn verify(m: &Module) -> Result<(), VerifyErrors> {
             errs.push(top(format!("function `@{}` is defined twice", f.name)));
         }
         let loc = Location { func: Some(fi), func_name: f.name.clone(), path: Vec::new() };
+        let before = errs.len();
         verify_graph(m, &f.graph, &loc, true, &mut errs);
+        if errs.len() == before {
+            crate::verify_program::verify_function(m, f, &loc, &mut errs);
+        }
+    }
+    for kind in crate::program::FunctionKind::ALL.into_iter().filter(|k| *k != crate::program::FunctionKind::Generic) {
+        if m.functions.iter().filter(|f| f.kind == kind).count() > 1 {
+            errs.push(top(format!("more than one function of kind `{kind}`")));
+        }
     }
     if errs.is_empty() {
         Ok(())
@@ -118,7 +127,7 @@ fn dims_ok(m: &Module, t: &TensorType) -> bool {
 }
 
 /// Verifies one graph (recursing into fusion bodies); `named` requires unique output names.
-fn verify_graph(m: &Module, g: &Graph, loc: &Location, named: bool, errs: &mut Vec<VerifyError>) {
+pub(crate) fn verify_graph(m: &Module, g: &Graph, loc: &Location, named: bool, errs: &mut Vec<VerifyError>) {
     let at = |n: Option<NodeId>, op: Option<&'static str>, message: String| {
         let mut l = loc.clone();
         l.path.extend(n);
@@ -224,6 +233,19 @@ fn verify_graph(m: &Module, g: &Graph, loc: &Location, named: bool, errs: &mut V
                     ));
                 }
             }
+        }
+    }
+    if !named {
+        // A fusion body's arguments and results are plain: roles belong to functions.
+        for &n in &g.order {
+            if let Op::Input(i) = &g.nodes[n].op {
+                if i.role.is_some() {
+                    errs.push(at(Some(n), Some("input"), "an input of a fusion body has no role".into()));
+                }
+            }
+        }
+        if g.outputs.iter().any(|o| o.role.is_some() || o.updates.is_some()) {
+            errs.push(at(None, None, "a result of a fusion body has no role and updates nothing".into()));
         }
     }
     if named {

@@ -6,13 +6,13 @@
 //! written, weights read — with two exceptions that follow the kernels: `attention` reads only
 //! the `kv_len` valid rows of its caches, and `scatter_cache` writes only the new rows (the cache
 //! is updated in place). Each launch is bound by whichever of compute and bandwidth takes longer;
-//! a program's roofline is the sum over its launches. Shapes are evaluated with every symbol
-//! bound to a given value (batch 1, the sequence length of the step).
+//! a program's roofline is the sum over its launches. Shapes are evaluated at a [`Step`]: the
+//! function's `batch` and `seq` symbols take the step's values, any other symbol its bound.
 
 use std::collections::HashMap;
 
 use lathe_ir::ops::MaskKind;
-use lathe_ir::{Dim, Graph, Module, Op, SymbolId, TensorType, ValueId};
+use lathe_ir::{Dim, Function, FunctionKind, Graph, InputRole, Module, Op, StepSymbol, SymbolId, TensorType, ValueId};
 
 use crate::strategy::is_data;
 
@@ -51,6 +51,68 @@ pub struct Cost {
     pub launches: usize,
 }
 
+/// One step (call) of a program as the runtime will run it: the per-step values it keeps —
+/// sequences, tokens this call, tokens already in the caches — from which every size of a
+/// launch follows. The cost model prices a step; the runtime's per-step buffer holds the same
+/// values (past length, positions, chunk length, RNG offset, last token).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Step {
+    /// Sequences in the batch (the function's `batch` symbol).
+    pub batch: u64,
+    /// Tokens per sequence this call (its `seq` symbol; 1 for decode).
+    pub seq: u64,
+    /// Tokens already in the caches per sequence (`past`).
+    pub past: u64,
+}
+
+impl Step {
+    /// A prefill of `tokens` tokens, or a first `eval`.
+    pub fn prefill(tokens: u64) -> Step {
+        Step { batch: 1, seq: tokens, past: 0 }
+    }
+
+    /// One decode step that brings each sequence to `context` tokens.
+    pub fn decode(context: u64) -> Step {
+        Step { batch: 1, seq: 1, past: context.saturating_sub(1) }
+    }
+
+    /// The step at which `lathe inspect` prices a program for a `context`-token sequence: a decode
+    /// step that reaches `context`; otherwise the last call of a `context`-token prefill (the
+    /// whole prompt, or its last chunk when the function's `seq` symbol is bounded below it).
+    pub fn at_context(m: &Module, f: &Function, context: u64) -> Step {
+        if f.kind == FunctionKind::Decode {
+            return Step::decode(context);
+        }
+        let bound = f.step_symbol(StepSymbol::Seq).and_then(|s| m.symbols.get(s)).map_or(context, |s| s.max);
+        let seq = context.min(bound);
+        Step { batch: 1, seq, past: context - seq }
+    }
+
+    /// Valid key/value rows the step's attention reads: `past + seq`.
+    pub fn kv_len(&self) -> u64 {
+        self.past.saturating_add(self.seq)
+    }
+
+    /// The sizes of function `f` of `m` at this step: its `batch` and `seq` symbols take the
+    /// step's values (at most their bounds); any other symbol takes its bound, the worst case
+    /// the plan is made for.
+    pub fn bindings(&self, m: &Module, f: &Function) -> Bindings {
+        let symbols = m
+            .symbols
+            .iter()
+            .map(|(h, sym)| {
+                let v = match f.step_symbols.iter().find(|(_, s)| *s == h).map(|(r, _)| *r) {
+                    Some(StepSymbol::Batch) => self.batch,
+                    Some(StepSymbol::Seq) => self.seq,
+                    None => sym.max,
+                };
+                (h, v.min(sym.max))
+            })
+            .collect();
+        Bindings { symbols, kv_len: self.kv_len() }
+    }
+}
+
 /// Concrete sizes under symbol bindings.
 #[derive(Debug, Clone)]
 pub struct Bindings {
@@ -66,7 +128,7 @@ impl Bindings {
             .iter()
             .map(|d| match d {
                 Dim::Const(c) => *c as f64,
-                Dim::Sym(s) => self.symbols.get(s).copied().unwrap_or(1) as f64,
+                Dim::Sym(s) => self.symbols.get(s).copied().unwrap_or(0) as f64,
             })
             .collect()
     }
@@ -234,27 +296,25 @@ pub fn function_cost(g: &Graph, b: &Bindings, gpu: &Gpu) -> Cost {
     total
 }
 
-/// Bytes of the caches one sequence holds at `context` tokens: the `decode` program's cache
-/// inputs with the KV capacity set to `context` (conv and SSM states do not grow).
+/// Bytes of the caches one sequence holds at `context` tokens: the cache inputs (by role) of the
+/// `decode` program, with the KV capacity set to `context` (conv and SSM states do not grow).
 pub fn cache_bytes(m: &Module, context: u64) -> u64 {
-    let Some(f) = m.function("decode") else { return 0 };
+    let Some(f) = m.function_of_kind(FunctionKind::Decode) else { return 0 };
     f.graph
-        .inputs()
-        .filter(|(n, _)| *n != "tokens" && *n != "past")
-        .map(|(n, v)| {
-            let t = f.graph.ty(v);
-            let kv = n.ends_with("k_cache") || n.ends_with("v_cache");
-            t.shape
+        .params()
+        .filter_map(|(i, _)| Some((i, i.role.and_then(InputRole::cache)?.1)))
+        .map(|(i, kind)| {
+            i.ty.shape
                 .iter()
                 .enumerate()
-                .map(|(i, d)| match (i, d) {
+                .map(|(axis, d)| match (axis, d) {
                     (0, _) => 1,
-                    (1, _) if kv => context,
+                    (1, _) if kind.grows_with_context() => context,
                     (_, Dim::Const(c)) => *c,
                     (_, Dim::Sym(_)) => 1,
                 })
                 .product::<u64>()
-                * t.dtype.size_bytes() as u64
+                * i.ty.dtype.size_bytes() as u64
         })
         .sum()
 }

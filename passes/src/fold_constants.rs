@@ -114,6 +114,7 @@ pub fn header(m: &Module) -> Module {
     Module {
         name: m.name.clone(),
         compute_dtype: m.compute_dtype,
+        stage: m.stage,
         symbols: m.symbols.clone(),
         weights: m.weights.clone(),
         functions: Vec::new(),

@@ -64,7 +64,7 @@ pub fn outline_groups(g: &mut Graph, groups: &[Group]) -> Result<(), String> {
                 } else {
                     let name = format!("arg{}", operands.len());
                     operands.push(a);
-                    body.push_node(Op::Input(Input { name, ty: ty.clone() }), Vec::new(), vec![ty])
+                    body.push_node(Op::Input(Input { name, ty: ty.clone(), role: None }), Vec::new(), vec![ty])
                 };
                 map.insert(a, inner[0]);
             }
@@ -82,7 +82,7 @@ pub fn outline_groups(g: &mut Graph, groups: &[Group]) -> Result<(), String> {
                 let escapes =
                     returned.contains(&r) || used_by.get(&r).is_some_and(|us| us.iter().any(|u| !inside.contains(u)));
                 if escapes {
-                    body.outputs.push(Output { name: String::new(), value: map[&r] });
+                    body.outputs.push(Output::new("", map[&r]));
                     outer.push(r);
                 }
             }

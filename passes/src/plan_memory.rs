@@ -27,17 +27,16 @@
 //!   [`MemoryPlan::peak_bytes`]; [`MemoryPlan::no_reuse_bytes`] is the sum of the aligned sizes
 //!   (one slot per buffer), and `peak <= no_reuse` always holds (each buffer ends no higher than
 //!   the sizes placed before it plus its own).
-//! - **In-place cache updates**: an output whose name equals an input's name and whose type is
-//!   the same (the caches `layers.{i}.{k_cache,v_cache,conv_state,ssm_state}`) aliases that input:
-//!   the launch that writes it writes into the input's memory, and it takes no arena space. That
-//!   is sound only if no launch after the writer reads the input, since it would see the new
+//! - **In-place cache updates**: an output that says it updates an input (`{updates=%k}`; the
+//!   verifier has checked that the input is a cache of the same type) aliases that input: the
+//!   launch that writes it writes into the input's memory, and it takes no arena space. That is
+//!   sound only if no launch after the writer reads the input, since it would see the new
 //!   contents; such a function is an error, as are an aliased value that no launch writes (a
-//!   constant or weight returned under a cache's name: there is no kernel to write it) and one
+//!   constant or weight returned as a cache update: there is no kernel to write it) and one
 //!   value aliasing two inputs. The writer itself may read the input (`scatter_cache` and the
 //!   SSD decode step read the old cache and write the new one: ordering the reads before the
 //!   writes inside one kernel is that kernel's contract). An output returning the input itself
-//!   is an update that writes nothing. An output named like an input but of another type is an
-//!   ordinary output.
+//!   is an update that writes nothing. Names play no part.
 //!
 //! # The pass
 //! Pre: a verified module (scheduled or not). Post: the same module — the pass is an analysis:
@@ -122,8 +121,9 @@ pub struct MemoryPlan {
     pub peak_bytes: u64,
     /// Sum of the slot sizes: the arena without reuse.
     pub no_reuse_bytes: u64,
-    /// `(output, input)` names of the in-place updates, in output order.
-    pub in_place: Vec<(String, String)>,
+    /// The in-place updates, in output order: `(index of the output, the input value it
+    /// updates)`.
+    pub in_place: Vec<(usize, ValueId)>,
 }
 
 impl MemoryPlan {
@@ -230,24 +230,25 @@ fn launch_name(g: &Graph, n: NodeId) -> &'static str {
     }
 }
 
-/// The outputs that update an input of the same name and type in place, checked.
+/// The outputs that update an input in place (`{updates=%input}`), checked.
 fn in_place_updates(
     f: &Function,
     launches: &[NodeId],
     last_read: &HashMap<ValueId, usize>,
     written_by: &HashMap<ValueId, usize>,
-) -> Result<Vec<(String, String)>, String> {
+) -> Result<Vec<(usize, ValueId)>, String> {
     let g = &f.graph;
     let mut pairs = Vec::new();
     let mut aliased: HashMap<ValueId, &str> = HashMap::new();
-    let mut updated: HashSet<&str> = HashSet::new();
-    for o in &g.outputs {
-        let Some((input, iv)) = g.inputs().find(|(name, _)| *name == o.name) else { continue };
-        if g.values[iv].ty != g.values[o.value].ty {
-            continue;
-        }
-        if !updated.insert(input) {
-            return Err(format!("@{}: two outputs named `{}` update input `{input}` in place", f.name, o.name));
+    let mut updated: HashSet<ValueId> = HashSet::new();
+    for (k, o) in g.outputs.iter().enumerate() {
+        let Some(iv) = o.updates else { continue };
+        let input = match &g.nodes[g.values[iv].def].op {
+            Op::Input(i) => i.name.as_str(),
+            op => return Err(format!("@{}: output `{}` updates a `{}`, not an input", f.name, o.name, op.name())),
+        };
+        if !updated.insert(iv) {
+            return Err(format!("@{}: two outputs update input `{input}` in place", f.name));
         }
         if o.value != iv {
             let Some(&w) = written_by.get(&o.value) else {
@@ -281,7 +282,7 @@ fn in_place_updates(
                 ));
             }
         }
-        pairs.push((o.name.clone(), input.to_string()));
+        pairs.push((k, iv));
     }
     Ok(pairs)
 }

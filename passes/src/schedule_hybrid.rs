@@ -1,19 +1,21 @@
 //! `schedule-hybrid` — puts every node not yet in a group into one, so the module is scheduled.
 //!
 //! Each remaining computing node becomes the main op of a group with the strategy that accepts
-//! it (`gather`, `scatter_cache` — the K and V writes of one layer share a launch —,
+//! it (`gather`, `scatter_cache` — the K and V writes of one layer, told by their caches'
+//! roles, share a launch —,
 //! `attention_prefill`/`attention_decode`, `row_reduce`, `sample`, ...), together with its
 //! single-use pointwise epilogue and the weight-derived values only it uses. Decode and prefill
 //! are scheduled separately because they are separate functions (`decode` has `S = 1`).
-//! With `prefill-chunk=N`, `extend` is specialized to chunks of at most N tokens (its own
-//! symbol `C`), so a long prompt is prefilled chunk by chunk with bounded activation memory.
+//! With `prefill-chunk=N`, the `extend` program is specialized to chunks of at most N tokens
+//! (its own `seq` symbol `C`), so a long prompt is prefilled chunk by chunk with bounded
+//! activation memory.
 //! An `amax` of a value a group produces (an fp8 activation scale) joins that group as an
 //! epilogue reduction instead of taking a launch.
 //! After it, `strategy::verify_schedule` holds: every launch is a fusion node.
 //! Pre: a verified module. Post: a verified, scheduled module with bit-identical results.
 
 use lathe_ir::ops::KernelStrategy;
-use lathe_ir::{Dim, Graph, Module, NodeId, Op};
+use lathe_ir::{Dim, FunctionKind, Graph, InputRole, Module, NodeId, Op, StepSymbol};
 
 use crate::outline::{outline_groups, Group};
 use crate::plan::Planner;
@@ -40,19 +42,23 @@ pub struct ScheduleHybrid {
     pub prefill_chunk: u64,
 }
 
-/// Chunked prefill: `extend` gets its own sequence symbol `C <= chunk` in place of `S`, so its
-/// buffers are planned for one chunk; a prompt longer than the chunk runs as several `extend`
-/// calls, each carrying the conv and SSM states and the KV cache to the next (the programs are
-/// exact under chunking: two chunks of extend equal one). Returns whether it applied.
-fn chunk_prefill(m: &mut Module, chunk: u64) -> Result<bool, String> {
-    let Some(s) = m.symbol("S") else { return Ok(false) };
-    if chunk == 0 || chunk >= m.symbols[s].max || m.function("extend").is_none() {
-        return Ok(false);
+/// Chunked prefill: the `extend` program (kind `extend`) gets its own sequence symbol
+/// `C <= chunk` in place of its `seq` step symbol, so its buffers are planned for one chunk; a
+/// prompt longer than the chunk runs as several `extend` calls, each carrying the conv and SSM
+/// states and the KV cache to the next (the programs are exact under chunking: two chunks of
+/// extend equal one). The new symbol is named `C` (or `C1`, `C2`, … when taken). Returns
+/// whether it applied.
+fn chunk_prefill(m: &mut Module, chunk: u64) -> bool {
+    let Some(fi) = m.functions.iter().position(|f| f.kind == FunctionKind::Extend) else { return false };
+    let Some(s) = m.functions[fi].step_symbol(StepSymbol::Seq) else { return false };
+    if chunk == 0 || chunk >= m.symbols[s].max {
+        return false;
     }
-    if m.symbol("C").is_some() {
-        return Err("the module already has a symbol `C`".into());
-    }
-    let c = m.add_symbol("C", chunk);
+    let name = std::iter::once("C".to_string())
+        .chain((1..).map(|i| format!("C{i}")))
+        .find(|n| m.symbol(n).is_none())
+        .unwrap_or_default();
+    let c = m.add_symbol(name, chunk);
     let swap = |d: &mut Dim| {
         if *d == Dim::Sym(s) {
             *d = Dim::Sym(c);
@@ -74,10 +80,14 @@ fn chunk_prefill(m: &mut Module, chunk: u64) -> Result<bool, String> {
             }
         }
     }
-    if let Some(f) = m.functions.iter_mut().find(|f| f.name == "extend") {
-        visit(&mut f.graph, &swap);
+    let f = &mut m.functions[fi];
+    visit(&mut f.graph, &swap);
+    for (role, sym) in &mut f.step_symbols {
+        if *role == StepSymbol::Seq {
+            *sym = c;
+        }
     }
-    Ok(true)
+    true
 }
 
 /// Moves every `amax` of a value produced by a fusion group into that group as an epilogue
@@ -98,7 +108,7 @@ fn amax_into_producers(g: &mut Graph) -> usize {
         let Op::Fusion(f) = &mut g.nodes[producer].op else { continue };
         let Some(inner) = f.body.outputs.get(k).map(|o| o.value) else { continue };
         let r = f.body.push_node(Op::Amax, vec![inner], vec![out_ty.clone()]);
-        f.body.outputs.push(lathe_ir::Output { name: String::new(), value: r[0] });
+        f.body.outputs.push(lathe_ir::Output::new("", r[0]));
         let index = g.nodes[producer].results.len() as u32;
         let v = g.values.append(lathe_ir::Value { ty: out_ty, def: producer, index });
         g.nodes[producer].results.push(v);
@@ -116,11 +126,19 @@ fn amax_into_producers(g: &mut Graph) -> usize {
 fn plan(m: &Module, g: &Graph) -> Vec<Group> {
     let mut p = Planner::new(g);
     let mut groups: Vec<Group> = Vec::new();
-    // The cache writes of one layer (K and V) share one launch.
-    let scatters: Vec<NodeId> =
-        g.order.iter().copied().filter(|&n| matches!(g.nodes[n].op, Op::ScatterCache)).collect();
-    for pair in scatters.chunks(2) {
-        let mut group = pair.to_vec();
+    // The cache writes of one layer (K and V, by their caches' roles) share one launch.
+    let mut by_layer: Vec<(Option<u32>, Vec<NodeId>)> = Vec::new();
+    for &n in &g.order {
+        if !matches!(g.nodes[n].op, Op::ScatterCache) {
+            continue;
+        }
+        let layer = g.role_of(g.nodes[n].args[0]).and_then(InputRole::cache).map(|(layer, _)| layer);
+        match by_layer.iter_mut().find(|(l, _)| layer.is_some() && *l == layer) {
+            Some((_, group)) => group.push(n),
+            None => by_layer.push((layer, vec![n])),
+        }
+    }
+    for (_, mut group) in by_layer {
         p.absorb_private_producers(&mut group);
         p.take(&group);
         groups.push((group, KernelStrategy::ScatterCache));
@@ -159,8 +177,7 @@ impl Pass for ScheduleHybrid {
     }
 
     fn run(&mut self, m: &mut Module, cx: &mut PassContext) -> Result<Changed, PassError> {
-        let chunked = chunk_prefill(m, self.prefill_chunk)
-            .map_err(|message| PassError::Failed { pass: "schedule-hybrid".into(), message })?;
+        let chunked = chunk_prefill(m, self.prefill_chunk);
         let header = crate::fold_constants::header(m);
         let mut made = usize::from(chunked);
         for_each_function(m, &mut |g| {

@@ -19,14 +19,16 @@ struct Launch<'a> {
     ty: &'a str,
 }
 
-/// A module `@m` with one function `@main`: the inputs `(name, type)`, the launches — each
-/// wrapped in its own elementwise fusion when `fused`, else written as a plain node — and the
-/// `return` line.
+/// A module `@m` with one function `@main`: the inputs `(name, type)` (a type may start with
+/// the input's attributes, `{role=k_cache, layer=0} : f32[4]`), the launches — each wrapped in
+/// its own elementwise fusion when `fused`, else written as a plain node — and the `return` line.
 fn module(inputs: &[(&str, &str)], launches: &[Launch], ret: &str, fused: bool) -> Module {
     let mut types: HashMap<String, String> = HashMap::new();
     let mut body = String::new();
-    for (name, ty) in inputs {
-        body.push_str(&format!("    %{name} = input \"{name}\" : {ty}\n"));
+    for (name, decl) in inputs {
+        let (attrs, ty) = decl.split_once("} : ").map_or(("", *decl), |(a, t)| (a, t));
+        let attrs = if attrs.is_empty() { String::new() } else { format!(" {attrs}}}") };
+        body.push_str(&format!("    %{name} = input \"{name}\"{attrs} : {ty}\n"));
         types.insert(name.to_string(), ty.to_string());
     }
     for l in launches {
@@ -148,26 +150,38 @@ fn best_fit_takes_the_tightest_gap() {
     assert_eq!((p.peak_bytes, p.no_reuse_bytes), (2816, 3072));
 }
 
+/// An input declaration of a cache of `layer` of type `ty`.
+fn cache(layer: u32, ty: &str) -> String {
+    format!("{{role=conv_state, layer={layer}}} : {ty}")
+}
+
 #[test]
 fn caches_update_in_place() {
     // `cache` is replaced by a launch that reads it (as scatter_cache does), `kept` is returned
-    // unchanged, and `x` is returned with another type: only the first two alias their input.
-    let ty = "f32[4, 64]";
+    // unchanged, and `x` is returned under its name with another type, updating nothing: only
+    // the first two alias their input, because they say so.
+    let ty = "f32[1, 4, 64]";
     let m = module(
-        &[("cache", ty), ("kept", ty), ("x", ty)],
+        &[("cache", &cache(0, ty)), ("kept", &cache(1, ty)), ("x", ty)],
         &[
             Launch { dst: "t", args: &["x"], op: "exp $0", ty },
             Launch { dst: "new", args: &["cache", "t"], op: "add $0, $1", ty },
-            Launch { dst: "y", args: &["new"], op: "slice $0 {axis=0, start=0, end=2}", ty: "f32[2, 64]" },
+            Launch { dst: "y", args: &["new"], op: "slice $0 {axis=1, start=0, end=2}", ty: "f32[1, 2, 64]" },
         ],
-        "%y as \"x\", %new as \"cache\", %kept as \"kept\"",
+        "%y as \"x\", %new as \"cache\" {updates=%cache}, %kept as \"kept\" {updates=%kept}",
         true,
     );
     let p = main_plan(&m).expect("plan");
-    let pairs: Vec<(&str, &str)> = p.in_place.iter().map(|(o, i)| (o.as_str(), i.as_str())).collect();
+    let pairs = in_place_names(m.function("main").expect("main"), &p);
     assert_eq!(pairs, vec![("cache", "cache"), ("kept", "kept")]);
     // Only t is an intermediate: `new` lives in the cache, `y` in the caller's output.
     assert_eq!(layout(&p), vec![(0, 1, 0, 1024)]);
+}
+
+/// `(output name, input name)` of every in-place update of a plan.
+fn in_place_names<'f>(f: &'f Function, p: &MemoryPlan) -> Vec<(&'f str, &'f str)> {
+    let input_name = |v: ValueId| f.graph.inputs().find(|(_, iv)| *iv == v).map_or("?", |(n, _)| n);
+    p.in_place.iter().map(|&(o, i)| (f.graph.outputs[o].name.as_str(), input_name(i))).collect()
 }
 
 fn plan_error(inputs: &[(&str, &str)], launches: &[Launch], ret: &str) -> String {
@@ -185,15 +199,15 @@ fn plan_error(inputs: &[(&str, &str)], launches: &[Launch], ret: &str) -> String
 
 #[test]
 fn clobbering_in_place_updates_are_errors() {
-    let ty = "f32[4, 64]";
+    let ty = "f32[1, 4, 64]";
     // The new cache is written at launch 0 while launch 1 still reads the old one.
     let e = plan_error(
-        &[("cache", ty), ("x", ty)],
+        &[("cache", &cache(0, ty)), ("x", ty)],
         &[
             Launch { dst: "new", args: &["cache"], op: "exp $0", ty },
             Launch { dst: "z", args: &["cache", "x"], op: "add $0, $1", ty },
         ],
-        "%new as \"cache\", %z as \"z\"",
+        "%new as \"cache\" {updates=%cache}, %z as \"z\"",
     );
     assert!(
         e.contains("@main: output `cache` updates input `cache` in place at launch 0") && e.contains("launch 1"),
@@ -201,31 +215,31 @@ fn clobbering_in_place_updates_are_errors() {
     );
     // The old cache is also returned under another name.
     let e = plan_error(
-        &[("cache", ty)],
+        &[("cache", &cache(0, ty))],
         &[Launch { dst: "new", args: &["cache"], op: "exp $0", ty }],
-        "%new as \"cache\", %cache as \"old\"",
+        "%new as \"cache\" {updates=%cache}, %cache as \"old\"",
     );
     assert!(e.contains("also returned as `old`"), "{e}");
     // One value cannot be the new contents of two caches.
     let e = plan_error(
-        &[("k", ty), ("v", ty)],
+        &[("k", &cache(0, ty)), ("v", &cache(1, ty))],
         &[Launch { dst: "new", args: &["k", "v"], op: "add $0, $1", ty }],
-        "%new as \"k\", %new as \"v\"",
+        "%new as \"k\" {updates=%k}, %new as \"v\" {updates=%v}",
     );
     assert!(e.contains("both `k` and `v`"), "{e}");
-    // Two outputs of one name would write the same cache twice (the verifier rejects it too;
-    // `plan` does not rely on that).
+    // Two outputs updating one input would write the same cache twice (the verifier rejects it
+    // too; `plan` does not rely on that).
     let src = r#"module @m {
   compute_dtype = f32
   func @main {
-    %0 = input "cache" : f32[4]
-    %1 = exp %0 : f32[4]
-    return %1 as "cache", %1 as "cache"
+    %0 = input "cache" {role=conv_state, layer=0} : f32[1, 2, 4]
+    %1 = exp %0 : f32[1, 2, 4]
+    return %1 as "a" {updates=%0}, %1 as "b" {updates=%0}
   }
 }
 "#;
     let e = main_plan(&parse_module(src).expect("parse")).expect_err("twice");
-    assert!(e.contains("two outputs named `cache`"), "{e}");
+    assert!(e.contains("two outputs update input `cache` in place"), "{e}");
 }
 
 #[test]
@@ -233,9 +247,9 @@ fn a_cache_no_launch_writes_is_an_error() {
     let src = r#"module @m {
   compute_dtype = f32
   func @main {
-    %0 = input "cache" : f32[4]
-    %1 = constant 0.0 : f32[4]
-    return %1 as "cache"
+    %0 = input "cache" {role=conv_state, layer=0} : f32[1, 2, 4]
+    %1 = constant 0.0 : f32[1, 2, 4]
+    return %1 as "cache" {updates=%0}
   }
 }
 "#;
@@ -356,14 +370,18 @@ fn every_cache_of_the_8b_decode_updates_in_place() {
     let (m, _) = scheduled("configs/nemotron-h-8b-base-8k");
     let decode = m.function("decode").expect("decode");
     let p = plan(&m, decode).expect("plan");
-    assert!(p.in_place.iter().all(|(o, i)| o == i && o.starts_with("layers.")), "{:?}", p.in_place);
-    let count = |kind: &str| p.in_place.iter().filter(|(o, _)| o.ends_with(kind)).count();
-    assert_eq!(
-        [count(".conv_state"), count(".ssm_state"), count(".k_cache"), count(".v_cache")],
-        [24, 24, 4, 4],
-        "{:?}",
+    let pairs = in_place_names(decode, &p);
+    assert!(pairs.iter().all(|(o, i)| o == i && o.starts_with("layers.")), "{pairs:?}");
+    let count = |kind: lathe_ir::CacheKind| {
         p.in_place
-    );
+            .iter()
+            .filter(|&&(_, i)| {
+                decode.graph.role_of(i).and_then(lathe_ir::InputRole::cache).is_some_and(|c| c.1 == kind)
+            })
+            .count()
+    };
+    use lathe_ir::CacheKind::{Conv, Key, Ssm, Value};
+    assert_eq!([count(Conv), count(Ssm), count(Key), count(Value)], [24, 24, 4, 4], "{pairs:?}");
     assert_eq!(p.in_place.len(), 56);
     // No cache takes arena space: each is written where its input lives.
     let outputs: Vec<ValueId> = decode.graph.outputs.iter().map(|o| o.value).collect();

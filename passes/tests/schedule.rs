@@ -153,7 +153,7 @@ fn chunked_prefill_bounds_extend_and_stays_exact() {
     args.insert("tokens".to_string(), Tensor::from_i64(DType::I64, vec![1, 7], toks.clone()));
     let full = lathe_interp::run(&imp.module, "eval", &args, &loader).expect("eval").remove(0).1.to_f64();
     // Chunks of 4 and 3 through the chunked extend, carrying every cache.
-    let mut caches = lathe_interp::zero_caches(&m, "extend");
+    let mut caches = lathe_interp::zero_caches(m.function("extend").expect("extend"));
     let mut last = Vec::new();
     for (start, chunk) in [(0usize, &toks[..4]), (4, &toks[4..])] {
         let mut inputs = caches.clone();

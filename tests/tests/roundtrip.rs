@@ -101,7 +101,11 @@ fn scramble(g: &Graph, rng: &mut Rng) -> Graph {
         out.values.append(v);
     }
     out.order = g.order.iter().map(|&n| node(n)).collect();
-    out.outputs = g.outputs.iter().map(|o| Output { name: o.name.clone(), value: value(o.value) }).collect();
+    out.outputs = g
+        .outputs
+        .iter()
+        .map(|o| Output { name: o.name.clone(), value: value(o.value), role: o.role, updates: o.updates.map(value) })
+        .collect();
     out
 }
 

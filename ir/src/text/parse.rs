@@ -3,11 +3,12 @@
 use std::collections::HashMap;
 
 use super::lex::{lex, Pos, Tok};
-use crate::module::{Graph, Module, NodeId, Output, ValueId, WeightSource};
+use crate::module::{Function, Graph, Module, NodeId, Output, ValueId, WeightSource};
 use crate::ops::{
     Attention, BinaryOp, Clamp, Constant, Conv2dPatch, Fusion, GeluApprox, Input, Iota, KernelStrategy, MaskKind,
     Matmul, Norm, Op, Reduce, ReduceKind, RopeAttrs, Sample, ScanSsd, Slice, Softmax, Split, UnaryOp,
 };
+use crate::program::{FunctionKind, InputRole, OutputRole, Stage, StepSymbol, WeightRole};
 use crate::types::{DType, Dim, TensorType};
 
 /// A parse error at a position.
@@ -366,6 +367,15 @@ impl Parser {
                     self.punct("=")?;
                     m.compute_dtype = self.dtype()?;
                 }
+                Tok::Ident(kw) if kw == "stage" => {
+                    self.i += 1;
+                    self.punct("=")?;
+                    let (name, npos) = self.ident("a stage")?;
+                    m.stage = Stage::from_name(&name).map_or_else(
+                        || err_at(npos, format!("unknown stage `{name}` (expected graph, scheduled or planned)")),
+                        Ok,
+                    )?;
+                }
                 Tok::Ident(kw) if kw == "symbol" => {
                     self.i += 1;
                     let (name, npos) = self.ident("a symbol name")?;
@@ -401,7 +411,27 @@ impl Parser {
                         "synthetic" => WeightSource::Synthetic { seed: self.uint("a seed")? },
                         _ => return err_at(kpos, format!("expected `checkpoint` or `synthetic`, found `{kind}`")),
                     };
-                    m.add_weight(name, ty, source);
+                    let mut role = None;
+                    if *self.peek() == Tok::Punct("{") {
+                        let mut a = self.attrs()?;
+                        let block = a.opt_uint("block")?;
+                        let named = a.ident("role")?;
+                        role = match (block, named) {
+                            (Some(b), None) => Some(WeightRole::Block(
+                                u32::try_from(b).map_or_else(|_| err_at(a.pos, "`block` is too large"), Ok)?,
+                            )),
+                            (None, Some((r, _))) if r == "embedding" => Some(WeightRole::Embedding),
+                            (None, Some((r, _))) if r == "lm_head" => Some(WeightRole::LmHead),
+                            (None, Some((r, rp))) => {
+                                return err_at(rp, format!("unknown weight role `{r}` (expected embedding or lm_head)"))
+                            }
+                            (Some(_), Some(_)) => return err_at(a.pos, "a weight takes `block` or `role`, not both"),
+                            (None, None) => None,
+                        };
+                        a.finish("weight")?;
+                    }
+                    let w = m.add_weight(name, ty, source);
+                    m.weights[w].role = role;
                 }
                 Tok::Ident(kw) if kw == "func" => {
                     self.i += 1;
@@ -409,13 +439,35 @@ impl Parser {
                     if m.function(&name).is_some() {
                         return err_at(pos, format!("function `@{name}` is defined twice"));
                     }
+                    let mut f = Function::new(name, Graph::default());
+                    // `{kind=…, batch=…}` before the body, which starts with a statement.
+                    if *self.peek() == Tok::Punct("{")
+                        && matches!(self.peek_at(1), Tok::Ident(_))
+                        && *self.peek_at(2) == Tok::Punct("=")
+                    {
+                        let mut a = self.attrs()?;
+                        if let Some((k, kp)) = a.ident("kind")? {
+                            f.kind = FunctionKind::from_name(&k).map_or_else(
+                                || err_at(kp, format!("unknown function kind `{k}` (expected generic, eval, extend, decode or vision)")),
+                                Ok,
+                            )?;
+                        }
+                        for role in StepSymbol::ALL {
+                            if let Some((sym, sp)) = a.ident(role.name())? {
+                                let h =
+                                    m.symbol(&sym).map_or_else(|| err_at(sp, format!("unknown symbol `{sym}`")), Ok)?;
+                                f.step_symbols.push((role, h));
+                            }
+                        }
+                        a.finish("func")?;
+                    }
                     self.punct("{")?;
                     let fidx = m.functions.len();
-                    let graph = self.graph(&m, fidx, &[])?;
+                    f.graph = self.graph(&m, fidx, &[])?;
                     self.punct("}")?;
-                    m.functions.push(crate::module::Function { name, graph });
+                    m.functions.push(f);
                 }
-                _ => return self.unexpected("`compute_dtype`, `symbol`, `weight`, `func` or `}`"),
+                _ => return self.unexpected("`compute_dtype`, `stage`, `symbol`, `weight`, `func` or `}`"),
             }
         }
         if *self.peek() != Tok::Eof {
@@ -439,7 +491,11 @@ impl Parser {
                         } else {
                             String::new()
                         };
-                        scope.graph.outputs.push(Output { name, value });
+                        let mut out = Output::new(name, value);
+                        if *self.peek() == Tok::Punct("{") {
+                            self.output_attrs(&scope, &mut out)?;
+                        }
+                        scope.graph.outputs.push(out);
                         if !self.eat(",") {
                             break;
                         }
@@ -561,7 +617,33 @@ impl Parser {
         let op = match imm {
             Imm::Str(name) => {
                 self.single(&types, start, "input")?;
-                Op::Input(Input { name, ty: types[0].clone() })
+                let layer = match attrs.opt_uint("layer")? {
+                    Some(l) => Some(u32::try_from(l).map_or_else(|_| err_at(oppos, "`layer` is too large"), Ok)?),
+                    None => None,
+                };
+                let role = match attrs.ident("role")? {
+                    None => None,
+                    Some((r, rp)) => Some(InputRole::from_name(&r, layer).map_or_else(
+                        || {
+                            if InputRole::NAMES.contains(&r.as_str()) {
+                                err_at(rp, format!("role `{r}` needs `layer=N`"))
+                            } else {
+                                err_at(
+                                    rp,
+                                    format!(
+                                        "unknown input role `{r}` (expected one of {})",
+                                        InputRole::NAMES.join(", ")
+                                    ),
+                                )
+                            }
+                        },
+                        Ok,
+                    )?),
+                };
+                if layer.is_some() && !matches!(role, Some(InputRole::Cache { .. })) {
+                    return err_at(oppos, "`layer` belongs to a cache role");
+                }
+                Op::Input(Input { name, ty: types[0].clone(), role })
             }
             Imm::Weight(name, p) => match m.weight(&name) {
                 Some(w) => Op::Weight(w),
@@ -591,6 +673,31 @@ impl Parser {
             }
         }
         Ok(())
+    }
+
+    /// `{role=logits, updates=%3}` after a returned value.
+    fn output_attrs(&mut self, scope: &Scope, out: &mut Output) -> PResult<()> {
+        self.punct("{")?;
+        loop {
+            let (key, kpos) = self.ident("`role` or `updates`")?;
+            self.punct("=")?;
+            match key.as_str() {
+                "role" if out.role.is_none() => {
+                    let (r, rp) = self.ident("an output role")?;
+                    out.role = Some(OutputRole::from_name(&r).map_or_else(
+                        || err_at(rp, format!("unknown output role `{r}` (expected logits, token or embeddings)")),
+                        Ok,
+                    )?);
+                }
+                "updates" if out.updates.is_none() => out.updates = Some(self.use_value(scope)?),
+                "role" | "updates" => return err_at(kpos, format!("attribute `{key}` is given twice")),
+                _ => return err_at(kpos, format!("unknown attribute `{key}` of a result (expected role or updates)")),
+            }
+            if self.eat("}") {
+                return Ok(());
+            }
+            self.punct(",")?;
+        }
     }
 
     fn single(&self, types: &[TensorType], pos: Pos, op: &str) -> PResult<()> {

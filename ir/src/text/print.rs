@@ -3,14 +3,18 @@
 use std::fmt::Write;
 
 use crate::infer::type_str;
-use crate::module::{Graph, Module, ValueId, WeightSource};
+use crate::module::{Function, Graph, Module, ValueId, WeightSource};
 use crate::ops::{Attention, GeluApprox, Op, UnaryOp};
+use crate::program::{FunctionKind, InputRole, Stage, WeightRole};
 
 /// Prints a whole module.
 pub fn print_module(m: &Module) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "module @{} {{", quote_name(&m.name));
     let _ = writeln!(out, "  compute_dtype = {}", m.compute_dtype);
+    if m.stage != Stage::Graph {
+        let _ = writeln!(out, "  stage = {}", m.stage);
+    }
     for (_, s) in m.symbols.iter() {
         let _ = writeln!(out, "  symbol {} <= {}", s.name, s.max);
     }
@@ -19,10 +23,16 @@ pub fn print_module(m: &Module) -> String {
             WeightSource::Checkpoint { file, tensor } => format!("checkpoint {} {}", quote(file), quote(tensor)),
             WeightSource::Synthetic { seed } => format!("synthetic {seed}"),
         };
-        let _ = writeln!(out, "  weight @{} : {} = {}", quote_name(&w.name), type_str(m, &w.ty), src);
+        let role = match w.role {
+            None => String::new(),
+            Some(WeightRole::Block(i)) => format!(" {{block={i}}}"),
+            Some(WeightRole::Embedding) => " {role=embedding}".into(),
+            Some(WeightRole::LmHead) => " {role=lm_head}".into(),
+        };
+        let _ = writeln!(out, "  weight @{} : {} = {}{role}", quote_name(&w.name), type_str(m, &w.ty), src);
     }
     for f in &m.functions {
-        let _ = writeln!(out, "  func @{} {{", quote_name(&f.name));
+        let _ = writeln!(out, "  func @{}{} {{", quote_name(&f.name), function_attrs(m, f));
         print_graph(m, &f.graph, 2, &mut out);
         let _ = writeln!(out, "  }}");
     }
@@ -57,6 +67,15 @@ pub fn print_graph(m: &Module, g: &Graph, depth: usize, out: &mut String) {
         match &node.op {
             Op::Input(a) => {
                 let _ = write!(line, " {}", quote(&a.name));
+                match a.role {
+                    Some(InputRole::Cache { layer, kind }) => {
+                        let _ = write!(line, " {{role={}, layer={layer}}}", kind.role_name());
+                    }
+                    Some(r) => {
+                        let _ = write!(line, " {{role={}}}", r.name());
+                    }
+                    None => {}
+                }
             }
             Op::Weight(w) => {
                 let wn = m.weights.get(*w).map_or_else(|| format!("?{}", w.index()), |w| quote_name(&w.name));
@@ -98,19 +117,46 @@ pub fn print_graph(m: &Module, g: &Graph, depth: usize, out: &mut String) {
             node.results.iter().filter_map(|&r| g.values.get(r)).map(|v| type_str(m, &v.ty)).collect();
         let _ = writeln!(out, "{line} : {}", types.join(", "));
     }
+    let name_of = |v: ValueId| names.get(v.index()).cloned().flatten().unwrap_or_else(|| format!("%?{}", v.index()));
     let rets: Vec<String> = g
         .outputs
         .iter()
         .map(|o| {
-            let v = names.get(o.value.index()).cloned().flatten().unwrap_or_else(|| format!("%?{}", o.value.index()));
-            if o.name.is_empty() {
-                v
-            } else {
-                format!("{v} as {}", quote(&o.name))
+            let mut r = name_of(o.value);
+            if !o.name.is_empty() {
+                let _ = write!(r, " as {}", quote(&o.name));
             }
+            let mut attrs = Vec::new();
+            if let Some(role) = o.role {
+                attrs.push(format!("role={}", role.name()));
+            }
+            if let Some(u) = o.updates {
+                attrs.push(format!("updates={}", name_of(u)));
+            }
+            if !attrs.is_empty() {
+                let _ = write!(r, " {{{}}}", attrs.join(", "));
+            }
+            r
         })
         .collect();
     let _ = writeln!(out, "{pad}return {}", rets.join(", "));
+}
+
+/// ` {kind=…, batch=…, seq=…}` of a function header, or nothing for a generic function.
+fn function_attrs(m: &Module, f: &Function) -> String {
+    let mut a = Vec::new();
+    if f.kind != FunctionKind::Generic {
+        a.push(format!("kind={}", f.kind));
+    }
+    for (role, s) in &f.step_symbols {
+        let name = m.symbols.get(*s).map_or_else(|| format!("?sym{}", s.index()), |s| s.name.clone());
+        a.push(format!("{}={name}", role.name()));
+    }
+    if a.is_empty() {
+        String::new()
+    } else {
+        format!(" {{{}}}", a.join(", "))
+    }
 }
 
 /// The `{...}` attributes of an op, in a fixed order. Attributes that the result type

@@ -159,7 +159,7 @@ pub fn random_case(seed: u64) -> G<Case> {
         g.ops(4 + rng.below(16))?;
         g.outputs()?;
         inputs.push((name.clone(), std::mem::take(&mut g.inputs)));
-        functions.push(Function { name, graph: g.b.into_graph() });
+        functions.push(Function::new(name, g.b.into_graph()));
     }
     // A function that reads a checkpoint weight: the interpreter must fail the same way on both.
     let ckpt: Vec<WeightId> =
@@ -169,7 +169,7 @@ pub fn random_case(seed: u64) -> G<Case> {
         let mut b = GraphBuilder::new(&m);
         let v = b.push1(Op::Weight(w), &[]).map_err(|e| e.to_string())?;
         b.output("w", v);
-        functions.push(Function { name: "read.checkpoint".into(), graph: b.into_graph() });
+        functions.push(Function::new("read.checkpoint", b.into_graph()));
         inputs.push(("read.checkpoint".into(), HashMap::new()));
     }
     m.functions = functions;
