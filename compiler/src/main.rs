@@ -286,7 +286,8 @@ fn run(cli: Cli) -> Result<(), CliError> {
 fn load(file: &Path) -> Result<Module, CliError> {
     let src = std::fs::read_to_string(file).map_err(|e| CliError::input(format!("{}: {e}", file.display())))?;
     let (m, spans) = parse_module_with_spans(&src).map_err(|e| CliError::located(format!("{}:{e}", file.display())))?;
-    if let Err(errs) = lathe_ir::verify::verify(&m) {
+    // The verifier of the module's stage: a file that says `stage = scheduled` is held to it.
+    if let Err(errs) = lathe_passes::verify::verify(&m) {
         let lines: Vec<String> = errs.0.iter().map(|e| locate(file, &spans, e)).collect();
         return Err(CliError::located(lines.join("\n")));
     }

@@ -183,7 +183,7 @@ pub fn stats(imp: &Imported, unfused: &BTreeMap<String, u64>) -> Value {
         .iter()
         .map(|f| {
             let v = lathe_passes::plan_memory::plan(m, f).map_or_else(
-                |e| json!({ "error": e }),
+                |e| json!({ "error": e.to_string() }),
                 |p| json!({"peak": p.peak_bytes, "no_reuse": p.no_reuse_bytes}),
             );
             (f.name.clone(), v)

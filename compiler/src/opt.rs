@@ -77,7 +77,13 @@ impl PipelineArgs {
     pub fn run_with_stats(&self, m: &mut Module, stats: bool) -> Result<(), CliError> {
         let mut pm = self.manager()?;
         let mut err = std::io::stderr();
-        let report = pm.run(m, &mut err).map_err(|e| CliError::internal(e.to_string()))?;
+        let report = pm.run(m, &mut err).map_err(|e| {
+            if e.is_bad_input() {
+                CliError::input(e.to_string())
+            } else {
+                CliError::internal(e.to_string())
+            }
+        })?;
         if self.timing {
             eprint!("{}", report.timing_text());
         }

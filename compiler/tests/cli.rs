@@ -167,12 +167,12 @@ fn verify_locates_type_errors() {
     let dir = TempDir::new("verify_types");
     let text = "module @bad {\n  func @main {\n    %0 = constant 1.0 : f32[2, 3]\n    %1 = constant 2.0 : f32[4]\n    %2 = add %0, %1 : f32[2, 3]\n    return %2 as \"y\"\n  }\n}\n";
     dir.write("bad.lir", text);
-    let line = assert_bad_input(&dir, &["verify", "bad.lir"], &["`add`", "do not broadcast"]);
+    let line = assert_bad_input(&dir, &["verify", "bad.lir"], &["`%2 = add %0, %1 : f32[2, 3]`", "do not broadcast"]);
     assert!(line.starts_with("bad.lir:5:5: "), "{line:?}");
     // An error inside a fusion body points at the body's node, not at the fusion.
     let text = "module @bad {\n  func @main {\n    %0 = constant 1.0 : f32[2]\n    %1 = fusion %0 {strategy=elementwise} {\n      %0 = input \"a\" : f32[2]\n      %1 = exp %0 : f32[3]\n      return %1\n    } : f32[3]\n    return %1\n  }\n}\n";
     dir.write("fused.lir", text);
-    let line = assert_bad_input(&dir, &["verify", "fused.lir"], &["`exp`", "f32[3]"]);
+    let line = assert_bad_input(&dir, &["verify", "fused.lir"], &["%1 › %1 (`%1 = exp %0 : f32[3]`)", "f32[3]"]);
     assert!(line.starts_with("fused.lir:6:7: "), "{line:?}");
     // A missing or non-UTF-8 file is bad input too.
     assert_bad_input(&dir, &["verify", "missing.lir"], &["missing.lir"]);
@@ -376,9 +376,40 @@ fn interp_rejects_a_checkpoint_it_cannot_read() {
     assert_eq!(read_f32(&st, "w"), (vec![2], vec![1.5, -2.0]));
 }
 
-/// The test inputs exist where the tests expect them (guards the relative paths above).
+/// The bundled example is what the README and the demo say it is: a Mamba-2 block (conv, SSD
+/// scan, gated norm), a GQA attention block writing a KV cache, a relu² MLP and greedy sampling.
 #[test]
-fn example_path_is_the_repository_example() {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/tiny_hybrid.lir");
-    assert_eq!(fs::read_to_string(p).expect("the example"), TINY_HYBRID);
+fn the_example_holds_the_blocks_the_readme_names() {
+    let m = lathe_ir::text::parse_module(TINY_HYBRID).expect("the example parses");
+    let mut ops = BTreeSet::new();
+    for f in &m.functions {
+        for &n in &f.graph.order {
+            ops.insert(f.graph.nodes[n].op.name());
+        }
+    }
+    for op in ["conv1d.causal", "scan.ssd", "rms_norm", "attention", "scatter_cache", "relu", "square", "sample"] {
+        assert!(ops.contains(op), "examples/tiny_hybrid.lir has no `{op}`");
+    }
+}
+
+#[test]
+fn verify_holds_a_file_to_its_stage() {
+    let dir = TempDir::new("verify_stage");
+    // A module that says it is scheduled but has a node outside any fusion group.
+    let text = "module @m {\n  compute_dtype = f32\n  stage = scheduled\n  func @main {\n    %0 = input \"x\" : f32[4]\n    %1 = exp %0 : f32[4]\n    return %1 as \"y\"\n  }\n}\n";
+    dir.write("staged.lir", text);
+    let line = assert_bad_input(&dir, &["verify", "staged.lir"], &["`exp` is in no fusion group", "scheduled"]);
+    assert!(line.starts_with("staged.lir:6:5: "), "{line:?}");
+    // Without the stage line the same module is a valid graph; a pass that only takes graphs
+    // refuses a scheduled module before it starts.
+    dir.write("graph.lir", &text.replace("  stage = scheduled\n", ""));
+    assert_ok(&lathe(&dir, &["verify", "graph.lir"]));
+    let r = lathe(&dir, &["opt", "graph.lir", "--pipeline", "schedule-hybrid", "-o", "scheduled.lir"]);
+    assert_ok(&r);
+    assert!(fs::read_to_string(dir.path("scheduled.lir")).expect("written").contains("stage = scheduled"));
+    assert_bad_input(
+        &dir,
+        &["opt", "scheduled.lir", "--pipeline", "quantize-fp8"],
+        &["pass `quantize-fp8` runs on a module at stage graph, but this module is scheduled"],
+    );
 }

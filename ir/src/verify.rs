@@ -8,6 +8,7 @@ use std::fmt;
 use crate::infer::{infer, type_str};
 use crate::module::{Graph, Module, NodeId};
 use crate::ops::Op;
+use crate::text::print::{node_name, node_text};
 use crate::types::{Dim, TensorType};
 
 /// Where an error is: a function and the path of nodes through fusion bodies.
@@ -19,28 +20,57 @@ pub struct Location {
     pub func_name: String,
     /// Nodes from the function down into nested fusion bodies (empty: the function itself).
     pub path: Vec<NodeId>,
+    /// The printed names of the nodes of `path` (`%7`, then `%2` inside `%7`'s body).
+    pub names: Vec<String>,
 }
 
-/// One verifier error.
+impl Location {
+    /// The location of node `n` of graph `g`, one level below `self`.
+    pub fn at(&self, g: &Graph, n: NodeId) -> Location {
+        let mut l = self.clone();
+        l.path.push(n);
+        l.names.push(node_name(g, n).unwrap_or_else(|| format!("node {}", n.index())));
+        l
+    }
+}
+
+/// One verifier error, as Cranelift's verifier reports them: where (function and the printed
+/// value, `%5`, through fusion bodies), the printed node as context, and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifyError {
     /// Where.
     pub loc: Location,
     /// Text name of the op, when the error is at a node.
     pub op: Option<&'static str>,
+    /// The node as the printer writes it (`%5 = add %3, %4 : f32[2]`), when the error is at one.
+    pub context: Option<String>,
     /// What is wrong.
     pub message: String,
+}
+
+impl VerifyError {
+    /// An error at node `n` of graph `g` (located below `loc`), with the node printed as context.
+    pub fn at_node(m: &Module, g: &Graph, loc: &Location, n: NodeId, message: String) -> VerifyError {
+        VerifyError {
+            loc: loc.at(g, n),
+            op: g.nodes.get(n).map(|x| x.op.name()),
+            context: Some(node_text(m, g, n)),
+            message,
+        }
+    }
 }
 
 impl fmt::Display for VerifyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.loc.func.is_some() {
             write!(f, "in @{}", self.loc.func_name)?;
-            for n in &self.loc.path {
-                write!(f, ", node {}", n.index())?;
+            if !self.loc.names.is_empty() {
+                write!(f, ", {}", self.loc.names.join(" › "))?;
             }
-            if let Some(op) = self.op {
-                write!(f, " (`{op}`)")?;
+            match (&self.context, self.op) {
+                (Some(c), _) => write!(f, " (`{c}`)")?,
+                (None, Some(op)) => write!(f, " (`{op}`)")?,
+                (None, None) => {}
             }
             write!(f, ": ")?;
         }
@@ -52,6 +82,12 @@ impl fmt::Display for VerifyError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub struct VerifyErrors(pub Vec<VerifyError>);
+
+impl From<Vec<VerifyError>> for VerifyErrors {
+    fn from(v: Vec<VerifyError>) -> Self {
+        VerifyErrors(v)
+    }
+}
 
 impl fmt::Display for VerifyErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -68,7 +104,7 @@ impl fmt::Display for VerifyErrors {
 /// Verifies the whole module.
 pub fn verify(m: &Module) -> Result<(), VerifyErrors> {
     let mut errs = Vec::new();
-    let top = |message: String| VerifyError { loc: Location::default(), op: None, message };
+    let top = |message: String| VerifyError { loc: Location::default(), op: None, context: None, message };
     let mut names = HashSet::new();
     for (_, s) in m.symbols.iter() {
         let ok_name = s.name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
@@ -100,7 +136,7 @@ pub fn verify(m: &Module) -> Result<(), VerifyErrors> {
         if !fnames.insert(f.name.as_str()) {
             errs.push(top(format!("function `@{}` is defined twice", f.name)));
         }
-        let loc = Location { func: Some(fi), func_name: f.name.clone(), path: Vec::new() };
+        let loc = Location { func: Some(fi), func_name: f.name.clone(), ..Location::default() };
         let before = errs.len();
         verify_graph(m, &f.graph, &loc, true, &mut errs);
         if errs.len() == before {
@@ -128,10 +164,9 @@ fn dims_ok(m: &Module, t: &TensorType) -> bool {
 
 /// Verifies one graph (recursing into fusion bodies); `named` requires unique output names.
 pub(crate) fn verify_graph(m: &Module, g: &Graph, loc: &Location, named: bool, errs: &mut Vec<VerifyError>) {
-    let at = |n: Option<NodeId>, op: Option<&'static str>, message: String| {
-        let mut l = loc.clone();
-        l.path.extend(n);
-        VerifyError { loc: l, op, message }
+    let at = |n: Option<NodeId>, op: Option<&'static str>, message: String| match n {
+        Some(n) => VerifyError { op, ..VerifyError::at_node(m, g, loc, n, message) },
+        None => VerifyError { loc: loc.clone(), op, context: None, message },
     };
     let before = errs.len();
     // 1. Handles and order.
@@ -209,8 +244,7 @@ pub(crate) fn verify_graph(m: &Module, g: &Graph, loc: &Location, named: bool, e
                 continue;
             }
             Op::Fusion(f) => {
-                let mut sub = loc.clone();
-                sub.path.push(n);
+                let sub = loc.at(g, n);
                 let nested = errs.len();
                 verify_graph(m, &f.body, &sub, false, errs);
                 if errs.len() > nested {

@@ -13,10 +13,9 @@ use crate::verify::{Location, VerifyError};
 /// Checks the roles and kind of `f` (whose graph verified), appending errors.
 pub(crate) fn verify_function(m: &Module, f: &Function, loc: &Location, errs: &mut Vec<VerifyError>) {
     let g = &f.graph;
-    let at = |n: Option<NodeId>, message: String| {
-        let mut l = loc.clone();
-        l.path.extend(n);
-        VerifyError { loc: l, op: n.map(|_| "input"), message }
+    let at = |n: Option<NodeId>, message: String| match n {
+        Some(n) => VerifyError::at_node(m, g, loc, n, message),
+        None => VerifyError { loc: loc.clone(), op: None, context: None, message },
     };
     // Step symbols: each names a symbol of the module, once.
     let mut roles_seen = HashSet::new();

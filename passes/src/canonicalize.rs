@@ -18,13 +18,15 @@ use lathe_ir::ops::{BinaryOp, UnaryOp};
 use lathe_ir::{Graph, Module, Op, ValueId};
 
 use crate::rewrite::{for_each_graph, remove_dead, Replacements};
-use crate::{Changed, Options, Pass, PassContext, PassError, PassInfo};
+use crate::{Changed, Failure, Options, Pass, PassContext, PassInfo, ANY_STAGE};
 
 /// Registry entry.
 pub const INFO: PassInfo = PassInfo {
     name: "canonicalize",
     summary: "exact local rewrites: identities, double reshapes/transposes/negations",
     options: &[],
+    accepts: ANY_STAGE,
+    sets: None,
     create: |_: &Options| Ok(Box::new(Canonicalize)),
 };
 
@@ -122,11 +124,7 @@ fn canonicalize_graph(g: &mut Graph) -> usize {
 }
 
 impl Pass for Canonicalize {
-    fn name(&self) -> &'static str {
-        "canonicalize"
-    }
-
-    fn run(&mut self, m: &mut Module, cx: &mut PassContext) -> Result<Changed, PassError> {
+    fn run(&mut self, m: &mut Module, cx: &mut PassContext) -> Result<Changed, Failure> {
         let mut fired = 0;
         for_each_graph(m, &mut |g| fired += canonicalize_graph(g));
         cx.bump("rewrites", fired as u64);

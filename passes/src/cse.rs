@@ -11,13 +11,15 @@ use std::collections::HashMap;
 use lathe_ir::{Graph, Module, NodeId, Op, ValueId};
 
 use crate::rewrite::{for_each_graph, Replacements};
-use crate::{Changed, Options, Pass, PassContext, PassError, PassInfo};
+use crate::{Changed, Failure, Options, Pass, PassContext, PassInfo, ANY_STAGE};
 
 /// Registry entry.
 pub const INFO: PassInfo = PassInfo {
     name: "cse",
     summary: "merge nodes that compute the same op on the same operands",
     options: &[],
+    accepts: ANY_STAGE,
+    sets: None,
     create: |_: &Options| Ok(Box::new(Cse)),
 };
 
@@ -65,11 +67,7 @@ fn cse_graph(g: &mut Graph) -> usize {
 }
 
 impl Pass for Cse {
-    fn name(&self) -> &'static str {
-        "cse"
-    }
-
-    fn run(&mut self, m: &mut Module, cx: &mut PassContext) -> Result<Changed, PassError> {
+    fn run(&mut self, m: &mut Module, cx: &mut PassContext) -> Result<Changed, Failure> {
         let mut merged = 0;
         for_each_graph(m, &mut |g| merged += cse_graph(g));
         cx.bump("nodes-merged", merged as u64);

@@ -8,13 +8,15 @@
 use lathe_ir::Module;
 
 use crate::rewrite::{for_each_graph, remove_dead};
-use crate::{Changed, Options, Pass, PassContext, PassError, PassInfo};
+use crate::{Changed, Failure, Options, Pass, PassContext, PassInfo, ANY_STAGE};
 
 /// Registry entry.
 pub const INFO: PassInfo = PassInfo {
     name: "dce",
     summary: "remove nodes whose results are never used",
     options: &[],
+    accepts: ANY_STAGE,
+    sets: None,
     create: |_: &Options| Ok(Box::new(Dce)),
 };
 
@@ -23,11 +25,7 @@ pub const INFO: PassInfo = PassInfo {
 pub struct Dce;
 
 impl Pass for Dce {
-    fn name(&self) -> &'static str {
-        "dce"
-    }
-
-    fn run(&mut self, m: &mut Module, cx: &mut PassContext) -> Result<Changed, PassError> {
+    fn run(&mut self, m: &mut Module, cx: &mut PassContext) -> Result<Changed, Failure> {
         let mut removed = 0;
         for_each_graph(m, &mut |g| removed += remove_dead(g));
         cx.bump("nodes-removed", removed as u64);

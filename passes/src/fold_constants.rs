@@ -13,13 +13,15 @@ use lathe_ir::ops::Constant;
 use lathe_ir::{Graph, Module, Op, TensorType};
 
 use crate::rewrite::{for_each_graph, remove_dead, Replacements};
-use crate::{Changed, OptionInfo, Options, Pass, PassContext, PassError, PassInfo};
+use crate::{Changed, Failure, OptionInfo, Options, Pass, PassContext, PassInfo, ANY_STAGE};
 
 /// Registry entry.
 pub const INFO: PassInfo = PassInfo {
     name: "fold-constants",
     summary: "replace ops on constants by their values",
     options: &[OptionInfo { name: "max-elements", default: "4096", help: "largest result folded" }],
+    accepts: ANY_STAGE,
+    sets: None,
     create: |o: &Options| Ok(Box::new(FoldConstants { max_elements: o.usize("max-elements")? })),
 };
 
@@ -94,11 +96,7 @@ fn fold_graph(m: &Module, g: &mut Graph, max_elements: usize) -> usize {
 }
 
 impl Pass for FoldConstants {
-    fn name(&self) -> &'static str {
-        "fold-constants"
-    }
-
-    fn run(&mut self, m: &mut Module, cx: &mut PassContext) -> Result<Changed, PassError> {
+    fn run(&mut self, m: &mut Module, cx: &mut PassContext) -> Result<Changed, Failure> {
         let snapshot = header(m);
         let mut folded = 0;
         let max = self.max_elements;

@@ -24,13 +24,15 @@ use crate::outline::{outline_groups, Group};
 use crate::plan::Planner;
 use crate::rewrite::for_each_function;
 use crate::strategy::{is_gemv, is_movement, is_pointwise};
-use crate::{Changed, OptionInfo, Options, Pass, PassContext, PassError, PassInfo};
+use crate::{Changed, Failure, OptionInfo, Options, Pass, PassContext, PassInfo, GRAPH_ONLY};
 
 /// Registry entry.
 pub const INFO: PassInfo = PassInfo {
     name: "fuse-elementwise",
     summary: "norm prologues and pointwise epilogues into matmuls; pointwise chains into one kernel",
     options: &[OptionInfo { name: "max-inputs", default: "8", help: "most operands of an elementwise group" }],
+    accepts: GRAPH_ONLY,
+    sets: None,
     create: |o: &Options| Ok(Box::new(FuseElementwise { max_inputs: o.usize("max-inputs")? })),
 };
 
@@ -134,11 +136,7 @@ fn plan(m: &Module, g: &Graph, max_inputs: usize) -> Vec<Group> {
 }
 
 impl Pass for FuseElementwise {
-    fn name(&self) -> &'static str {
-        "fuse-elementwise"
-    }
-
-    fn run(&mut self, m: &mut Module, cx: &mut PassContext) -> Result<Changed, PassError> {
+    fn run(&mut self, m: &mut Module, cx: &mut PassContext) -> Result<Changed, Failure> {
         let header = crate::fold_constants::header(m);
         let max = self.max_inputs;
         let mut made = 0;
@@ -147,7 +145,7 @@ impl Pass for FuseElementwise {
             made += groups.len();
             outline_groups(g, &groups)
         })
-        .map_err(|message| PassError::Failed { pass: "fuse-elementwise".into(), message })?;
+        .map_err(|(function, error)| Failure::Outline { function, error })?;
         cx.bump("groups", made as u64);
         Ok((made > 0).into())
     }

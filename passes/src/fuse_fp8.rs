@@ -34,13 +34,15 @@ use lathe_ir::{DType, Graph, Module, Op, TensorType, ValueId};
 use lathe_numerics as numerics;
 
 use crate::rewrite::{for_each_graph, remove_dead, Replacements};
-use crate::{Changed, Options, Pass, PassContext, PassError, PassInfo};
+use crate::{Changed, Failure, Options, Pass, PassContext, PassInfo, GRAPH_ONLY};
 
 /// Registry entry.
 pub const INFO: PassInfo = PassInfo {
     name: "fuse-fp8",
     summary: "exact fp8 folds: requantize of a dequantize, matmul of two f32 dequantizes => scaled_matmul",
     options: &[],
+    accepts: GRAPH_ONLY,
+    sets: None,
     create: |_: &Options| Ok(Box::new(FuseFp8)),
 };
 
@@ -173,11 +175,7 @@ fn fuse_graph(m: &Module, g: &mut Graph, exact: &mut HashMap<(DType, DType, u32)
 }
 
 impl Pass for FuseFp8 {
-    fn name(&self) -> &'static str {
-        INFO.name
-    }
-
-    fn run(&mut self, m: &mut Module, cx: &mut PassContext) -> Result<Changed, PassError> {
+    fn run(&mut self, m: &mut Module, cx: &mut PassContext) -> Result<Changed, Failure> {
         let header = crate::fold_constants::header(m);
         let mut exact = HashMap::new();
         let (mut requant, mut scaled) = (0, 0);

@@ -21,7 +21,7 @@ use lathe_ir::{Graph, Module, NodeId, Op};
 use crate::outline::{outline_groups, Group};
 use crate::plan::Planner;
 use crate::rewrite::for_each_function;
-use crate::{Changed, OptionInfo, Options, Pass, PassContext, PassError, PassInfo};
+use crate::{Changed, Failure, OptionInfo, Options, Pass, PassContext, PassInfo, GRAPH_ONLY};
 
 /// Registry entry.
 pub const INFO: PassInfo = PassInfo {
@@ -32,6 +32,8 @@ pub const INFO: PassInfo = PassInfo {
         default: "0",
         help: "chunk length of the prefill scan kernels (0: the model's chunk_size)",
     }],
+    accepts: GRAPH_ONLY,
+    sets: None,
     create: |o: &Options| Ok(Box::new(FuseSsd { chunk: o.usize("chunk")? as u64 })),
 };
 
@@ -151,11 +153,7 @@ fn plan(g: &Graph) -> Vec<Group> {
 }
 
 impl Pass for FuseSsd {
-    fn name(&self) -> &'static str {
-        "fuse-ssd"
-    }
-
-    fn run(&mut self, m: &mut Module, cx: &mut PassContext) -> Result<Changed, PassError> {
+    fn run(&mut self, m: &mut Module, cx: &mut PassContext) -> Result<Changed, Failure> {
         let chunk = self.chunk;
         let mut made = 0;
         for_each_function(m, &mut |g| {
@@ -167,7 +165,7 @@ impl Pass for FuseSsd {
             }
             Ok(())
         })
-        .map_err(|message| PassError::Failed { pass: "fuse-ssd".into(), message })?;
+        .map_err(|(function, error)| Failure::Outline { function, error })?;
         cx.bump("groups", made as u64);
         Ok((made > 0).into())
     }

@@ -25,6 +25,7 @@ pub mod canonicalize;
 pub mod cost;
 pub mod cse;
 pub mod dce;
+pub mod error;
 pub mod fold_constants;
 pub mod fuse_elementwise;
 pub mod fuse_fp8;
@@ -38,11 +39,13 @@ pub mod quantize_fp8;
 pub mod rewrite;
 pub mod schedule_hybrid;
 pub mod strategy;
+pub mod verify;
 
 use std::collections::BTreeMap;
 
-use lathe_ir::Module;
+use lathe_ir::{Module, Stage};
 
+pub use error::{Failure, OptionError, OutlineError, PassError, PipelineSyntax, RewriteError};
 pub use manager::{Instrumentation, PassManager, RunReport};
 pub use pipeline::{PassSpec, Pipeline};
 
@@ -65,55 +68,6 @@ impl From<bool> for Changed {
     }
 }
 
-/// Errors of pipelines and passes.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum PassError {
-    /// The pipeline string is malformed.
-    #[error("{0}")]
-    Pipeline(String),
-    /// No pass has that name.
-    #[error("unknown pass `{name}` (valid: {valid})")]
-    UnknownPass {
-        /// What was asked for.
-        name: String,
-        /// Every registered name.
-        valid: String,
-    },
-    /// A pass was given an option it does not have or a bad value.
-    #[error("pass `{pass}`: {message}")]
-    Option {
-        /// The pass.
-        pass: String,
-        /// What is wrong, listing the valid options.
-        message: String,
-    },
-    /// The module failed to verify after a pass: a bug in that pass.
-    #[error("the module does not verify after `{pass}`: {errors}")]
-    Verify {
-        /// The pass that ran last.
-        pass: String,
-        /// The verifier's errors.
-        errors: String,
-    },
-    /// A pass could not do its work.
-    #[error("pass `{pass}`: {message}")]
-    Failed {
-        /// The pass.
-        pass: String,
-        /// Why.
-        message: String,
-    },
-    /// Writing IR dumps failed.
-    #[error("cannot write {path}: {message}")]
-    Io {
-        /// The file.
-        path: String,
-        /// The OS message.
-        message: String,
-    },
-}
-
 /// Per-run state shared with passes: named statistics counters.
 #[derive(Debug, Default)]
 pub struct PassContext {
@@ -131,12 +85,11 @@ impl PassContext {
     }
 }
 
-/// A transformation of a module.
+/// A transformation of a module. Its name, summary, options and stages are its registry entry
+/// ([`PassInfo`]); the pass manager names it in errors.
 pub trait Pass {
-    /// The registered kebab-case name.
-    fn name(&self) -> &'static str;
-    /// Runs on `m`, which verifies on entry and must verify on exit.
-    fn run(&mut self, m: &mut Module, cx: &mut PassContext) -> Result<Changed, PassError>;
+    /// Runs on `m`, which verifies on entry (at a stage the pass takes) and must verify on exit.
+    fn run(&mut self, m: &mut Module, cx: &mut PassContext) -> Result<Changed, Failure>;
 }
 
 /// One option of a pass.
@@ -159,9 +112,18 @@ pub struct PassInfo {
     pub summary: &'static str,
     /// Its options.
     pub options: &'static [OptionInfo],
+    /// The module stages it runs on; another is an error before it starts.
+    pub accepts: &'static [Stage],
+    /// The stage a module reaches after it (the pass manager records it), if any.
+    pub sets: Option<Stage>,
     /// Builds the pass from checked options.
     pub create: fn(&Options) -> Result<Box<dyn Pass>, PassError>,
 }
+
+/// Every stage: passes that keep whatever stage a module is at.
+pub const ANY_STAGE: &[Stage] = &[Stage::Graph, Stage::Scheduled, Stage::Planned];
+/// Only `graph`: passes that add nodes outside fusion groups.
+pub const GRAPH_ONLY: &[Stage] = &[Stage::Graph];
 
 impl std::fmt::Debug for PassInfo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -182,24 +144,39 @@ impl Options {
         self.values.iter().find(|(k, _)| *k == key).map_or("", |(_, v)| v.as_str())
     }
 
+    /// The error of option `key` of this pass.
+    pub fn error(&self, error: OptionError) -> PassError {
+        PassError::Option { pass: self.pass, error }
+    }
+
     /// `key` as an unsigned integer.
-    pub fn usize(&self, key: &str) -> Result<usize, PassError> {
+    pub fn usize(&self, key: &'static str) -> Result<usize, PassError> {
         let v = self.text(key);
-        v.parse().map_err(|_| PassError::Option {
-            pass: self.pass.into(),
-            message: format!("`{key}={v}` is not a non-negative integer"),
-        })
+        v.parse().map_err(|_| self.error(OptionError::NotInteger { key, value: v.to_string() }))
     }
 
     /// `key` as a boolean.
-    pub fn bool(&self, key: &str) -> Result<bool, PassError> {
+    pub fn bool(&self, key: &'static str) -> Result<bool, PassError> {
         match self.text(key) {
             "true" | "1" => Ok(true),
             "false" | "0" => Ok(false),
-            v => {
-                Err(PassError::Option { pass: self.pass.into(), message: format!("`{key}={v}` is not true or false") })
-            }
+            v => Err(self.error(OptionError::NotBool { key, value: v.to_string() })),
         }
+    }
+
+    /// `key` as one of `choices` (`(text, value)`); `expected` lists them for the message.
+    pub fn choice<T: Copy>(
+        &self,
+        key: &'static str,
+        choices: &[(&str, T)],
+        expected: &'static str,
+    ) -> Result<T, PassError> {
+        let v = self.text(key);
+        choices
+            .iter()
+            .find(|(name, _)| *name == v)
+            .map(|(_, t)| *t)
+            .ok_or_else(|| self.error(OptionError::NotOneOf { key, value: v.to_string(), expected }))
     }
 }
 
@@ -219,25 +196,27 @@ pub fn registry() -> &'static [PassInfo] {
     ]
 }
 
+/// The registry entry of pass `name`.
+pub fn info(name: &str) -> Result<&'static PassInfo, PassError> {
+    registry().iter().find(|p| p.name == name).ok_or_else(|| PassError::UnknownPass {
+        name: name.to_string(),
+        valid: registry().iter().map(|p| p.name).collect(),
+    })
+}
+
 /// Builds a pass from a pipeline entry, checking its name and options.
 pub fn create(spec: &PassSpec) -> Result<Box<dyn Pass>, PassError> {
-    let info = registry().iter().find(|p| p.name == spec.name).ok_or_else(|| PassError::UnknownPass {
-        name: spec.name.clone(),
-        valid: registry().iter().map(|p| p.name).collect::<Vec<_>>().join(", "),
-    })?;
+    let info = info(&spec.name)?;
     let mut values: Vec<(&'static str, String)> =
         info.options.iter().map(|o| (o.name, o.default.to_string())).collect();
     for (k, v) in &spec.options {
         match values.iter_mut().find(|(name, _)| name == k) {
             Some(slot) => slot.1 = v.clone(),
             None => {
-                let valid: Vec<&str> = info.options.iter().map(|o| o.name).collect();
+                let valid = info.options.iter().map(|o| o.name).collect();
                 return Err(PassError::Option {
-                    pass: info.name.into(),
-                    message: format!(
-                        "unknown option `{k}` (valid: {})",
-                        if valid.is_empty() { "none".to_string() } else { valid.join(", ") }
-                    ),
+                    pass: info.name,
+                    error: OptionError::Unknown { key: k.clone(), valid },
                 });
             }
         }

@@ -3,12 +3,13 @@
 use std::fmt::Write as _;
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lathe_ir::text::print_module;
 use lathe_ir::Module;
 
-use crate::{create, Changed, Pass, PassContext, PassError, PassSpec, Pipeline};
+use crate::{create, info, Changed, Pass, PassContext, PassError, PassInfo, PassSpec, Pipeline};
 
 /// What to do around each pass.
 #[derive(Debug, Clone, Default)]
@@ -66,14 +67,14 @@ impl RunReport {
 
 /// A pipeline ready to run.
 pub struct PassManager {
-    passes: Vec<(PassSpec, Box<dyn Pass>)>,
+    passes: Vec<(PassSpec, &'static PassInfo, Box<dyn Pass>)>,
     /// Instrumentation.
     pub instrumentation: Instrumentation,
 }
 
 impl std::fmt::Debug for PassManager {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let names: Vec<String> = self.passes.iter().map(|(s, _)| s.to_string()).collect();
+        let names: Vec<String> = self.passes.iter().map(|(s, _, _)| s.to_string()).collect();
         f.debug_struct("PassManager").field("passes", &names).finish()
     }
 }
@@ -82,60 +83,62 @@ impl PassManager {
     /// Builds every pass of a pipeline string (unknown names and options are errors).
     pub fn parse(pipeline: &str) -> Result<PassManager, PassError> {
         let p = Pipeline::parse(&crate::expand_default(pipeline))?;
-        let passes =
-            p.passes.into_iter().map(|spec| create(&spec).map(|pass| (spec, pass))).collect::<Result<_, _>>()?;
+        let passes = p
+            .passes
+            .into_iter()
+            .map(|spec| Ok((info(&spec.name)?, create(&spec)?, spec)))
+            .map(|r: Result<_, PassError>| r.map(|(i, pass, spec)| (spec, i, pass)))
+            .collect::<Result<_, _>>()?;
         Ok(PassManager { passes, instrumentation: Instrumentation::default() })
     }
 
     /// Drops the passes after the first one named `pass` (`--after`); an error when the
     /// pipeline has no such pass.
     pub fn truncate_after(&mut self, pass: &str) -> Result<(), PassError> {
-        match self.passes.iter().position(|(s, _)| s.name == pass) {
+        match self.passes.iter().position(|(s, _, _)| s.name == pass) {
             Some(i) => {
                 self.passes.truncate(i + 1);
                 Ok(())
             }
-            None => {
-                Err(PassError::Pipeline(format!("--after {pass}: the pipeline `{}` has no such pass", self.pipeline())))
-            }
+            None => Err(PassError::NotInPipeline { pass: pass.to_string(), pipeline: self.pipeline() }),
         }
     }
 
     /// The pipeline in canonical form.
     pub fn pipeline(&self) -> String {
-        Pipeline { passes: self.passes.iter().map(|(s, _)| s.clone()).collect() }.to_string()
+        Pipeline { passes: self.passes.iter().map(|(s, _, _)| s.clone()).collect() }.to_string()
     }
 
-    /// Runs the pipeline on `m`, writing requested IR prints to `log`.
+    /// Runs the pipeline on `m`, writing requested IR prints to `log`. Each pass must take the
+    /// module's stage; a pass with a stage of its own (`schedule-hybrid`, `plan-memory`) moves
+    /// the module there; with `verify_each`, the module is verified at its stage after each pass.
     pub fn run(&mut self, m: &mut Module, log: &mut dyn Write) -> Result<RunReport, PassError> {
         let ins = self.instrumentation.clone();
         let mut cx = PassContext::default();
         let mut report = RunReport::default();
-        // Once scheduled, the module must stay scheduled: every pass after is checked for it.
-        let mut scheduled = false;
-        let io = |path: String| move |e: std::io::Error| PassError::Io { path: path.clone(), message: e.to_string() };
+        let io = |path: PathBuf| move |e: std::io::Error| PassError::Io { path: path.clone(), source: Arc::new(e) };
         if let Some(dir) = &ins.dump_dir {
-            std::fs::create_dir_all(dir).map_err(io(dir.display().to_string()))?;
+            std::fs::create_dir_all(dir).map_err(io(dir.clone()))?;
             let p = dir.join("00-input.lir");
-            std::fs::write(&p, print_module(m)).map_err(io(p.display().to_string()))?;
+            std::fs::write(&p, print_module(m)).map_err(io(p.clone()))?;
         }
-        for (i, (spec, pass)) in self.passes.iter_mut().enumerate() {
-            let name = pass.name();
+        for (i, (spec, info, pass)) in self.passes.iter_mut().enumerate() {
+            let name = info.name;
+            if !info.accepts.contains(&m.stage) {
+                return Err(PassError::Stage { pass: name, stage: m.stage, accepts: info.accepts });
+            }
             if ins.print_before.iter().any(|p| p == name) {
                 writeln!(log, "// ----- IR before {spec} -----\n{}", print_module(m)).map_err(io("the log".into()))?;
             }
             cx.current = name.to_string();
             let t0 = Instant::now();
-            let changed = pass.run(m, &mut cx)?;
+            let changed = pass.run(m, &mut cx).map_err(|failure| PassError::Failed { pass: name, failure: Box::new(failure) })?;
             report.timings.push((spec.to_string(), t0.elapsed(), changed));
-            scheduled |= name == crate::schedule_hybrid::INFO.name;
+            if let Some(stage) = info.sets {
+                m.stage = m.stage.max(stage);
+            }
             if ins.verify_each {
-                lathe_ir::verify::verify(m)
-                    .map_err(|e| PassError::Verify { pass: spec.to_string(), errors: e.to_string() })?;
-                if scheduled {
-                    crate::strategy::verify_schedule(m)
-                        .map_err(|e| PassError::Verify { pass: spec.to_string(), errors: e.join("; ") })?;
-                }
+                crate::verify::verify(m).map_err(|errors| PassError::Verify { pass: spec.to_string(), errors })?;
             }
             let print = ins.print_after_all
                 || (ins.print_after_change && changed == Changed::Yes)
@@ -145,7 +148,7 @@ impl PassManager {
             }
             if let Some(dir) = &ins.dump_dir {
                 let p = dir.join(format!("{:02}-{name}.lir", i + 1));
-                std::fs::write(&p, print_module(m)).map_err(io(p.display().to_string()))?;
+                std::fs::write(&p, print_module(m)).map_err(io(p.clone()))?;
             }
         }
         report.stats = cx.stats;

@@ -14,12 +14,13 @@ use lathe_ir::{Graph, NodeId, Op, Output, ValueId};
 
 use crate::rewrite::Replacements;
 use crate::strategy::is_data;
+use crate::OutlineError;
 
 /// One planned group: its nodes (any order) and its strategy.
 pub type Group = (Vec<NodeId>, KernelStrategy);
 
 /// Outlines every group of `groups` (disjoint sets of nodes of `g`) and renumbers `g`.
-pub fn outline_groups(g: &mut Graph, groups: &[Group]) -> Result<(), String> {
+pub fn outline_groups(g: &mut Graph, groups: &[Group]) -> Result<(), OutlineError> {
     if groups.is_empty() {
         return Ok(());
     }
@@ -28,10 +29,10 @@ pub fn outline_groups(g: &mut Graph, groups: &[Group]) -> Result<(), String> {
     for (nodes, _) in groups {
         for &n in nodes {
             if !pos.contains_key(&n) {
-                return Err(format!("node {} is not in the graph's order", n.index()));
+                return Err(OutlineError::NotInOrder { node: n.index() });
             }
             if !grouped.insert(n) {
-                return Err(format!("node {} is in two groups", n.index()));
+                return Err(OutlineError::InTwoGroups { node: n.index() });
             }
         }
     }
@@ -88,7 +89,7 @@ pub fn outline_groups(g: &mut Graph, groups: &[Group]) -> Result<(), String> {
             }
         }
         if outer.is_empty() {
-            return Err(format!("a {} group computes nothing that is used", strategy.name()));
+            return Err(OutlineError::ComputesNothing { strategy: *strategy });
         }
         let types = outer.iter().map(|&r| g.values[r].ty.clone()).collect();
         let results = g.push_node(Op::Fusion(Box::new(Fusion { strategy: *strategy, body })), operands, types);
@@ -128,7 +129,7 @@ pub fn outline_groups(g: &mut Graph, groups: &[Group]) -> Result<(), String> {
         }
     }
     if order.len() != keep.len() {
-        return Err("the groups depend on each other in a cycle".into());
+        return Err(OutlineError::Cycle);
     }
     g.order = order;
     *g = g.renumbered();

@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use crate::PassError;
+use crate::{PassError, PipelineSyntax};
 
 /// One pass of a pipeline with its options as written.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,28 +49,28 @@ fn is_name(s: &str) -> bool {
 impl Pipeline {
     /// Parses a pipeline string; the empty string is the empty pipeline.
     pub fn parse(text: &str) -> Result<Pipeline, PassError> {
-        let bad = |msg: String| PassError::Pipeline(format!("{msg} in pipeline {text:?}"));
+        let bad = |error: PipelineSyntax| PassError::Pipeline { text: text.to_string(), error };
         let mut passes = Vec::new();
         let mut rest = text.trim();
         while !rest.is_empty() {
             let end = rest.find([',', '{']).unwrap_or(rest.len());
             let name = rest[..end].trim();
             if !is_name(name) {
-                return Err(bad(format!("expected a pass name, found {name:?}")));
+                return Err(bad(PipelineSyntax::ExpectedPassName { found: name.to_string() }));
             }
             rest = &rest[end..];
             let mut options = Vec::new();
             if let Some(body) = rest.strip_prefix('{') {
-                let close = body.find('}').ok_or_else(|| bad(format!("unclosed `{{` after `{name}`")))?;
+                let close = body.find('}').ok_or_else(|| bad(PipelineSyntax::Unclosed { pass: name.to_string() }))?;
                 for item in body[..close].split_whitespace() {
-                    let (k, v) = item
-                        .split_once('=')
-                        .ok_or_else(|| bad(format!("option {item:?} of `{name}` is not key=value")))?;
+                    let (pass, item_s) = (name.to_string(), item.to_string());
+                    let (k, v) =
+                        item.split_once('=').ok_or_else(|| bad(PipelineSyntax::NotKeyValue { pass, item: item_s }))?;
                     if !is_name(k) || v.is_empty() || v.contains(['{', '}', ',']) {
-                        return Err(bad(format!("malformed option {item:?} of `{name}`")));
+                        return Err(bad(PipelineSyntax::Malformed { pass: name.to_string(), item: item.to_string() }));
                     }
                     if options.iter().any(|(o, _): &(String, String)| o == k) {
-                        return Err(bad(format!("option `{k}` of `{name}` is given twice")));
+                        return Err(bad(PipelineSyntax::Twice { pass: name.to_string(), key: k.to_string() }));
                     }
                     options.push((k.to_string(), v.to_string()));
                 }
@@ -81,10 +81,10 @@ impl Pipeline {
             if let Some(r) = rest.strip_prefix(',') {
                 rest = r.trim_start();
                 if rest.is_empty() {
-                    return Err(bad("trailing `,`".into()));
+                    return Err(bad(PipelineSyntax::TrailingComma));
                 }
             } else if !rest.is_empty() {
-                return Err(bad(format!("expected `,` before {rest:?}")));
+                return Err(bad(PipelineSyntax::ExpectedComma { rest: rest.to_string() }));
             }
         }
         Ok(Pipeline { passes })

@@ -49,34 +49,130 @@
 use std::cmp::Reverse;
 use std::collections::{HashMap, HashSet};
 
-use lathe_ir::{Dim, Function, Graph, Module, NodeId, Op, TensorType, ValueId};
+use lathe_ir::{Dim, Function, Graph, Module, NodeId, Op, Stage, TensorType, ValueId};
 
 use crate::strategy::is_data;
-use crate::{Changed, Options, Pass, PassContext, PassError, PassInfo};
+use crate::{Changed, Failure, Options, Pass, PassContext, PassInfo};
 
 /// Registry entry.
 pub const INFO: PassInfo = PassInfo {
     name: "plan-memory",
     summary: "plan intermediate buffers in one arena (liveness, reuse) and check in-place cache updates",
     options: &[],
+    accepts: &[Stage::Scheduled, Stage::Planned],
+    sets: Some(Stage::Planned),
     create: |_: &Options| Ok(Box::new(PlanMemory)),
 };
 
 /// Alignment of every buffer's offset and of its slot size, in bytes.
 pub const ALIGN: u64 = 256;
 
+/// Why a function has no memory plan.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PlanError {
+    /// A value's size at the symbols' bounds does not fit in 64 bits.
+    #[error("@{function}: result {result} of launch {launch} (`{kind}`): its size at the symbols' bounds exceeds 2^64 bytes")]
+    TooLarge {
+        /// The function.
+        function: String,
+        /// The launch writing it.
+        launch: usize,
+        /// What the launch is (strategy or op).
+        kind: &'static str,
+        /// Which of its results.
+        result: usize,
+    },
+    /// The buffers together do not fit in 64 bits.
+    #[error("@{function}: the buffers exceed 2^64 bytes")]
+    ArenaTooLarge {
+        /// The function.
+        function: String,
+    },
+    /// An output says it updates a value that is not an input.
+    #[error("@{function}: output `{output}` updates a `{op}`, not an input")]
+    UpdatesNonInput {
+        /// The function.
+        function: String,
+        /// The output.
+        output: String,
+        /// What it names.
+        op: &'static str,
+    },
+    /// Two outputs update one input.
+    #[error("@{function}: two outputs update input `{input}` in place")]
+    UpdatedTwice {
+        /// The function.
+        function: String,
+        /// The input.
+        input: String,
+    },
+    /// An in-place update no launch writes (a constant or weight returned as a cache).
+    #[error(
+        "@{function}: output `{output}` updates input `{input}` in place, but no launch writes it (it is a `{op}`)"
+    )]
+    NoWriter {
+        /// The function.
+        function: String,
+        /// The output.
+        output: String,
+        /// The input.
+        input: String,
+        /// What the output is.
+        op: &'static str,
+    },
+    /// A launch reads the input after another launch updated it in place.
+    #[error(
+        "@{function}: output `{output}` updates input `{input}` in place at launch {writer} (`{writer_kind}`), but launch {reader} (`{reader_kind}`) reads the input after it"
+    )]
+    ReadAfterUpdate {
+        /// The function.
+        function: String,
+        /// The output.
+        output: String,
+        /// The input.
+        input: String,
+        /// The launch writing the update.
+        writer: usize,
+        /// What it is.
+        writer_kind: &'static str,
+        /// The later launch reading the old contents.
+        reader: usize,
+        /// What it is.
+        reader_kind: &'static str,
+    },
+    /// The updated input is also returned as it was.
+    #[error("@{function}: output `{output}` updates input `{input}` in place, but the input is also returned as `{returned_as}`")]
+    AlsoReturned {
+        /// The function.
+        function: String,
+        /// The output.
+        output: String,
+        /// The input.
+        input: String,
+        /// The other output returning the input.
+        returned_as: String,
+    },
+    /// One value is the update of two inputs.
+    #[error("@{function}: one value is returned as the in-place update of both `{first}` and `{second}`")]
+    OneValueTwoInputs {
+        /// The function.
+        function: String,
+        /// One input.
+        first: String,
+        /// The other.
+        second: String,
+    },
+}
+
 /// The pass.
 #[derive(Debug)]
 pub struct PlanMemory;
 
 impl Pass for PlanMemory {
-    fn name(&self) -> &'static str {
-        INFO.name
-    }
-
-    fn run(&mut self, m: &mut Module, cx: &mut PassContext) -> Result<Changed, PassError> {
+    fn run(&mut self, m: &mut Module, cx: &mut PassContext) -> Result<Changed, Failure> {
         for f in &m.functions {
-            let p = plan(m, f).map_err(|message| PassError::Failed { pass: INFO.name.into(), message })?;
+            let p = plan(m, f)?;
             cx.bump(&format!("peak-bytes-{}", f.name), p.peak_bytes);
             cx.bump(&format!("no-reuse-bytes-{}", f.name), p.no_reuse_bytes);
         }
@@ -133,20 +229,20 @@ impl MemoryPlan {
     }
 }
 
-/// Bytes of a value of type `ty` with every symbol at its upper bound.
-pub fn bytes_at_bounds(m: &Module, ty: &TensorType) -> Result<u64, String> {
-    let overflow = || "its size at the symbols' bounds exceeds 2^64 bytes".to_string();
+/// Bytes of a value of type `ty` with every symbol at its upper bound; `None` when that does not
+/// fit in 64 bits (or a symbol is not the module's).
+pub fn bytes_at_bounds(m: &Module, ty: &TensorType) -> Option<u64> {
     ty.shape.iter().try_fold(ty.dtype.size_bytes() as u64, |acc, d| {
         let n = match d {
             Dim::Const(c) => *c,
-            Dim::Sym(s) => m.symbols.get(*s).map(|s| s.max).ok_or_else(|| format!("unknown symbol {s:?}"))?,
+            Dim::Sym(s) => m.symbols.get(*s)?.max,
         };
-        acc.checked_mul(n).ok_or_else(overflow)
+        acc.checked_mul(n)
     })
 }
 
 /// Plans the intermediate buffers and in-place updates of `f` (see the module docs).
-pub fn plan(m: &Module, f: &Function) -> Result<MemoryPlan, String> {
+pub fn plan(m: &Module, f: &Function) -> Result<MemoryPlan, PlanError> {
     let g = &f.graph;
     let launches: Vec<_> = g.order.iter().copied().filter(|&n| !is_data(&g.nodes[n].op)).collect();
     // Launches read in increasing order, so the last insert is the last read.
@@ -168,18 +264,23 @@ pub fn plan(m: &Module, f: &Function) -> Result<MemoryPlan, String> {
             if g.outputs.iter().any(|o| o.value == r) {
                 continue;
             }
-            let bytes = bytes_at_bounds(m, &g.values[r].ty).map_err(|e| {
-                format!("@{}: result {} of launch {i} (`{}`): {e}", f.name, g.values[r].index, launch_name(g, n))
-            })?;
+            let bytes = bytes_at_bounds(m, &g.values[r].ty)
+                .and_then(|b| b.checked_next_multiple_of(ALIGN).map(|_| b))
+                .ok_or_else(|| PlanError::TooLarge {
+                    function: f.name.clone(),
+                    launch: i,
+                    kind: launch_name(g, n),
+                    result: g.values[r].index as usize,
+                })?;
             let last = last_read.get(&r).map_or(i, |&l| l.max(i));
             buffers.push(Buffer { value: r, offset: 0, bytes, first: i, last });
         }
     }
     let mut no_reuse_bytes: u64 = 0;
     for b in &buffers {
-        let slot = b.bytes.checked_next_multiple_of(ALIGN).ok_or_else(|| format!("@{}: a buffer overflows", f.name))?;
-        no_reuse_bytes =
-            no_reuse_bytes.checked_add(slot).ok_or_else(|| format!("@{}: the buffers exceed 2^64 bytes", f.name))?;
+        no_reuse_bytes = no_reuse_bytes
+            .checked_add(b.slot_bytes())
+            .ok_or_else(|| PlanError::ArenaTooLarge { function: f.name.clone() })?;
     }
     // Every buffer ends at or below the slots placed before it plus its own, so no offset
     // below exceeds `no_reuse_bytes`, which fits.
@@ -236,7 +337,7 @@ fn in_place_updates(
     launches: &[NodeId],
     last_read: &HashMap<ValueId, usize>,
     written_by: &HashMap<ValueId, usize>,
-) -> Result<Vec<(usize, ValueId)>, String> {
+) -> Result<Vec<(usize, ValueId)>, PlanError> {
     let g = &f.graph;
     let mut pairs = Vec::new();
     let mut aliased: HashMap<ValueId, &str> = HashMap::new();
@@ -245,41 +346,51 @@ fn in_place_updates(
         let Some(iv) = o.updates else { continue };
         let input = match &g.nodes[g.values[iv].def].op {
             Op::Input(i) => i.name.as_str(),
-            op => return Err(format!("@{}: output `{}` updates a `{}`, not an input", f.name, o.name, op.name())),
+            op => {
+                return Err(PlanError::UpdatesNonInput {
+                    function: f.name.clone(),
+                    output: o.name.clone(),
+                    op: op.name(),
+                })
+            }
         };
         if !updated.insert(iv) {
-            return Err(format!("@{}: two outputs update input `{input}` in place", f.name));
+            return Err(PlanError::UpdatedTwice { function: f.name.clone(), input: input.to_string() });
         }
         if o.value != iv {
             let Some(&w) = written_by.get(&o.value) else {
-                return Err(format!(
-                    "@{}: output `{}` updates input `{input}` in place, but no launch writes it (it is a `{}`)",
-                    f.name,
-                    o.name,
-                    g.nodes[g.values[o.value].def].op.name()
-                ));
+                return Err(PlanError::NoWriter {
+                    function: f.name.clone(),
+                    output: o.name.clone(),
+                    input: input.to_string(),
+                    op: g.nodes[g.values[o.value].def].op.name(),
+                });
             };
             if let Some(&r) = last_read.get(&iv).filter(|&&r| r > w) {
-                return Err(format!(
-                    "@{}: output `{}` updates input `{input}` in place at launch {w} (`{}`), but launch {r} \
-                     (`{}`) reads the input after it",
-                    f.name,
-                    o.name,
-                    launch_name(g, launches[w]),
-                    launch_name(g, launches[r])
-                ));
+                return Err(PlanError::ReadAfterUpdate {
+                    function: f.name.clone(),
+                    output: o.name.clone(),
+                    input: input.to_string(),
+                    writer: w,
+                    writer_kind: launch_name(g, launches[w]),
+                    reader: r,
+                    reader_kind: launch_name(g, launches[r]),
+                });
             }
             if let Some(p) = g.outputs.iter().find(|p| p.value == iv) {
-                return Err(format!(
-                    "@{}: output `{}` updates input `{input}` in place, but the input is also returned as `{}`",
-                    f.name, o.name, p.name
-                ));
+                return Err(PlanError::AlsoReturned {
+                    function: f.name.clone(),
+                    output: o.name.clone(),
+                    input: input.to_string(),
+                    returned_as: p.name.clone(),
+                });
             }
             if let Some(other) = aliased.insert(o.value, input) {
-                return Err(format!(
-                    "@{}: one value is returned as the in-place update of both `{other}` and `{input}`",
-                    f.name
-                ));
+                return Err(PlanError::OneValueTwoInputs {
+                    function: f.name.clone(),
+                    first: other.to_string(),
+                    second: input.to_string(),
+                });
             }
         }
         pairs.push((k, iv));

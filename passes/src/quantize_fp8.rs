@@ -46,7 +46,7 @@ use lathe_ir::{DType, Graph, Module, Op, TensorType, ValueId, Weight, WeightId, 
 
 use crate::rewrite::{for_each_function, remove_dead};
 use crate::strategy::is_gemv;
-use crate::{Changed, OptionInfo, Options, Pass, PassContext, PassError, PassInfo};
+use crate::{Changed, Failure, OptionInfo, Options, Pass, PassContext, PassError, PassInfo, RewriteError, GRAPH_ONLY};
 
 /// Registry entry.
 pub const INFO: PassInfo = PassInfo {
@@ -63,6 +63,8 @@ pub const INFO: PassInfo = PassInfo {
         OptionInfo { name: "keep-last", default: "4", help: "trailing blocks left unquantized" },
         OptionInfo { name: "format", default: "e4m3", help: "fp8 format of weights and activations (e4m3)" },
     ],
+    accepts: GRAPH_ONLY,
+    sets: None,
     create: |o: &Options| Ok(Box::new(QuantizeFp8::from_options(o)?)),
 };
 
@@ -112,22 +114,17 @@ pub struct QuantizeFp8 {
 impl QuantizeFp8 {
     /// Builds the pass from checked options.
     pub fn from_options(o: &Options) -> Result<Self, PassError> {
-        let bad = |message: String| PassError::Option { pass: INFO.name.into(), message };
-        let mode = match o.text("mode") {
-            "auto" => Mode::Auto,
-            "w8a16" => Mode::W8A16,
-            "w8a8" => Mode::W8A8,
-            v => return Err(bad(format!("`mode={v}` is not auto, w8a16 or w8a8"))),
-        };
-        let granularity = match o.text("granularity") {
-            "tensor" => Granularity::Tensor,
-            "channel" => Granularity::Channel,
-            v => return Err(bad(format!("`granularity={v}` is not tensor or channel"))),
-        };
-        let format = match o.text("format") {
-            "e4m3" => DType::F8E4M3,
-            v => return Err(bad(format!("`format={v}` is not supported (valid: e4m3)"))),
-        };
+        let mode = o.choice(
+            "mode",
+            &[("auto", Mode::Auto), ("w8a16", Mode::W8A16), ("w8a8", Mode::W8A8)],
+            "auto, w8a16 or w8a8",
+        )?;
+        let granularity = o.choice(
+            "granularity",
+            &[("tensor", Granularity::Tensor), ("channel", Granularity::Channel)],
+            "tensor or channel",
+        )?;
+        let format = o.choice("format", &[("e4m3", DType::F8E4M3)], "supported (valid: e4m3)")?;
         Ok(QuantizeFp8 {
             mode,
             granularity,
@@ -180,18 +177,18 @@ struct Rewriter<'a> {
 }
 
 impl Rewriter<'_> {
-    fn push(&mut self, op: Op, args: &[ValueId]) -> Result<ValueId, String> {
+    fn push(&mut self, op: Op, args: &[ValueId]) -> Result<ValueId, RewriteError> {
         let types: Vec<TensorType> = args.iter().map(|&a| self.g.values[a].ty.clone()).collect();
         let refs: Vec<&TensorType> = types.iter().collect();
         let name = op.name();
-        let mut out = infer(self.m, &op, &refs).map_err(|e| format!("{name}: {e}"))?;
+        let mut out = infer(self.m, &op, &refs).map_err(|message| RewriteError::IllTyped { op: name, message })?;
         match (out.pop(), out.is_empty()) {
             (Some(t), true) => Ok(self.g.push_node(op, args.to_vec(), vec![t])[0]),
-            _ => Err(format!("{name}: expected one result")),
+            _ => Err(RewriteError::Invariant("a quantization op has one result")),
         }
     }
 
-    fn scalar(&mut self, v: f64) -> Result<ValueId, String> {
+    fn scalar(&mut self, v: f64) -> Result<ValueId, RewriteError> {
         if let Some(&c) = self.scalars.get(&v.to_bits()) {
             return Ok(c);
         }
@@ -201,14 +198,14 @@ impl Rewriter<'_> {
     }
 
     /// `max(a / 448, 2^-126)` for an amax `a` (`f32[]` or `f32[N]`).
-    fn scale_of(&mut self, amax: ValueId) -> Result<ValueId, String> {
+    fn scale_of(&mut self, amax: ValueId) -> Result<ValueId, RewriteError> {
         let e = self.scalar(E4M3_MAX)?;
         let floor = self.scalar(SCALE_FLOOR)?;
         let d = self.push(Op::Binary(BinaryOp::Div), &[amax, e])?;
         self.push(Op::Binary(BinaryOp::Max), &[d, floor])
     }
 
-    fn weight(&mut self, id: WeightId, w: ValueId, gran: Granularity, fmt: DType) -> Result<QWeight, String> {
+    fn weight(&mut self, id: WeightId, w: ValueId, gran: Granularity, fmt: DType) -> Result<QWeight, RewriteError> {
         if let Some(q) = self.weights.get(&id) {
             return Ok(*q);
         }
@@ -241,7 +238,7 @@ impl Rewriter<'_> {
     }
 
     /// The `[N, K]` fp8 weight (per channel: the transposed-back `[K, N]` one).
-    fn weight_nk(&mut self, id: WeightId, q: QWeight) -> Result<ValueId, String> {
+    fn weight_nk(&mut self, id: WeightId, q: QWeight) -> Result<ValueId, RewriteError> {
         match (q.q_nk, q.q_kn) {
             (Some(v), _) => Ok(v),
             (None, Some(kn)) => {
@@ -249,12 +246,12 @@ impl Rewriter<'_> {
                 self.weights.insert(id, QWeight { q_nk: Some(v), ..q });
                 Ok(v)
             }
-            (None, None) => Err("quantized weight without data".into()),
+            (None, None) => Err(RewriteError::Invariant("a quantized weight has data")),
         }
     }
 
     /// `(quantize(x, s_x), s_x)` with the dynamic per-tensor scale.
-    fn activation(&mut self, x: ValueId, fmt: DType) -> Result<(ValueId, ValueId), String> {
+    fn activation(&mut self, x: ValueId, fmt: DType) -> Result<(ValueId, ValueId), RewriteError> {
         if let Some(&q) = self.acts.get(&x) {
             return Ok(q);
         }
@@ -294,7 +291,7 @@ impl QuantizeFp8 {
     }
 
     /// Rewrites one function's graph; returns `(quantized, kept)`.
-    fn rewrite(&self, m: &Module, g: &mut Graph, kept: &BTreeSet<u64>) -> Result<(u64, u64), String> {
+    fn rewrite(&self, m: &Module, g: &mut Graph, kept: &BTreeSet<u64>) -> Result<(u64, u64), RewriteError> {
         let old = std::mem::take(&mut g.order);
         let mut rw = Rewriter {
             m,
@@ -308,7 +305,9 @@ impl QuantizeFp8 {
         for n in old {
             let plan = self.plan(m, rw.g, &rw.g.nodes[n], kept);
             if let Plan::Quantize { id, w, w8a8 } = plan {
-                let Op::Matmul(mm) = rw.g.nodes[n].op else { return Err("not a matmul".into()) };
+                let Op::Matmul(mm) = rw.g.nodes[n].op else {
+                    return Err(RewriteError::Invariant("only matmuls are quantized"));
+                };
                 let x = rw.g.nodes[n].args[0];
                 let q = rw.weight(id, w, self.granularity, self.format)?;
                 let (op, args) = if w8a8 {
@@ -321,7 +320,7 @@ impl QuantizeFp8 {
                     let (src, transpose_b) = match (q.q_nk, q.q_kn) {
                         (_, Some(kn)) => (kn, false),
                         (Some(nk), None) => (nk, true),
-                        (None, None) => return Err("quantized weight without data".into()),
+                        (None, None) => return Err(RewriteError::Invariant("a quantized weight has data")),
                     };
                     let wd = match rw.dequantized.get(&(id, dt)) {
                         Some(&v) => v,
@@ -335,10 +334,11 @@ impl QuantizeFp8 {
                 };
                 let types: Vec<TensorType> = args.iter().map(|&a| rw.g.values[a].ty.clone()).collect();
                 let refs: Vec<&TensorType> = types.iter().collect();
-                let result = rw.g.nodes[n].results.first().copied().ok_or("matmul without result")?;
-                let want = infer(m, &op, &refs).map_err(|e| format!("{}: {e}", op.name()))?;
+                let result =
+                    rw.g.nodes[n].results.first().copied().ok_or(RewriteError::Invariant("a matmul has a result"))?;
+                let want = infer(m, &op, &refs).map_err(|message| RewriteError::IllTyped { op: op.name(), message })?;
                 if want.as_slice() != [rw.g.values[result].ty.clone()] {
-                    return Err(format!("the quantized {} does not keep the result type", op.name()));
+                    return Err(RewriteError::TypeChanged { op: op.name() });
                 }
                 rw.g.nodes[n].op = op;
                 rw.g.nodes[n].args = args;
@@ -357,11 +357,7 @@ impl QuantizeFp8 {
 }
 
 impl Pass for QuantizeFp8 {
-    fn name(&self) -> &'static str {
-        INFO.name
-    }
-
-    fn run(&mut self, m: &mut Module, cx: &mut PassContext) -> Result<Changed, PassError> {
+    fn run(&mut self, m: &mut Module, cx: &mut PassContext) -> Result<Changed, Failure> {
         let header = crate::fold_constants::header(m);
         let kept = kept_blocks(&header, self.keep_first, self.keep_last);
         let (mut quantized, mut kept_n) = (0, 0);
@@ -371,7 +367,7 @@ impl Pass for QuantizeFp8 {
             kept_n += k;
             Ok(())
         })
-        .map_err(|message| PassError::Failed { pass: INFO.name.into(), message })?;
+        .map_err(|(function, error)| Failure::Rewrite { function, error })?;
         cx.bump("matmuls-quantized", quantized);
         cx.bump("matmuls-kept", kept_n);
         Ok((quantized > 0).into())

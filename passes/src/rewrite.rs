@@ -91,10 +91,11 @@ pub fn for_each_graph(m: &mut Module, f: &mut dyn FnMut(&mut Graph)) {
     }
 }
 
-/// Calls `f` on the top-level graph of every function, stopping at the first error.
-pub fn for_each_function(m: &mut Module, f: &mut dyn FnMut(&mut Graph) -> Result<(), String>) -> Result<(), String> {
+/// Calls `f` on the top-level graph of every function, stopping at the first error, which comes
+/// back with the function's name.
+pub fn for_each_function<E>(m: &mut Module, f: &mut dyn FnMut(&mut Graph) -> Result<(), E>) -> Result<(), (String, E)> {
     for func in &mut m.functions {
-        f(&mut func.graph).map_err(|e| format!("@{}: {e}", func.name))?;
+        f(&mut func.graph).map_err(|e| (func.name.clone(), e))?;
     }
     Ok(())
 }

@@ -15,13 +15,13 @@
 //! Pre: a verified module. Post: a verified, scheduled module with bit-identical results.
 
 use lathe_ir::ops::KernelStrategy;
-use lathe_ir::{Dim, FunctionKind, Graph, InputRole, Module, NodeId, Op, StepSymbol};
+use lathe_ir::{Dim, FunctionKind, Graph, InputRole, Module, NodeId, Op, Stage, StepSymbol};
 
 use crate::outline::{outline_groups, Group};
 use crate::plan::Planner;
 use crate::rewrite::{for_each_function, Replacements};
 use crate::strategy::singleton;
-use crate::{Changed, OptionInfo, Options, Pass, PassContext, PassError, PassInfo};
+use crate::{Changed, Failure, OptionInfo, Options, Pass, PassContext, PassInfo, ANY_STAGE};
 
 /// Registry entry.
 pub const INFO: PassInfo = PassInfo {
@@ -32,6 +32,8 @@ pub const INFO: PassInfo = PassInfo {
         default: "0",
         help: "longest extend chunk in tokens (0: the model's max_seq); longer prompts run as several chunks",
     }],
+    accepts: ANY_STAGE,
+    sets: Some(Stage::Scheduled),
     create: |o: &Options| Ok(Box::new(ScheduleHybrid { prefill_chunk: o.usize("prefill-chunk")? as u64 })),
 };
 
@@ -172,11 +174,7 @@ fn plan(m: &Module, g: &Graph) -> Vec<Group> {
 }
 
 impl Pass for ScheduleHybrid {
-    fn name(&self) -> &'static str {
-        "schedule-hybrid"
-    }
-
-    fn run(&mut self, m: &mut Module, cx: &mut PassContext) -> Result<Changed, PassError> {
+    fn run(&mut self, m: &mut Module, cx: &mut PassContext) -> Result<Changed, Failure> {
         let chunked = chunk_prefill(m, self.prefill_chunk);
         let header = crate::fold_constants::header(m);
         let mut made = usize::from(chunked);
@@ -186,7 +184,7 @@ impl Pass for ScheduleHybrid {
             made += groups.len();
             outline_groups(g, &groups)
         })
-        .map_err(|message| PassError::Failed { pass: "schedule-hybrid".into(), message })?;
+        .map_err(|(function, error)| Failure::Outline { function, error })?;
         cx.bump("groups", made as u64);
         Ok((made > 0).into())
     }

@@ -7,6 +7,7 @@
 //! reads them directly).
 
 use lathe_ir::ops::KernelStrategy;
+use lathe_ir::verify::{Location, VerifyError};
 use lathe_ir::{Dim, Graph, Module, Op, TensorType};
 
 /// Ops that produce no launch: arguments and data.
@@ -235,19 +236,27 @@ pub fn singleton(m: &Module, g: &Graph, node: &lathe_ir::Node) -> KernelStrategy
 }
 
 /// The scheduling rule: every non-data node of every function sits in a fusion group whose
-/// strategy accepts its body. Returns every violation.
-pub fn verify_schedule(m: &Module) -> Result<(), Vec<String>> {
+/// strategy accepts its body. Returns every violation, located at its node.
+pub fn verify_schedule(m: &Module) -> Result<(), Vec<VerifyError>> {
     let mut errs = Vec::new();
-    for f in &m.functions {
-        for (i, &n) in f.graph.order.iter().enumerate() {
-            match &f.graph.nodes[n].op {
+    for (fi, f) in m.functions.iter().enumerate() {
+        let loc = Location { func: Some(fi), func_name: f.name.clone(), ..Location::default() };
+        let g = &f.graph;
+        for &n in &g.order {
+            match &g.nodes[n].op {
                 op if is_data(op) => {}
                 Op::Fusion(fu) => {
                     if let Err(e) = accepts(m, fu.strategy, &fu.body) {
-                        errs.push(format!("@{}: node {i} ({}): {e}", f.name, fu.strategy.name()));
+                        errs.push(VerifyError::at_node(m, g, &loc, n, format!("{}: {e}", fu.strategy.name())));
                     }
                 }
-                op => errs.push(format!("@{}: node {i} (`{}`) is in no fusion group", f.name, op.name())),
+                op => errs.push(VerifyError::at_node(
+                    m,
+                    g,
+                    &loc,
+                    n,
+                    format!("`{}` is in no fusion group, but the module is {}", op.name(), m.stage),
+                )),
             }
         }
     }

@@ -3,7 +3,7 @@
 use std::fmt::Write;
 
 use crate::infer::type_str;
-use crate::module::{Function, Graph, Module, ValueId, WeightSource};
+use crate::module::{Function, Graph, Module, NodeId, ValueId, WeightSource};
 use crate::ops::{Attention, GeluApprox, Op, UnaryOp};
 use crate::program::{FunctionKind, InputRole, Stage, WeightRole};
 
@@ -40,10 +40,9 @@ pub fn print_module(m: &Module) -> String {
     out
 }
 
-/// Prints one graph's nodes and its `return` at `depth` levels of indentation (plus one).
-pub fn print_graph(m: &Module, g: &Graph, depth: usize, out: &mut String) {
-    let pad = "  ".repeat(depth);
-    // Dense numbering: the k-th node with results is %k.
+/// The printed name of every value of `g` (`%k`, `%k#i`), by value index: the k-th node with
+/// results in the order is `%k`. `None` for a value no node in the order defines.
+pub fn value_names(g: &Graph) -> Vec<Option<String>> {
     let mut names: Vec<Option<String>> = vec![None; g.values.len()];
     let mut next = 0usize;
     for &n in &g.order {
@@ -54,68 +53,115 @@ pub fn print_graph(m: &Module, g: &Graph, depth: usize, out: &mut String) {
                 *slot = Some(if multi { format!("%{next}#{i}") } else { format!("%{next}") });
             }
         }
-        let lhs = match node.results.len() {
-            0 => String::new(),
-            1 => format!("%{next} = "),
-            k => format!("%{next}:{k} = "),
-        };
         if !node.results.is_empty() {
             next += 1;
         }
-        let name = |v: ValueId| names.get(v.index()).cloned().flatten().unwrap_or_else(|| format!("%?{}", v.index()));
-        let mut line = format!("{pad}{lhs}{}", node.op.name());
-        match &node.op {
-            Op::Input(a) => {
-                let _ = write!(line, " {}", quote(&a.name));
-                match a.role {
-                    Some(InputRole::Cache { layer, kind }) => {
-                        let _ = write!(line, " {{role={}, layer={layer}}}", kind.role_name());
-                    }
-                    Some(r) => {
-                        let _ = write!(line, " {{role={}}}", r.name());
-                    }
-                    None => {}
+    }
+    names
+}
+
+/// The printed name of node `n`'s results as a whole (`%k`), if it has results and is in the
+/// order.
+pub fn node_name(g: &Graph, n: NodeId) -> Option<String> {
+    let k = g
+        .order
+        .iter()
+        .take_while(|&&o| o != n)
+        .filter(|&&o| g.nodes.get(o).is_some_and(|x| !x.results.is_empty()))
+        .count();
+    (g.order.contains(&n) && g.nodes.get(n).is_some_and(|x| !x.results.is_empty())).then(|| format!("%{k}"))
+}
+
+/// Node `n` of `g` on one line as the printer writes it (a fusion's body as `{…}`), for
+/// messages: `%5 = add %3, %4 : f32[2]`.
+pub fn node_text(m: &Module, g: &Graph, n: NodeId) -> String {
+    let names = value_names(g);
+    let k = node_name(g, n).map_or(String::new(), |s| s[1..].to_string());
+    node_line(m, g, &names, n, &k, None)
+}
+
+/// One node: `%k[:n] = op immediates operands {attrs}[ { body }] : types`; the body is printed
+/// at `depth` when given, `{…}` otherwise.
+fn node_line(m: &Module, g: &Graph, names: &[Option<String>], n: NodeId, k: &str, body_depth: Option<usize>) -> String {
+    let Some(node) = g.nodes.get(n) else { return format!("?node{}", n.index()) };
+    let lhs = match node.results.len() {
+        0 => String::new(),
+        1 => format!("%{k} = "),
+        c => format!("%{k}:{c} = "),
+    };
+    let name = |v: ValueId| names.get(v.index()).cloned().flatten().unwrap_or_else(|| format!("%?{}", v.index()));
+    let mut line = format!("{lhs}{}", node.op.name());
+    match &node.op {
+        Op::Input(a) => {
+            let _ = write!(line, " {}", quote(&a.name));
+            match a.role {
+                Some(InputRole::Cache { layer, kind }) => {
+                    let _ = write!(line, " {{role={}, layer={layer}}}", kind.role_name());
                 }
+                Some(r) => {
+                    let _ = write!(line, " {{role={}}}", r.name());
+                }
+                None => {}
             }
-            Op::Weight(w) => {
-                let wn = m.weights.get(*w).map_or_else(|| format!("?{}", w.index()), |w| quote_name(&w.name));
-                let _ = write!(line, " @{wn}");
-            }
-            Op::Constant(c) => {
-                // Integer constants print as integers; the parser reads both forms the same.
-                let int = !c.ty.dtype.is_float();
-                let show = |v: f64| {
-                    if int && v.fract() == 0.0 && v.abs() < 9.0e15 && !(v == 0.0 && v.is_sign_negative()) {
-                        format!("{}", v as i64)
-                    } else {
-                        num(v)
-                    }
-                };
-                if let [v] = c.values.as_slice() {
-                    let _ = write!(line, " {}", show(*v));
+        }
+        Op::Weight(w) => {
+            let wn = m.weights.get(*w).map_or_else(|| format!("?{}", w.index()), |w| quote_name(&w.name));
+            let _ = write!(line, " @{wn}");
+        }
+        Op::Constant(c) => {
+            // Integer constants print as integers; the parser reads both forms the same.
+            let int = !c.ty.dtype.is_float();
+            let show = |v: f64| {
+                if int && v.fract() == 0.0 && v.abs() < 9.0e15 && !(v == 0.0 && v.is_sign_negative()) {
+                    format!("{}", v as i64)
                 } else {
-                    let vs: Vec<String> = c.values.iter().map(|v| show(*v)).collect();
-                    let _ = write!(line, " [{}]", vs.join(", "));
+                    num(v)
                 }
+            };
+            if let [v] = c.values.as_slice() {
+                let _ = write!(line, " {}", show(*v));
+            } else {
+                let vs: Vec<String> = c.values.iter().map(|v| show(*v)).collect();
+                let _ = write!(line, " [{}]", vs.join(", "));
             }
-            _ => {}
         }
-        let args: Vec<String> = node.args.iter().map(|&a| name(a)).collect();
-        if !args.is_empty() {
-            let _ = write!(line, " {}", args.join(", "));
+        _ => {}
+    }
+    let args: Vec<String> = node.args.iter().map(|&a| name(a)).collect();
+    if !args.is_empty() {
+        let _ = write!(line, " {}", args.join(", "));
+    }
+    let attrs = attrs_of(&node.op);
+    if !attrs.is_empty() {
+        let _ = write!(line, " {{{}}}", attrs.join(", "));
+    }
+    if let Op::Fusion(f) = &node.op {
+        match body_depth {
+            Some(depth) => {
+                line.push_str(" {\n");
+                print_graph(m, &f.body, depth + 1, &mut line);
+                let _ = write!(line, "{}}}", "  ".repeat(depth));
+            }
+            None => line.push_str(" {…}"),
         }
-        let attrs = attrs_of(&node.op);
-        if !attrs.is_empty() {
-            let _ = write!(line, " {{{}}}", attrs.join(", "));
+    }
+    let types: Vec<String> = node.results.iter().filter_map(|&r| g.values.get(r)).map(|v| type_str(m, &v.ty)).collect();
+    let _ = write!(line, " : {}", types.join(", "));
+    line
+}
+
+/// Prints one graph's nodes and its `return` at `depth` levels of indentation (plus one).
+pub fn print_graph(m: &Module, g: &Graph, depth: usize, out: &mut String) {
+    let pad = "  ".repeat(depth);
+    let names = value_names(g);
+    let mut next = 0usize;
+    for &n in &g.order {
+        let Some(node) = g.nodes.get(n) else { continue };
+        let line = node_line(m, g, &names, n, &next.to_string(), Some(depth));
+        if !node.results.is_empty() {
+            next += 1;
         }
-        if let Op::Fusion(f) = &node.op {
-            line.push_str(" {\n");
-            print_graph(m, &f.body, depth + 1, &mut line);
-            let _ = write!(line, "{pad}}}");
-        }
-        let types: Vec<String> =
-            node.results.iter().filter_map(|&r| g.values.get(r)).map(|v| type_str(m, &v.ty)).collect();
-        let _ = writeln!(out, "{line} : {}", types.join(", "));
+        let _ = writeln!(out, "{pad}{line}");
     }
     let name_of = |v: ValueId| names.get(v.index()).cloned().flatten().unwrap_or_else(|| format!("%?{}", v.index()));
     let rets: Vec<String> = g

@@ -530,8 +530,15 @@ fn verifier_errors_name_the_function_node_and_op() {
     let errs = verify(&parse(&src)).expect_err("two ill-typed nodes");
     // Errors accumulate: the bad matmul does not hide the bad softmax after it.
     assert_eq!(errs.0.len(), 2, "{errs}");
-    assert_eq!(errs.0[0].to_string(), "in @main, node 2 (`matmul`): contraction dims differ: 8 vs 4");
-    assert_eq!(errs.0[1].to_string(), "in @main, node 3 (`softmax`): axis 5 out of range for f32[2, 6]");
+    // Each names the printed value and shows the node as the printer writes it.
+    assert_eq!(
+        errs.0[0].to_string(),
+        "in @main, %2 (`%2 = matmul %0, %1 : f32[2, 6]`): contraction dims differ: 8 vs 4"
+    );
+    assert_eq!(
+        errs.0[1].to_string(),
+        "in @main, %3 (`%3 = softmax %2 {axis=5} : f32[2, 6]`): axis 5 out of range for f32[2, 6]"
+    );
 }
 
 #[test]
@@ -545,6 +552,10 @@ fn verifier_locates_errors_inside_fusion_bodies() {
     assert_eq!(e.op, Some("exp"));
     assert_eq!(e.loc.path.iter().map(|n| n.index()).collect::<Vec<_>>(), [1, 1], "{errs}");
     assert!(e.message.contains("result type is f32[3] but the op produces f32[4]"), "{errs}");
+    assert_eq!(
+        e.to_string(),
+        "in @main, %1 › %1 (`%1 = exp %0 : f32[3]`): result type is f32[3] but the op produces f32[4]"
+    );
 }
 
 /// `(source, line, column, message substring)` of texts that must not parse.
