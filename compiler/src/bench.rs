@@ -87,7 +87,7 @@ pub fn calibrate() -> Machine {
 fn roofline(m: &Module, f: &Function, step: Step, machine: &Machine) -> f64 {
     // The cost model's machine: on the CPU its matrix rate is the f32 GEMM's.
     let cpu = Gpu { name: "cpu", bandwidth: machine.bandwidth, bf16_flops: machine.flops, source: "measured now" };
-    function_cost(&f.graph, &step.bindings(m, f), &cpu).seconds
+    function_cost(m, f, &step.bindings(m, f), &cpu).seconds
 }
 
 /// The most tokens one call of `f` takes (its `tokens` input's sequence dim).

@@ -143,7 +143,7 @@ pub fn cost_stats(m: &Module, context: u64, gpu: &Gpu) -> Value {
     let mut programs = serde_json::Map::new();
     for f in &m.functions {
         let step = Step::at_context(m, f, context);
-        let c = function_cost(&f.graph, &step.bindings(m, f), gpu);
+        let c = function_cost(m, f, &step.bindings(m, f), gpu);
         programs.insert(
             f.name.clone(),
             json!({"flops": c.flops, "hbm_bytes": c.bytes, "roofline_ms": c.seconds * 1e3, "launches": c.launches}),

@@ -243,17 +243,18 @@ fn run(cli: Cli) -> Result<(), CliError> {
                     ..lathe_frontend::import::ImportOptions::default()
                 };
                 let mut imp = model::load_model(&path, &opts)?;
-                let unfused = model::launch_counts(&imp.module);
+                let unfused = model::kernel_counts(&imp.module);
                 pipeline.run(&mut imp.module)?;
                 let v = model::stats(&imp, &unfused);
                 (imp.module, Some(v))
             } else {
                 let mut m = load(&path)?;
-                let unfused = model::launch_counts(&m);
+                let unfused = model::kernel_counts(&m);
                 pipeline.run(&mut m)?;
                 let v = serde_json::json!({
                     "ops_by_program": model::op_counts(&m),
-                    "kernels_by_program": model::launch_counts(&m),
+                    "kernels_by_program": model::kernel_counts(&m),
+                    "launches_by_program": model::launch_counts(&m),
                     "kernels_unfused_by_program": unfused,
                 });
                 (m, Some(v))

@@ -124,19 +124,30 @@ pub fn op_counts(m: &Module) -> BTreeMap<String, BTreeMap<String, u64>> {
         .collect()
 }
 
-/// Launches per program: fusion groups once scheduled, one per computing op before.
-pub fn launch_counts(m: &Module) -> BTreeMap<String, u64> {
+/// Kernels per program: fusion groups once scheduled (a mixed function counts its groups and its
+/// loose computing ops), one per computing op before.
+pub fn kernel_counts(m: &Module) -> BTreeMap<String, u64> {
     m.functions
         .iter()
         .map(|f| {
             let g = &f.graph;
-            let fused = lathe_passes::strategy::launches(g);
-            let n = if fused > 0 {
-                fused
-            } else {
-                g.order.iter().filter(|&&n| !lathe_passes::strategy::is_data(&g.nodes[n].op)).count()
-            };
+            let n = g.order.iter().filter(|&&n| !lathe_passes::strategy::is_data(&g.nodes[n].op)).count();
             (f.name.clone(), n as u64)
+        })
+        .collect()
+}
+
+/// Launches per program, by the strategies' launch rules (`lathe_passes::launch`): what a
+/// compiled program enqueues (a split prefill scan, a memset before an atomic reduction).
+pub fn launch_counts(m: &Module) -> BTreeMap<String, Value> {
+    m.functions
+        .iter()
+        .map(|f| {
+            let v = match lathe_passes::launch::function_launches(m, f) {
+                Ok(l) => json!(l.launches.len()),
+                Err((_, e)) => json!({ "error": e.to_string() }),
+            };
+            (f.name.clone(), v)
         })
         .collect()
 }
@@ -176,7 +187,8 @@ pub fn stats(imp: &Imported, unfused: &BTreeMap<String, u64>) -> Value {
         _ => ("unknown", json!({})),
     };
     let per_program = op_counts(m);
-    let kernels = launch_counts(m);
+    let kernels = kernel_counts(m);
+    let launches = launch_counts(m);
     // Peak activation memory per program, from the memory plan at the symbols' bounds.
     let peaks: BTreeMap<String, Value> = m
         .functions
@@ -198,6 +210,7 @@ pub fn stats(imp: &Imported, unfused: &BTreeMap<String, u64>) -> Value {
         |c: &BTreeMap<String, u64>| json!({"prefill": c.get(&extend), "decode": c.get(&decode), "eval": c.get(&eval)});
     json!({
         "kernels": by_program(&kernels),
+        "launches": json!({"prefill": launches.get(&extend), "decode": launches.get(&decode), "eval": launches.get(&eval)}),
         "kernels_unfused": by_program(unfused),
         "groups_by_strategy": groups_by_strategy(m),
         "peak_activation_bytes": peak_activation_bytes,
@@ -222,6 +235,7 @@ pub fn stats_text(v: &Value) -> String {
     out.push_str(&format!("weight bytes: {}\n", get("weight_bytes")));
     out.push_str(&format!("layers:       {}\n", get("layers")));
     out.push_str(&format!("kernels:      {} (unfused {})\n", get("kernels"), get("kernels_unfused")));
+    out.push_str(&format!("launches:     {}\n", get("launches")));
     if let Some(peak) = v.get("peak_activation_bytes").and_then(Value::as_u64) {
         out.push_str(&format!("peak activations: {peak} bytes\n"));
     }

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use lathe_interp::synthetic_weight;
@@ -380,7 +380,7 @@ fn interp_rejects_a_checkpoint_it_cannot_read() {
 /// scan, gated norm), a GQA attention block writing a KV cache, a relu² MLP and greedy sampling.
 #[test]
 fn the_example_holds_the_blocks_the_readme_names() {
-    let m = lathe_ir::text::parse_module(TINY_HYBRID).expect("the example parses");
+    let m = parse_module(TINY_HYBRID).expect("the example parses");
     let mut ops = BTreeSet::new();
     for f in &m.functions {
         for &n in &f.graph.order {
@@ -402,7 +402,7 @@ fn verify_holds_a_file_to_its_stage() {
     assert!(line.starts_with("staged.lir:6:5: "), "{line:?}");
     // Without the stage line the same module is a valid graph; a pass that only takes graphs
     // refuses a scheduled module before it starts.
-    dir.write("graph.lir", &text.replace("  stage = scheduled\n", ""));
+    dir.write("graph.lir", text.replace("  stage = scheduled\n", ""));
     assert_ok(&lathe(&dir, &["verify", "graph.lir"]));
     let r = lathe(&dir, &["opt", "graph.lir", "--pipeline", "schedule-hybrid", "-o", "scheduled.lir"]);
     assert_ok(&r);

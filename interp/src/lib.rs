@@ -382,17 +382,24 @@ impl Env<'_> {
         for o in &g.outputs {
             last_use[o.value.index()] = usize::MAX;
         }
+        // Every argument binds its symbols before any node runs: a symbol is a property of the
+        // call, whichever node happens to come first in the order.
+        if top {
+            let inputs = g.order.iter().filter_map(|&n| match &g.nodes[n].op {
+                Op::Input(inp) => Some(inp),
+                _ => None,
+            });
+            for (inp, t) in inputs.zip(&args) {
+                self.bind(&inp.ty, t).map_err(|message| InterpError::Input { name: inp.name.clone(), message })?;
+            }
+        }
         // Values are shared, not copied: a weight read, a fusion operand or an output is an Arc.
         let mut vals: Vec<Option<Arc<Tensor>>> = vec![None; g.values.len()];
         let mut args = args.into_iter();
         for (i, &n) in g.order.iter().enumerate() {
             let node = &g.nodes[n];
-            let results: Vec<Arc<Tensor>> = if let Op::Input(inp) = &node.op {
-                let t = args.next().ok_or_else(|| op_err(i, &node.op, "missing argument"))?;
-                if top {
-                    self.bind(&inp.ty, &t).map_err(|message| InterpError::Input { name: inp.name.clone(), message })?;
-                }
-                vec![t]
+            let results: Vec<Arc<Tensor>> = if let Op::Input(_) = &node.op {
+                vec![args.next().ok_or_else(|| op_err(i, &node.op, "missing argument"))?]
             } else if let Op::Weight(w) = &node.op {
                 vec![self.weight(*w).map_err(|e| match e {
                     Fail::Msg(m) => op_err(i, &node.op, m),

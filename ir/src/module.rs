@@ -158,6 +158,19 @@ impl Graph {
         results
     }
 
+    /// Structural equality with ops compared by [`Op::same`] (floats by their bits).
+    pub fn same(&self, other: &Graph) -> bool {
+        self.order == other.order
+            && self.outputs == other.outputs
+            && self.values == other.values
+            && self.nodes.len() == other.nodes.len()
+            && self
+                .nodes
+                .iter()
+                .zip(other.nodes.iter())
+                .all(|((_, a), (_, b))| a.op.same(&b.op) && a.args == b.args && a.results == b.results)
+    }
+
     /// A copy whose arenas hold exactly the nodes of `order`, in that order, with values
     /// numbered densely: the form the parser produces, so `parse(print(m)) == m.renumbered()`.
     pub fn renumbered(&self) -> Graph {

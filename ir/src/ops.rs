@@ -438,11 +438,8 @@ pub enum KernelStrategy {
     RowReduce,
     /// The depthwise causal convolution with its activation.
     Conv1dCausal,
-    /// SSD prefill: per-chunk states.
-    SsdChunkState,
-    /// SSD prefill: the state passing between chunks.
-    SsdStatePass,
-    /// SSD prefill: per-chunk outputs (with D skip, gate and norm where fused).
+    /// SSD prefill: the chunked scan (its launches: per-chunk states, the state passing
+    /// between chunks, then per-chunk outputs with D skip, gate and norm where fused).
     SsdChunkScan,
     /// SSD decode: one recurrence step.
     SsdDecodeStep,
@@ -450,7 +447,8 @@ pub enum KernelStrategy {
     AttentionPrefill,
     /// Attention for one query per sequence.
     AttentionDecode,
-    /// Tensor-core matrix multiply with fused prologue/epilogue.
+    /// Tensor-core matrix multiply with fused prologue/epilogue (also the ViT patch embedding,
+    /// an implicit GEMM).
     Gemm,
     /// Matrix-vector multiply (decode), weight-bandwidth bound.
     Gemv,
@@ -464,12 +462,10 @@ pub enum KernelStrategy {
 
 impl KernelStrategy {
     /// Every strategy.
-    pub const ALL: [KernelStrategy; 14] = [
+    pub const ALL: [KernelStrategy; 12] = [
         KernelStrategy::Elementwise,
         KernelStrategy::RowReduce,
         KernelStrategy::Conv1dCausal,
-        KernelStrategy::SsdChunkState,
-        KernelStrategy::SsdStatePass,
         KernelStrategy::SsdChunkScan,
         KernelStrategy::SsdDecodeStep,
         KernelStrategy::AttentionPrefill,
@@ -487,8 +483,6 @@ impl KernelStrategy {
             KernelStrategy::Elementwise => "elementwise",
             KernelStrategy::RowReduce => "row_reduce",
             KernelStrategy::Conv1dCausal => "conv1d_causal",
-            KernelStrategy::SsdChunkState => "ssd_chunk_state",
-            KernelStrategy::SsdStatePass => "ssd_state_pass",
             KernelStrategy::SsdChunkScan => "ssd_chunk_scan",
             KernelStrategy::SsdDecodeStep => "ssd_decode_step",
             KernelStrategy::AttentionPrefill => "attention_prefill",
@@ -507,7 +501,51 @@ impl KernelStrategy {
     }
 }
 
+/// Whether two floats have the same bits (`0.0` and `-0.0` differ; a NaN equals itself).
+fn same_bits(a: f64, b: f64) -> bool {
+    a.to_bits() == b.to_bits()
+}
+
+/// [`same_bits`] of optional floats.
+fn same_opt_bits(a: Option<f64>, b: Option<f64>) -> bool {
+    match (a, b) {
+        (Some(x), Some(y)) => same_bits(x, y),
+        (None, None) => true,
+        _ => false,
+    }
+}
+
 impl Op {
+    /// Whether `self` and `other` are the same op with the same attributes, floats compared by
+    /// their bits: `constant 0.0` and `constant -0.0` differ (they print and compute differently)
+    /// and a NaN attribute equals itself. This is the equality under which two nodes on the same
+    /// operands compute bit-identical results (what `cse` merges by); `==` compares floats as
+    /// numbers.
+    pub fn same(&self, other: &Op) -> bool {
+        match (self, other) {
+            (Op::Constant(a), Op::Constant(b)) => {
+                a.ty == b.ty
+                    && a.values.len() == b.values.len()
+                    && a.values.iter().zip(&b.values).all(|(x, y)| same_bits(*x, *y))
+            }
+            (Op::Attention(a), Op::Attention(b)) => a.mask == b.mask && same_bits(a.scale, b.scale),
+            (Op::Rope(a), Op::Rope(b)) => same_bits(a.theta, b.theta) && same_bits(a.scale, b.scale),
+            (Op::Clamp(a), Op::Clamp(b)) => same_opt_bits(a.min, b.min) && same_opt_bits(a.max, b.max),
+            (Op::RmsNorm(a), Op::RmsNorm(b)) | (Op::LayerNorm(a), Op::LayerNorm(b)) => {
+                same_bits(a.eps, b.eps) && a.groups == b.groups
+            }
+            (Op::Sample(a), Op::Sample(b)) => {
+                a.seed == b.seed
+                    && same_bits(a.temperature, b.temperature)
+                    && a.top_k == b.top_k
+                    && same_opt_bits(a.top_p, b.top_p)
+            }
+            (Op::Fusion(a), Op::Fusion(b)) => a.strategy == b.strategy && a.body.same(&b.body),
+            // The other ops have no float attributes: `==` is bitwise.
+            _ => self == other,
+        }
+    }
+
     /// The text name of the op (`scan.ssd`, `rms_norm`, `add`, ...).
     pub fn name(&self) -> &'static str {
         match self {

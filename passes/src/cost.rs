@@ -123,14 +123,16 @@ pub struct Bindings {
 }
 
 impl Bindings {
+    /// The value of one dim.
+    fn dim(&self, d: Dim) -> f64 {
+        match d {
+            Dim::Const(c) => c as f64,
+            Dim::Sym(s) => self.symbols.get(&s).copied().unwrap_or(0) as f64,
+        }
+    }
+
     fn dims(&self, t: &TensorType) -> Vec<f64> {
-        t.shape
-            .iter()
-            .map(|d| match d {
-                Dim::Const(c) => *c as f64,
-                Dim::Sym(s) => self.symbols.get(s).copied().unwrap_or(0) as f64,
-            })
-            .collect()
+        t.shape.iter().map(|&d| self.dim(d)).collect()
     }
     fn numel(&self, t: &TensorType) -> f64 {
         self.dims(t).iter().product()
@@ -272,7 +274,11 @@ fn launch_bytes(b: &Bindings, g: &Graph, node: &lathe_ir::Node) -> f64 {
 
 /// The cost of one function: every launch (fusion groups, or each computing op when the
 /// function is not scheduled) on `gpu` under `b`.
-pub fn function_cost(g: &Graph, b: &Bindings, gpu: &Gpu) -> Cost {
+pub fn function_cost(m: &Module, f: &Function, b: &Bindings, gpu: &Gpu) -> Cost {
+    let g = &f.graph;
+    // The launches of each group and its scratch, from the one launch rule; a group no strategy
+    // accepts (an unverified schedule) counts as one launch without scratch.
+    let list = crate::launch::function_launches(m, f).ok();
     let mut total = Cost::default();
     for &n in &g.order {
         let node = &g.nodes[n];
@@ -287,11 +293,16 @@ pub fn function_cost(g: &Graph, b: &Bindings, gpu: &Gpu) -> Cost {
                 op_flops(b, &node.op, &args, &res)
             }
         };
-        let bytes = launch_bytes(b, g, node);
+        let group = list.as_ref().and_then(|l| l.groups.iter().find(|x| x.0 == n));
+        // Scratch is written once and read once.
+        let scratch: f64 = group
+            .map(|x| x.3.iter().map(|s| 2.0 * s.bytes(&|d| b.dim(d) as u64).map_or(f64::INFINITY, |v| v as f64)).sum())
+            .unwrap_or(0.0);
+        let bytes = launch_bytes(b, g, node) + scratch;
         total.flops += flops;
         total.bytes += bytes;
         total.seconds += (flops / gpu.bf16_flops).max(bytes / gpu.bandwidth);
-        total.launches += 1;
+        total.launches += group.map_or(1, |x| x.2);
     }
     total
 }
@@ -342,7 +353,7 @@ mod tests {
         );
         let m = lathe_ir::text::parse::parse_module(&src).expect("parses");
         let symbols = m.symbols.iter().map(|(h, _)| (h, 4)).collect();
-        function_cost(&m.functions[0].graph, &Bindings { symbols, kv_len }, &H100_SXM).flops
+        function_cost(&m, &m.functions[0], &Bindings { symbols, kv_len }, &H100_SXM).flops
     }
 
     #[test]

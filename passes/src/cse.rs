@@ -2,7 +2,8 @@
 //!
 //! Two nodes with equal ops (attributes included) on the same operands compute the same values,
 //! since no op has side effects: the later one's results are replaced by the earlier one's and
-//! it is removed. Weights read twice become one read; identical constants merge. `input` nodes
+//! it is removed. Float attributes compare by their bits ([`lathe_ir::Op::same`]): `constant 0.0`
+//! and `constant -0.0` are different constants. Weights read twice become one read; identical constants merge. `input` nodes
 //! never merge (they are distinct arguments). Works per graph, fusion bodies included.
 //! Pre: a verified module. Post: a verified module computing bit-identical results.
 
@@ -44,7 +45,8 @@ fn cse_graph(g: &mut Graph) -> usize {
         let candidates = seen.entry(key).or_default();
         let same = candidates.iter().copied().find(|&c| {
             let other = &g.nodes[c];
-            other.op == node.op
+            // Attributes by their bits: `constant 0.0` is not `constant -0.0`.
+            other.op.same(&node.op)
                 && other.results.len() == node.results.len()
                 && other.results.iter().zip(&node.results).all(|(a, b)| g.values[*a].ty == g.values[*b].ty)
         });

@@ -6,7 +6,6 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use lathe_ir::ops::KernelStrategy;
 use lathe_ir::verify::VerifyErrors;
 use lathe_ir::Stage;
 
@@ -235,12 +234,6 @@ pub enum OutlineError {
     InTwoGroups {
         /// Its arena index.
         node: usize,
-    },
-    /// A group whose results nothing uses.
-    #[error("a {} group computes nothing that is used", strategy.name())]
-    ComputesNothing {
-        /// Its strategy.
-        strategy: KernelStrategy,
     },
     /// The groups would depend on each other.
     #[error("the groups depend on each other in a cycle")]

@@ -30,6 +30,7 @@ pub mod fold_constants;
 pub mod fuse_elementwise;
 pub mod fuse_fp8;
 pub mod fuse_ssd;
+pub mod launch;
 pub mod manager;
 pub mod outline;
 pub mod pipeline;

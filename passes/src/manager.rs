@@ -132,7 +132,8 @@ impl PassManager {
             }
             cx.current = name.to_string();
             let t0 = Instant::now();
-            let changed = pass.run(m, &mut cx).map_err(|failure| PassError::Failed { pass: name, failure: Box::new(failure) })?;
+            let changed =
+                pass.run(m, &mut cx).map_err(|failure| PassError::Failed { pass: name, failure: Box::new(failure) })?;
             report.timings.push((spec.to_string(), t0.elapsed(), changed));
             if let Some(stage) = info.sets {
                 m.stage = m.stage.max(stage);

@@ -89,7 +89,16 @@ pub fn outline_groups(g: &mut Graph, groups: &[Group]) -> Result<(), OutlineErro
             }
         }
         if outer.is_empty() {
-            return Err(OutlineError::ComputesNothing { strategy: *strategy });
+            // Dead code (nothing outside reads the group): it still computes, so it returns what
+            // no member reads, and a later `dce` removes it.
+            for &n in &nodes {
+                for &r in &g.nodes[n].results {
+                    if used_by.get(&r).is_none_or(|us| us.iter().all(|u| !inside.contains(u))) {
+                        body.outputs.push(Output::new("", map[&r]));
+                        outer.push(r);
+                    }
+                }
+            }
         }
         let types = outer.iter().map(|&r| g.values[r].ty.clone()).collect();
         let results = g.push_node(Op::Fusion(Box::new(Fusion { strategy: *strategy, body })), operands, types);
@@ -134,4 +143,49 @@ pub fn outline_groups(g: &mut Graph, groups: &[Group]) -> Result<(), OutlineErro
     g.order = order;
     *g = g.renumbered();
     Ok(())
+}
+
+/// Inlines every top-level fusion of `g` that `reject` picks: its body's nodes take its place
+/// (body inputs replaced by the fusion's operands), its results become the body's outputs.
+/// Fusions in the inlined bodies become top-level nodes and are looked at too. Returns how many
+/// fusions were inlined; the graph is renumbered when any was.
+pub fn inline_groups(g: &mut Graph, reject: &dyn Fn(&Fusion) -> bool) -> usize {
+    let mut inlined = 0;
+    while let Some(pos) = g.order.iter().position(|&n| matches!(&g.nodes[n].op, Op::Fusion(f) if reject(f))) {
+        let n = g.order[pos];
+        let Op::Fusion(f) = g.nodes[n].op.clone() else { break };
+        let args = g.nodes[n].args.clone();
+        let tail = g.order.split_off(pos + 1);
+        g.order.pop();
+        let body = &f.body;
+        let mut map: HashMap<ValueId, ValueId> = HashMap::new();
+        let mut k = 0;
+        for &b in &body.order {
+            let node = &body.nodes[b];
+            if let Op::Input(_) = node.op {
+                if let (Some(&r), Some(&a)) = (node.results.first(), args.get(k)) {
+                    map.insert(r, a);
+                }
+                k += 1;
+                continue;
+            }
+            let operands = node.args.iter().map(|a| map.get(a).copied().unwrap_or(*a)).collect();
+            let types = node.results.iter().map(|&r| body.values[r].ty.clone()).collect();
+            let results = g.push_node(node.op.clone(), operands, types);
+            for (&old, &new) in node.results.iter().zip(&results) {
+                map.insert(old, new);
+            }
+        }
+        g.order.extend(tail);
+        let mut rep = Replacements::default();
+        for (&r, o) in g.nodes[n].results.clone().iter().zip(&body.outputs) {
+            rep.insert(r, map.get(&o.value).copied().unwrap_or(o.value));
+        }
+        rep.apply(g);
+        inlined += 1;
+    }
+    if inlined > 0 {
+        *g = g.renumbered();
+    }
+    inlined
 }

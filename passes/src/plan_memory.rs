@@ -1,23 +1,31 @@
-//! `plan-memory` — where every intermediate value of a program lives: liveness, one arena with
-//! reuse, and the in-place cache updates.
+//! `plan-memory` — where every value of a program lives: one location for each (input, weight,
+//! constant, arena slice, in place of an input, the per-step buffer, an output buffer), one
+//! arena with reuse for the intermediates and the groups' scratch, and the in-place cache
+//! updates.
 //!
 //! # Model
-//! A *launch* is a top-level node that is not data (`input`, `weight`, `constant`): after the
-//! default pipeline exactly the `fusion` nodes (one fusion = one kernel launch); on an
-//! unscheduled function every computing node counts as its own kernel, so the plan is defined
-//! for any verified function. Launches are numbered 0, 1, … in the function's order, and
-//! [`Buffer::first`]/[`Buffer::last`] are such numbers.
+//! Launches are those of [`crate::launch::function_launches`] (a group's strategy's rule: the SSD
+//! prefill scan takes three, a group with an fp8 `amax` a memset first; before scheduling, one
+//! per computing node), numbered 0, 1, … in run order; [`Buffer::first`]/[`Buffer::last`] are
+//! such numbers. A value is written by the first launch of its node and read until the last
+//! launch of its last reader.
 //!
-//! Every result of a launch that is not a function output is an *intermediate buffer*. Inputs,
-//! weights and constants are not (the runtime and the weights file own them), nor are function
-//! outputs (written straight into the caller's output buffers, or into the cache they update,
-//! below). A result nothing reads still gets a buffer for the launch that writes it.
+//! Every top-level value gets exactly one [`Location`]:
+//! - an `input` is the caller's input buffer — except the per-step values the runtime keeps
+//!   itself ([`StepField`]: `past`, the RNG offset, and in `decode` the last token) and caches,
+//!   which are input buffers updated in place;
+//! - a `weight` is its artifact weight, a `constant` is baked into the artifact;
+//! - a function output that updates a cache input (`{updates=%k}`) lives in that input's memory;
+//!   any other output in the caller's output buffer;
+//! - every other value — an intermediate — is an arena slice.
+//!
+//! Every [`crate::launch::Scratch`] buffer of a group is an arena slice too, live over the group's
+//! launches. A result nothing reads still gets a slice for the launch that writes it.
 //!
 //! - **Size**: elements × dtype size with every symbol at its compile-time upper bound
 //!   (`m.symbols[s].max`), the worst case, so one plan holds for every run. Each buffer takes
 //!   its size rounded up to [`ALIGN`] = 256 bytes in the arena, and starts at a multiple of it.
-//! - **Liveness**: the closed interval `[first, last]` from the launch that writes the value to
-//!   the last launch that reads it (`last = first` when none does). Two buffers may share bytes
+//! - **Liveness**: the closed interval `[first, last]` of launches. Two buffers may share bytes
 //!   only when their intervals are disjoint: a launch never writes over its own operands.
 //! - **Reuse** — greedy by size with best fit (Pisarchyk & Lee 2020, TFLite's
 //!   `GreedyBySizeOffsetCalculation`): buffers are placed largest first (ties: earlier `first`,
@@ -25,8 +33,8 @@
 //!   whose lifetimes overlap its own that fits it (the lowest such gap on a tie), or above all of
 //!   them when none fits. Deterministic, O(n²) in the number of buffers. The arena size is
 //!   [`MemoryPlan::peak_bytes`]; [`MemoryPlan::no_reuse_bytes`] is the sum of the aligned sizes
-//!   (one slot per buffer), and `peak <= no_reuse` always holds (each buffer ends no higher than
-//!   the sizes placed before it plus its own).
+//!   (one slot per buffer), and `peak <= no_reuse` always holds. Scratch that must be zero when
+//!   the arena is made (`zero_at_load`) gets a slot of its own, never shared.
 //! - **In-place cache updates**: an output that says it updates an input (`{updates=%k}`; the
 //!   verifier has checked that the input is a cache of the same type) aliases that input: the
 //!   launch that writes it writes into the input's memory, and it takes no arena space. That is
@@ -39,7 +47,7 @@
 //!   is an update that writes nothing. Names play no part.
 //!
 //! # The pass
-//! Pre: a verified module (scheduled or not). Post: the same module — the pass is an analysis:
+//! Pre: a scheduled module. Post: the same module at stage `planned` — the pass is an analysis:
 //! it returns [`Changed::No`], fails when an in-place update would clobber a value still needed
 //! or a size overflows `u64`, and records the statistics `peak-bytes-<func>` and
 //! `no-reuse-bytes-<func>`. The IR carries no annotation because the plan is a pure function of
@@ -49,9 +57,11 @@
 use std::cmp::Reverse;
 use std::collections::{HashMap, HashSet};
 
-use lathe_ir::{Dim, Function, Graph, Module, NodeId, Op, Stage, TensorType, ValueId};
+use lathe_ir::{
+    Dim, Function, FunctionKind, Graph, InputRole, Module, NodeId, Op, Stage, TensorType, ValueId, WeightId,
+};
 
-use crate::strategy::is_data;
+use crate::launch::{function_launches, LaunchList};
 use crate::{Changed, Failure, Options, Pass, PassContext, PassInfo};
 
 /// Registry entry.
@@ -80,7 +90,7 @@ pub enum PlanError {
         launch: usize,
         /// What the launch is (strategy or op).
         kind: &'static str,
-        /// Which of its results.
+        /// Which of its results (or scratch buffers).
         result: usize,
     },
     /// The buffers together do not fit in 64 bits.
@@ -88,6 +98,14 @@ pub enum PlanError {
     ArenaTooLarge {
         /// The function.
         function: String,
+    },
+    /// A group its strategy does not accept (the schedule verifier locates it).
+    #[error("@{function}: a group has no launches: {message}")]
+    Unscheduled {
+        /// The function.
+        function: String,
+        /// Why its strategy does not accept it.
+        message: String,
     },
     /// An output says it updates a value that is not an input.
     #[error("@{function}: output `{output}` updates a `{op}`, not an input")]
@@ -180,19 +198,81 @@ impl Pass for PlanMemory {
     }
 }
 
-/// One intermediate value's place in the arena.
+/// A value the runtime keeps for a program from one step to the next, in its per-step device
+/// buffer (updated by the sample kernel and the step's last launch, so a captured CUDA graph
+/// replays every decode step with no host writes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StepField {
+    /// Tokens already in the caches per sequence, `i64[B]` (role `past`).
+    Past,
+    /// The sampler's counter offset, `i64[]` (role `rng_offset`).
+    RngOffset,
+    /// The token each sequence decodes next, `i64[B, 1]` (role `tokens` of a `decode` program:
+    /// the previous step's sample).
+    LastToken,
+}
+
+impl StepField {
+    /// The field an input of role `role` of a program of kind `kind` is, if any.
+    pub fn of(kind: FunctionKind, role: Option<InputRole>) -> Option<StepField> {
+        match role? {
+            InputRole::Past => Some(StepField::Past),
+            InputRole::RngOffset => Some(StepField::RngOffset),
+            InputRole::Tokens if kind == FunctionKind::Decode => Some(StepField::LastToken),
+            _ => None,
+        }
+    }
+}
+
+/// Where one value lives while its program runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Location {
+    /// The caller's buffer for input number `k` (inputs counted in order).
+    Input(usize),
+    /// A weight of the artifact.
+    Weight(WeightId),
+    /// A constant, baked into the artifact.
+    Constant,
+    /// Arena buffer number `k` of [`MemoryPlan::buffers`].
+    Arena(usize),
+    /// The memory of input number `k`, which this value (a cache output) updates in place.
+    InPlace(usize),
+    /// A field of the per-step buffer.
+    Step(StepField),
+    /// The caller's buffer for output number `k`.
+    Output(usize),
+}
+
+/// What an arena buffer holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner {
+    /// An intermediate value (a result of a top-level launch of the function).
+    Value(ValueId),
+    /// Scratch buffer number `index` of the group at top-level node `node`.
+    Scratch {
+        /// The group.
+        node: NodeId,
+        /// Which of its scratch buffers.
+        index: usize,
+    },
+}
+
+/// One buffer's place in the arena.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Buffer {
-    /// The value (a result of a top-level launch of the function).
-    pub value: ValueId,
+    /// What it holds.
+    pub owner: Owner,
     /// Byte offset in the arena, a multiple of [`ALIGN`].
     pub offset: u64,
     /// Size at the symbols' upper bounds (its slot is this rounded up to [`ALIGN`]).
     pub bytes: u64,
-    /// The launch writing it.
+    /// The first launch writing it.
     pub first: usize,
-    /// The last launch reading it (`first` when none does).
+    /// The last launch reading it (its writer's last launch when none does; a scratch buffer: its
+    /// group's last).
     pub last: usize,
+    /// It must be zero when the arena is made: it never shares bytes with another buffer.
+    pub zero_at_load: bool,
 }
 
 impl Buffer {
@@ -202,16 +282,26 @@ impl Buffer {
         self.bytes.checked_next_multiple_of(ALIGN).unwrap_or(u64::MAX)
     }
 
-    /// Whether the two lifetimes share a launch.
+    /// Whether the two lifetimes share a launch (or either is kept zero for the whole run).
     pub fn lives_with(&self, other: &Buffer) -> bool {
-        self.first <= other.last && other.first <= self.last
+        self.zero_at_load || other.zero_at_load || (self.first <= other.last && other.first <= self.last)
+    }
+
+    /// The value it holds, if it holds one.
+    pub fn value(&self) -> Option<ValueId> {
+        match self.owner {
+            Owner::Value(v) => Some(v),
+            Owner::Scratch { .. } => None,
+        }
     }
 }
 
 /// The memory plan of one function.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct MemoryPlan {
-    /// Every intermediate buffer, in launch order (then result order).
+    /// Where every top-level value lives, by value index (exactly one location each).
+    pub locations: Vec<Option<Location>>,
+    /// Every arena buffer: intermediates and scratch, in launch order.
     pub buffers: Vec<Buffer>,
     /// Size of the arena.
     pub peak_bytes: u64,
@@ -220,62 +310,121 @@ pub struct MemoryPlan {
     /// The in-place updates, in output order: `(index of the output, the input value it
     /// updates)`.
     pub in_place: Vec<(usize, ValueId)>,
+    /// The launches the plan's liveness counts.
+    pub launches: LaunchList,
 }
 
 impl MemoryPlan {
-    /// The buffer of `v`, if `v` is an intermediate.
+    /// The location of top-level value `v`.
+    pub fn location(&self, v: ValueId) -> Option<Location> {
+        self.locations.get(v.index()).copied().flatten()
+    }
+
+    /// The arena buffer of `v`, if `v` is an intermediate.
     pub fn buffer(&self, v: ValueId) -> Option<&Buffer> {
-        self.buffers.iter().find(|b| b.value == v)
+        match self.location(v)? {
+            Location::Arena(k) => self.buffers.get(k),
+            _ => None,
+        }
     }
 }
 
 /// Bytes of a value of type `ty` with every symbol at its upper bound; `None` when that does not
 /// fit in 64 bits (or a symbol is not the module's).
 pub fn bytes_at_bounds(m: &Module, ty: &TensorType) -> Option<u64> {
-    ty.shape.iter().try_fold(ty.dtype.size_bytes() as u64, |acc, d| {
-        let n = match d {
-            Dim::Const(c) => *c,
-            Dim::Sym(s) => m.symbols.get(*s)?.max,
-        };
-        acc.checked_mul(n)
-    })
+    ty.shape.iter().try_fold(ty.dtype.size_bytes() as u64, |acc, d| acc.checked_mul(dim_at_bound(m, *d)?))
 }
 
-/// Plans the intermediate buffers and in-place updates of `f` (see the module docs).
+fn dim_at_bound(m: &Module, d: Dim) -> Option<u64> {
+    match d {
+        Dim::Const(c) => Some(c),
+        Dim::Sym(s) => Some(m.symbols.get(s)?.max),
+    }
+}
+
+/// Plans every value, scratch buffer and in-place update of `f` (see the module docs).
 pub fn plan(m: &Module, f: &Function) -> Result<MemoryPlan, PlanError> {
     let g = &f.graph;
-    let launches: Vec<_> = g.order.iter().copied().filter(|&n| !is_data(&g.nodes[n].op)).collect();
+    let list = function_launches(m, f)
+        .map_err(|(_, e)| PlanError::Unscheduled { function: f.name.clone(), message: e.to_string() })?;
+    let span = |n: NodeId| list.span(n);
     // Launches read in increasing order, so the last insert is the last read.
     let mut last_read: HashMap<ValueId, usize> = HashMap::new();
     let mut written_by: HashMap<ValueId, usize> = HashMap::new();
-    for (i, &n) in launches.iter().enumerate() {
+    for &(n, _, _, _) in &list.groups {
+        let Some((first, last)) = span(n) else { continue };
         for &a in &g.nodes[n].args {
-            last_read.insert(a, i);
+            last_read.insert(a, last);
         }
         for &r in &g.nodes[n].results {
-            written_by.insert(r, i);
+            written_by.insert(r, first);
         }
     }
-    let in_place = in_place_updates(f, &launches, &last_read, &written_by)?;
+    let in_place = in_place_updates(f, &list, &last_read, &written_by)?;
 
+    let mut locations: Vec<Option<Location>> = vec![None; g.values.len()];
     let mut buffers = Vec::new();
-    for (i, &n) in launches.iter().enumerate() {
-        for &r in &g.nodes[n].results {
-            if g.outputs.iter().any(|o| o.value == r) {
+    let inputs: Vec<ValueId> = g.inputs().map(|(_, v)| v).collect();
+    for &n in &g.order {
+        let node = &g.nodes[n];
+        let here = match &node.op {
+            Op::Input(i) => {
+                let v = node.results[0];
+                let k = inputs.iter().position(|&x| x == v).unwrap_or(0);
+                Some(StepField::of(f.kind, i.role).map_or(Location::Input(k), Location::Step))
+            }
+            Op::Weight(w) => Some(Location::Weight(*w)),
+            Op::Constant(_) => Some(Location::Constant),
+            _ => None,
+        };
+        if let Some(loc) = here {
+            locations[node.results[0].index()] = Some(loc);
+            continue;
+        }
+        let Some((first, last_launch)) = span(n) else { continue };
+        for &r in &node.results {
+            if let Some(k) = g.outputs.iter().position(|o| o.value == r) {
+                let updated = g.outputs.iter().find(|o| o.value == r).and_then(|o| o.updates);
+                locations[r.index()] = Some(match updated.and_then(|u| inputs.iter().position(|&x| x == u)) {
+                    Some(i) => Location::InPlace(i),
+                    None => Location::Output(k),
+                });
                 continue;
             }
             let bytes = bytes_at_bounds(m, &g.values[r].ty)
-                .and_then(|b| b.checked_next_multiple_of(ALIGN).map(|_| b))
+                .filter(|b| b.checked_next_multiple_of(ALIGN).is_some())
                 .ok_or_else(|| PlanError::TooLarge {
                     function: f.name.clone(),
-                    launch: i,
+                    launch: first,
                     kind: launch_name(g, n),
                     result: g.values[r].index as usize,
                 })?;
-            let last = last_read.get(&r).map_or(i, |&l| l.max(i));
-            buffers.push(Buffer { value: r, offset: 0, bytes, first: i, last });
+            let last = last_read.get(&r).map_or(last_launch, |&l| l.max(last_launch));
+            locations[r.index()] = Some(Location::Arena(buffers.len()));
+            buffers.push(Buffer { owner: Owner::Value(r), offset: 0, bytes, first, last, zero_at_load: false });
+        }
+        let scratch = list.groups.iter().find(|x| x.0 == n).map(|x| x.3.as_slice()).unwrap_or(&[]);
+        for (index, s) in scratch.iter().enumerate() {
+            let bytes = s
+                .bytes(&|d| dim_at_bound(m, d).unwrap_or(u64::MAX))
+                .filter(|b| b.checked_next_multiple_of(ALIGN).is_some())
+                .ok_or_else(|| PlanError::TooLarge {
+                    function: f.name.clone(),
+                    launch: first,
+                    kind: launch_name(g, n),
+                    result: node.results.len() + index,
+                })?;
+            buffers.push(Buffer {
+                owner: Owner::Scratch { node: n, index },
+                offset: 0,
+                bytes,
+                first,
+                last: last_launch,
+                zero_at_load: s.zero_at_load,
+            });
         }
     }
+    // Outputs that return an input, weight or constant as they are keep its location.
     let mut no_reuse_bytes: u64 = 0;
     for b in &buffers {
         no_reuse_bytes = no_reuse_bytes
@@ -285,7 +434,7 @@ pub fn plan(m: &Module, f: &Function) -> Result<MemoryPlan, PlanError> {
     // Every buffer ends at or below the slots placed before it plus its own, so no offset
     // below exceeds `no_reuse_bytes`, which fits.
     let peak_bytes = assign_offsets(&mut buffers);
-    Ok(MemoryPlan { buffers, peak_bytes, no_reuse_bytes, in_place })
+    Ok(MemoryPlan { locations, buffers, peak_bytes, no_reuse_bytes, in_place, launches: list })
 }
 
 /// Greedy by size, best fit: sets every offset and returns the arena size.
@@ -323,7 +472,7 @@ fn assign_offsets(buffers: &mut [Buffer]) -> u64 {
     peak
 }
 
-/// What a launch is, for messages: its strategy or op.
+/// What a top-level node launches as, for messages: its strategy or op.
 fn launch_name(g: &Graph, n: NodeId) -> &'static str {
     match &g.nodes[n].op {
         Op::Fusion(fu) => fu.strategy.name(),
@@ -334,11 +483,12 @@ fn launch_name(g: &Graph, n: NodeId) -> &'static str {
 /// The outputs that update an input in place (`{updates=%input}`), checked.
 fn in_place_updates(
     f: &Function,
-    launches: &[NodeId],
+    list: &LaunchList,
     last_read: &HashMap<ValueId, usize>,
     written_by: &HashMap<ValueId, usize>,
 ) -> Result<Vec<(usize, ValueId)>, PlanError> {
     let g = &f.graph;
+    let kind_at = |launch: usize| list.launches.get(launch).map_or("?", |l| launch_name(g, l.node));
     let mut pairs = Vec::new();
     let mut aliased: HashMap<ValueId, &str> = HashMap::new();
     let mut updated: HashSet<ValueId> = HashSet::new();
@@ -366,15 +516,19 @@ fn in_place_updates(
                     op: g.nodes[g.values[o.value].def].op.name(),
                 });
             };
-            if let Some(&r) = last_read.get(&iv).filter(|&&r| r > w) {
+            // Launches of the writer's own group may read the old contents (the kernel orders its
+            // reads before its writes); a later group may not.
+            let writer_node = list.launches.get(w).map(|l| l.node);
+            let writer_last = writer_node.and_then(|n| list.span(n)).map_or(w, |s| s.1);
+            if let Some(&r) = last_read.get(&iv).filter(|&&r| r > writer_last) {
                 return Err(PlanError::ReadAfterUpdate {
                     function: f.name.clone(),
                     output: o.name.clone(),
                     input: input.to_string(),
                     writer: w,
-                    writer_kind: launch_name(g, launches[w]),
+                    writer_kind: kind_at(w),
                     reader: r,
-                    reader_kind: launch_name(g, launches[r]),
+                    reader_kind: kind_at(r),
                 });
             }
             if let Some(p) = g.outputs.iter().find(|p| p.value == iv) {

@@ -11,16 +11,18 @@
 //! activation memory.
 //! An `amax` of a value a group produces (an fp8 activation scale) joins that group as an
 //! epilogue reduction instead of taking a launch.
-//! After it, `strategy::verify_schedule` holds: every launch is a fusion node.
+//! Fusion groups already there that their strategy does not accept (written by hand, or nested
+//! in another group) are inlined first and their ops scheduled like any others.
+//! After it, `strategy::verify_schedule` holds: every computing node sits in an accepted group.
 //! Pre: a verified module. Post: a verified, scheduled module with bit-identical results.
 
 use lathe_ir::ops::KernelStrategy;
 use lathe_ir::{Dim, FunctionKind, Graph, InputRole, Module, NodeId, Op, Stage, StepSymbol};
 
-use crate::outline::{outline_groups, Group};
+use crate::outline::{inline_groups, outline_groups, Group};
 use crate::plan::Planner;
 use crate::rewrite::{for_each_function, Replacements};
-use crate::strategy::singleton;
+use crate::strategy::{classify, singleton};
 use crate::{Changed, Failure, OptionInfo, Options, Pass, PassContext, PassInfo, ANY_STAGE};
 
 /// Registry entry.
@@ -179,6 +181,9 @@ impl Pass for ScheduleHybrid {
         let header = crate::fold_constants::header(m);
         let mut made = usize::from(chunked);
         for_each_function(m, &mut |g| {
+            // A group its strategy does not accept (hand-written, or nested in another) is taken
+            // apart and its ops scheduled like any others.
+            made += inline_groups(g, &|f| classify(&header, f).is_err());
             made += amax_into_producers(g);
             let groups = plan(&header, g);
             made += groups.len();

@@ -1,23 +1,40 @@
-//! The fusion contract: which ops each [`KernelStrategy`] accepts, and the verifier rule that a
+//! The fusion contract: which ops each [`KernelStrategy`] accepts, the typed description of a
+//! group a code generator builds its kernel from ([`GroupSpec`]), and the verifier rule that a
 //! scheduled module holds every computing node in exactly one accepted group.
 //!
 //! After `schedule-hybrid`, a function's top level holds only data nodes (`input`, `weight`,
-//! `constant`: no launch) and `fusion` nodes; each fusion is one kernel launch, so launch counts
-//! are counts of fusion nodes. Weights and constants may also appear inside bodies (a kernel
-//! reads them directly).
+//! `constant`: no launch) and `fusion` nodes; each fusion is one group, whose launches its
+//! strategy's rule gives ([`crate::launch`]). Weights and constants may also appear inside bodies
+//! (a kernel reads them directly).
+//!
+//! [`classify`] is the one function that decides whether a strategy accepts a group: the schedule
+//! verifier calls it, the launch rules and the cost model read its [`GroupSpec`], and the code
+//! generator will build its kernels from it.
 
-use lathe_ir::ops::KernelStrategy;
+use std::collections::HashSet;
+
+use lathe_ir::ops::{Fusion, KernelStrategy};
 use lathe_ir::verify::{Location, VerifyError};
-use lathe_ir::{Dim, Graph, Module, Op, TensorType};
+use lathe_ir::{Dim, Graph, Module, NodeId, Op, TensorType};
 
 /// Ops that produce no launch: arguments and data.
 pub fn is_data(op: &Op) -> bool {
     matches!(op, Op::Input(_) | Op::Weight(_) | Op::Constant(_))
 }
 
-/// Index-only ops: free inside any kernel (address arithmetic).
+/// Index-only ops: free inside any kernel (address arithmetic). `pixel_shuffle` is a fixed
+/// permutation of its operand's elements.
 pub fn is_movement(op: &Op) -> bool {
-    matches!(op, Op::Reshape(_) | Op::Transpose(_) | Op::Slice(_) | Op::Split(_) | Op::Concat(_) | Op::Broadcast(_))
+    matches!(
+        op,
+        Op::Reshape(_)
+            | Op::Transpose(_)
+            | Op::Slice(_)
+            | Op::Split(_)
+            | Op::Concat(_)
+            | Op::Broadcast(_)
+            | Op::PixelShuffle(_)
+    )
 }
 
 /// Pointwise ops (and iota, whose value is its index, and rope, which pairs element `i` with
@@ -39,7 +56,7 @@ pub fn is_weight_transform(op: &Op) -> bool {
 }
 
 /// Row reductions and normalizations.
-fn is_row_op(op: &Op) -> bool {
+pub fn is_row_op(op: &Op) -> bool {
     matches!(
         op,
         Op::RmsNorm(_)
@@ -50,6 +67,12 @@ fn is_row_op(op: &Op) -> bool {
             | Op::Quantize(_)
             | Op::Dequantize(_)
     )
+}
+
+/// Ops a GEMM template is built around: matrix products and the ViT patch embedding (an
+/// implicit GEMM over `C·p²`-long patch rows).
+fn is_gemm_main(op: &Op) -> bool {
+    matches!(op, Op::Matmul(_) | Op::ScaledMatmul(_) | Op::Conv2dPatch(_))
 }
 
 /// Largest number of rows a matmul of this lhs type can have, from the symbols' bounds.
@@ -79,8 +102,8 @@ fn single_step(t: &TensorType) -> bool {
 
 /// The nodes of `g` whose values depend only on weights and constants (no input): compile-time
 /// values, such as an fp8 weight and its scale, which the artifact writer evaluates once.
-pub fn compile_time_nodes(g: &Graph) -> std::collections::HashSet<lathe_ir::NodeId> {
-    let mut set = std::collections::HashSet::new();
+pub fn compile_time_nodes(g: &Graph) -> HashSet<NodeId> {
+    let mut set = HashSet::new();
     for &n in &g.order {
         let node = &g.nodes[n];
         let constant = match &node.op {
@@ -97,109 +120,187 @@ pub fn compile_time_nodes(g: &Graph) -> std::collections::HashSet<lathe_ir::Node
     set
 }
 
-/// Checks that `strategy` accepts the body of a group.
-pub fn accepts(m: &Module, strategy: KernelStrategy, body: &Graph) -> Result<(), String> {
+/// Why a strategy does not accept a group.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StrategyError {
+    /// The body computes nothing (data only).
+    #[error("a group must compute something")]
+    ComputesNothing,
+    /// An op the strategy's template cannot hold.
+    #[error("`{op}` cannot be part of a {} kernel", strategy.name())]
+    NotAccepted {
+        /// The op.
+        op: &'static str,
+        /// The strategy.
+        strategy: KernelStrategy,
+    },
+    /// The strategy is built around exactly one op of a kind.
+    #[error("a {} kernel holds exactly one `{op}`, found {found}", strategy.name())]
+    ExactlyOne {
+        /// The strategy.
+        strategy: KernelStrategy,
+        /// The op it is built around.
+        op: &'static str,
+        /// How many the body has.
+        found: usize,
+    },
+    /// A row-reduce group without a reduction or norm.
+    #[error("a row_reduce kernel needs a reduction or norm")]
+    NoRowOp,
+    /// A decode strategy on more than one step.
+    #[error("{} takes one query per sequence", strategy.name())]
+    NotOneStep {
+        /// The strategy.
+        strategy: KernelStrategy,
+    },
+    /// A GEMV on a matmul with too many rows.
+    #[error("gemv takes at most {GEMV_MAX_ROWS} rows")]
+    TooManyRows,
+}
+
+/// A group as its kernel template sees it: what the code generator builds from, what the launch
+/// rules and the cost model read. Node lists are in body order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupSpec {
+    /// The strategy.
+    pub strategy: KernelStrategy,
+    /// The op(s) the template is built around: the matmul, the scan, the attention, the
+    /// norms of a row reduction, the cache writes; empty for `elementwise`.
+    pub main: Vec<NodeId>,
+    /// Computing nodes the main ops read, computed in the kernel before them (a norm before a
+    /// GEMM, an activation's fp8 quantization, a conv before the decode scan).
+    pub prologue: Vec<NodeId>,
+    /// The other computing nodes: those on the main ops' results (activation, bias, residual,
+    /// gate, D skip) and, for `elementwise`, every computing node.
+    pub epilogue: Vec<NodeId>,
+    /// `amax` epilogue reductions: each accumulates into a zeroed `f32[]` with atomics.
+    pub reductions: Vec<NodeId>,
+    /// Nodes computed from weights and constants alone (compile-time values a kernel holds).
+    pub compile_time: Vec<NodeId>,
+}
+
+/// Classifies fusion group `f` of module `m`: its [`GroupSpec`] if its strategy accepts its
+/// body, else why not.
+pub fn classify(m: &Module, f: &Fusion) -> Result<GroupSpec, StrategyError> {
+    let (strategy, body) = (f.strategy, &f.body);
     // Values computed from weights and constants alone (an fp8 weight and its scale) are
     // evaluated once by the artifact writer, so any kernel may hold them.
-    let compile_time = compile_time_nodes(body);
-    let ops: Vec<&Op> = body
-        .order
-        .iter()
-        .filter(|n| !compile_time.contains(n) || is_data(&body.nodes[**n].op))
-        .map(|&n| &body.nodes[n].op)
-        .collect();
-    let count = |f: &dyn Fn(&Op) -> bool| ops.iter().filter(|o| f(o)).count();
-    let only = |allowed: &dyn Fn(&Op) -> bool| -> Result<(), String> {
-        match ops.iter().find(|o| !is_light(o) && !allowed(o)) {
-            Some(o) => Err(format!("`{}` cannot be part of a {} kernel", o.name(), strategy.name())),
+    let mut compile_time = compile_time_nodes(body);
+    if body.order.iter().all(|&n| is_data(&body.nodes[n].op)) {
+        return Err(StrategyError::ComputesNothing);
+    }
+    // A group that only computes from weights and constants (a value of symbolic shape, or one
+    // returned as it is) computes them at run time like any other.
+    if body.order.iter().all(|n| compile_time.contains(n) || is_data(&body.nodes[*n].op)) {
+        compile_time.clear();
+    }
+    let computing: Vec<NodeId> =
+        body.order.iter().copied().filter(|n| !compile_time.contains(n) && !is_data(&body.nodes[*n].op)).collect();
+    let op = |n: NodeId| &body.nodes[n].op;
+    let only = |allowed: &dyn Fn(&Op) -> bool| -> Result<(), StrategyError> {
+        match computing.iter().map(|&n| op(n)).find(|o| !is_light(o) && !allowed(o)) {
+            Some(o) => Err(StrategyError::NotAccepted { op: o.name(), strategy }),
             None => Ok(()),
         }
     };
-    let exactly_one = |name: &str, f: &dyn Fn(&Op) -> bool| -> Result<(), String> {
-        match count(f) {
-            1 => Ok(()),
-            n => Err(format!("a {} kernel holds exactly one `{name}`, found {n}", strategy.name())),
+    let exactly_one = |name: &'static str, f: &dyn Fn(&Op) -> bool| -> Result<NodeId, StrategyError> {
+        let found: Vec<NodeId> = computing.iter().copied().filter(|&n| f(op(n))).collect();
+        match found.as_slice() {
+            [n] => Ok(*n),
+            _ => Err(StrategyError::ExactlyOne { strategy, op: name, found: found.len() }),
         }
     };
-    let first = |f: &dyn Fn(&Op) -> bool| body.order.iter().map(|&n| &body.nodes[n]).find(|n| f(&n.op));
-    if body.order.iter().all(|&n| is_data(&body.nodes[n].op)) {
-        return Err("a group must compute something".into());
-    }
-    match strategy {
-        KernelStrategy::Elementwise => only(&|_| false),
+    let arg_ty = |n: NodeId, i: usize| body.nodes[n].args.get(i).and_then(|&a| body.values.get(a)).map(|v| &v.ty);
+    let main: Vec<NodeId> = match strategy {
+        KernelStrategy::Elementwise => {
+            only(&|_| false)?;
+            Vec::new()
+        }
         KernelStrategy::RowReduce => {
             only(&is_row_op)?;
-            if !ops.iter().any(|o| is_row_op(o)) {
-                Err("a row_reduce kernel needs a reduction or norm".into())
-            } else {
-                Ok(())
+            let rows: Vec<NodeId> = computing.iter().copied().filter(|&n| is_row_op(op(n))).collect();
+            if rows.is_empty() {
+                return Err(StrategyError::NoRowOp);
             }
+            rows
         }
         KernelStrategy::Conv1dCausal => {
             only(&|o| matches!(o, Op::Conv1dCausal))?;
-            exactly_one("conv1d.causal", &|o| matches!(o, Op::Conv1dCausal))
+            vec![exactly_one("conv1d.causal", &|o| matches!(o, Op::Conv1dCausal))?]
         }
         KernelStrategy::SsdChunkScan => {
             only(&|o| matches!(o, Op::ScanSsd(_) | Op::RmsNorm(_)))?;
-            exactly_one("scan.ssd", &|o| matches!(o, Op::ScanSsd(_)))
+            vec![exactly_one("scan.ssd", &|o| matches!(o, Op::ScanSsd(_)))?]
         }
         KernelStrategy::SsdDecodeStep => {
             only(&|o| matches!(o, Op::ScanSsd(_) | Op::RmsNorm(_) | Op::Conv1dCausal))?;
-            exactly_one("scan.ssd", &|o| matches!(o, Op::ScanSsd(_)))?;
-            let scan = first(&|o| matches!(o, Op::ScanSsd(_))).ok_or("no scan")?;
-            if body.values.get(scan.args[0]).is_some_and(|v| single_step(&v.ty)) {
-                Ok(())
-            } else {
-                Err("an ssd_decode_step kernel scans exactly one step (S = 1)".into())
+            let scan = exactly_one("scan.ssd", &|o| matches!(o, Op::ScanSsd(_)))?;
+            if !arg_ty(scan, 0).is_some_and(single_step) {
+                return Err(StrategyError::NotOneStep { strategy });
             }
+            vec![scan]
         }
-        KernelStrategy::SsdChunkState | KernelStrategy::SsdStatePass => Err(format!(
-            "no op lowers to {} yet: `scan.ssd` is one op, scheduled as ssd_chunk_scan or ssd_decode_step",
-            strategy.name()
-        )),
         KernelStrategy::AttentionPrefill | KernelStrategy::AttentionDecode => {
             only(&|o| matches!(o, Op::Attention(_)))?;
-            exactly_one("attention", &|o| matches!(o, Op::Attention(_)))?;
-            let att = first(&|o| matches!(o, Op::Attention(_))).ok_or("no attention")?;
-            let decode = body.values.get(att.args[0]).is_some_and(|v| single_step(&v.ty));
-            match (strategy, decode) {
-                (KernelStrategy::AttentionDecode, false) => Err("attention_decode takes one query per sequence".into()),
-                _ => Ok(()),
+            let att = exactly_one("attention", &|o| matches!(o, Op::Attention(_)))?;
+            if strategy == KernelStrategy::AttentionDecode && !arg_ty(att, 0).is_some_and(single_step) {
+                return Err(StrategyError::NotOneStep { strategy });
             }
+            vec![att]
         }
         KernelStrategy::Gemm | KernelStrategy::Gemv => {
-            only(&|o| {
-                matches!(
-                    o,
-                    Op::Matmul(_)
-                        | Op::ScaledMatmul(_)
-                        | Op::RmsNorm(_)
-                        | Op::Quantize(_)
-                        | Op::Dequantize(_)
-                        | Op::Amax
-                )
-            })?;
-            exactly_one("matmul", &|o| matches!(o, Op::Matmul(_) | Op::ScaledMatmul(_)))?;
-            let mm = first(&|o| matches!(o, Op::Matmul(_) | Op::ScaledMatmul(_))).ok_or("no matmul")?;
-            let gemv = body.values.get(mm.args[0]).is_some_and(|v| is_gemv(m, &v.ty));
-            match (strategy, gemv) {
-                (KernelStrategy::Gemv, false) => Err(format!("gemv takes at most {GEMV_MAX_ROWS} rows")),
-                _ => Ok(()),
+            only(&|o| is_gemm_main(o) || matches!(o, Op::RmsNorm(_) | Op::Quantize(_) | Op::Dequantize(_) | Op::Amax))?;
+            let mm = exactly_one("matmul", &is_gemm_main)?;
+            if strategy == KernelStrategy::Gemv
+                && !(is_gemm_main(op(mm)) && arg_ty(mm, 0).is_some_and(|t| is_gemv(m, t)))
+            {
+                return Err(StrategyError::TooManyRows);
             }
+            vec![mm]
         }
         KernelStrategy::Gather => {
             only(&|o| matches!(o, Op::Gather))?;
-            exactly_one("gather", &|o| matches!(o, Op::Gather))
+            vec![exactly_one("gather", &|o| matches!(o, Op::Gather))?]
         }
         KernelStrategy::Sample => {
             only(&|o| matches!(o, Op::Sample(_) | Op::RmsNorm(_) | Op::Softmax(_)))?;
-            exactly_one("sample", &|o| matches!(o, Op::Sample(_)))
+            vec![exactly_one("sample", &|o| matches!(o, Op::Sample(_)))?]
         }
-        KernelStrategy::ScatterCache => only(&|o| matches!(o, Op::ScatterCache)),
+        KernelStrategy::ScatterCache => {
+            only(&|o| matches!(o, Op::ScatterCache))?;
+            computing.iter().copied().filter(|&n| matches!(op(n), Op::ScatterCache)).collect()
+        }
+    };
+    // Prologue: what the main ops read, computed in the group; the rest follows them.
+    let mut before: HashSet<NodeId> = HashSet::new();
+    let mut stack: Vec<NodeId> =
+        main.iter().flat_map(|&n| body.nodes[n].args.iter().map(|&a| body.values[a].def)).collect();
+    while let Some(n) = stack.pop() {
+        if !main.contains(&n) && before.insert(n) {
+            stack.extend(body.nodes[n].args.iter().map(|&a| body.values[a].def));
+        }
     }
+    let reductions: Vec<NodeId> = if strategy == KernelStrategy::RowReduce {
+        Vec::new()
+    } else {
+        computing.iter().copied().filter(|&n| matches!(op(n), Op::Amax)).collect()
+    };
+    let rest = |keep: &dyn Fn(NodeId) -> bool| -> Vec<NodeId> {
+        computing.iter().copied().filter(|n| !main.contains(n) && !reductions.contains(n) && keep(*n)).collect()
+    };
+    Ok(GroupSpec {
+        strategy,
+        prologue: rest(&|n| before.contains(&n)),
+        epilogue: rest(&|n| !before.contains(&n)),
+        main,
+        reductions,
+        compile_time: body.order.iter().copied().filter(|n| compile_time.contains(n) && !is_data(op(*n))).collect(),
+    })
 }
 
-/// The strategy of a group holding `op` alone (with light ops around it).
+/// The strategy of a group holding `op` alone (with light ops around it). Every op that
+/// computes has one: `conv2d.patch` is an implicit GEMM, `pixel_shuffle` a movement.
 pub fn singleton(m: &Module, g: &Graph, node: &lathe_ir::Node) -> KernelStrategy {
     let arg_ty = |i: usize| node.args.get(i).and_then(|&a| g.values.get(a)).map(|v| &v.ty);
     match &node.op {
@@ -210,6 +311,7 @@ pub fn singleton(m: &Module, g: &Graph, node: &lathe_ir::Node) -> KernelStrategy
                 KernelStrategy::Gemm
             }
         }
+        Op::Conv2dPatch(_) => KernelStrategy::Gemm,
         Op::Attention(_) => {
             if arg_ty(0).is_some_and(single_step) {
                 KernelStrategy::AttentionDecode
@@ -229,14 +331,13 @@ pub fn singleton(m: &Module, g: &Graph, node: &lathe_ir::Node) -> KernelStrategy
         Op::Sample(_) => KernelStrategy::Sample,
         Op::ScatterCache => KernelStrategy::ScatterCache,
         op if is_row_op(op) => KernelStrategy::RowReduce,
-        // Everything else is pointwise or movement; conv2d.patch and pixel_shuffle run as an
-        // elementwise-indexed kernel until the vision encoder brings their own templates.
+        // Everything else is pointwise or movement.
         _ => KernelStrategy::Elementwise,
     }
 }
 
 /// The scheduling rule: every non-data node of every function sits in a fusion group whose
-/// strategy accepts its body. Returns every violation, located at its node.
+/// strategy accepts its body ([`classify`]). Returns every violation, located at its node.
 pub fn verify_schedule(m: &Module) -> Result<(), Vec<VerifyError>> {
     let mut errs = Vec::new();
     for (fi, f) in m.functions.iter().enumerate() {
@@ -246,7 +347,7 @@ pub fn verify_schedule(m: &Module) -> Result<(), Vec<VerifyError>> {
             match &g.nodes[n].op {
                 op if is_data(op) => {}
                 Op::Fusion(fu) => {
-                    if let Err(e) = accepts(m, fu.strategy, &fu.body) {
+                    if let Err(e) = classify(m, fu) {
                         errs.push(VerifyError::at_node(m, g, &loc, n, format!("{}: {e}", fu.strategy.name())));
                     }
                 }
@@ -267,7 +368,7 @@ pub fn verify_schedule(m: &Module) -> Result<(), Vec<VerifyError>> {
     }
 }
 
-/// Launches of a scheduled function (its fusion groups).
-pub fn launches(g: &Graph) -> usize {
+/// Fusion groups of a scheduled function (one each; [`crate::launch`] gives their launches).
+pub fn groups(g: &Graph) -> usize {
     g.order.iter().filter(|&&n| matches!(g.nodes[n].op, Op::Fusion(_))).count()
 }

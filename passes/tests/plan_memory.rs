@@ -6,10 +6,14 @@ use std::path::PathBuf;
 
 use lathe_frontend::import::{import, ImportOptions};
 use lathe_ir::text::parse_module;
-use lathe_ir::{Dim, Function, Module, ValueId};
+use lathe_ir::{Function, Module, ValueId};
 use lathe_passes::plan_memory::{plan, MemoryPlan, ALIGN};
-use lathe_passes::strategy::{is_data, verify_schedule};
+use lathe_passes::strategy::verify_schedule;
 use lathe_passes::{Changed, Failure, PassError, PassManager};
+
+#[path = "support/plan_check.rs"]
+mod plan_check;
+use plan_check::check_sound;
 
 /// One launch of a test function: `%dst = OP` where `$i` in `op` is the i-th operand.
 struct Launch<'a> {
@@ -275,53 +279,6 @@ fn the_pass_records_statistics_and_changes_nothing() {
     assert_eq!((stat("peak-bytes-main"), stat("no-reuse-bytes-main")), (Some(1024), Some(1536)));
 }
 
-/// Checks a function's plan against liveness computed here from the graph: every
-/// intermediate has a buffer of its size at the bounds, aligned, and buffers live at the same
-/// launch never share a byte.
-fn check_sound(m: &Module, f: &Function, p: &MemoryPlan) {
-    let g = &f.graph;
-    let launches: Vec<_> = g.order.iter().filter(|&&n| !is_data(&g.nodes[n].op)).collect();
-    let mut want: HashMap<ValueId, (usize, usize, u64)> = HashMap::new();
-    for (i, &&n) in launches.iter().enumerate() {
-        for &r in &g.nodes[n].results {
-            if g.outputs.iter().all(|o| o.value != r) {
-                let ty = g.ty(r);
-                let elems: u64 = ty
-                    .shape
-                    .iter()
-                    .map(|d| match d {
-                        Dim::Const(c) => *c,
-                        Dim::Sym(s) => m.symbols[*s].max,
-                    })
-                    .product();
-                want.insert(r, (i, i, elems * ty.dtype.size_bytes() as u64));
-            }
-        }
-        for &a in &g.nodes[n].args {
-            if let Some(w) = want.get_mut(&a) {
-                w.1 = i;
-            }
-        }
-    }
-    let name = &f.name;
-    assert_eq!(p.buffers.len(), want.len(), "@{name}");
-    let slot = |b: u64| b.div_ceil(ALIGN) * ALIGN;
-    for b in &p.buffers {
-        assert_eq!(want.get(&b.value), Some(&(b.first, b.last, b.bytes)), "@{name}: {b:?}");
-        assert_eq!(b.offset % ALIGN, 0, "@{name}: {b:?}");
-        assert!(b.offset + slot(b.bytes) <= p.peak_bytes, "@{name}: {b:?}");
-    }
-    for (i, x) in p.buffers.iter().enumerate() {
-        for y in &p.buffers[i + 1..] {
-            let live = x.first <= y.last && y.first <= x.last;
-            let disjoint = x.offset + slot(x.bytes) <= y.offset || y.offset + slot(y.bytes) <= x.offset;
-            assert!(!live || disjoint, "@{name}: {x:?} and {y:?} are live together and share bytes");
-        }
-    }
-    assert_eq!(p.no_reuse_bytes, p.buffers.iter().map(|b| slot(b.bytes)).sum::<u64>(), "@{name}");
-    assert!(p.peak_bytes <= p.no_reuse_bytes, "@{name}");
-}
-
 /// The most bytes live at one launch: no arena can be smaller.
 fn live_lower_bound(p: &MemoryPlan) -> u64 {
     let n = p.buffers.iter().map(|b| b.last + 1).max().unwrap_or(0);
@@ -389,7 +346,7 @@ fn every_cache_of_the_8b_decode_updates_in_place() {
     assert_eq!(p.in_place.len(), 56);
     // No cache takes arena space: each is written where its input lives.
     let outputs: Vec<ValueId> = decode.graph.outputs.iter().map(|o| o.value).collect();
-    assert!(p.buffers.iter().all(|b| !outputs.contains(&b.value)));
+    assert!(p.buffers.iter().all(|b| b.value().is_none_or(|v| !outputs.contains(&v))));
 }
 
 #[test]

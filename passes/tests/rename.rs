@@ -123,7 +123,7 @@ fn renamed_models_get_the_same_schedule_plan_and_costs() {
             assert_eq!(plan(&original, f), plan(&renamed, g), "{dir} {pipeline} @{}", f.name);
             for context in [1, 4096] {
                 let cost = |m: &Module, f: &lathe_ir::Function| {
-                    function_cost(&f.graph, &Step::at_context(m, f, context).bindings(m, f), &H100_SXM)
+                    function_cost(m, f, &Step::at_context(m, f, context).bindings(m, f), &H100_SXM)
                 };
                 assert_eq!(cost(&original, f), cost(&renamed, g), "{dir} @{} at {context}", f.name);
             }

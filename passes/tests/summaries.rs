@@ -1,15 +1,18 @@
 //! Model-level summaries of the real configs after the default pipeline, snapshotted instead of
-//! their full IR: op counts before, launches and groups by strategy after, and the cost model's
-//! bytes and FLOPs per program (batch 1, 8192 tokens of context).
+//! their full IR: op counts before, groups by strategy after and the launches their rules give,
+//! the memory plan's arena, and the cost model's bytes and FLOPs per program at 8192 tokens of
+//! context (`Step::at_context`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use lathe_frontend::import::{import, ImportOptions};
 use lathe_ir::{DType, Graph, Module, Op};
-use lathe_passes::cost::{cache_bytes, function_cost, Bindings, H100_SXM};
-use lathe_passes::strategy::launches;
+use lathe_passes::cost::{cache_bytes, function_cost, Step, H100_SXM};
+use lathe_passes::launch::function_launches;
+use lathe_passes::plan_memory::plan;
+use lathe_passes::strategy::groups;
 use lathe_passes::PassManager;
 
 fn op_counts(g: &Graph) -> BTreeMap<&'static str, usize> {
@@ -27,17 +30,24 @@ fn summary(m_before: &Module, m: &Module) -> String {
         let _ = writeln!(s, "@{}", f.name);
         let ops: Vec<String> = op_counts(&f0.graph).into_iter().map(|(k, v)| format!("{k}={v}")).collect();
         let _ = writeln!(s, "  ops before: {}", ops.join(" "));
-        let mut groups: BTreeMap<&str, usize> = BTreeMap::new();
+        let mut by_strategy: BTreeMap<&str, usize> = BTreeMap::new();
         for &n in &f.graph.order {
             if let Op::Fusion(fu) = &f.graph.nodes[n].op {
-                *groups.entry(fu.strategy.name()).or_default() += 1;
+                *by_strategy.entry(fu.strategy.name()).or_default() += 1;
             }
         }
-        let g: Vec<String> = groups.into_iter().map(|(k, v)| format!("{k}={v}")).collect();
-        let _ = writeln!(s, "  launches: {} ({})", launches(&f.graph), g.join(" "));
-        let symbols: HashMap<_, _> =
-            m.symbols.iter().map(|(h, sym)| (h, if sym.name == "S" { context.min(sym.max) } else { 1 })).collect();
-        let c = function_cost(&f.graph, &Bindings { symbols, kv_len: context }, &H100_SXM);
+        let g: Vec<String> = by_strategy.into_iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let _ = writeln!(s, "  groups: {} ({})", groups(&f.graph), g.join(" "));
+        let launches = function_launches(m, f).unwrap_or_else(|(n, e)| panic!("@{} node {n:?}: {e}", f.name));
+        let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
+        for l in &launches.launches {
+            *kinds.entry(l.kind.name()).or_default() += 1;
+        }
+        let k: Vec<String> = kinds.into_iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let _ = writeln!(s, "  launches: {} ({})", launches.launches.len(), k.join(" "));
+        let p = plan(m, f).unwrap_or_else(|e| panic!("{e}"));
+        let _ = writeln!(s, "  arena: {} bytes at the bounds ({} without reuse)", p.peak_bytes, p.no_reuse_bytes);
+        let c = function_cost(m, f, &Step::at_context(m, f, context).bindings(m, f), &H100_SXM);
         let _ = writeln!(
             s,
             "  cost: {:.4e} flops, {:.4e} bytes, {:.3} ms on {}",
