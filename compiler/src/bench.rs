@@ -230,7 +230,7 @@ pub fn bench(setup: &Setup<'_>) -> Result<Value, CliError> {
         .step_by(chunk.max(1))
         .map(|s| {
             let seq = (s + chunk).min(prompt) - s;
-            roofline(m, extend, Step { batch: 1, seq: seq as u64, past: s as u64 }, &machine)
+            roofline(m, extend, Step { batch: 1, seq: seq as u64, past: s as u64, rng_offset: 0 }, &machine)
         })
         .sum();
     let decode_roof = roofline(m, decode_f, Step::decode((prompt + decode / 2 + 1) as u64), &machine);

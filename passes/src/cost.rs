@@ -12,8 +12,9 @@
 use std::collections::HashMap;
 
 use lathe_ir::ops::MaskKind;
-use lathe_ir::{Dim, Function, FunctionKind, Graph, InputRole, Module, Op, StepSymbol, SymbolId, TensorType, ValueId};
+use lathe_ir::{Dim, Function, FunctionKind, Graph, InputRole, Module, Op, SymbolId, TensorType, ValueId};
 
+pub use crate::step::Step;
 use crate::strategy::is_data;
 
 /// A GPU of the roofline.
@@ -49,68 +50,6 @@ pub struct Cost {
     pub seconds: f64,
     /// Launches.
     pub launches: usize,
-}
-
-/// One step (call) of a program as the runtime will run it: the per-step values it keeps —
-/// sequences, tokens this call, tokens already in the caches — from which every size of a
-/// launch follows. The cost model prices a step; the runtime's per-step buffer holds the same
-/// values (past length, positions, chunk length, RNG offset, last token).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Step {
-    /// Sequences in the batch (the function's `batch` symbol).
-    pub batch: u64,
-    /// Tokens per sequence this call (its `seq` symbol; 1 for decode).
-    pub seq: u64,
-    /// Tokens already in the caches per sequence (`past`).
-    pub past: u64,
-}
-
-impl Step {
-    /// A prefill of `tokens` tokens, or a first `eval`.
-    pub fn prefill(tokens: u64) -> Step {
-        Step { batch: 1, seq: tokens, past: 0 }
-    }
-
-    /// One decode step that brings each sequence to `context` tokens.
-    pub fn decode(context: u64) -> Step {
-        Step { batch: 1, seq: 1, past: context.saturating_sub(1) }
-    }
-
-    /// The step at which `lathe inspect` prices a program for a `context`-token sequence: a decode
-    /// step that reaches `context`; otherwise the last call of a `context`-token prefill (the
-    /// whole prompt, or its last chunk when the function's `seq` symbol is bounded below it).
-    pub fn at_context(m: &Module, f: &Function, context: u64) -> Step {
-        if f.kind == FunctionKind::Decode {
-            return Step::decode(context);
-        }
-        let bound = f.step_symbol(StepSymbol::Seq).and_then(|s| m.symbols.get(s)).map_or(context, |s| s.max);
-        let seq = context.min(bound);
-        Step { batch: 1, seq, past: context - seq }
-    }
-
-    /// Valid key/value rows the step's attention reads: `past + seq`.
-    pub fn kv_len(&self) -> u64 {
-        self.past.saturating_add(self.seq)
-    }
-
-    /// The sizes of function `f` of `m` at this step: its `batch` and `seq` symbols take the
-    /// step's values (at most their bounds); any other symbol takes its bound, the worst case
-    /// the plan is made for.
-    pub fn bindings(&self, m: &Module, f: &Function) -> Bindings {
-        let symbols = m
-            .symbols
-            .iter()
-            .map(|(h, sym)| {
-                let v = match f.step_symbols.iter().find(|(_, s)| *s == h).map(|(r, _)| *r) {
-                    Some(StepSymbol::Batch) => self.batch,
-                    Some(StepSymbol::Seq) => self.seq,
-                    None => sym.max,
-                };
-                (h, v.min(sym.max))
-            })
-            .collect();
-        Bindings { symbols, kv_len: self.kv_len() }
-    }
 }
 
 /// Concrete sizes under symbol bindings.

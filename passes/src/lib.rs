@@ -39,6 +39,7 @@ pub mod plan_memory;
 pub mod quantize_fp8;
 pub mod rewrite;
 pub mod schedule_hybrid;
+pub mod step;
 pub mod strategy;
 pub mod verify;
 

@@ -57,11 +57,10 @@
 use std::cmp::Reverse;
 use std::collections::{HashMap, HashSet};
 
-use lathe_ir::{
-    Dim, Function, FunctionKind, Graph, InputRole, Module, NodeId, Op, Stage, TensorType, ValueId, WeightId,
-};
+use lathe_ir::{Dim, Function, Graph, Module, NodeId, Op, Stage, TensorType, ValueId, WeightId};
 
 use crate::launch::{function_launches, LaunchList};
+pub use crate::step::StepField;
 use crate::{Changed, Failure, Options, Pass, PassContext, PassInfo};
 
 /// Registry entry.
@@ -195,32 +194,6 @@ impl Pass for PlanMemory {
             cx.bump(&format!("no-reuse-bytes-{}", f.name), p.no_reuse_bytes);
         }
         Ok(Changed::No)
-    }
-}
-
-/// A value the runtime keeps for a program from one step to the next, in its per-step device
-/// buffer (updated by the sample kernel and the step's last launch, so a captured CUDA graph
-/// replays every decode step with no host writes).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum StepField {
-    /// Tokens already in the caches per sequence, `i64[B]` (role `past`).
-    Past,
-    /// The sampler's counter offset, `i64[]` (role `rng_offset`).
-    RngOffset,
-    /// The token each sequence decodes next, `i64[B, 1]` (role `tokens` of a `decode` program:
-    /// the previous step's sample).
-    LastToken,
-}
-
-impl StepField {
-    /// The field an input of role `role` of a program of kind `kind` is, if any.
-    pub fn of(kind: FunctionKind, role: Option<InputRole>) -> Option<StepField> {
-        match role? {
-            InputRole::Past => Some(StepField::Past),
-            InputRole::RngOffset => Some(StepField::RngOffset),
-            InputRole::Tokens if kind == FunctionKind::Decode => Some(StepField::LastToken),
-            _ => None,
-        }
     }
 }
 
