@@ -22,7 +22,7 @@ use rayon::prelude::*;
 
 use elementwise::{binary, binary_in_place, broadcast_rows, unary, unary_in_place};
 use lathe_ir::infer::type_str;
-use lathe_ir::module::{Function, Graph, Module, ValueId, Weight, WeightId};
+use lathe_ir::module::{Function, Graph, Module, ValueId, Weight, WeightId, WeightSource};
 use lathe_ir::ops::{self, Op, ReduceKind};
 use lathe_ir::types::{DType, Dim, SymbolId, TensorType};
 use lathe_numerics as numerics;
@@ -119,7 +119,21 @@ fn function<'m>(m: &'m Module, func: &str) -> Result<&'m Function, InterpError> 
 /// Loads weight `w` through `loader` and checks it against its declared type.
 fn load_weight(m: &Module, loader: &dyn WeightLoader, w: WeightId) -> Result<Tensor, InterpError> {
     let weight = &m.weights[w];
-    let t = loader.load(weight).map_err(|message| InterpError::Weight { name: weight.name.clone(), message })?;
+    let t = match &weight.source {
+        // A derived weight is its graph, evaluated once with the interpreter's own ops (so it is
+        // bit for bit what the same ops inline compute).
+        WeightSource::Derived(g) => {
+            let mut weights = HashMap::new();
+            let mut env = Env { m, loader, syms: HashMap::new(), weights: &mut weights, profile: None };
+            let mut outs = env.graph(g, Vec::new(), false)?;
+            let t = outs.pop().ok_or_else(|| InterpError::Weight {
+                name: weight.name.clone(),
+                message: "its derived graph returns nothing".into(),
+            })?;
+            Arc::try_unwrap(t).unwrap_or_else(|t| (*t).clone())
+        }
+        _ => loader.load(weight).map_err(|message| InterpError::Weight { name: weight.name.clone(), message })?,
+    };
     let want: Vec<usize> = weight.ty.shape.iter().map(|d| d.as_const().unwrap_or(0) as usize).collect();
     if t.shape != want || t.dtype != weight.ty.dtype {
         return Err(InterpError::Weight {

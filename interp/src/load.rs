@@ -30,6 +30,8 @@ impl WeightLoader for CheckpointLoader<'_> {
             (WeightSource::Checkpoint { file, tensor }, None) => {
                 Err(format!("needs tensor \"{tensor}\" of {file}, but no checkpoint was given"))
             }
+            // The session evaluates derived weights itself; a loader never sees one.
+            (WeightSource::Derived(_), _) => Err("a derived weight is computed, not loaded".into()),
         }
     }
 }

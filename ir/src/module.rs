@@ -6,7 +6,7 @@ use crate::program::{FunctionKind, InputRole, OutputRole, Stage, StepSymbol, Wei
 use crate::types::{DType, Symbol, SymbolId, TensorType};
 
 /// Where the bytes of a weight come from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum WeightSource {
     /// A tensor in a safetensors file of the checkpoint (path relative to the checkpoint dir).
     Checkpoint {
@@ -15,16 +15,20 @@ pub enum WeightSource {
         /// The tensor name inside that file.
         tensor: String,
     },
-    /// Deterministic pseudo-random values (shape-only import, tests): see
-    /// [`crate::interp::synthetic_weight`] for the exact distribution.
+    /// Deterministic pseudo-random values (shape-only import, tests): element `i` is
+    /// `lathe_numerics::synthetic_value(seed, i)` rounded to the weight's dtype.
     Synthetic {
         /// Seed of the generator.
         seed: u64,
     },
+    /// A value computed from weights declared before it, once, when the artifact is written
+    /// (fp8 codes and scales of a weight, a weight cast, `−exp(A_log)`): a graph without
+    /// inputs returning exactly one value of the weight's type.
+    Derived(Box<Graph>),
 }
 
 /// A named parameter tensor of the model.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Weight {
     /// Unique name (`@backbone.layers.0.mixer.in_proj.weight` in text).
     pub name: String,

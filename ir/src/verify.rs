@@ -123,12 +123,15 @@ pub fn verify(m: &Module) -> Result<(), VerifyErrors> {
         }
     }
     let mut wnames = HashSet::new();
-    for (_, w) in m.weights.iter() {
+    for (wid, w) in m.weights.iter() {
         if !wnames.insert(w.name.as_str()) {
             errs.push(top(format!("weight `@{}` is declared twice", w.name)));
         }
         if w.ty.const_elements().is_none() {
             errs.push(top(format!("weight `@{}` must have a constant shape", w.name)));
+        }
+        if let crate::module::WeightSource::Derived(g) = &w.source {
+            verify_derived(m, wid, w, g, &mut errs);
         }
     }
     let mut fnames = HashSet::new();
@@ -152,6 +155,57 @@ pub fn verify(m: &Module) -> Result<(), VerifyErrors> {
         Ok(())
     } else {
         Err(VerifyErrors(errs))
+    }
+}
+
+/// A derived weight: a graph without inputs, of constant shapes, reading only weights declared
+/// before it, returning one value of the weight's type.
+fn verify_derived(
+    m: &Module,
+    wid: crate::module::WeightId,
+    w: &crate::module::Weight,
+    g: &Graph,
+    errs: &mut Vec<VerifyError>,
+) {
+    let before = errs.len();
+    let loc = Location::default();
+    verify_graph(m, g, &loc, false, errs);
+    let mut problems: Vec<String> = errs.drain(before..).map(|e| e.to_string()).collect();
+    if problems.is_empty() {
+        for &n in &g.order {
+            let node = &g.nodes[n];
+            let text = || node_text(m, g, n);
+            match &node.op {
+                Op::Input(_) => problems.push(format!("`{}`: a derived weight takes no inputs", text())),
+                Op::Weight(src) if src.index() >= wid.index() => {
+                    problems.push(format!("`{}`: reads a weight declared after it (or itself)", text()))
+                }
+                Op::Fusion(_) | Op::Sample(_) | Op::ScatterCache => {
+                    problems.push(format!("`{}`: not an op a derived weight computes", text()))
+                }
+                _ => {}
+            }
+            if node.results.iter().any(|&r| g.values[r].ty.const_elements().is_none()) {
+                problems.push(format!("`{}`: a derived weight computes constant shapes only", text()));
+            }
+        }
+        match g.outputs.as_slice() {
+            [o] if g.values[o.value].ty == w.ty => {}
+            [o] => problems.push(format!(
+                "returns {} but the weight is {}",
+                type_str(m, &g.values[o.value].ty),
+                type_str(m, &w.ty)
+            )),
+            outs => problems.push(format!("returns {} values, not one", outs.len())),
+        }
+    }
+    for p in problems {
+        errs.push(VerifyError {
+            loc: Location::default(),
+            op: None,
+            context: None,
+            message: format!("derived weight `@{}`: {p}", w.name),
+        });
     }
 }
 

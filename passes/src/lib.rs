@@ -30,6 +30,7 @@ pub mod fold_constants;
 pub mod fuse_elementwise;
 pub mod fuse_fp8;
 pub mod fuse_ssd;
+pub mod hoist_weights;
 pub mod launch;
 pub mod manager;
 pub mod outline;
@@ -189,6 +190,7 @@ pub fn registry() -> &'static [PassInfo] {
         cse::INFO,
         dce::INFO,
         fold_constants::INFO,
+        hoist_weights::INFO,
         quantize_fp8::INFO,
         fuse_fp8::INFO,
         fuse_ssd::INFO,
@@ -228,7 +230,7 @@ pub fn create(spec: &PassSpec) -> Result<Box<dyn Pass>, PassError> {
 
 /// The default pipeline: keeps the module's numerics (no quantization).
 pub const DEFAULT_PIPELINE: &str =
-    "canonicalize,fold-constants,cse,dce,fuse-ssd,fuse-elementwise,schedule-hybrid,dce,plan-memory";
+    "canonicalize,fold-constants,cse,dce,hoist-weights,fuse-ssd,fuse-elementwise,schedule-hybrid,dce,plan-memory";
 
 /// Replaces the pipeline name `default` by the default pipeline.
 pub fn expand_default(pipeline: &str) -> String {

@@ -58,6 +58,22 @@ fn rename_graph(g: &mut Graph, names: &mut Names, fresh: bool) {
     }
 }
 
+/// `old` mapped; a name the map does not hold but that extends one it does (a derived weight,
+/// `<weight>.<op>`) keeps its extension.
+fn lookup(map: &HashMap<String, String>, old: &str) -> String {
+    if let Some(new) = map.get(old) {
+        return new.clone();
+    }
+    let mut cut = old.len();
+    while let Some(dot) = old[..cut].rfind('.') {
+        if let Some(new) = map.get(&old[..dot]) {
+            return format!("{new}{}", &old[dot..]);
+        }
+        cut = dot;
+    }
+    old.to_string()
+}
+
 /// `m` with every name replaced: made up (`fresh`, filling `names`) or looked up in `names`.
 fn rename(m: &Module, names: &mut Names, fresh: bool) -> Module {
     let mut m = m.clone();
@@ -66,7 +82,7 @@ fn rename(m: &Module, names: &mut Names, fresh: bool) -> Module {
         if fresh {
             map.entry(old.to_string()).or_insert_with(|| format!("{prefix}{k}")).clone()
         } else {
-            map.get(old).cloned().unwrap_or_else(|| old.to_string())
+            lookup(map, old)
         }
     };
     let symbols: Vec<_> = m.symbols.iter().map(|(h, _)| h).collect();

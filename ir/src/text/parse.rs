@@ -401,7 +401,7 @@ impl Parser {
                     self.punct(":")?;
                     let ty = self.ty(&m)?;
                     self.punct("=")?;
-                    let (kind, kpos) = self.ident("`checkpoint` or `synthetic`")?;
+                    let (kind, kpos) = self.ident("`checkpoint`, `synthetic` or `derived`")?;
                     let source = match kind.as_str() {
                         "checkpoint" => {
                             let file = self.string("the safetensors file name")?;
@@ -409,7 +409,19 @@ impl Parser {
                             WeightSource::Checkpoint { file, tensor }
                         }
                         "synthetic" => WeightSource::Synthetic { seed: self.uint("a seed")? },
-                        _ => return err_at(kpos, format!("expected `checkpoint` or `synthetic`, found `{kind}`")),
+                        "derived" => {
+                            self.punct("{")?;
+                            // Spans of derived graphs are not recorded: no function index names them.
+                            let g = self.graph(&m, usize::MAX, &[])?;
+                            self.punct("}")?;
+                            WeightSource::Derived(Box::new(g))
+                        }
+                        _ => {
+                            return err_at(
+                                kpos,
+                                format!("expected `checkpoint`, `synthetic` or `derived`, found `{kind}`"),
+                            )
+                        }
                     };
                     let mut role = None;
                     if *self.peek() == Tok::Punct("{") {

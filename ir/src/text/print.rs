@@ -22,6 +22,12 @@ pub fn print_module(m: &Module) -> String {
         let src = match &w.source {
             WeightSource::Checkpoint { file, tensor } => format!("checkpoint {} {}", quote(file), quote(tensor)),
             WeightSource::Synthetic { seed } => format!("synthetic {seed}"),
+            WeightSource::Derived(g) => {
+                let mut body = String::from("derived {\n");
+                print_graph(m, g, 2, &mut body);
+                body.push_str("  }");
+                body
+            }
         };
         let role = match w.role {
             None => String::new(),
