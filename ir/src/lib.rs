@@ -18,8 +18,8 @@
 //! Values are rounded exactly at the dtypes the IR gives them (round-to-nearest-even; fp8
 //! saturating, per `lathe-numerics`); arithmetic inside every op is f32. The module's
 //! `compute_dtype` records the dtype of intermediates chosen by the frontend: f32 for the CPU
-//! interpreter and `eval`, bf16 for compiled artifacts. A pass that keeps an intermediate in f32
-//! retypes the value, so the interpreter computes exactly what the kernel will.
+//! interpreter and `eval`, bf16 for compiled artifacts. A fused kernel rounds exactly where the
+//! types inside its group say (docs/numerics.md), so the interpreter computes what it computes.
 //!
 //! # Data flow
 //! The frontend builds modules with [`builder::GraphBuilder`]; text goes in and out through
