@@ -44,7 +44,8 @@ pub fn from_config(c: &Config) -> Result<NemotronHConfig, FrontendError> {
         chunk_size: c.opt_usize(&["chunk_size"])?.unwrap_or(256).max(1),
         eps: c.opt_f64(&["layer_norm_epsilon"])?.unwrap_or(1e-5),
         time_step_limit: c.opt_f64_pair(&["time_step_limit"])?.unwrap_or((0.0, f64::INFINITY)),
-        tie_word_embeddings: c.opt_bool(&["tie_word_embeddings"])?.unwrap_or(true),
+        // transformers' Mamba2Config: not tied unless the config says so.
+        tie_word_embeddings: c.opt_bool(&["tie_word_embeddings"])?.unwrap_or(false),
         use_conv_bias: c.opt_bool(&["use_conv_bias"])?.unwrap_or(true),
         mamba_proj_bias: c.opt_bool(&["use_bias"])?.unwrap_or(false),
         attention_bias: false,

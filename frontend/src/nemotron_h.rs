@@ -76,20 +76,12 @@ pub struct NemotronHConfig {
 impl NemotronHConfig {
     /// Resolves a `nemotron_h` config.
     pub fn from_config(c: &Config) -> Result<Self, FrontendError> {
-        let pattern = if let Some(p) = c.opt_str(&["hybrid_override_pattern"])? {
-            p.chars()
-                .enumerate()
-                .map(|(i, ch)| match ch {
-                    'M' => Ok(BlockKind::Mamba),
-                    '*' => Ok(BlockKind::Attention),
-                    '-' => Ok(BlockKind::Mlp),
-                    'E' => Ok(BlockKind::Moe),
-                    _ => Err(c.invalid(format!(
-                        "`hybrid_override_pattern` has {ch:?} at position {i} (expected M, *, - or E)"
-                    ))),
-                })
-                .collect::<Result<Vec<_>, _>>()?
-        } else if let Some(list) = c.opt_str_list(&["layers_block_type"])? {
+        // Where a setting has two spellings, the one transformers' `nemotron_h` reads wins
+        // (docs/frontend.md): `layers_block_type` over `hybrid_override_pattern`, the old
+        // `mamba_*` names over the new ones (its config class pops them over), `head_dim` over
+        // `attention_head_dim`, `layer_norm_epsilon` over `rms_norm_eps`, `use_bias` alone for
+        // the Mamba projections (`mamba_proj_bias` is never read).
+        let pattern = if let Some(list) = c.opt_str_list(&["layers_block_type"])? {
             list.iter()
                 .enumerate()
                 .map(|(i, s)| match s.as_str() {
@@ -99,6 +91,19 @@ impl NemotronHConfig {
                     "moe" => Ok(BlockKind::Moe),
                     _ => Err(c.invalid(format!(
                         "`layers_block_type[{i}]` is {s:?} (expected mamba, attention, mlp, moe, linear_attention or full_attention)"
+                    ))),
+                })
+                .collect::<Result<Vec<_>, _>>()?
+        } else if let Some(p) = c.opt_str(&["hybrid_override_pattern"])? {
+            p.chars()
+                .enumerate()
+                .map(|(i, ch)| match ch {
+                    'M' => Ok(BlockKind::Mamba),
+                    '*' => Ok(BlockKind::Attention),
+                    '-' => Ok(BlockKind::Mlp),
+                    'E' => Ok(BlockKind::Moe),
+                    _ => Err(c.invalid(format!(
+                        "`hybrid_override_pattern` has {ch:?} at position {i} (expected M, *, - or E)"
                     ))),
                 })
                 .collect::<Result<Vec<_>, _>>()?
@@ -124,19 +129,37 @@ impl NemotronHConfig {
             intermediate_size: c.positive(&["intermediate_size"])?,
             mamba_num_heads: c.positive(&["mamba_num_heads"])?,
             mamba_head_dim: c.positive(&["mamba_head_dim"])?,
-            n_groups: c.positive(&["n_groups", "mamba_n_groups"])?,
+            n_groups: c.positive(&["mamba_n_groups", "n_groups"])?,
             ssm_state_size: c.positive(&["ssm_state_size"])?,
-            conv_kernel: c.positive(&["conv_kernel", "mamba_d_conv"])?,
-            chunk_size: c.opt_usize(&["chunk_size", "mamba_chunk_size"])?.unwrap_or(128).max(1),
+            conv_kernel: c.positive(&["mamba_d_conv", "conv_kernel"])?,
+            chunk_size: c.opt_usize(&["mamba_chunk_size", "chunk_size"])?.unwrap_or(128).max(1),
             eps: c.opt_f64(&["layer_norm_epsilon", "rms_norm_eps"])?.unwrap_or(1e-5),
             time_step_limit: c.opt_f64_pair(&["time_step_limit", "mamba_dt_limit"])?.unwrap_or((0.0, f64::INFINITY)),
-            tie_word_embeddings: c.opt_bool(&["tie_word_embeddings"])?.unwrap_or(false),
-            use_conv_bias: c.opt_bool(&["use_conv_bias", "mamba_conv_bias"])?.unwrap_or(true),
-            mamba_proj_bias: c.opt_bool(&["mamba_proj_bias", "use_bias"])?.unwrap_or(false),
-            attention_bias: c.opt_bool(&["attention_bias"])?.unwrap_or(false),
+            // transformers' nemotron_h never ties the LM head to the embedding.
+            tie_word_embeddings: false,
+            use_conv_bias: c.opt_bool(&["mamba_conv_bias", "use_conv_bias"])?.unwrap_or(true),
+            mamba_proj_bias: c.opt_bool(&["use_bias"])?.unwrap_or(false),
+            // Its attention projections have no biases, whatever `attention_bias` says (below).
+            attention_bias: false,
             mlp_bias: c.opt_bool(&["mlp_bias"])?.unwrap_or(false),
             pattern,
         };
+        if c.opt_bool(&["attention_bias"])? == Some(true) {
+            return Err(FrontendError::Unsupported(format!(
+                "{}: `attention_bias: true` is not supported (transformers' nemotron_h has no attention biases)",
+                c.path.display()
+            )));
+        }
+        for (key, want) in [("mlp_hidden_act", "relu2"), ("mamba_hidden_act", "silu")] {
+            if let Some(act) = c.opt_str(&[key])? {
+                if act != want {
+                    return Err(FrontendError::Unsupported(format!(
+                        "{}: `{key}` is {act:?}; only {want:?} is supported",
+                        c.path.display()
+                    )));
+                }
+            }
+        }
         if !cfg.num_attention_heads.is_multiple_of(cfg.num_key_value_heads) {
             return Err(c.invalid(format!(
                 "`num_attention_heads` {} is not a multiple of `num_key_value_heads` {}",

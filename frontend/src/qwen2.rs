@@ -41,6 +41,8 @@ pub struct Qwen2Config {
     pub o_bias: bool,
     /// LM head shares the embedding.
     pub tie_word_embeddings: bool,
+    /// gate/up/down projections have biases.
+    pub mlp_bias: bool,
 }
 
 impl Qwen2Config {
@@ -48,13 +50,21 @@ impl Qwen2Config {
     pub fn from_config(c: &Config, qwen: bool) -> Result<Self, FrontendError> {
         let hidden = c.positive(&["hidden_size"])?;
         let heads = c.positive(&["num_attention_heads"])?;
-        let kv = c.opt_usize(&["num_key_value_heads"])?.unwrap_or(heads).max(1);
+        // transformers' defaults when the field is absent: Qwen2Config 32, LlamaConfig the query
+        // heads.
+        let kv = c.opt_usize(&["num_key_value_heads"])?.unwrap_or(if qwen { 32 } else { heads });
+        if kv == 0 {
+            return Err(c.invalid("`num_key_value_heads` must be at least 1".into()));
+        }
         if heads % kv != 0 {
             return Err(
                 c.invalid(format!("`num_attention_heads` {heads} is not a multiple of `num_key_value_heads` {kv}"))
             );
         }
-        let rope = c.get("rope_parameters").or_else(|| c.get("rope_scaling"));
+        // As transformers resolves them: `rope_scaling` (when not null) replaces
+        // `rope_parameters`; a `rope_theta` inside it beats the top-level one; `rope_type` beats
+        // `type`.
+        let rope = c.get("rope_scaling").filter(|v| !v.is_null()).or_else(|| c.get("rope_parameters"));
         if let Some(kind) = rope.and_then(|r| r.get("rope_type").or_else(|| r.get("type"))).and_then(|v| v.as_str()) {
             if kind != "default" {
                 return Err(FrontendError::Unsupported(format!(
@@ -63,10 +73,18 @@ impl Qwen2Config {
                 )));
             }
         }
-        let theta = match c.opt_f64(&["rope_theta"])? {
-            Some(t) => t,
-            None => rope.and_then(|r| r.get("rope_theta")).and_then(|v| v.as_f64()).unwrap_or(10000.0),
+        let theta = match rope.and_then(|r| r.get("rope_theta")) {
+            Some(v) => v
+                .as_f64()
+                .ok_or_else(|| c.invalid(format!("`rope_parameters.rope_theta` must be a number, got {v}")))?,
+            None => c.opt_f64(&["rope_theta"])?.unwrap_or(10000.0),
         };
+        if qwen && c.opt_bool(&["use_sliding_window"])? == Some(true) {
+            return Err(FrontendError::Unsupported(format!(
+                "{}: `use_sliding_window: true` is not supported yet",
+                c.path.display()
+            )));
+        }
         let attention_bias = c.opt_bool(&["attention_bias"])?;
         Ok(Qwen2Config {
             hidden_size: hidden,
@@ -82,6 +100,8 @@ impl Qwen2Config {
             qkv_bias: if qwen { true } else { attention_bias.unwrap_or(false) },
             o_bias: if qwen { false } else { attention_bias.unwrap_or(false) },
             tie_word_embeddings: c.opt_bool(&["tie_word_embeddings"])?.unwrap_or(false),
+            // Llama's `mlp_bias` (gate/up/down); Qwen2's MLP has none.
+            mlp_bias: !qwen && c.opt_bool(&["mlp_bias"])?.unwrap_or(false),
         })
     }
 
@@ -112,9 +132,12 @@ impl Qwen2Config {
                 add(format!("{p}.self_attn.o_proj.bias"), vec![h]);
             }
             add(format!("{p}.post_attention_layernorm.weight"), vec![h]);
-            add(format!("{p}.mlp.gate_proj.weight"), vec![f, h]);
-            add(format!("{p}.mlp.up_proj.weight"), vec![f, h]);
-            add(format!("{p}.mlp.down_proj.weight"), vec![h, f]);
+            for (name, out, inp) in [("gate_proj", f, h), ("up_proj", f, h), ("down_proj", h, f)] {
+                add(format!("{p}.mlp.{name}.weight"), vec![out, inp]);
+                if self.mlp_bias {
+                    add(format!("{p}.mlp.{name}.bias"), vec![out]);
+                }
+            }
         }
         t.push(spec("model.norm.weight".into(), vec![h], None));
         if !self.tie_word_embeddings {
@@ -155,14 +178,64 @@ impl Qwen2Config {
             )?;
             h = cx.binary(BinaryOp::Add, h, a)?;
             let x = cx.rms_norm(h, &format!("{p}.post_attention_layernorm.weight"), self.eps, 1, None)?;
-            let gate = cx.linear(x, &format!("{p}.mlp.gate_proj"), false)?;
+            let gate = cx.linear(x, &format!("{p}.mlp.gate_proj"), self.mlp_bias)?;
             let gate = cx.unary(UnaryOp::Silu, gate)?;
-            let up = cx.linear(x, &format!("{p}.mlp.up_proj"), false)?;
+            let up = cx.linear(x, &format!("{p}.mlp.up_proj"), self.mlp_bias)?;
             let y = cx.binary(BinaryOp::Mul, gate, up)?;
-            let y = cx.linear(y, &format!("{p}.mlp.down_proj"), false)?;
+            let y = cx.linear(y, &format!("{p}.mlp.down_proj"), self.mlp_bias)?;
             h = cx.binary(BinaryOp::Add, h, y)?;
         }
         let head = if self.tie_word_embeddings { "model.embed_tokens" } else { "lm_head" };
         finish(cx, h, program, shapes, "model.norm.weight", self.eps, head, self.vocab_size, caches)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolve(text: &str, qwen: bool) -> Result<Qwen2Config, FrontendError> {
+        let c = Config::parse(text, std::path::PathBuf::from("config.json"))?;
+        Qwen2Config::from_config(&c, qwen)
+    }
+
+    const BASE: &str = r#""hidden_size": 32, "num_attention_heads": 4, "vocab_size": 16, "num_hidden_layers": 1, "intermediate_size": 8"#;
+
+    #[test]
+    fn rope_and_head_settings_resolve_as_transformers_does() {
+        // A theta inside the RoPE dict beats the top-level one; `rope_scaling` replaces
+        // `rope_parameters` when not null.
+        let c = resolve(
+            &format!(
+                r#"{{{BASE}, "num_key_value_heads": 2, "rope_theta": 1e6, "rope_parameters": {{"rope_type": "default", "rope_theta": 5e5}}}}"#
+            ),
+            true,
+        );
+        assert_eq!(c.expect("resolves").rope_theta, 5e5);
+        let c = resolve(
+            &format!(
+                r#"{{{BASE}, "num_key_value_heads": 2, "rope_parameters": {{"rope_theta": 5e5}}, "rope_scaling": {{"rope_type": "default", "rope_theta": 7.0}}}}"#
+            ),
+            true,
+        );
+        assert_eq!(c.expect("resolves").rope_theta, 7.0);
+        let c =
+            resolve(&format!(r#"{{{BASE}, "num_key_value_heads": 2, "rope_theta": 1e6, "rope_scaling": null}}"#), true);
+        assert_eq!(c.expect("resolves").rope_theta, 1e6);
+        let e = resolve(
+            &format!(r#"{{{BASE}, "num_key_value_heads": 2, "rope_scaling": {{"type": "linear", "factor": 2}}}}"#),
+            true,
+        );
+        assert!(e.expect_err("scaled").to_string().contains("rope type \"linear\""));
+        // Without `num_key_value_heads`: Qwen2 takes 32 (so 4 query heads do not divide), Llama
+        // the query heads.
+        let e = resolve(&format!("{{{BASE}}}"), true).expect_err("qwen2 default kv heads");
+        assert!(e.to_string().contains("not a multiple of `num_key_value_heads` 32"), "{e}");
+        assert_eq!(resolve(&format!("{{{BASE}}}"), false).expect("llama").num_key_value_heads, 4);
+        // Llama's mlp_bias gives the MLP biases; Qwen2's sliding window is refused.
+        let l = resolve(&format!(r#"{{{BASE}, "mlp_bias": true}}"#), false).expect("llama");
+        assert!(l.tensors().iter().any(|t| t.name == "model.layers.0.mlp.down_proj.bias"));
+        let e = resolve(&format!(r#"{{{BASE}, "num_key_value_heads": 2, "use_sliding_window": true}}"#), true);
+        assert!(e.expect_err("sliding").to_string().contains("use_sliding_window"));
     }
 }

@@ -96,3 +96,12 @@ fn qwen2_tiny_matches_transformers() {
 fn nemotron_h_f16_matches_transformers() {
     check("nemotron_h_f16");
 }
+
+/// A config that spells settings two ways with different values (`use_bias: true` beside
+/// `mamba_proj_bias: false`, `layers_block_type` beside a different `hybrid_override_pattern`,
+/// `layer_norm_epsilon` beside `rms_norm_eps`, `head_dim` beside `attention_head_dim`): lathe
+/// reads the spelling transformers' modeling code reads, and matches its logits.
+#[test]
+fn nemotron_h_spellings_follow_transformers() {
+    check("nemotron_h_spellings");
+}
