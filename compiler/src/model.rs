@@ -16,9 +16,14 @@ pub fn load_model(dir: &Path, opts: &ImportOptions) -> Result<Imported, CliError
     import(dir, opts).map_err(|e| CliError::input(e.to_string()))
 }
 
-/// Weight elements a module holds (symbolic shapes count as 0).
+/// The model's own weights: checkpoint and synthetic ones, not those a pass derived from them.
+fn model_weights(m: &Module) -> impl Iterator<Item = &lathe_ir::Weight> {
+    m.weights.iter().map(|(_, w)| w).filter(|w| !matches!(w.source, lathe_ir::WeightSource::Derived(_)))
+}
+
+/// Weight elements the model holds (symbolic shapes count as 0; derived weights not at all).
 pub fn parameters(m: &Module) -> u64 {
-    m.weights.iter().map(|(_, w)| w.ty.const_elements().unwrap_or(0)).sum()
+    model_weights(m).map(|w| w.ty.const_elements().unwrap_or(0)).sum()
 }
 
 /// Refuses to interpret a model whose weights, held as f32 by the interpreter, plus `extra`
@@ -174,7 +179,7 @@ pub fn stats(imp: &Imported, unfused: &BTreeMap<String, u64>) -> Value {
     let m = &imp.module;
     let parameters = parameters(m);
     let weight_bytes: u64 =
-        m.weights.iter().map(|(_, w)| w.ty.const_elements().unwrap_or(0) * w.ty.dtype.size_bytes() as u64).sum();
+        model_weights(m).map(|w| w.ty.const_elements().unwrap_or(0) * w.ty.dtype.size_bytes() as u64).sum();
     let (model_type, layers) = match &imp.family {
         Family::NemotronH(c) => {
             let n = |k| c.pattern.iter().filter(|&&b| b == k).count();

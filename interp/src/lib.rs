@@ -161,6 +161,8 @@ pub struct Session<'a> {
     m: &'a Module,
     loader: &'a dyn WeightLoader,
     weights: HashMap<usize, Arc<Tensor>>,
+    /// The functions whose weights are all loaded.
+    preloaded: std::collections::HashSet<String>,
     profile: Option<std::collections::BTreeMap<&'static str, (u64, std::time::Duration)>>,
 }
 
@@ -174,7 +176,7 @@ impl<'a> Session<'a> {
     /// Verifies `m`; weights are loaded on first use.
     pub fn new(m: &'a Module, loader: &'a dyn WeightLoader) -> Result<Self, InterpError> {
         lathe_ir::verify::verify(m).map_err(|e| InterpError::Invalid(e.to_string()))?;
-        Ok(Session { m, loader, weights: HashMap::new(), profile: None })
+        Ok(Session { m, loader, weights: HashMap::new(), preloaded: Default::default(), profile: None })
     }
 
     /// Starts recording the time spent in each op (by text name) over the following runs.
@@ -204,24 +206,49 @@ impl<'a> Session<'a> {
     /// weight in node order, as a sequential load would.
     pub fn load_weights(&mut self, func: &str) -> Result<(), InterpError> {
         let f = function(self.m, func)?;
-        self.preload(&f.graph)
+        self.preload(f)
     }
 
     /// [`Self::load_weights`] of graph `g`: reading and decoding a checkpoint is most of a
     /// first run.
-    fn preload(&mut self, g: &Graph) -> Result<(), InterpError> {
-        // Every run calls this (each decode step): once all weights are in, it is free.
-        if self.weights.len() == self.m.weights.len() {
+    fn preload(&mut self, f: &Function) -> Result<(), InterpError> {
+        // Every run calls this (each decode step): once a function's weights are in, it is free.
+        if self.preloaded.contains(&f.name) {
             return Ok(());
         }
+        let g = &f.graph;
         let mut ids = Vec::new();
         weights_read(g, &mut ids);
-        ids.retain(|w| !self.weights.contains_key(&w.index()));
+        // Derived weights read the weights they are computed from: those load in parallel with
+        // the rest, then the derived ones are evaluated, each once, from the session's copies.
+        let derived_sources = ids.iter().filter_map(|w| match &self.m.weights[*w].source {
+            WeightSource::Derived(d) => Some(d.as_ref()),
+            _ => None,
+        });
+        let mut sources = Vec::new();
+        for d in derived_sources {
+            weights_read(d, &mut sources);
+        }
+        let mut plain: Vec<WeightId> = sources.into_iter().chain(ids.iter().copied()).collect();
+        let mut seen = std::collections::HashSet::new();
+        plain.retain(|w| {
+            seen.insert(*w)
+                && !self.weights.contains_key(&w.index())
+                && !matches!(self.m.weights[*w].source, WeightSource::Derived(_))
+        });
         let (m, loader) = (self.m, self.loader);
-        let loaded: Vec<Result<Tensor, InterpError>> = ids.par_iter().map(|&w| load_weight(m, loader, w)).collect();
-        for (w, t) in ids.into_iter().zip(loaded) {
+        let loaded: Vec<Result<Tensor, InterpError>> = plain.par_iter().map(|&w| load_weight(m, loader, w)).collect();
+        for (w, t) in plain.into_iter().zip(loaded) {
             self.weights.insert(w.index(), Arc::new(t?));
         }
+        let mut env = Env { m, loader, syms: HashMap::new(), weights: &mut self.weights, profile: None };
+        for w in ids {
+            env.weight(w).map_err(|e| match e {
+                Fail::Msg(message) => InterpError::Weight { name: m.weights[w].name.clone(), message },
+                Fail::Nested(e) => e,
+            })?;
+        }
+        self.preloaded.insert(f.name.clone());
         Ok(())
     }
 
@@ -252,7 +279,7 @@ impl<'a> Session<'a> {
             args.push(Arc::new(t));
         }
         // Inputs are present before any weight is read; their types are checked as they bind.
-        self.preload(&f.graph)?;
+        self.preload(f)?;
         let mut env = Env {
             m,
             loader: self.loader,
@@ -540,7 +567,15 @@ impl Env<'_> {
         if let Some(t) = self.weights.get(&w.index()) {
             return Ok(t.clone());
         }
-        let t = Arc::new(load_weight(self.m, self.loader, w).map_err(Fail::Nested)?);
+        let t = match &self.m.weights[w].source {
+            // A derived weight is its graph, evaluated once with the interpreter's own ops (bit
+            // for bit what the same ops inline compute), its sources read from this session.
+            WeightSource::Derived(g) => {
+                let t = self.graph(g, Vec::new(), false).map_err(Fail::Nested)?.pop();
+                t.ok_or_else(|| Fail::Msg("its derived graph returns nothing".into()))?
+            }
+            _ => Arc::new(load_weight(self.m, self.loader, w).map_err(Fail::Nested)?),
+        };
         self.weights.insert(w.index(), t.clone());
         Ok(t)
     }

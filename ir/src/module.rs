@@ -284,6 +284,27 @@ impl Module {
         self.symbols.iter().find(|(_, s)| s.name == name).map(|(h, _)| h)
     }
 
+    /// The largest value dim `d` takes: a constant, or a symbol's bound (`None` for a symbol not
+    /// of this module).
+    pub fn dim_bound(&self, d: crate::types::Dim) -> Option<u64> {
+        match d {
+            crate::types::Dim::Const(c) => Some(c),
+            crate::types::Dim::Sym(s) => self.symbols.get(s).map(|s| s.max),
+        }
+    }
+
+    /// A name for something new: `stem` if no name is taken by it (`taken` says), else `stem1`,
+    /// `stem2`, … (`stem.1`, … when `sep` is `.`).
+    pub fn fresh_name(stem: &str, sep: &str, taken: &dyn Fn(&str) -> bool) -> String {
+        let mut candidate = stem.to_string();
+        let mut i = 0u64;
+        while taken(&candidate) {
+            i += 1;
+            candidate = format!("{stem}{sep}{i}");
+        }
+        candidate
+    }
+
     /// Finds a weight by name.
     pub fn weight(&self, name: &str) -> Option<WeightId> {
         self.weights.iter().find(|(_, w)| w.name == name).map(|(h, _)| h)

@@ -27,9 +27,14 @@ pub struct Location {
 impl Location {
     /// The location of node `n` of graph `g`, one level below `self`.
     pub fn at(&self, g: &Graph, n: NodeId) -> Location {
+        self.below(n, node_name(g, n))
+    }
+
+    /// The location of node `n` printed as `name` (`%k`), one level below `self`.
+    fn below(&self, n: NodeId, name: Option<String>) -> Location {
         let mut l = self.clone();
         l.path.push(n);
-        l.names.push(node_name(g, n).unwrap_or_else(|| format!("node {}", n.index())));
+        l.names.push(name.unwrap_or_else(|| format!("node {}", n.index())));
         l
     }
 }
@@ -170,7 +175,13 @@ fn verify_derived(
     let before = errs.len();
     let loc = Location::default();
     verify_graph(m, g, &loc, false, errs);
-    let mut problems: Vec<String> = errs.drain(before..).map(|e| e.to_string()).collect();
+    let mut problems: Vec<String> = errs
+        .drain(before..)
+        .map(|e| match &e.context {
+            Some(c) => format!("`{c}`: {}", e.message),
+            None => e.message,
+        })
+        .collect();
     if problems.is_empty() {
         for &n in &g.order {
             let node = &g.nodes[n];
@@ -279,6 +290,7 @@ pub(crate) fn verify_graph(m: &Module, g: &Graph, loc: &Location, named: bool, e
     }
     // 2. Types.
     let mut input_names = HashSet::new();
+    let mut numbers: Option<Vec<Option<usize>>> = None;
     for &n in &g.order {
         let node = &g.nodes[n];
         let name = node.op.name();
@@ -298,7 +310,9 @@ pub(crate) fn verify_graph(m: &Module, g: &Graph, loc: &Location, named: bool, e
                 continue;
             }
             Op::Fusion(f) => {
-                let sub = loc.at(g, n);
+                // Numbered once per graph, not per fusion: verification stays linear.
+                let numbers = numbers.get_or_insert_with(|| crate::text::print::node_numbers(g));
+                let sub = loc.below(n, numbers.get(n.index()).copied().flatten().map(|k| format!("%{k}")));
                 let nested = errs.len();
                 verify_graph(m, &f.body, &sub, false, errs);
                 if errs.len() > nested {

@@ -215,9 +215,6 @@ fn launch_bytes(b: &Bindings, g: &Graph, node: &lathe_ir::Node) -> f64 {
 /// function is not scheduled) on `gpu` under `b`.
 pub fn function_cost(m: &Module, f: &Function, b: &Bindings, gpu: &Gpu) -> Cost {
     let g = &f.graph;
-    // The launches of each group and its scratch, from the one launch rule; a group no strategy
-    // accepts (an unverified schedule) counts as one launch without scratch.
-    let list = crate::launch::function_launches(m, f).ok();
     let mut total = Cost::default();
     for &n in &g.order {
         let node = &g.nodes[n];
@@ -232,16 +229,26 @@ pub fn function_cost(m: &Module, f: &Function, b: &Bindings, gpu: &Gpu) -> Cost 
                 op_flops(b, &node.op, &args, &res)
             }
         };
-        let group = list.as_ref().and_then(|l| l.groups.iter().find(|x| x.0 == n));
+        // The group's launches and scratch, from the one launch rule; a group no strategy accepts
+        // (an unverified schedule) counts as one launch without scratch.
+        let group = match &node.op {
+            Op::Fusion(fu) => {
+                crate::strategy::classify(m, fu).ok().map(|spec| crate::launch::group_launches(m, &fu.body, spec))
+            }
+            _ => None,
+        };
         // Scratch is written once and read once.
         let scratch: f64 = group
-            .map(|x| x.3.iter().map(|s| 2.0 * s.bytes(&|d| b.dim(d) as u64).map_or(f64::INFINITY, |v| v as f64)).sum())
+            .as_ref()
+            .map(|x| {
+                x.scratch.iter().map(|s| 2.0 * s.bytes(&|d| b.dim(d) as u64).map_or(f64::INFINITY, |v| v as f64)).sum()
+            })
             .unwrap_or(0.0);
         let bytes = launch_bytes(b, g, node) + scratch;
         total.flops += flops;
         total.bytes += bytes;
         total.seconds += (flops / gpu.bf16_flops).max(bytes / gpu.bandwidth);
-        total.launches += group.map_or(1, |x| x.2);
+        total.launches += group.map_or(1, |x| x.launches.len());
     }
     total
 }

@@ -67,7 +67,8 @@ fn extract(g: &Graph, root: ValueId, within: &HashSet<NodeId>) -> Graph {
     out
 }
 
-/// Whether a derived graph reads a weight and computes something beyond moving it.
+/// Whether a derived graph reads a weight and computes something beyond moving it (its values
+/// are all of constant shape: `compile_time_nodes` keeps only those).
 fn worth_hoisting(g: &Graph) -> bool {
     let ops = || g.order.iter().map(|&n| &g.nodes[n].op);
     ops().any(|op| matches!(op, Op::Weight(_))) && ops().any(|op| !is_data(op) && !is_movement(op))
@@ -119,10 +120,7 @@ fn hoist_graph(m: &mut Module, g: &mut Graph, made: &mut Vec<(Graph, WeightId)>)
                 });
                 let base = first.map_or_else(|| "derived".to_string(), |w| m.weights[w].name.clone());
                 let stem = format!("{base}.{}", g.nodes[n].op.name());
-                let name = std::iter::once(stem.clone())
-                    .chain((1..).map(|i| format!("{stem}.{i}")))
-                    .find(|c| m.weight(c).is_none())
-                    .unwrap_or(stem);
+                let name = Module::fresh_name(&stem, ".", &|c| m.weight(c).is_some());
                 let role = first.and_then(|w| m.weights[w].role);
                 let w = m.add_weight(name, g.values[r].ty.clone(), WeightSource::Derived(Box::new(derived.clone())));
                 m.weights[w].role = role;

@@ -6,7 +6,7 @@
 //! | strategy | launches | scratch |
 //! |---|---|---|
 //! | `ssd_chunk_scan` | `ssd_chunk_state` (each chunk's decay cumsum and final state), `ssd_state_pass` (sequential over chunks: the state entering each), `ssd_chunk_scan` (outputs, with D, gate and norm) | chunk states `f32[B, ⌈S/Q⌉, H, P, N]`, decay cumsums `f32[B, H, ⌈S/Q⌉·Q]` |
-//! | `attention_decode` over more than [`ATTENTION_SPLIT_KEYS`] cache rows | one split-KV launch; the last CTA of each (sequence, head) combines the splits (no spin-wait) | partials `f32[B, Hq, splits, Dv + 2]`, arrival counters `u8[B, Hq, 4]` zeroed once when the arena is made (each use leaves them zero) |
+//! | `attention_decode` over more than [`ATTENTION_SPLIT_KEYS`] cache rows (at the capacity's bound) | one split-KV launch; the last CTA of each (sequence, head) combines the splits (no spin-wait) | partial outputs `f32[B, Hq, splits, Dv]`, maxima and sums `f32[B, Hq, splits, 2]`, arrival counters `u8[B, Hq, 4]` zeroed once when the arena is made (each use leaves them zero) |
 //! | any group with an `amax` epilogue (an fp8 activation scale) | a `memset` zeroing its `f32[]` accumulators, then the kernel (block max, one atomic max per CTA) | — |
 //! | every other | one launch of the strategy's kernel | — |
 //!
@@ -99,8 +99,9 @@ pub struct GroupLaunches {
     pub scratch: Vec<Scratch>,
 }
 
-/// The rule: a group's launches and scratch from its spec. `body` is the group's body.
-pub fn group_launches(body: &Graph, spec: GroupSpec) -> GroupLaunches {
+/// The rule: a group's launches and scratch from its spec. `body` is the group's body; `m` gives
+/// the symbols' bounds.
+pub fn group_launches(m: &Module, body: &Graph, spec: GroupSpec) -> GroupLaunches {
     let mut launches = Vec::new();
     let mut scratch = Vec::new();
     if !spec.reductions.is_empty()
@@ -137,26 +138,27 @@ pub fn group_launches(body: &Graph, spec: GroupSpec) -> GroupLaunches {
         KernelStrategy::AttentionDecode => {
             if let Some(&att) = spec.main.first() {
                 let (q, k, v) = (ty(att, 0), ty(att, 1), ty(att, 2));
-                let rows = k.shape[1].as_const().unwrap_or(u64::MAX);
+                let rows = m.dim_bound(k.shape[1]).unwrap_or(u64::MAX);
                 let splits = rows.div_ceil(ATTENTION_SPLIT_KEYS).min(ATTENTION_MAX_SPLITS);
                 if splits > 1 {
-                    let dv = v.shape[3].as_const().unwrap_or(0);
-                    let (b, hq) = (q.shape[0], q.shape[2]);
+                    let (b, hq) = (Extent::Dim(q.shape[0]), Extent::Dim(q.shape[2]));
+                    let s = Extent::Dim(Dim::Const(splits));
                     scratch.push(Scratch {
-                        name: "attention split partials",
+                        name: "attention split partial outputs",
                         dtype: DType::F32,
-                        shape: vec![
-                            Extent::Dim(b),
-                            Extent::Dim(hq),
-                            Extent::Dim(Dim::Const(splits)),
-                            Extent::Dim(Dim::Const(dv + 2)),
-                        ],
+                        shape: vec![b, hq, s, Extent::Dim(v.shape[3])],
+                        zero_at_load: false,
+                    });
+                    scratch.push(Scratch {
+                        name: "attention split maxima and sums",
+                        dtype: DType::F32,
+                        shape: vec![b, hq, s, Extent::Dim(Dim::Const(2))],
                         zero_at_load: false,
                     });
                     scratch.push(Scratch {
                         name: "attention split counters",
                         dtype: DType::U8,
-                        shape: vec![Extent::Dim(b), Extent::Dim(hq), Extent::Dim(Dim::Const(4))],
+                        shape: vec![b, hq, Extent::Dim(Dim::Const(4))],
                         zero_at_load: true,
                     });
                 }
@@ -207,7 +209,7 @@ pub fn function_launches(m: &Module, f: &Function) -> Result<LaunchList, (NodeId
         }
         let (kinds, scratch) = match op {
             Op::Fusion(fu) => {
-                let gl = group_launches(&fu.body, classify(m, fu).map_err(|e| (n, e))?);
+                let gl = group_launches(m, &fu.body, classify(m, fu).map_err(|e| (n, e))?);
                 (gl.launches, gl.scratch)
             }
             _ => (vec![LaunchKind::Kernel(crate::strategy::singleton(m, g, &g.nodes[n]))], Vec::new()),

@@ -309,10 +309,7 @@ pub fn bytes_at_bounds(m: &Module, ty: &TensorType) -> Option<u64> {
 }
 
 fn dim_at_bound(m: &Module, d: Dim) -> Option<u64> {
-    match d {
-        Dim::Const(c) => Some(c),
-        Dim::Sym(s) => Some(m.symbols.get(s)?.max),
-    }
+    m.dim_bound(d)
 }
 
 /// Plans every value, scratch buffer and in-place update of `f` (see the module docs).
@@ -356,12 +353,16 @@ pub fn plan(m: &Module, f: &Function) -> Result<MemoryPlan, PlanError> {
         }
         let Some((first, last_launch)) = span(n) else { continue };
         for &r in &node.results {
+            // A result that updates a cache lives in the cache's memory (also when it is returned
+            // a second time, plainly: that output is read from there); any other output in the
+            // caller's output buffer.
+            let updated = g.outputs.iter().filter(|o| o.value == r).find_map(|o| o.updates);
+            if let Some(i) = updated.and_then(|u| inputs.iter().position(|&x| x == u)) {
+                locations[r.index()] = Some(Location::InPlace(i));
+                continue;
+            }
             if let Some(k) = g.outputs.iter().position(|o| o.value == r) {
-                let updated = g.outputs.iter().find(|o| o.value == r).and_then(|o| o.updates);
-                locations[r.index()] = Some(match updated.and_then(|u| inputs.iter().position(|&x| x == u)) {
-                    Some(i) => Location::InPlace(i),
-                    None => Location::Output(k),
-                });
+                locations[r.index()] = Some(Location::Output(k));
                 continue;
             }
             let bytes = bytes_at_bounds(m, &g.values[r].ty)

@@ -45,6 +45,7 @@ impl Replacements {
         }
         for o in &mut g.outputs {
             o.value = self.resolve(o.value);
+            o.updates = o.updates.map(|u| self.resolve(u));
         }
     }
 }

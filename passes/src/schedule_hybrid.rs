@@ -58,10 +58,7 @@ fn chunk_prefill(m: &mut Module, chunk: u64) -> bool {
     if chunk == 0 || chunk >= m.symbols[s].max {
         return false;
     }
-    let name = std::iter::once("C".to_string())
-        .chain((1..).map(|i| format!("C{i}")))
-        .find(|n| m.symbol(n).is_none())
-        .unwrap_or_default();
+    let name = Module::fresh_name("C", "", &|n| m.symbol(n).is_some());
     let c = m.add_symbol(name, chunk);
     let swap = |d: &mut Dim| {
         if *d == Dim::Sym(s) {

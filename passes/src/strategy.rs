@@ -100,12 +100,16 @@ fn single_step(t: &TensorType) -> bool {
     t.shape.get(1) == Some(&Dim::Const(1))
 }
 
-/// The nodes of `g` whose values depend only on weights and constants (no input): compile-time
-/// values, such as an fp8 weight and its scale, which the artifact writer evaluates once.
+/// The nodes of `g` whose values depend only on weights and constants (no input) and have
+/// constant shapes: compile-time values, such as an fp8 weight and its scale, which the artifact
+/// writer can evaluate once.
 pub fn compile_time_nodes(g: &Graph) -> HashSet<NodeId> {
     let mut set = HashSet::new();
     for &n in &g.order {
         let node = &g.nodes[n];
+        if node.results.iter().any(|&r| g.values[r].ty.const_elements().is_none()) {
+            continue;
+        }
         let constant = match &node.op {
             Op::Weight(_) | Op::Constant(_) => true,
             op if is_weight_transform(op) => {
@@ -135,7 +139,7 @@ pub enum StrategyError {
         /// The strategy.
         strategy: KernelStrategy,
     },
-    /// The strategy is built around exactly one op of a kind.
+    /// The strategy is built around exactly one op of a kind (a cache write: at least one).
     #[error("a {} kernel holds exactly one `{op}`, found {found}", strategy.name())]
     ExactlyOne {
         /// The strategy.
@@ -176,7 +180,8 @@ pub struct GroupSpec {
     pub epilogue: Vec<NodeId>,
     /// `amax` epilogue reductions: each accumulates into a zeroed `f32[]` with atomics.
     pub reductions: Vec<NodeId>,
-    /// Nodes computed from weights and constants alone (compile-time values a kernel holds).
+    /// Nodes computed from weights and constants alone, of constant shapes (compile-time values
+    /// a kernel holds: weight views, an fp8 weight's dequantization).
     pub compile_time: Vec<NodeId>,
 }
 
@@ -269,7 +274,12 @@ pub fn classify(m: &Module, f: &Fusion) -> Result<GroupSpec, StrategyError> {
         }
         KernelStrategy::ScatterCache => {
             only(&|o| matches!(o, Op::ScatterCache))?;
-            computing.iter().copied().filter(|&n| matches!(op(n), Op::ScatterCache)).collect()
+            let writes: Vec<NodeId> =
+                computing.iter().copied().filter(|&n| matches!(op(n), Op::ScatterCache)).collect();
+            if writes.is_empty() {
+                return Err(StrategyError::ExactlyOne { strategy, op: "scatter_cache", found: 0 });
+            }
+            writes
         }
     };
     // Prologue: what the main ops read, computed in the group; the rest follows them.

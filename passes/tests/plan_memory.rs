@@ -179,6 +179,17 @@ fn caches_update_in_place() {
     let p = main_plan(&m).expect("plan");
     let pairs = in_place_names(m.function("main").expect("main"), &p);
     assert_eq!(pairs, vec![("cache", "cache"), ("kept", "kept")]);
+    // Returned twice, plainly and as the cache's update, `new` still lives in the cache.
+    let twice = module(
+        &[("cache", &cache(0, ty)), ("x", ty)],
+        &[Launch { dst: "new", args: &["cache", "x"], op: "add $0, $1", ty }],
+        "%new as \"copy\", %new as \"cache\" {updates=%cache}",
+        true,
+    );
+    let f = twice.function("main").expect("main");
+    let p2 = main_plan(&twice).expect("plan");
+    let new = f.graph.outputs[0].value;
+    assert_eq!(p2.location(new), Some(lathe_passes::plan_memory::Location::InPlace(0)));
     // Only t is an intermediate: `new` lives in the cache, `y` in the caller's output.
     assert_eq!(layout(&p), vec![(0, 1, 0, 1024)]);
 }

@@ -113,6 +113,16 @@ fn ill_formed_groups_are_rejected() {
     return %2"#,
     );
     assert!(e.contains("attention_decode takes one query per sequence"), "{e}");
+    let e = schedule_error(
+        r#"    %0 = input "x" : f32[4]
+    %1 = fusion %0 {strategy=scatter_cache} {
+      %0 = input "a" : f32[4]
+      %1 = exp %0 : f32[4]
+      return %1
+    } : f32[4]
+    return %1"#,
+    );
+    assert!(e.contains("a scatter_cache kernel holds exactly one `scatter_cache`, found 0"), "{e}");
 }
 
 #[test]

@@ -316,10 +316,13 @@ impl Checkpoint {
             return Err(malformed(&self.dir, format!("tensor file name {file:?} must be a plain file name")));
         }
         let header = Header::read(&self.dir.join(file))?;
+        // Every name is checked before any is recorded: a refused file leaves the checkpoint as
+        // it was.
+        if let Some((name, prev)) = header.tensors.keys().find_map(|n| self.index.get(n).map(|p| (n, p))) {
+            return Err(malformed(&header.path, format!("tensor \"{name}\" is also in {prev}")));
+        }
         for name in header.tensors.keys() {
-            if let Some(prev) = self.index.insert(name.clone(), file.to_string()) {
-                return Err(malformed(&header.path, format!("tensor \"{name}\" is also in {prev}")));
-            }
+            self.index.insert(name.clone(), file.to_string());
         }
         self.files.insert(file.to_string(), header);
         Ok(())

@@ -671,7 +671,9 @@ impl Parser {
         let results = scope.graph.push_node(op, args, types);
         let mut key_path = path.to_vec();
         key_path.push(node_id);
-        self.spans.insert((fidx, key_path), start);
+        if fidx != usize::MAX {
+            self.spans.insert((fidx, key_path), start);
+        }
         if let Some(name) = lhs {
             let keys: Vec<String> = if results.len() == 1 {
                 vec![name.clone()]

@@ -5,7 +5,7 @@ use std::fmt::Write;
 use crate::infer::type_str;
 use crate::module::{Function, Graph, Module, NodeId, ValueId, WeightSource};
 use crate::ops::{Attention, GeluApprox, Op, UnaryOp};
-use crate::program::{FunctionKind, InputRole, Stage, WeightRole};
+use crate::program::{FunctionKind, InputRole, Stage, StepSymbol, WeightRole};
 
 /// Prints a whole module.
 pub fn print_module(m: &Module) -> String {
@@ -66,16 +66,26 @@ pub fn value_names(g: &Graph) -> Vec<Option<String>> {
     names
 }
 
+/// The printed number `k` of every node (`%k`), by node index: nodes with results, counted in
+/// the order. `None` for a node without results or not in the order.
+pub fn node_numbers(g: &Graph) -> Vec<Option<usize>> {
+    let mut numbers = vec![None; g.nodes.len()];
+    let mut next = 0;
+    for &n in &g.order {
+        if g.nodes.get(n).is_some_and(|x| !x.results.is_empty()) {
+            if let Some(slot) = numbers.get_mut(n.index()) {
+                *slot = Some(next);
+            }
+            next += 1;
+        }
+    }
+    numbers
+}
+
 /// The printed name of node `n`'s results as a whole (`%k`), if it has results and is in the
 /// order.
 pub fn node_name(g: &Graph, n: NodeId) -> Option<String> {
-    let k = g
-        .order
-        .iter()
-        .take_while(|&&o| o != n)
-        .filter(|&&o| g.nodes.get(o).is_some_and(|x| !x.results.is_empty()))
-        .count();
-    (g.order.contains(&n) && g.nodes.get(n).is_some_and(|x| !x.results.is_empty())).then(|| format!("%{k}"))
+    node_numbers(g).get(n.index()).copied().flatten().map(|k| format!("%{k}"))
 }
 
 /// Node `n` of `g` on one line as the printer writes it (a fusion's body as `{…}`), for
@@ -200,9 +210,12 @@ fn function_attrs(m: &Module, f: &Function) -> String {
     if f.kind != FunctionKind::Generic {
         a.push(format!("kind={}", f.kind));
     }
-    for (role, s) in &f.step_symbols {
-        let name = m.symbols.get(*s).map_or_else(|| format!("?sym{}", s.index()), |s| s.name.clone());
-        a.push(format!("{}={name}", role.name()));
+    // In `StepSymbol::ALL` order, the order the parser reads them back in.
+    for role in StepSymbol::ALL {
+        for (_, s) in f.step_symbols.iter().filter(|(r, _)| *r == role) {
+            let name = m.symbols.get(*s).map_or_else(|| format!("?sym{}", s.index()), |s| s.name.clone());
+            a.push(format!("{}={name}", role.name()));
+        }
     }
     if a.is_empty() {
         String::new()
