@@ -148,13 +148,18 @@ pub fn broadcast_offsets(in_shape: &[usize], out_shape: &[usize]) -> Vec<usize> 
     let in_strides = strides(in_shape);
     let eff: Vec<usize> =
         (0..r).map(|i| if i < pad || in_shape[i - pad] == 1 { 0 } else { in_strides[i - pad] }).collect();
+    strided_offsets(out_shape, &eff)
+}
+
+/// The offsets `sum(idx[d] * eff[d])` of every index of `out_shape`, in row-major order.
+fn strided_offsets(out_shape: &[usize], eff: &[usize]) -> Vec<usize> {
     let n: usize = out_shape.iter().product();
     let mut out = Vec::with_capacity(n);
-    let mut idx = vec![0usize; r];
+    let mut idx = vec![0usize; out_shape.len()];
     let mut off = 0usize;
     for _ in 0..n {
         out.push(off);
-        for d in (0..r).rev() {
+        for d in (0..out_shape.len()).rev() {
             idx[d] += 1;
             off += eff[d];
             if idx[d] < out_shape[d] {
@@ -172,23 +177,7 @@ pub fn permute_offsets(shape: &[usize], perm: &[usize]) -> Vec<usize> {
     let s = strides(shape);
     let out_shape: Vec<usize> = perm.iter().map(|&p| shape[p]).collect();
     let eff: Vec<usize> = perm.iter().map(|&p| s[p]).collect();
-    let n: usize = out_shape.iter().product();
-    let mut out = Vec::with_capacity(n);
-    let mut idx = vec![0usize; perm.len()];
-    let mut off = 0usize;
-    for _ in 0..n {
-        out.push(off);
-        for d in (0..perm.len()).rev() {
-            idx[d] += 1;
-            off += eff[d];
-            if idx[d] < out_shape[d] {
-                break;
-            }
-            off -= eff[d] * idx[d];
-            idx[d] = 0;
-        }
-    }
-    out
+    strided_offsets(&out_shape, &eff)
 }
 
 /// Gathers `data[offsets[i]]`.
