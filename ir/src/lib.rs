@@ -29,6 +29,7 @@
 pub mod arena;
 pub mod builder;
 pub mod infer;
+pub mod limits;
 pub mod manual;
 pub mod module;
 pub mod ops;
