@@ -1,8 +1,10 @@
 //! Building blocks shared by the model builders: typed weight reads, linear layers, norms.
 
+use std::collections::HashMap;
+
 use lathe_ir::builder::{BuildError, GraphBuilder};
 use lathe_ir::ops::{BinaryOp, Constant, Iota, Matmul, Norm, Op, Reduce, ReduceKind, Split, UnaryOp};
-use lathe_ir::{DType, Dim, Module, TensorType, ValueId};
+use lathe_ir::{DType, Dim, Module, TensorType, ValueId, WeightId};
 
 use crate::FrontendError;
 
@@ -23,6 +25,8 @@ pub struct Ctx<'m> {
     pub dt: DType,
     /// The token positions `i64[B,S]`, once a block has asked for them.
     positions: Option<ValueId>,
+    /// The module's weights by name (a scan per lookup would make building quadratic in layers).
+    weights: HashMap<&'m str, WeightId>,
 }
 
 /// Result alias of the builders.
@@ -31,7 +35,8 @@ pub type R<T> = Result<T, FrontendError>;
 impl<'m> Ctx<'m> {
     /// A context for a new graph of `m`.
     pub fn new(m: &'m Module) -> Self {
-        Ctx { b: GraphBuilder::new(m), m, dt: m.compute_dtype, positions: None }
+        let weights = m.weights.iter().map(|(w, decl)| (decl.name.as_str(), w)).collect();
+        Ctx { b: GraphBuilder::new(m), m, dt: m.compute_dtype, positions: None, weights }
     }
 
     /// The type of a value.
@@ -41,7 +46,7 @@ impl<'m> Ctx<'m> {
 
     /// Reads weight `name` as declared.
     pub fn weight_raw(&mut self, name: &str) -> R<ValueId> {
-        let w = self.m.weight(name).ok_or_else(|| FrontendError::Build(format!("weight `{name}` was not declared")))?;
+        let w = *self.weights.get(name).ok_or_else(|| FrontendError::Build(format!("weight `{name}` was not declared")))?;
         Ok(self.b.push1(Op::Weight(w), &[])?)
     }
 

@@ -74,9 +74,34 @@ fn worth_hoisting(g: &Graph) -> bool {
     ops().any(|op| matches!(op, Op::Weight(_))) && ops().any(|op| !is_data(op) && !is_movement(op))
 }
 
+/// The derived weights made so far, found by the weights they read and their size (a scan of
+/// all of them per candidate would make the pass quadratic in the number of layers).
+#[derive(Default)]
+struct Made {
+    by_key: HashMap<(Vec<WeightId>, usize), Vec<(Graph, WeightId)>>,
+    count: usize,
+    /// Every weight name of the module, for fresh names.
+    names: HashSet<String>,
+}
+
+impl Made {
+    /// Equal derived graphs have equal keys.
+    fn key(g: &Graph) -> (Vec<WeightId>, usize) {
+        let reads = g
+            .order
+            .iter()
+            .filter_map(|&n| match g.nodes[n].op {
+                Op::Weight(w) => Some(w),
+                _ => None,
+            })
+            .collect();
+        (reads, g.order.len())
+    }
+}
+
 /// Hoists the compile-time values of one graph into `m`'s weights (shared through `made`);
 /// returns how many values now read a derived weight.
-fn hoist_graph(m: &mut Module, g: &mut Graph, made: &mut Vec<(Graph, WeightId)>) -> usize {
+fn hoist_graph(m: &mut Module, g: &mut Graph, made: &mut Made) -> usize {
     let ct = compile_time_nodes(g);
     let returned: HashSet<ValueId> = g.outputs.iter().map(|o| o.value).collect();
     let mut users: HashMap<ValueId, Vec<NodeId>> = HashMap::new();
@@ -111,7 +136,8 @@ fn hoist_graph(m: &mut Module, g: &mut Graph, made: &mut Vec<(Graph, WeightId)>)
         if !worth_hoisting(&derived) {
             continue;
         }
-        let w = match made.iter().find(|(d, _)| d.same(&derived)) {
+        let key = Made::key(&derived);
+        let w = match made.by_key.get(&key).and_then(|c| c.iter().find(|(d, _)| d.same(&derived))) {
             Some((_, w)) => *w,
             None => {
                 let first = derived.order.iter().find_map(|&x| match derived.nodes[x].op {
@@ -120,11 +146,13 @@ fn hoist_graph(m: &mut Module, g: &mut Graph, made: &mut Vec<(Graph, WeightId)>)
                 });
                 let base = first.map_or_else(|| "derived".to_string(), |w| m.weights[w].name.clone());
                 let stem = format!("{base}.{}", g.nodes[n].op.name());
-                let name = Module::fresh_name(&stem, ".", &|c| m.weight(c).is_some());
+                let name = Module::fresh_name(&stem, ".", &|c| made.names.contains(c));
+                made.names.insert(name.clone());
                 let role = first.and_then(|w| m.weights[w].role);
                 let w = m.add_weight(name, g.values[r].ty.clone(), WeightSource::Derived(Box::new(derived.clone())));
                 m.weights[w].role = role;
-                made.push((derived, w));
+                made.by_key.entry(key).or_default().push((derived, w));
+                made.count += 1;
                 w
             }
         };
@@ -155,7 +183,7 @@ fn hoist_graph(m: &mut Module, g: &mut Graph, made: &mut Vec<(Graph, WeightId)>)
 
 impl Pass for HoistWeights {
     fn run(&mut self, m: &mut Module, cx: &mut PassContext) -> Result<Changed, Failure> {
-        let mut made = Vec::new();
+        let mut made = Made { names: m.weights.iter().map(|(_, w)| w.name.clone()).collect(), ..Made::default() };
         let mut hoisted = 0;
         for i in 0..m.functions.len() {
             let mut g = std::mem::take(&mut m.functions[i].graph);
@@ -163,7 +191,7 @@ impl Pass for HoistWeights {
             m.functions[i].graph = g;
         }
         cx.bump("values-hoisted", hoisted as u64);
-        cx.bump("weights-derived", made.len() as u64);
+        cx.bump("weights-derived", made.count as u64);
         Ok((hoisted > 0).into())
     }
 }

@@ -13,6 +13,8 @@
 //! The prefill scan takes three launches because a GPU gives no forward-progress guarantee to
 //! CTAs spinning on each other: a single-pass scan with decoupled look-back would rely on it.
 
+use std::collections::HashMap;
+
 use lathe_ir::ops::{KernelStrategy, Op};
 use lathe_ir::{DType, Dim, Function, Graph, Module, NodeId};
 
@@ -186,13 +188,34 @@ pub struct LaunchList {
     pub launches: Vec<Launch>,
     /// Per computing top-level node, in order: the node, the index of its first launch in
     /// `launches`, how many it has, and its scratch.
-    pub groups: Vec<(NodeId, usize, usize, Vec<Scratch>)>,
+    groups: Vec<(NodeId, usize, usize, Vec<Scratch>)>,
+    /// Index into `groups` of each node's entry.
+    position: HashMap<NodeId, usize>,
 }
 
 impl LaunchList {
+    /// Appends the launches of top-level node `n`.
+    pub fn push(&mut self, n: NodeId, kinds: Vec<LaunchKind>, scratch: Vec<Scratch>) {
+        self.position.insert(n, self.groups.len());
+        self.groups.push((n, self.launches.len(), kinds.len(), scratch));
+        self.launches.extend(kinds.into_iter().map(|kind| Launch { node: n, kind }));
+    }
+
+    /// Per computing top-level node, in order: the node, the index of its first launch in
+    /// `launches`, how many it has, and its scratch.
+    pub fn groups(&self) -> &[(NodeId, usize, usize, Vec<Scratch>)] {
+        &self.groups
+    }
+
     /// `(first, last)` launch index of top-level node `n`, if it launches.
     pub fn span(&self, n: NodeId) -> Option<(usize, usize)> {
-        self.groups.iter().find(|g| g.0 == n).map(|g| (g.1, g.1 + g.2 - 1))
+        let g = &self.groups[*self.position.get(&n)?];
+        Some((g.1, g.1 + g.2 - 1))
+    }
+
+    /// The scratch buffers of top-level node `n` (none if it does not launch).
+    pub fn scratch(&self, n: NodeId) -> &[Scratch] {
+        self.position.get(&n).map_or(&[], |&k| self.groups[k].3.as_slice())
     }
 }
 
@@ -214,8 +237,7 @@ pub fn function_launches(m: &Module, f: &Function) -> Result<LaunchList, (NodeId
             }
             _ => (vec![LaunchKind::Kernel(crate::strategy::singleton(m, g, &g.nodes[n]))], Vec::new()),
         };
-        list.groups.push((n, list.launches.len(), kinds.len(), scratch));
-        list.launches.extend(kinds.into_iter().map(|kind| Launch { node: n, kind }));
+        list.push(n, kinds, scratch);
     }
     Ok(list)
 }

@@ -321,7 +321,7 @@ pub fn plan(m: &Module, f: &Function) -> Result<MemoryPlan, PlanError> {
     // Launches read in increasing order, so the last insert is the last read.
     let mut last_read: HashMap<ValueId, usize> = HashMap::new();
     let mut written_by: HashMap<ValueId, usize> = HashMap::new();
-    for &(n, _, _, _) in &list.groups {
+    for &(n, _, _, _) in list.groups() {
         let Some((first, last)) = span(n) else { continue };
         for &a in &g.nodes[n].args {
             last_read.insert(a, last);
@@ -334,13 +334,22 @@ pub fn plan(m: &Module, f: &Function) -> Result<MemoryPlan, PlanError> {
 
     let mut locations: Vec<Option<Location>> = vec![None; g.values.len()];
     let mut buffers = Vec::new();
-    let inputs: Vec<ValueId> = g.inputs().map(|(_, v)| v).collect();
+    let input_index: HashMap<ValueId, usize> = g.inputs().enumerate().map(|(k, (_, v))| (v, k)).collect();
+    // Per value: the first output returning it, and the input it updates if any output says so.
+    let mut output_of: HashMap<ValueId, usize> = HashMap::new();
+    let mut update_of: HashMap<ValueId, ValueId> = HashMap::new();
+    for (k, o) in g.outputs.iter().enumerate() {
+        output_of.entry(o.value).or_insert(k);
+        if let Some(u) = o.updates {
+            update_of.entry(o.value).or_insert(u);
+        }
+    }
     for &n in &g.order {
         let node = &g.nodes[n];
         let here = match &node.op {
             Op::Input(i) => {
                 let v = node.results[0];
-                let k = inputs.iter().position(|&x| x == v).unwrap_or(0);
+                let k = input_index.get(&v).copied().unwrap_or(0);
                 Some(StepField::of(f.kind, i.role).map_or(Location::Input(k), Location::Step))
             }
             Op::Weight(w) => Some(Location::Weight(*w)),
@@ -356,12 +365,11 @@ pub fn plan(m: &Module, f: &Function) -> Result<MemoryPlan, PlanError> {
             // A result that updates a cache lives in the cache's memory (also when it is returned
             // a second time, plainly: that output is read from there); any other output in the
             // caller's output buffer.
-            let updated = g.outputs.iter().filter(|o| o.value == r).find_map(|o| o.updates);
-            if let Some(i) = updated.and_then(|u| inputs.iter().position(|&x| x == u)) {
+            if let Some(&i) = update_of.get(&r).and_then(|u| input_index.get(u)) {
                 locations[r.index()] = Some(Location::InPlace(i));
                 continue;
             }
-            if let Some(k) = g.outputs.iter().position(|o| o.value == r) {
+            if let Some(&k) = output_of.get(&r) {
                 locations[r.index()] = Some(Location::Output(k));
                 continue;
             }
@@ -377,7 +385,7 @@ pub fn plan(m: &Module, f: &Function) -> Result<MemoryPlan, PlanError> {
             locations[r.index()] = Some(Location::Arena(buffers.len()));
             buffers.push(Buffer { owner: Owner::Value(r), offset: 0, bytes, first, last, zero_at_load: false });
         }
-        let scratch = list.groups.iter().find(|x| x.0 == n).map(|x| x.3.as_slice()).unwrap_or(&[]);
+        let scratch = list.scratch(n);
         for (index, s) in scratch.iter().enumerate() {
             let bytes = s
                 .bytes(&|d| dim_at_bound(m, d).unwrap_or(u64::MAX))
@@ -411,25 +419,43 @@ pub fn plan(m: &Module, f: &Function) -> Result<MemoryPlan, PlanError> {
     Ok(MemoryPlan { locations, buffers, peak_bytes, no_reuse_bytes, in_place, launches: list })
 }
 
-/// Greedy by size, best fit: sets every offset and returns the arena size.
+/// Greedy by size, best fit: sets every offset and returns the arena size. Buffers kept zero for
+/// the whole run share bytes with none: they lie first, one after another; the rest above them.
+///
+/// Placed buffers are indexed by the launches they live across, so finding the ones that live
+/// with a new buffer costs what overlaps it, not every buffer placed: planning stays near linear
+/// in the number of layers (a layer's values live across a few launches).
 fn assign_offsets(buffers: &mut [Buffer]) -> u64 {
-    let mut order: Vec<usize> = (0..buffers.len()).collect();
+    let mut zero_end = 0u64;
+    for b in buffers.iter_mut().filter(|b| b.zero_at_load) {
+        b.offset = zero_end;
+        zero_end = zero_end.saturating_add(b.slot_bytes());
+    }
+    let mut order: Vec<usize> = (0..buffers.len()).filter(|&i| !buffers[i].zero_at_load).collect();
     order.sort_by_key(|&i| (Reverse(buffers[i].slot_bytes()), buffers[i].first, i));
-    let mut placed: Vec<usize> = Vec::with_capacity(buffers.len());
-    let mut peak = 0;
-    for i in order {
-        let size = buffers[i].slot_bytes();
-        let mut live: Vec<(u64, u64)> = placed
-            .iter()
-            .map(|&j| &buffers[j])
-            .filter(|b| b.lives_with(&buffers[i]))
-            .map(|b| (b.offset, b.offset.saturating_add(b.slot_bytes())))
-            .collect();
+    let launches = buffers.iter().map(|b| b.last.saturating_add(1)).max().unwrap_or(0);
+    // Per launch, the placed buffers live across it.
+    let mut at: Vec<Vec<usize>> = vec![Vec::new(); launches];
+    // The last query that saw each buffer (to take each once).
+    let mut seen: Vec<usize> = vec![usize::MAX; buffers.len()];
+    let mut live: Vec<(u64, u64)> = Vec::new();
+    let mut peak = zero_end;
+    for (query, i) in order.into_iter().enumerate() {
+        let (size, first, last) = (buffers[i].slot_bytes(), buffers[i].first, buffers[i].last);
+        live.clear();
+        for t in first..=last {
+            for &j in &at[t] {
+                if seen[j] != query {
+                    seen[j] = query;
+                    live.push((buffers[j].offset, buffers[j].offset.saturating_add(buffers[j].slot_bytes())));
+                }
+            }
+        }
         live.sort_unstable();
         // (gap size, gap start) of the tightest gap that fits.
         let mut best: Option<(u64, u64)> = None;
-        let mut end = 0;
-        for (lo, hi) in live {
+        let mut end = zero_end;
+        for &(lo, hi) in &live {
             if lo > end {
                 let gap = lo - end;
                 if gap >= size && best.is_none_or(|(g, _)| gap < g) {
@@ -441,7 +467,9 @@ fn assign_offsets(buffers: &mut [Buffer]) -> u64 {
         let offset = best.map_or(end, |(_, start)| start);
         buffers[i].offset = offset;
         peak = u64::max(peak, offset.saturating_add(size));
-        placed.push(i);
+        for slot in &mut at[first..=last] {
+            slot.push(i);
+        }
     }
     peak
 }
@@ -464,6 +492,10 @@ fn in_place_updates(
     let g = &f.graph;
     let kind_at = |launch: usize| list.launches.get(launch).map_or("?", |l| launch_name(g, l.node));
     let mut pairs = Vec::new();
+    let mut returned: HashMap<ValueId, &str> = HashMap::new();
+    for o in &g.outputs {
+        returned.entry(o.value).or_insert(o.name.as_str());
+    }
     let mut aliased: HashMap<ValueId, &str> = HashMap::new();
     let mut updated: HashSet<ValueId> = HashSet::new();
     for (k, o) in g.outputs.iter().enumerate() {
@@ -505,12 +537,12 @@ fn in_place_updates(
                     reader_kind: kind_at(r),
                 });
             }
-            if let Some(p) = g.outputs.iter().find(|p| p.value == iv) {
+            if let Some(&p) = returned.get(&iv) {
                 return Err(PlanError::AlsoReturned {
                     function: f.name.clone(),
                     output: o.name.clone(),
                     input: input.to_string(),
-                    returned_as: p.name.clone(),
+                    returned_as: p.to_string(),
                 });
             }
             if let Some(other) = aliased.insert(o.value, input) {

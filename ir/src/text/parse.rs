@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use super::lex::{lex, Pos, Tok};
-use crate::module::{Function, Graph, Module, NodeId, Output, ValueId, WeightSource};
+use crate::module::{Function, Graph, Module, NodeId, Output, ValueId, WeightId, WeightSource};
 use crate::ops::{
     Attention, BinaryOp, Clamp, Constant, Conv2dPatch, Fusion, GeluApprox, Input, Iota, KernelStrategy, MaskKind,
     Matmul, Norm, Op, Reduce, ReduceKind, RopeAttrs, Sample, ScanSsd, Slice, Softmax, Split, UnaryOp,
@@ -36,7 +36,7 @@ pub fn parse_module(src: &str) -> Result<Module, ParseError> {
 /// Parses a module and records where each node was written.
 pub fn parse_module_with_spans(src: &str) -> Result<(Module, SourceMap), ParseError> {
     let toks = lex(src).map_err(|e| ParseError { line: e.pos.line, col: e.pos.col, message: e.message })?;
-    let mut p = Parser { toks, i: 0, spans: SourceMap::new() };
+    let mut p = Parser { toks, i: 0, spans: SourceMap::new(), weights: HashMap::new() };
     let m = p.module()?;
     Ok((m, p.spans))
 }
@@ -192,6 +192,8 @@ struct Parser {
     toks: Vec<(Tok, Pos)>,
     i: usize,
     spans: SourceMap,
+    /// Weights declared so far, by name (a linear scan per lookup is quadratic in the model).
+    weights: HashMap<String, WeightId>,
 }
 
 /// Names visible in one graph: `"3"` or `"3#1"` → value.
@@ -395,7 +397,7 @@ impl Parser {
                 Tok::Ident(kw) if kw == "weight" => {
                     self.i += 1;
                     let name = self.at_name("a weight name `@name`")?;
-                    if m.weight(&name).is_some() {
+                    if self.weights.contains_key(&name) {
                         return err_at(pos, format!("weight `@{name}` is declared twice"));
                     }
                     self.punct(":")?;
@@ -442,8 +444,9 @@ impl Parser {
                         };
                         a.finish("weight")?;
                     }
-                    let w = m.add_weight(name, ty, source);
+                    let w = m.add_weight(name.clone(), ty, source);
                     m.weights[w].role = role;
+                    self.weights.insert(name, w);
                 }
                 Tok::Ident(kw) if kw == "func" => {
                     self.i += 1;
@@ -657,8 +660,8 @@ impl Parser {
                 }
                 Op::Input(Input { name, ty: types[0].clone(), role })
             }
-            Imm::Weight(name, p) => match m.weight(&name) {
-                Some(w) => Op::Weight(w),
+            Imm::Weight(name, p) => match self.weights.get(&name) {
+                Some(&w) => Op::Weight(w),
                 None => return err_at(p, format!("unknown weight `@{name}`")),
             },
             Imm::Nums(values) => {

@@ -58,14 +58,14 @@ pub fn check_sound(m: &Module, f: &Function, p: &MemoryPlan) {
     let values: Vec<_> = p.buffers.iter().filter_map(|b| b.value()).collect();
     assert_eq!(values.len(), want.len(), "@{name}: one arena buffer per intermediate");
     // Scratch: one buffer per scratch of each group, over the group's launches.
-    let scratch: usize = list.groups.iter().map(|x| x.3.len()).sum();
+    let scratch: usize = list.groups().iter().map(|x| x.3.len()).sum();
     assert_eq!(p.buffers.len() - values.len(), scratch, "@{name}: one arena buffer per scratch");
     let slot = |b: u64| b.div_ceil(ALIGN) * ALIGN;
     for b in &p.buffers {
         match b.owner {
             Owner::Value(v) => assert_eq!(want.get(&v), Some(&(b.first, b.last, b.bytes)), "@{name}: {b:?}"),
             Owner::Scratch { node, index } => {
-                let (_, first, count, s) = list.groups.iter().find(|x| x.0 == node).expect("the group");
+                let (_, first, count, s) = list.groups().iter().find(|x| x.0 == node).expect("the group");
                 let bytes = s[index].bytes(&|d| bound(&d)).expect("fits");
                 assert_eq!((b.first, b.last, b.bytes), (*first, first + count - 1, bytes), "@{name}: {b:?}");
             }
