@@ -39,6 +39,8 @@ pub struct Setup<'a> {
     pub pipeline: &'a PipelineArgs,
     /// Also record the time per op of each phase.
     pub profile: bool,
+    /// Run on synthetic weights from the config alone.
+    pub shape_only: bool,
 }
 
 /// This machine's rates, measured now.
@@ -138,7 +140,7 @@ fn median(v: &mut [f64]) -> f64 {
 
 /// Runs the benchmark and returns its report as JSON.
 pub fn bench(setup: &Setup<'_>) -> Result<Value, CliError> {
-    let Setup { model, prompt, decode, runs, pipeline, profile } = *setup;
+    let Setup { model, prompt, decode, runs, pipeline, profile, shape_only } = *setup;
     if prompt == 0 || runs == 0 {
         return Err(CliError::input("--prompt and --runs must be at least 1"));
     }
@@ -147,11 +149,12 @@ pub fn bench(setup: &Setup<'_>) -> Result<Value, CliError> {
             "--prompt {prompt} + --decode {decode} exceeds the {MAX_CONTEXT} tokens a bench may hold"
         ))
     })?;
-    let opts = ImportOptions { max_batch: 1, max_seq: Some(capacity as u64), compute_dtype: DType::F32 };
+    let opts = ImportOptions { max_batch: 1, max_seq: Some(capacity as u64), compute_dtype: DType::F32, shape_only };
     pipeline.manager()?;
-    let mut imp = crate::model::load_model(model, &opts)?;
-    let caches = lathe_passes::cost::cache_bytes(&imp.module, capacity as u64);
-    crate::model::check_memory(&imp, model, caches)?;
+    let mut imp = crate::model::load_model(model, &opts, true)?;
+    let caches = lathe_passes::cost::cache_bytes(&imp.module, capacity as u64)
+        .ok_or_else(|| CliError::input(format!("{}: the caches' size overflows", model.display())))?;
+    crate::model::check_memory(&imp.module, model, caches)?;
     pipeline.run(&mut imp.module)?;
     let m = &imp.module;
     let program = |kind: FunctionKind| {

@@ -1,7 +1,8 @@
 //! CLI errors: one line, and an exit code (2 for bad input, 1 for internal failures).
 
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// An error the CLI reports and exits with.
 #[derive(Debug)]
@@ -35,15 +36,50 @@ impl fmt::Display for CliError {
     }
 }
 
-/// Writes `data` to `path` through a temporary sibling file and a rename.
+/// Writes `data` to `path` through a temporary sibling file and a rename. The temporary name
+/// is short (`.lathe-PID-N.tmp`), so any output name the file system takes works.
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), CliError> {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
-    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
+    let tmp = dir.join(format!(".lathe-{}-{}.tmp", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed)));
     let result = std::fs::write(&tmp, data).and_then(|()| std::fs::rename(&tmp, path));
     if let Err(e) = result {
         let _ = std::fs::remove_file(&tmp);
         return Err(CliError::input(format!("{}: cannot write ({e})", path.display())));
     }
     Ok(())
+}
+
+/// Refuses an output path that is one of the command's inputs: the same file by device and
+/// inode, so a symbolic or hard link to an input is caught too. Checked before any work.
+pub fn refuse_overwrite(out: &Path, flag: &str, inputs: &[PathBuf]) -> Result<(), CliError> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(target) = std::fs::metadata(out) else { return Ok(()) };
+    for input in inputs {
+        if let Ok(m) = std::fs::metadata(input) {
+            if (m.dev(), m.ino()) == (target.dev(), target.ino()) {
+                return Err(CliError::input(format!(
+                    "{flag} {}: is the input {}; it would be overwritten",
+                    out.display(),
+                    input.display()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The files of a model directory a command reads: `config.json`, the shard index and every
+/// safetensors file.
+pub fn model_inputs(dir: &Path) -> Vec<PathBuf> {
+    let mut files = vec![dir.join("config.json"), dir.join("model.safetensors.index.json")];
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        files.extend(
+            entries
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "safetensors")),
+        );
+    }
+    files
 }

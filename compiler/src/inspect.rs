@@ -139,7 +139,9 @@ pub fn dot(m: &Module) -> String {
 
 /// Per-program cost at [`Step::at_context`] (a prefill of `context` tokens, or its last chunk; a
 /// decode step reaching `context`), and the caches of one sequence at `context`.
-pub fn cost_stats(m: &Module, context: u64, gpu: &Gpu) -> Value {
+pub fn cost_stats(m: &Module, context: u64, gpu: &Gpu) -> Result<Value, CliError> {
+    let cache = cache_bytes(m, context)
+        .ok_or_else(|| CliError::input(format!("--context {context}: the caches' size in bytes overflows")))?;
     let mut programs = serde_json::Map::new();
     for f in &m.functions {
         let step = Step::at_context(m, f, context);
@@ -149,10 +151,10 @@ pub fn cost_stats(m: &Module, context: u64, gpu: &Gpu) -> Value {
             json!({"flops": c.flops, "hbm_bytes": c.bytes, "roofline_ms": c.seconds * 1e3, "launches": c.launches}),
         );
     }
-    json!({
+    Ok(json!({
         "gpu": {"name": gpu.name, "bandwidth_bytes_per_s": gpu.bandwidth, "bf16_flops": gpu.bf16_flops, "source": gpu.source},
         "context": context,
         "cost": programs,
-        "cache_bytes": cache_bytes(m, context),
-    })
+        "cache_bytes": cache,
+    }))
 }

@@ -8,6 +8,7 @@ mod error;
 mod inspect;
 mod model;
 mod opt;
+mod sysmem;
 mod tensors;
 
 use std::collections::HashMap;
@@ -16,6 +17,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use lathe_interp::CheckpointLoader;
+use lathe_ir::limits::{MAX_CONTEXT, MAX_IR_BYTES};
 use lathe_ir::text::{parse_module_with_spans, print_module, SourceMap};
 use lathe_ir::{Module, WeightSource};
 use lathe_tensorfile::Checkpoint;
@@ -80,6 +82,10 @@ enum Command {
         /// Output safetensors file; it holds one tensor `logits`, f32 [tokens, vocab].
         #[arg(long)]
         out: PathBuf,
+        /// Describe the model by config.json alone, with synthetic weights (any weight files
+        /// are not read).
+        #[arg(long)]
+        shape_only: bool,
         /// Where to run: `cpu` (the reference interpreter); `sim` and `cuda` arrive with codegen.
         #[arg(long, default_value = "cpu")]
         backend: String,
@@ -109,6 +115,10 @@ enum Command {
         /// Also report the time per op of prefill and of decode.
         #[arg(long)]
         profile: bool,
+        /// Describe the model by config.json alone, with synthetic weights (any weight files
+        /// are not read).
+        #[arg(long)]
+        shape_only: bool,
         /// The pipeline that runs before the interpreter.
         #[command(flatten)]
         pipeline: opt::PipelineArgs,
@@ -126,12 +136,16 @@ enum Command {
         /// Output format of the IR or the statistics.
         #[arg(long, value_enum, default_value = "text")]
         format: inspect::Format,
-        /// Context length (tokens per sequence) for cache bytes and the cost model.
-        #[arg(long, default_value_t = 8192)]
+        /// Context length (tokens per sequence) for cache bytes and the cost model: 1 to 2^24.
+        #[arg(long, default_value_t = 8192, value_parser = clap::value_parser!(u64).range(1..=MAX_CONTEXT))]
         context: u64,
         /// GPU of the cost model (`h100-sxm`, `h200`).
         #[arg(long, default_value = "h100-sxm")]
         gpu: String,
+        /// Describe the model by config.json alone, with synthetic weights (any weight files
+        /// are not read).
+        #[arg(long)]
+        shape_only: bool,
         /// The pipeline to run first (`default` schedules every op into kernels).
         #[command(flatten)]
         pipeline: opt::PipelineArgs,
@@ -139,7 +153,10 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(&e),
+    };
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -153,6 +170,20 @@ fn main() -> ExitCode {
     }
 }
 
+/// A command line clap refuses: help and version print as clap prints them; an error prints
+/// its first line only (clap adds usage and a hint on further lines) and exits with 2.
+fn usage_error(e: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand) {
+        let _ = e.print();
+        return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+    }
+    let text = e.render().to_string();
+    let line = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("error: invalid command line");
+    eprintln!("{}", line.trim_end());
+    ExitCode::from(2)
+}
+
 fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Verify { file } => {
@@ -161,6 +192,9 @@ fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Opt { file, pipeline, stats, output } => {
+            if let Some(out) = &output {
+                error::refuse_overwrite(out, "--output", std::slice::from_ref(&file))?;
+            }
             let mut m = load(&file)?;
             pipeline.run_with_stats(&mut m, stats)?;
             let text = print_module(&m);
@@ -175,15 +209,23 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::Interp { file, func, inputs, weights, out } => {
             let m = load(&file)?;
             let mut args = HashMap::new();
+            let mut read = vec![file.clone()];
             for spec in &inputs {
                 let (name, path) = spec
                     .split_once('=')
+                    .filter(|(n, p)| !n.is_empty() && !p.is_empty())
                     .ok_or_else(|| CliError::input(format!("--input {spec:?}: expected NAME=FILE.safetensors")))?;
+                read.push(PathBuf::from(path));
                 let t = tensors::read_tensor(Path::new(path), name)?;
                 if args.insert(name.to_string(), t).is_some() {
                     return Err(CliError::input(format!("--input {name:?} is given twice")));
                 }
             }
+            // The weights as f32 and the inputs must fit before anything is loaded.
+            let input_bytes = args.values().fold(0u64, |a, t| {
+                a.saturating_add((t.shape.iter().product::<usize>() as u64).saturating_mul(8))
+            });
+            model::check_memory(&m, &file, input_bytes)?;
             let dir = weights.unwrap_or_else(|| file.parent().map(Path::to_path_buf).unwrap_or_default());
             // Every file the module's checkpoint weights name, headers checked before the run.
             let mut checkpoint = Checkpoint { dir, ..Checkpoint::default() };
@@ -192,6 +234,8 @@ fn run(cli: Cli) -> Result<(), CliError> {
                     checkpoint.add_file(f).map_err(|e| CliError::input(format!("weight `@{}`: {e}", w.name)))?;
                 }
             }
+            read.extend(checkpoint.files.keys().map(|f| checkpoint.dir.join(f)));
+            error::refuse_overwrite(&out, "--out", &read)?;
             let loader = CheckpointLoader { checkpoint: Some(&checkpoint) };
             let outs = lathe_interp::run(&m, &func, &args, &loader)
                 .map_err(|e| CliError::input(format!("{}: {e}", file.display())))?;
@@ -209,23 +253,24 @@ fn run(cli: Cli) -> Result<(), CliError> {
             print!("{}", lathe_ir::manual::render());
             Ok(())
         }
-        Command::Eval { model, tokens, out, backend, pipeline } => {
+        Command::Eval { model, tokens, out, shape_only, backend, pipeline } => {
             if backend != "cpu" {
                 return Err(CliError::input(format!(
                     "--backend {backend}: not available yet (only `cpu`, the reference interpreter)"
                 )));
             }
+            error::refuse_overwrite(&out, "--out", &error::model_inputs(&model))?;
             let tokens = model::parse_tokens(&tokens)?;
-            let logits = model::eval(&model, &tokens, &pipeline)?;
+            let logits = model::eval(&model, &tokens, &pipeline, shape_only)?;
             tensors::write_tensors(&out, &[("logits".to_string(), logits)])
         }
-        Command::Bench { model, prompt, decode, runs, backend, json, profile, pipeline } => {
+        Command::Bench { model, prompt, decode, runs, backend, json, profile, shape_only, pipeline } => {
             if backend != "cpu" {
                 return Err(CliError::input(format!(
                     "--backend {backend}: not available yet (only `cpu`, the reference interpreter)"
                 )));
             }
-            let v = bench::bench(&bench::Setup { model: &model, prompt, decode, runs, pipeline: &pipeline, profile })?;
+            let v = bench::bench(&bench::Setup { model: &model, prompt, decode, runs, pipeline: &pipeline, profile, shape_only })?;
             if json {
                 println!("{v}");
             } else {
@@ -233,16 +278,18 @@ fn run(cli: Cli) -> Result<(), CliError> {
             }
             Ok(())
         }
-        Command::Inspect { path, stats, json, format, context, gpu, pipeline } => {
+        Command::Inspect { path, stats, json, format, context, gpu, shape_only, pipeline } => {
             let gpu = inspect::gpu(&gpu)?;
             pipeline.manager()?;
             let (m, model_stats) = if path.is_dir() {
                 // Inspection shows what a compile produces: bf16 activations.
                 let opts = lathe_frontend::import::ImportOptions {
                     compute_dtype: lathe_ir::DType::BF16,
+                    shape_only,
                     ..lathe_frontend::import::ImportOptions::default()
                 };
-                let mut imp = model::load_model(&path, &opts)?;
+                // Inspection reads shapes only: a directory without weight files is fine.
+                let mut imp = model::load_model(&path, &opts, false)?;
                 let unfused = model::kernel_counts(&imp.module);
                 pipeline.run(&mut imp.module)?;
                 let v = model::stats(&imp, &unfused);
@@ -262,7 +309,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             if stats || json {
                 let mut v = model_stats.unwrap_or_default();
                 if let (Some(obj), serde_json::Value::Object(extra)) =
-                    (v.as_object_mut(), inspect::cost_stats(&m, context, &gpu))
+                    (v.as_object_mut(), inspect::cost_stats(&m, context, &gpu)?)
                 {
                     obj.extend(extra);
                 }
@@ -285,14 +332,33 @@ fn run(cli: Cli) -> Result<(), CliError> {
 
 /// Reads, parses and verifies an IR file; errors are located `file:line:col`.
 fn load(file: &Path) -> Result<Module, CliError> {
-    let src = std::fs::read_to_string(file).map_err(|e| CliError::input(format!("{}: {e}", file.display())))?;
+    let src = read_ir_text(file)?;
     let (m, spans) = parse_module_with_spans(&src).map_err(|e| CliError::located(format!("{}:{e}", file.display())))?;
+    model::check_parameters(&m, file)?;
     // The verifier of the module's stage: a file that says `stage = scheduled` is held to it.
     if let Err(errs) = lathe_passes::verify::verify(&m) {
         let lines: Vec<String> = errs.0.iter().map(|e| locate(file, &spans, e)).collect();
         return Err(CliError::located(lines.join("\n")));
     }
     Ok(m)
+}
+
+/// The text of an IR file: a regular file (a FIFO or a device could block or never end) of
+/// at most [`MAX_IR_BYTES`], in UTF-8.
+fn read_ir_text(file: &Path) -> Result<String, CliError> {
+    use std::io::Read;
+    let fail = |m: String| CliError::input(format!("{}: {m}", file.display()));
+    let meta = std::fs::metadata(file).map_err(|e| fail(e.to_string()))?;
+    if !meta.is_file() {
+        return Err(fail("not a regular file".into()));
+    }
+    let mut bytes = Vec::new();
+    let f = std::fs::File::open(file).map_err(|e| fail(e.to_string()))?;
+    f.take(MAX_IR_BYTES + 1).read_to_end(&mut bytes).map_err(|e| fail(e.to_string()))?;
+    if bytes.len() as u64 > MAX_IR_BYTES {
+        return Err(fail(format!("larger than {MAX_IR_BYTES} bytes, the most lathe reads (docs/limits.md)")));
+    }
+    String::from_utf8(bytes).map_err(|e| fail(format!("not UTF-8 text (byte {})", e.utf8_error().valid_up_to())))
 }
 
 fn locate(file: &Path, spans: &SourceMap, e: &lathe_ir::verify::VerifyError) -> String {

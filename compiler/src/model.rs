@@ -6,14 +6,25 @@ use std::path::Path;
 use lathe_frontend::import::{import, Family, ImportOptions, Imported};
 use lathe_frontend::nemotron_h::BlockKind;
 use lathe_interp::{tensor::Tensor, CheckpointLoader};
+use lathe_ir::limits::MAX_PARAMETERS;
 use lathe_ir::{DType, FunctionKind, Graph, InputRole, Module, Op, OutputRole};
 use serde_json::{json, Value};
 
 use crate::error::CliError;
 
-/// Imports a model directory; every frontend error is bad input (exit code 2).
-pub fn load_model(dir: &Path, opts: &ImportOptions) -> Result<Imported, CliError> {
-    import(dir, opts).map_err(|e| CliError::input(e.to_string()))
+/// Imports a model directory; every frontend error is bad input (exit code 2). A command that
+/// computes with the weights (`needs_weights`) refuses a directory without weight files unless
+/// `--shape-only` asked for synthetic ones: it would silently compute with random weights.
+pub fn load_model(dir: &Path, opts: &ImportOptions, needs_weights: bool) -> Result<Imported, CliError> {
+    let imp = import(dir, opts).map_err(|e| CliError::input(e.to_string()))?;
+    check_parameters(&imp.module, dir)?;
+    if needs_weights && !opts.shape_only && imp.checkpoint.is_none() {
+        return Err(CliError::input(format!(
+            "{}: no weights (model.safetensors or model.safetensors.index.json); pass --shape-only to run on synthetic weights",
+            dir.display()
+        )));
+    }
+    Ok(imp)
 }
 
 /// The model's own weights: checkpoint and synthetic ones, not those a pass derived from them.
@@ -22,33 +33,39 @@ fn model_weights(m: &Module) -> impl Iterator<Item = &lathe_ir::Weight> {
 }
 
 /// Weight elements the model holds (symbolic shapes count as 0; derived weights not at all).
+/// Imports and IR files are held to [`MAX_PARAMETERS`], so the sum never comes near `u64::MAX`.
 pub fn parameters(m: &Module) -> u64 {
-    model_weights(m).map(|w| w.ty.const_elements().unwrap_or(0)).sum()
+    model_weights(m).fold(0u64, |a, w| a.saturating_add(w.ty.const_elements().unwrap_or(0)))
 }
 
-/// Refuses to interpret a model whose weights, held as f32 by the interpreter, plus `extra`
-/// bytes (caches) would not fit in the memory available now: Linux's `MemAvailable`, or the
-/// cgroup's limit when that is lower (no check where neither can be read). A shape-only 8B
-/// config would otherwise synthesize 32 GB of weights.
-pub fn check_memory(imp: &Imported, dir: &Path, extra: u64) -> Result<(), CliError> {
-    let parameters = parameters(&imp.module);
+/// Refuses a module whose weights hold more than [`MAX_PARAMETERS`] elements (docs/limits.md).
+pub fn check_parameters(m: &Module, what: &Path) -> Result<(), CliError> {
+    let total = model_weights(m).try_fold(0u64, |a, w| a.checked_add(w.ty.const_elements().unwrap_or(0)));
+    match total {
+        Some(n) if n <= MAX_PARAMETERS => Ok(()),
+        _ => Err(CliError::input(format!(
+            "{}: the weights hold more than {MAX_PARAMETERS} elements, the most lathe takes (docs/limits.md)",
+            what.display()
+        ))),
+    }
+}
+
+/// Refuses to interpret a module whose weights, held as f32 by the interpreter, plus `extra`
+/// bytes (caches, inputs) would not fit in what this process may still allocate
+/// ([`crate::sysmem::allocatable`]: available memory, cgroup limits, rlimits). A shape-only 8B
+/// config would otherwise synthesize 32 GB of weights, and a failed allocation aborts.
+pub fn check_memory(m: &Module, what: &Path, extra: u64) -> Result<(), CliError> {
+    check_parameters(m, what)?;
+    let parameters = parameters(m);
     let need = parameters.saturating_mul(4).saturating_add(extra);
-    let meminfo = std::fs::read_to_string("/proc/meminfo").ok().and_then(|s| {
-        let line = s.lines().find(|l| l.starts_with("MemAvailable:"))?;
-        line.split_whitespace().nth(1)?.parse::<u64>().ok().map(|kb| kb * 1024)
-    });
-    let cgroup = std::fs::read_to_string("/sys/fs/cgroup/memory.max").ok().and_then(|s| s.trim().parse::<u64>().ok());
-    let available = match (meminfo, cgroup) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    };
-    match available {
-        Some(avail) if need > avail => Err(CliError::input(format!(
-            "{}: the CPU interpreter needs {:.1} GB ({parameters} parameters as f32{}), more than the {:.1} GB of memory available",
-            dir.display(),
+    match crate::sysmem::allocatable() {
+        Some(budget) if need > budget.bytes => Err(CliError::input(format!(
+            "{}: the CPU interpreter needs {:.1} GB ({parameters} parameters as f32{}), more than the {:.1} GB this process may allocate ({})",
+            what.display(),
             need as f64 / 1e9,
-            if extra > 0 { ", and the caches" } else { "" },
-            avail as f64 / 1e9
+            if extra > 0 { ", and the caches and inputs" } else { "" },
+            budget.bytes as f64 / 1e9,
+            budget.source
         ))),
         _ => Ok(()),
     }
@@ -71,12 +88,17 @@ pub fn parse_tokens(text: &str) -> Result<Vec<i64>, CliError> {
 }
 
 /// Runs the pipeline, then the `eval` program on `tokens`, and returns `logits` as f32 `[len, vocab]`.
-pub fn eval(dir: &Path, tokens: &[i64], pipeline: &crate::opt::PipelineArgs) -> Result<Tensor, CliError> {
-    let opts = ImportOptions { max_batch: 1, max_seq: Some(tokens.len() as u64), compute_dtype: DType::F32 };
+pub fn eval(
+    dir: &Path,
+    tokens: &[i64],
+    pipeline: &crate::opt::PipelineArgs,
+    shape_only: bool,
+) -> Result<Tensor, CliError> {
+    let opts = ImportOptions { max_batch: 1, max_seq: Some(tokens.len() as u64), compute_dtype: DType::F32, shape_only };
     // Build the pipeline first: a bad pass name is reported before any weight is touched.
     pipeline.manager()?;
-    let mut imp = load_model(dir, &opts)?;
-    check_memory(&imp, dir, 0)?;
+    let mut imp = load_model(dir, &opts, true)?;
+    check_memory(&imp.module, dir, 0)?;
     pipeline.run(&mut imp.module)?;
     let vocab = imp.family.vocab_size();
     if let Some((i, t)) = tokens.iter().enumerate().find(|(_, t)| **t < 0 || **t as usize >= vocab) {

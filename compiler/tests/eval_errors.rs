@@ -24,6 +24,11 @@ fn copy(test: &str) -> PathBuf {
 
 /// Runs `lathe eval` and checks the failure contract; returns stderr.
 fn fails(dir: &Path, model: &Path, tokens: &str) -> String {
+    fails_with(dir, model, tokens, &[])
+}
+
+/// [`fails`] with extra arguments.
+fn fails_with(dir: &Path, model: &Path, tokens: &str, extra: &[&str]) -> String {
     let out = dir.join("logits.safetensors");
     let r = Command::new(LATHE)
         .args(["eval"])
@@ -31,6 +36,7 @@ fn fails(dir: &Path, model: &Path, tokens: &str) -> String {
         .arg(format!("--tokens={tokens}"))
         .arg("--out")
         .arg(&out)
+        .args(extra)
         .output()
         .expect("run lathe");
     let err = String::from_utf8_lossy(&r.stderr).into_owned();
@@ -199,13 +205,15 @@ fn missing_directory() {
 }
 
 /// A model whose f32 weights cannot fit (the shape-only 56B config: 224 GB) is refused before
-/// anything is synthesized.
+/// anything is synthesized; without `--shape-only` a directory without weights is refused first.
 #[cfg(target_os = "linux")]
 #[test]
 fn a_model_too_large_for_memory_is_refused() {
     let dir = copy("memory");
     let big = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/configs/nemotron-h-56b-base-8k");
     let e = fails(&dir, &big, "1");
-    assert!(e.contains("nemotron-h-56b-base-8k") && e.contains("memory available"), "{e}");
+    assert!(e.contains("nemotron-h-56b-base-8k: no weights") && e.contains("--shape-only"), "{e}");
+    let e = fails_with(&dir, &big, "1", &["--shape-only"]);
+    assert!(e.contains("nemotron-h-56b-base-8k") && e.contains("this process may allocate"), "{e}");
     let _ = fs::remove_dir_all(dir);
 }

@@ -5,7 +5,10 @@
 //! `Infinity` token (not JSON) or as `{"__float__": "Infinity"}`. [`Config`] accepts all of
 //! them; every accessor names the file and the field in its error.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
+
+use lathe_ir::limits::{MAX_CONFIG_BYTES, MAX_DIM};
 
 use serde_json::{Map, Value};
 
@@ -73,14 +76,25 @@ fn as_float(v: &Value) -> Option<f64> {
 }
 
 impl Config {
-    /// Reads `dir/config.json`.
+    /// Reads `dir/config.json`: a regular file (through symlinks) of at most
+    /// [`MAX_CONFIG_BYTES`] bytes, read no further than that.
     pub fn read(dir: &Path) -> Result<Config, FrontendError> {
         if !dir.is_dir() {
             return Err(FrontendError::Io { path: dir.to_path_buf(), message: "not a directory".into() });
         }
         let path = dir.join("config.json");
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| FrontendError::Io { path: path.clone(), message: e.to_string() })?;
+        let io = |message: String| FrontendError::Io { path: path.clone(), message };
+        let meta = std::fs::metadata(&path).map_err(|e| io(e.to_string()))?;
+        if !meta.is_file() {
+            return Err(io("not a regular file".into()));
+        }
+        let file = std::fs::File::open(&path).map_err(|e| io(e.to_string()))?;
+        let mut bytes = Vec::new();
+        file.take(MAX_CONFIG_BYTES + 1).read_to_end(&mut bytes).map_err(|e| io(e.to_string()))?;
+        if bytes.len() as u64 > MAX_CONFIG_BYTES {
+            return Err(io(format!("larger than {MAX_CONFIG_BYTES} bytes (docs/limits.md)")));
+        }
+        let text = String::from_utf8(bytes).map_err(|_| io("not UTF-8 text".into()))?;
         Config::parse(&text, path)
     }
 
@@ -139,12 +153,51 @@ impl Config {
         self.opt_usize(keys)?.ok_or_else(|| self.err(format!("missing `{}`", keys.join("` or `"))))
     }
 
-    /// A required positive integer field.
+    /// A required integer field of a model dimension: 1 to [`MAX_DIM`].
     pub fn positive(&self, keys: &[&str]) -> Result<usize, FrontendError> {
-        match self.usize(keys)? {
-            0 => Err(self.err(format!("`{}` must be at least 1", keys[0]))),
-            v => Ok(v),
+        self.at_most(keys, MAX_DIM)
+    }
+
+    /// A required integer field from 1 to `max`.
+    pub fn at_most(&self, keys: &[&str], max: u64) -> Result<usize, FrontendError> {
+        self.opt_at_most(keys, max)?.ok_or_else(|| self.err(format!("missing `{}`", keys.join("` or `"))))
+    }
+
+    /// An optional integer field from 1 to `max`; the error names the field, the range and
+    /// the value.
+    pub fn opt_at_most(&self, keys: &[&str], max: u64) -> Result<Option<usize>, FrontendError> {
+        match self.find(keys) {
+            None => Ok(None),
+            Some((k, v)) => v
+                .as_u64()
+                .filter(|x| (1..=max).contains(x))
+                .and_then(|x| usize::try_from(x).ok())
+                .map(Some)
+                .ok_or_else(|| self.err(format!("`{k}` must be an integer from 1 to {max}, got {v}"))),
         }
+    }
+
+    /// An optional float field that must be finite and positive (an epsilon, a RoPE base).
+    pub fn opt_positive_f64(&self, keys: &[&str]) -> Result<Option<f64>, FrontendError> {
+        match self.find(keys) {
+            None => Ok(None),
+            Some((k, v)) => match v {
+                Value::Number(n) => n.as_f64().filter(|x| x.is_finite() && *x > 0.0).map(Some),
+                _ => None,
+            }
+            .ok_or_else(|| self.err(format!("`{k}` must be a finite number > 0, got {v}"))),
+        }
+    }
+
+    /// An optional range `[lo, hi]` with `0 <= lo < hi`, `lo` finite and `hi` possibly
+    /// infinite (a clamp such as `time_step_limit`).
+    pub fn opt_range(&self, keys: &[&str]) -> Result<Option<(f64, f64)>, FrontendError> {
+        let Some((lo, hi)) = self.opt_f64_pair(keys)? else { return Ok(None) };
+        if lo.is_finite() && lo >= 0.0 && hi > lo {
+            return Ok(Some((lo, hi)));
+        }
+        let k = self.find(keys).map_or(keys[0], |(k, _)| k);
+        Err(self.err(format!("`{k}` must be [lo, hi] with 0 <= lo < hi and lo finite, got [{lo}, {hi}]")))
     }
 
     /// A float field (numbers, `Infinity` in either spelling).

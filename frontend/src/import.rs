@@ -9,8 +9,9 @@
 
 use std::path::Path;
 
+use lathe_ir::limits::MAX_CONTEXT;
 use lathe_ir::{DType, Dim, Module, TensorType, WeightSource};
-use lathe_tensorfile::Checkpoint;
+use lathe_tensorfile::{Checkpoint, WeightFiles};
 
 use crate::config::Config;
 use crate::nemotron_h::NemotronHConfig;
@@ -28,11 +29,15 @@ pub struct ImportOptions {
     pub max_seq: Option<u64>,
     /// Dtype of activations (f32 for `eval` on the CPU, bf16 for compiled artifacts).
     pub compute_dtype: DType,
+    /// Describe the model by its config alone, with synthetic weights, whatever weight files
+    /// the directory holds (`--shape-only`). Otherwise weights are read when the directory has
+    /// them, and a weight file that is there but unreadable is an error.
+    pub shape_only: bool,
 }
 
 impl Default for ImportOptions {
     fn default() -> Self {
-        ImportOptions { max_batch: 8, max_seq: None, compute_dtype: DType::F32 }
+        ImportOptions { max_batch: 8, max_seq: None, compute_dtype: DType::F32, shape_only: false }
     }
 }
 
@@ -98,13 +103,19 @@ fn config_dtype(c: &Config) -> Result<DType, FrontendError> {
     })
 }
 
-/// Imports a checkpoint directory (or a directory holding only `config.json`).
+/// Imports a checkpoint directory (or a directory holding only `config.json`; then, and with
+/// [`ImportOptions::shape_only`], `checkpoint` is `None` and the weights are synthetic).
 pub fn import(dir: &Path, opts: &ImportOptions) -> Result<Imported, FrontendError> {
     let config = Config::read(dir)?;
     let family = Family::from_config(&config)?;
     let expected = family.tensors()?;
-    let has_weights = dir.join("model.safetensors").is_file() || dir.join("model.safetensors.index.json").is_file();
-    let checkpoint = if has_weights { Some(Checkpoint::open(dir)?) } else { None };
+    let checkpoint = match opts.shape_only {
+        true => None,
+        false => match lathe_tensorfile::weight_files(dir)? {
+            WeightFiles::Safetensors => Some(Checkpoint::open(dir)?),
+            WeightFiles::None => None,
+        },
+    };
     let name = dir.file_name().map_or_else(|| "model".to_string(), |n| n.to_string_lossy().into_owned());
     let mut m = Module::new(name);
     m.compute_dtype = opts.compute_dtype;
@@ -145,7 +156,7 @@ pub fn import(dir: &Path, opts: &ImportOptions) -> Result<Imported, FrontendErro
     }
     let max_seq = match opts.max_seq {
         Some(s) => s,
-        None => config.opt_usize(&["max_position_embeddings"])?.map_or(8192, |v| v as u64),
+        None => config.opt_at_most(&["max_position_embeddings"], MAX_CONTEXT)?.map_or(8192, |v| v as u64),
     }
     .max(1);
     let b = m.add_symbol("B", opts.max_batch.max(1));

@@ -10,6 +10,7 @@
 //! `[z | x | B | C | dt]`; the conv runs over `[x | B | C]`; attention has no position
 //! embedding; the MLP is `down(relu(up(x))²)` without a gate.
 
+use lathe_ir::limits::{MAX_CONTEXT, MAX_LAYERS, MAX_VOCAB};
 use lathe_ir::WeightRole;
 
 use crate::config::Config;
@@ -113,7 +114,10 @@ impl NemotronHConfig {
         if pattern.is_empty() {
             return Err(c.invalid("the layer pattern is empty".into()));
         }
-        if let Some(n) = c.opt_usize(&["num_hidden_layers"])? {
+        if pattern.len() as u64 > MAX_LAYERS {
+            return Err(c.invalid(format!("the layer pattern has {} layers; at most {MAX_LAYERS} are supported", pattern.len())));
+        }
+        if let Some(n) = c.opt_at_most(&["num_hidden_layers"], MAX_LAYERS)? {
             if n != pattern.len() {
                 return Err(
                     c.invalid(format!("`num_hidden_layers` is {n} but the pattern has {} layers", pattern.len()))
@@ -122,7 +126,7 @@ impl NemotronHConfig {
         }
         let cfg = NemotronHConfig {
             hidden_size: c.positive(&["hidden_size"])?,
-            vocab_size: c.positive(&["vocab_size"])?,
+            vocab_size: c.at_most(&["vocab_size"], MAX_VOCAB)?,
             num_attention_heads: c.positive(&["num_attention_heads"])?,
             num_key_value_heads: c.positive(&["num_key_value_heads"])?,
             head_dim: c.positive(&["head_dim", "attention_head_dim"])?,
@@ -132,9 +136,9 @@ impl NemotronHConfig {
             n_groups: c.positive(&["mamba_n_groups", "n_groups"])?,
             ssm_state_size: c.positive(&["ssm_state_size"])?,
             conv_kernel: c.positive(&["mamba_d_conv", "conv_kernel"])?,
-            chunk_size: c.opt_usize(&["mamba_chunk_size", "chunk_size"])?.unwrap_or(128).max(1),
-            eps: c.opt_f64(&["layer_norm_epsilon", "rms_norm_eps"])?.unwrap_or(1e-5),
-            time_step_limit: c.opt_f64_pair(&["time_step_limit", "mamba_dt_limit"])?.unwrap_or((0.0, f64::INFINITY)),
+            chunk_size: c.opt_at_most(&["mamba_chunk_size", "chunk_size"], MAX_CONTEXT)?.unwrap_or(128),
+            eps: c.opt_positive_f64(&["layer_norm_epsilon", "rms_norm_eps"])?.unwrap_or(1e-5),
+            time_step_limit: c.opt_range(&["time_step_limit", "mamba_dt_limit"])?.unwrap_or((0.0, f64::INFINITY)),
             // transformers' nemotron_h never ties the LM head to the embedding.
             tie_word_embeddings: false,
             use_conv_bias: c.opt_bool(&["mamba_conv_bias", "use_conv_bias"])?.unwrap_or(true),

@@ -7,6 +7,7 @@
 //! scaled variants are refused clearly.
 
 use lathe_ir::ops::{BinaryOp, RopeAttrs, UnaryOp};
+use lathe_ir::limits::{MAX_DIM, MAX_LAYERS, MAX_VOCAB};
 use lathe_ir::{Function, Module, WeightRole};
 
 use crate::config::Config;
@@ -52,10 +53,7 @@ impl Qwen2Config {
         let heads = c.positive(&["num_attention_heads"])?;
         // transformers' defaults when the field is absent: Qwen2Config 32, LlamaConfig the query
         // heads.
-        let kv = c.opt_usize(&["num_key_value_heads"])?.unwrap_or(if qwen { 32 } else { heads });
-        if kv == 0 {
-            return Err(c.invalid("`num_key_value_heads` must be at least 1".into()));
-        }
+        let kv = c.opt_at_most(&["num_key_value_heads"], MAX_DIM)?.unwrap_or(if qwen { 32 } else { heads });
         if heads % kv != 0 {
             return Err(
                 c.invalid(format!("`num_attention_heads` {heads} is not a multiple of `num_key_value_heads` {kv}"))
@@ -64,20 +62,45 @@ impl Qwen2Config {
         // As transformers resolves them: `rope_scaling` (when not null) replaces
         // `rope_parameters`; a `rope_theta` inside it beats the top-level one; `rope_type` beats
         // `type`.
-        let rope = c.get("rope_scaling").filter(|v| !v.is_null()).or_else(|| c.get("rope_parameters"));
-        if let Some(kind) = rope.and_then(|r| r.get("rope_type").or_else(|| r.get("type"))).and_then(|v| v.as_str()) {
-            if kind != "default" {
-                return Err(FrontendError::Unsupported(format!(
-                    "{}: rope type {kind:?} is not supported yet (only the default RoPE)",
-                    c.path.display()
-                )));
+        let (rope_key, rope) = match c.get("rope_scaling").filter(|v| !v.is_null()) {
+            Some(v) => ("rope_scaling", Some(v)),
+            None => ("rope_parameters", c.get("rope_parameters").filter(|v| !v.is_null())),
+        };
+        // A malformed RoPE description is refused: ignoring it would run the default base and
+        // compute wrong logits without a word.
+        let rope = match rope {
+            None => None,
+            Some(serde_json::Value::Object(o)) => Some(o),
+            Some(v) => return Err(c.invalid(format!("`{rope_key}` must be an object, got {v}"))),
+        };
+        let kind_key = rope.and_then(|r| ["rope_type", "type"].into_iter().find(|k| r.get(*k).is_some_and(|v| !v.is_null())));
+        if let (Some(r), Some(k)) = (rope, kind_key) {
+            match r[k].as_str() {
+                Some("default") => {}
+                Some(kind) => {
+                    return Err(FrontendError::Unsupported(format!(
+                        "{}: rope type {kind:?} is not supported yet (only the default RoPE)",
+                        c.path.display()
+                    )))
+                }
+                None => return Err(c.invalid(format!("`{rope_key}.{k}` must be a string, got {}", r[k]))),
             }
         }
-        let theta = match rope.and_then(|r| r.get("rope_theta")) {
+        let theta = match rope.and_then(|r| r.get("rope_theta")).filter(|v| !v.is_null()) {
             Some(v) => v
                 .as_f64()
-                .ok_or_else(|| c.invalid(format!("`rope_parameters.rope_theta` must be a number, got {v}")))?,
-            None => c.opt_f64(&["rope_theta"])?.unwrap_or(10000.0),
+                .filter(|t| t.is_finite() && *t > 0.0)
+                .ok_or_else(|| c.invalid(format!("`{rope_key}.rope_theta` must be a finite number > 0, got {v}")))?,
+            None => c.opt_positive_f64(&["rope_theta"])?.unwrap_or(10000.0),
+        };
+        let head_dim = match c.opt_at_most(&["head_dim"], MAX_DIM)? {
+            Some(d) => d,
+            None if hidden >= heads => hidden / heads,
+            None => {
+                return Err(c.invalid(format!(
+                    "no `head_dim`, and `hidden_size` {hidden} / `num_attention_heads` {heads} is 0"
+                )))
+            }
         };
         if qwen && c.opt_bool(&["use_sliding_window"])? == Some(true) {
             return Err(FrontendError::Unsupported(format!(
@@ -88,13 +111,13 @@ impl Qwen2Config {
         let attention_bias = c.opt_bool(&["attention_bias"])?;
         Ok(Qwen2Config {
             hidden_size: hidden,
-            vocab_size: c.positive(&["vocab_size"])?,
-            layers: c.positive(&["num_hidden_layers"])?,
+            vocab_size: c.at_most(&["vocab_size"], MAX_VOCAB)?,
+            layers: c.at_most(&["num_hidden_layers"], MAX_LAYERS)?,
             num_attention_heads: heads,
             num_key_value_heads: kv,
-            head_dim: c.opt_usize(&["head_dim"])?.unwrap_or(hidden / heads).max(1),
+            head_dim,
             intermediate_size: c.positive(&["intermediate_size"])?,
-            eps: c.opt_f64(&["rms_norm_eps"])?.unwrap_or(1e-6),
+            eps: c.opt_positive_f64(&["rms_norm_eps"])?.unwrap_or(1e-6),
             rope_theta: theta,
             // Qwen2 always has q/k/v biases and none on o_proj; Llama follows `attention_bias`.
             qkv_bias: if qwen { true } else { attention_bias.unwrap_or(false) },

@@ -28,6 +28,10 @@ pub const MAX_SYMBOL_BOUND: u64 = 1 << 32;
 /// stays below 2^51, so sums over many tensors do not come near `u64::MAX` either.
 pub const MAX_ELEMENTS: u64 = 1 << 48;
 
+/// Weight elements of one model, summed over its weights: 2^50, some 4,000 times the largest
+/// open models, so parameter and byte counts (8 bytes an element) stay far inside `u64`.
+pub const MAX_PARAMETERS: u64 = 1 << 50;
+
 /// Dimensions of one tensor type.
 pub const MAX_RANK: usize = 16;
 

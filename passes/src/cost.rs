@@ -254,26 +254,24 @@ pub fn function_cost(m: &Module, f: &Function, b: &Bindings, gpu: &Gpu) -> Cost 
 }
 
 /// Bytes of the caches one sequence holds at `context` tokens: the cache inputs (by role) of the
-/// `decode` program, with the KV capacity set to `context` (conv and SSM states do not grow).
-pub fn cache_bytes(m: &Module, context: u64) -> u64 {
-    let Some(f) = m.function_of_kind(FunctionKind::Decode) else { return 0 };
-    f.graph
-        .params()
-        .filter_map(|(i, _)| Some((i, i.role.and_then(InputRole::cache)?.1)))
-        .map(|(i, kind)| {
-            i.ty.shape
-                .iter()
-                .enumerate()
-                .map(|(axis, d)| match (axis, d) {
+/// `decode` program, with the KV capacity set to `context` (conv and SSM states do not grow);
+/// `None` when the count does not fit in `u64`.
+pub fn cache_bytes(m: &Module, context: u64) -> Option<u64> {
+    let Some(f) = m.function_of_kind(FunctionKind::Decode) else { return Some(0) };
+    f.graph.params().filter_map(|(i, _)| Some((i, i.role.and_then(InputRole::cache)?.1))).try_fold(
+        0u64,
+        |total, (i, kind)| {
+            let elements = i.ty.shape.iter().enumerate().try_fold(1u64, |acc, (axis, d)| {
+                acc.checked_mul(match (axis, d) {
                     (0, _) => 1,
                     (1, _) if kind.grows_with_context() => context,
                     (_, Dim::Const(c)) => *c,
                     (_, Dim::Sym(_)) => 1,
                 })
-                .product::<u64>()
-                * i.ty.dtype.size_bytes() as u64
-        })
-        .sum()
+            })?;
+            total.checked_add(elements.checked_mul(i.ty.dtype.size_bytes() as u64)?)
+        },
+    )
 }
 
 #[cfg(test)]

@@ -57,7 +57,7 @@ fn summary(m_before: &Module, m: &Module) -> String {
             H100_SXM.name
         );
     }
-    let _ = writeln!(s, "cache bytes per sequence at {context}: {}", cache_bytes(m, context));
+    let _ = writeln!(s, "cache bytes per sequence at {context}: {}", cache_bytes(m, context).unwrap_or(u64::MAX));
     s
 }
 

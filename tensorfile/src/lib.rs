@@ -134,11 +134,11 @@ impl Header {
         }
         let mut header = vec![0u8; header_len as usize];
         f.read_exact(&mut header).map_err(|e| malformed(path, format!("cannot read the header: {e}")))?;
-        let json: Value =
+        let Entries(entries) =
             serde_json::from_slice(&header).map_err(|e| malformed(path, format!("header is not valid JSON: {e}")))?;
-        let Value::Object(entries) = json else {
-            return Err(malformed(path, "header is not a JSON object"));
-        };
+        if let Some(name) = first_duplicate(&entries) {
+            return Err(malformed(path, format!("tensor \"{name}\" is listed twice in the header")));
+        }
         let data_start = 8 + header_len;
         let data_len = size - data_start;
         let mut tensors = BTreeMap::new();
@@ -252,6 +252,128 @@ pub struct Checkpoint {
 }
 
 /// Whether `name` is a plain file name (no directory part), as shard names must be.
+/// The entries of a JSON object in file order, duplicates kept: a plain map keeps the last of
+/// two equal keys without a word, and a header that names a tensor twice is corrupt.
+struct Entries(Vec<(String, Value)>);
+
+impl<'de> serde::Deserialize<'de> for Entries {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Entries;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> std::result::Result<Entries, A::Error> {
+                let mut entries = Vec::new();
+                while let Some(entry) = a.next_entry::<String, Value>()? {
+                    entries.push(entry);
+                }
+                Ok(Entries(entries))
+            }
+        }
+        d.deserialize_map(Visit)
+    }
+}
+
+/// The `weight_map` of a shard index, read with its duplicates (the rest is skipped).
+struct IndexFile(Option<Entries>);
+
+impl<'de> serde::Deserialize<'de> for IndexFile {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = IndexFile;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object with a `weight_map` object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> std::result::Result<IndexFile, A::Error> {
+                let mut map = None;
+                while let Some(key) = a.next_key::<String>()? {
+                    if key == "weight_map" {
+                        if map.is_some() {
+                            return Err(serde::de::Error::custom("`weight_map` is given twice"));
+                        }
+                        map = Some(a.next_value::<Entries>()?);
+                    } else {
+                        a.next_value::<serde::de::IgnoredAny>()?;
+                    }
+                }
+                Ok(IndexFile(map))
+            }
+        }
+        d.deserialize_map(Visit)
+    }
+}
+
+/// The first key that occurs twice.
+fn first_duplicate(entries: &[(String, Value)]) -> Option<&str> {
+    let mut seen = std::collections::HashSet::new();
+    entries.iter().map(|(k, _)| k.as_str()).find(|k| !seen.insert(*k))
+}
+
+/// Reads a small JSON file (an index) that must be a regular file of at most `max` bytes.
+fn read_small(path: &Path, max: u64) -> Result<String> {
+    let meta = std::fs::metadata(path).map_err(io_err(path))?;
+    if !meta.is_file() {
+        return Err(malformed(path, "not a regular file"));
+    }
+    let mut bytes = Vec::new();
+    File::open(path).map_err(io_err(path))?.take(max + 1).read_to_end(&mut bytes).map_err(io_err(path))?;
+    if bytes.len() as u64 > max {
+        return Err(malformed(path, format!("larger than {max} bytes")));
+    }
+    String::from_utf8(bytes).map_err(|_| malformed(path, "not UTF-8 text"))
+}
+
+/// What a model directory holds of weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WeightFiles {
+    /// `model.safetensors` or `model.safetensors.index.json` (to be opened by
+    /// [`Checkpoint::open`], which checks them).
+    Safetensors,
+    /// No weight file of any kind: the directory describes a model by its config alone.
+    None,
+}
+
+/// Whether `dir` holds safetensors weights, none at all, or weights lathe cannot read — an
+/// error naming the file: a `model.safetensors` (or index) that is a dangling link, a
+/// directory or anything but a regular file; shards without their index; weights only in
+/// another format (`pytorch_model.bin`, `.pt`, `.pth`, `.ckpt`, `.gguf`, ...).
+pub fn weight_files(dir: &Path) -> Result<WeightFiles> {
+    for name in ["model.safetensors.index.json", "model.safetensors"] {
+        let path = dir.join(name);
+        // `symlink_metadata` sees a dangling link that `exists()` calls absent.
+        if let Ok(link) = std::fs::symlink_metadata(&path) {
+            return match std::fs::metadata(&path) {
+                Ok(m) if m.is_file() => Ok(WeightFiles::Safetensors),
+                Ok(_) => Err(malformed(&path, "not a regular file")),
+                Err(e) if link.file_type().is_symlink() => Err(malformed(&path, format!("a dangling symbolic link ({e})"))),
+                Err(e) => Err(io_err(&path)(e)),
+            };
+        }
+    }
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map_err(io_err(dir))?
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect();
+    names.sort();
+    if let Some(shard) = names.iter().find(|n| n.ends_with(".safetensors")) {
+        return Err(malformed(
+            &dir.join(shard),
+            "safetensors weights without model.safetensors.index.json (shards need their index)",
+        ));
+    }
+    const OTHER: [&str; 7] = [".bin", ".pt", ".pth", ".ckpt", ".gguf", ".h5", ".msgpack"];
+    if let Some(other) = names.iter().find(|n| OTHER.iter().any(|x| n.ends_with(x))) {
+        return Err(malformed(
+            &dir.join(other),
+            "weights in a format lathe does not read; convert the checkpoint to safetensors",
+        ));
+    }
+    Ok(WeightFiles::None)
+}
+
 fn plain_file_name(name: &str) -> bool {
     !name.is_empty() && name != "." && name != ".." && !name.contains('/') && !name.contains('\\')
 }
@@ -263,16 +385,16 @@ impl Checkpoint {
     pub fn open(dir: &Path) -> Result<Checkpoint> {
         let index = dir.join("model.safetensors.index.json");
         let single = dir.join("model.safetensors");
-        let files: Vec<String> = if index.exists() {
-            let text = std::fs::read_to_string(&index).map_err(io_err(&index))?;
-            let json: Value =
+        let files: Vec<String> = if std::fs::symlink_metadata(&index).is_ok() {
+            let text = read_small(&index, MAX_HEADER_BYTES)?;
+            let IndexFile(map) =
                 serde_json::from_str(&text).map_err(|e| malformed(&index, format!("invalid JSON: {e}")))?;
-            let map = json
-                .get("weight_map")
-                .and_then(Value::as_object)
-                .ok_or_else(|| malformed(&index, "missing `weight_map`"))?;
+            let Entries(map) = map.ok_or_else(|| malformed(&index, "missing `weight_map`"))?;
+            if let Some(name) = first_duplicate(&map) {
+                return Err(malformed(&index, format!("`weight_map` lists tensor \"{name}\" twice")));
+            }
             let mut files = Vec::new();
-            for (tensor, file) in map {
+            for (tensor, file) in &map {
                 let file = file
                     .as_str()
                     .ok_or_else(|| malformed(&index, format!("`weight_map[\"{tensor}\"]` is not a file name")))?;
@@ -284,7 +406,7 @@ impl Checkpoint {
                 }
             }
             files
-        } else if single.exists() {
+        } else if std::fs::symlink_metadata(&single).is_ok() {
             vec!["model.safetensors".into()]
         } else {
             return Err(TensorFileError::Io {
@@ -478,7 +600,7 @@ mod tests {
     #[test]
     fn malformed_headers_are_refused_with_the_tensor_named() {
         let dir = temp_dir("bad");
-        let cases: [(&str, &[u8], &str); 5] = [
+        let cases: [(&str, &[u8], &str); 6] = [
             (r#"{"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#, &[0; 4], "out of range"),
             (r#"{"x":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}"#, &[0; 8], "needs 12"),
             (r#"{"x":{"dtype":"Q4","shape":[1],"data_offsets":[0,1]}}"#, &[0; 1], "unsupported dtype Q4"),
@@ -487,7 +609,12 @@ mod tests {
                 &[0; 6],
                 "overlap",
             ),
-            ("[1]", &[], "not a JSON object"),
+            ("[1]", &[], "expected a JSON object"),
+            (
+                r#"{"x":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},"x":{"dtype":"U8","shape":[1],"data_offsets":[1,2]}}"#,
+                &[0; 2],
+                "tensor \"x\" is listed twice",
+            ),
         ];
         for (i, (header, data, want)) in cases.iter().enumerate() {
             let p = raw_file(&dir, &format!("{i}.safetensors"), header, data);
@@ -515,6 +642,52 @@ mod tests {
         assert!(e.to_string().contains("tensor \"x\" is also in a.safetensors"), "{e}");
         std::fs::write(dir.join("model.safetensors.index.json"), r#"{"weight_map": {"x": "../a"}}"#).expect("index");
         assert!(Checkpoint::open(&dir).expect_err("path").to_string().contains("plain file name"));
+        let twice = r#"{"weight_map": {"x": "a.safetensors", "x": "b.safetensors"}}"#;
+        std::fs::write(dir.join("model.safetensors.index.json"), twice).expect("index");
+        assert!(Checkpoint::open(&dir).expect_err("twice").to_string().contains("lists tensor \"x\" twice"));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn weight_files_are_safetensors_none_or_an_error() {
+        let dir = temp_dir("discover");
+        let fresh = |tag: &str| {
+            let d = dir.join(tag);
+            std::fs::create_dir_all(&d).expect("mkdir");
+            std::fs::write(d.join("config.json"), "{}").expect("config");
+            d
+        };
+        assert_eq!(weight_files(&fresh("none")).expect("none"), WeightFiles::None);
+        let d = fresh("single");
+        raw_file(&d, "model.safetensors", "{}", &[]);
+        assert_eq!(weight_files(&d).expect("single"), WeightFiles::Safetensors);
+        let refused = |d: &Path, want: &str| {
+            let e = weight_files(d).expect_err(want).to_string();
+            assert!(e.contains(want), "{e}");
+        };
+        let d = fresh("dangling");
+        std::os::unix::fs::symlink(d.join("gone"), d.join("model.safetensors")).expect("link");
+        refused(&d, "model.safetensors: a dangling symbolic link");
+        let d = fresh("dir");
+        std::fs::create_dir(d.join("model.safetensors")).expect("mkdir");
+        refused(&d, "model.safetensors: not a regular file");
+        let d = fresh("index-dir");
+        std::fs::create_dir(d.join("model.safetensors.index.json")).expect("mkdir");
+        refused(&d, "model.safetensors.index.json: not a regular file");
+        let d = fresh("shards");
+        raw_file(&d, "model-00001-of-00002.safetensors", "{}", &[]);
+        refused(&d, "model-00001-of-00002.safetensors: safetensors weights without model.safetensors.index.json");
+        let d = fresh("pickle");
+        std::fs::write(d.join("pytorch_model.bin"), [0u8; 4]).expect("bin");
+        refused(&d, "pytorch_model.bin: weights in a format lathe does not read");
+        let d = fresh("fifo");
+        let made = std::process::Command::new("mkfifo").arg(d.join("model.safetensors")).status();
+        if made.is_ok_and(|s| s.success()) {
+            refused(&d, "model.safetensors: not a regular file");
+            // Opening the checkpoint refuses it as well, without blocking on the FIFO.
+            let e = Checkpoint::open(&d).expect_err("fifo").to_string();
+            assert!(e.contains("not a regular file"), "{e}");
+        }
         let _ = std::fs::remove_dir_all(dir);
     }
 }
