@@ -64,6 +64,20 @@ struct Case {
     keep: Vec<PathBuf>,
     /// A file that must not exist after a refusal.
     out: Option<PathBuf>,
+    /// `args` are those of `sh` (see [`Case::under_rlimit`]).
+    shell: bool,
+}
+
+impl Case {
+    /// Runs under `ulimit -v` of this many kB (the address-space rlimit), through `sh`.
+    fn under_rlimit(mut self, kb: u64) -> Case {
+        let mut a = args(&[&"-c", &format!("ulimit -v {kb} && exec \"$0\" \"$@\""), &LATHE]);
+        a.append(&mut self.args);
+        self.args = a;
+        self.name = format!("{} (ulimit -v {kb})", self.name);
+        self.shell = true;
+        self
+    }
 }
 
 struct Run {
@@ -73,7 +87,7 @@ struct Run {
 
 fn run(case: &Case) -> Run {
     let before: Vec<Option<Vec<u8>>> = case.keep.iter().map(|p| fs::read(p).ok()).collect();
-    let mut child = Command::new(LATHE)
+    let mut child = Command::new(if case.shell { "sh" } else { LATHE })
         .args(&case.args)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -231,6 +245,7 @@ fn config_cases(root: &Path, cases: &mut Vec<Case>) {
             expect: Expect::Refuse,
             keep: vec![],
             out: None,
+            shell: false,
         });
     };
     for (model, ints, eps) in families {
@@ -308,6 +323,7 @@ fn config_cases(root: &Path, cases: &mut Vec<Case>) {
             expect: Expect::Refuse,
             keep: vec![],
             out: None,
+            shell: false,
         });
     }
     // config.json that is not a regular file, or too large.
@@ -333,6 +349,7 @@ fn config_cases(root: &Path, cases: &mut Vec<Case>) {
             expect: Expect::Refuse,
             keep: vec![],
             out: None,
+            shell: false,
         });
     }
 }
@@ -453,6 +470,7 @@ fn checkpoint_cases(root: &Path, cases: &mut Vec<Case>) {
                 expect: Expect::Refuse,
                 keep: vec![],
                 out: Some(out.clone()),
+                shell: false,
             });
         }
     }
@@ -475,6 +493,7 @@ fn checkpoint_cases(root: &Path, cases: &mut Vec<Case>) {
             expect,
             keep: vec![],
             out: if expect == Expect::Refuse { Some(out.clone()) } else { None },
+            shell: false,
         });
     }
     // The shape-only 56B config would need 224 GB of f32 weights: refused before allocating.
@@ -487,7 +506,31 @@ fn checkpoint_cases(root: &Path, cases: &mut Vec<Case>) {
         expect: Expect::Refuse,
         keep: vec![],
         out: Some(out),
+        shell: false,
     });
+    // 2.1 GB of f32 weights under a 1 GB address-space rlimit: refused, not aborted.
+    let wide = root.join("wide");
+    fs::create_dir_all(&wide).expect("mkdir");
+    let mut cfg: Value = serde_json::from_str(
+        &fs::read_to_string(fixtures().join("models/nemotron_h_tiny/config.json")).expect("config"),
+    )
+    .expect("json");
+    cfg["hidden_size"] = json!(2048);
+    cfg["vocab_size"] = json!(131_072);
+    fs::write(wide.join("config.json"), cfg.to_string()).expect("config");
+    let out = root.join("wide.out.safetensors");
+    cases.push(
+        Case {
+            class: "memory",
+            name: "eval --shape-only of 2.1 GB of f32 weights".into(),
+            args: args(&[&"eval", &wide, &"--tokens", &"1", &"--out", &out, &"--shape-only"]),
+            expect: Expect::Refuse,
+            keep: vec![],
+            out: Some(out),
+            shell: false,
+        }
+        .under_rlimit(1 << 20),
+    );
 }
 
 /// Output classes: an output that is an input (directly, through a symbolic or a hard link).
@@ -509,6 +552,7 @@ fn output_cases(root: &Path, cases: &mut Vec<Case>) {
             expect: Expect::Refuse,
             keep: keep.clone(),
             out: None,
+            shell: false,
         });
     }
     let lir = root.join("outs.lir");
@@ -520,6 +564,7 @@ fn output_cases(root: &Path, cases: &mut Vec<Case>) {
         expect: Expect::Refuse,
         keep: vec![lir.clone()],
         out: None,
+            shell: false,
     });
     cases.push(Case {
         class: "outputs",
@@ -528,6 +573,7 @@ fn output_cases(root: &Path, cases: &mut Vec<Case>) {
         expect: Expect::Refuse,
         keep: vec![lir.clone()],
         out: None,
+            shell: false,
     });
     // The longest name a file system takes (255 bytes) works: the temporary name is short.
     let long = root.join(format!("{}.safetensors", "x".repeat(255 - ".safetensors".len())));
@@ -538,6 +584,7 @@ fn output_cases(root: &Path, cases: &mut Vec<Case>) {
         expect: Expect::Accept,
         keep: keep.clone(),
         out: None,
+            shell: false,
     });
 }
 
@@ -577,7 +624,7 @@ fn flag_cases(root: &Path, cases: &mut Vec<Case>) {
             })
             .collect::<Vec<_>>()
             .join(" ");
-        cases.push(Case { class: "flags", name, args: a, expect: Expect::Refuse, keep: vec![], out: Some(out.clone()) });
+        cases.push(Case { class: "flags", name, args: a, expect: Expect::Refuse, keep: vec![], out: Some(out.clone()), shell: false });
     }
     cases.push(Case {
         class: "flags",
@@ -586,6 +633,7 @@ fn flag_cases(root: &Path, cases: &mut Vec<Case>) {
         expect: Expect::Accept,
         keep: vec![],
         out: None,
+            shell: false,
     });
 }
 
@@ -647,7 +695,7 @@ fn ir_cases(root: &Path, cases: &mut Vec<Case>) {
         fs::write(&path, text).expect("write");
         let out = root.join(format!("ir{i}.out.safetensors"));
         let a = if cmd == "interp" { args(&[&"interp", &path, &"--out", &out]) } else { args(&[&cmd, &path]) };
-        cases.push(Case { class: "IR text", name: tag.into(), args: a, expect: Expect::Refuse, keep: vec![], out: Some(out) });
+        cases.push(Case { class: "IR text", name: tag.into(), args: a, expect: Expect::Refuse, keep: vec![], out: Some(out), shell: false });
     }
     for (tag, setup) in [("a directory", 0), ("/dev/zero", 1)] {
         let path = root.join(format!("irfile{setup}.lir"));
@@ -663,6 +711,7 @@ fn ir_cases(root: &Path, cases: &mut Vec<Case>) {
             expect: Expect::Refuse,
             keep: vec![],
             out: None,
+            shell: false,
         });
     }
 }

@@ -108,7 +108,6 @@ fn config_dtype(c: &Config) -> Result<DType, FrontendError> {
 pub fn import(dir: &Path, opts: &ImportOptions) -> Result<Imported, FrontendError> {
     let config = Config::read(dir)?;
     let family = Family::from_config(&config)?;
-    let expected = family.tensors()?;
     let checkpoint = match opts.shape_only {
         true => None,
         false => match lathe_tensorfile::weight_files(dir)? {
@@ -117,9 +116,30 @@ pub fn import(dir: &Path, opts: &ImportOptions) -> Result<Imported, FrontendErro
         },
     };
     let name = dir.file_name().map_or_else(|| "model".to_string(), |n| n.to_string_lossy().into_owned());
+    build(dir, &name, &config, family, checkpoint, opts)
+}
+
+/// The shape-only import of a parsed config (synthetic weights), as [`import`] makes it of a
+/// directory without weight files; what the config fuzz target drives.
+pub fn from_config(config: &Config, opts: &ImportOptions) -> Result<Imported, FrontendError> {
+    let family = Family::from_config(config)?;
+    build(Path::new("."), "model", config, family, None, opts)
+}
+
+/// Declares the weights (from `checkpoint`, checked against the config, or synthetic) and
+/// builds and verifies the programs.
+fn build(
+    dir: &Path,
+    name: &str,
+    config: &Config,
+    family: Family,
+    checkpoint: Option<Checkpoint>,
+    opts: &ImportOptions,
+) -> Result<Imported, FrontendError> {
+    let expected = family.tensors()?;
     let mut m = Module::new(name);
     m.compute_dtype = opts.compute_dtype;
-    let fallback = config_dtype(&config)?;
+    let fallback = config_dtype(config)?;
     match &checkpoint {
         Some(ck) => {
             for TensorSpec { name: tensor, shape, role } in &expected {
@@ -154,11 +174,9 @@ pub fn import(dir: &Path, opts: &ImportOptions) -> Result<Imported, FrontendErro
             }
         }
     }
-    let max_seq = match opts.max_seq {
-        Some(s) => s,
-        None => config.opt_at_most(&["max_position_embeddings"], MAX_CONTEXT)?.map_or(8192, |v| v as u64),
-    }
-    .max(1);
+    // Checked even when the caller sets the bound: a config is valid or not whatever the command.
+    let config_max = config.opt_at_most(&["max_position_embeddings"], MAX_CONTEXT)?.map_or(8192, |v| v as u64);
+    let max_seq = opts.max_seq.unwrap_or(config_max).max(1);
     let b = m.add_symbol("B", opts.max_batch.max(1));
     let s = m.add_symbol("S", max_seq);
     let shapes = Shapes { batch: Dim::Sym(b), seq: Dim::Sym(s), capacity: max_seq };

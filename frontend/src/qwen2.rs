@@ -102,6 +102,10 @@ impl Qwen2Config {
                 )))
             }
         };
+        if head_dim % 2 != 0 {
+            let what = if c.has(&["head_dim"]) { "`head_dim`".to_string() } else { "`hidden_size` / `num_attention_heads`".to_string() };
+            return Err(c.invalid(format!("{what} = {head_dim} must be even: RoPE rotates pairs of dimensions")));
+        }
         if qwen && c.opt_bool(&["use_sliding_window"])? == Some(true) {
             return Err(FrontendError::Unsupported(format!(
                 "{}: `use_sliding_window: true` is not supported yet",

@@ -134,8 +134,31 @@ impl Header {
         }
         let mut header = vec![0u8; header_len as usize];
         f.read_exact(&mut header).map_err(|e| malformed(path, format!("cannot read the header: {e}")))?;
+        Header::validate(path, &header, size)
+    }
+
+    /// Validates a whole safetensors file held in memory (`path` names it in messages): the
+    /// same checks as [`Header::read`], for tests and the fuzz targets.
+    pub fn parse(path: &Path, file: &[u8]) -> Result<Header> {
+        let size = file.len() as u64;
+        let Some((len8, rest)) = file.split_first_chunk::<8>() else {
+            return Err(malformed(path, format!("truncated: {size} bytes, shorter than the 8-byte header length")));
+        };
+        let header_len = u64::from_le_bytes(*len8);
+        if header_len > size - 8 {
+            return Err(malformed(path, format!("header length {header_len} is larger than the file ({size} bytes)")));
+        }
+        if header_len > MAX_HEADER_BYTES {
+            return Err(malformed(path, format!("header length {header_len} is implausibly large")));
+        }
+        Header::validate(path, &rest[..header_len as usize], size)
+    }
+
+    /// Checks the JSON `header` of a file of `size` bytes and records its tensors.
+    fn validate(path: &Path, header: &[u8], size: u64) -> Result<Header> {
+        let header_len = header.len() as u64;
         let Entries(entries) =
-            serde_json::from_slice(&header).map_err(|e| malformed(path, format!("header is not valid JSON: {e}")))?;
+            serde_json::from_slice(header).map_err(|e| malformed(path, format!("header is not valid JSON: {e}")))?;
         if let Some(name) = first_duplicate(&entries) {
             return Err(malformed(path, format!("tensor \"{name}\" is listed twice in the header")));
         }
