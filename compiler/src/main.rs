@@ -174,7 +174,10 @@ fn main() -> ExitCode {
 /// its first line only (clap adds usage and a hint on further lines) and exits with 2.
 fn usage_error(e: &clap::Error) -> ExitCode {
     use clap::error::ErrorKind;
-    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand) {
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
         let _ = e.print();
         return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
     }
@@ -222,9 +225,9 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 }
             }
             // The weights as f32 and the inputs must fit before anything is loaded.
-            let input_bytes = args.values().fold(0u64, |a, t| {
-                a.saturating_add((t.shape.iter().product::<usize>() as u64).saturating_mul(8))
-            });
+            let input_bytes = args
+                .values()
+                .fold(0u64, |a, t| a.saturating_add((t.shape.iter().product::<usize>() as u64).saturating_mul(8)));
             model::check_memory(&m, &file, input_bytes)?;
             let dir = weights.unwrap_or_else(|| file.parent().map(Path::to_path_buf).unwrap_or_default());
             // Every file the module's checkpoint weights name, headers checked before the run.
@@ -270,7 +273,15 @@ fn run(cli: Cli) -> Result<(), CliError> {
                     "--backend {backend}: not available yet (only `cpu`, the reference interpreter)"
                 )));
             }
-            let v = bench::bench(&bench::Setup { model: &model, prompt, decode, runs, pipeline: &pipeline, profile, shape_only })?;
+            let v = bench::bench(&bench::Setup {
+                model: &model,
+                prompt,
+                decode,
+                runs,
+                pipeline: &pipeline,
+                profile,
+                shape_only,
+            })?;
             if json {
                 println!("{v}");
             } else {

@@ -94,7 +94,8 @@ pub fn eval(
     pipeline: &crate::opt::PipelineArgs,
     shape_only: bool,
 ) -> Result<Tensor, CliError> {
-    let opts = ImportOptions { max_batch: 1, max_seq: Some(tokens.len() as u64), compute_dtype: DType::F32, shape_only };
+    let opts =
+        ImportOptions { max_batch: 1, max_seq: Some(tokens.len() as u64), compute_dtype: DType::F32, shape_only };
     // Build the pipeline first: a bad pass name is reported before any weight is touched.
     pipeline.manager()?;
     let mut imp = load_model(dir, &opts, true)?;

@@ -327,7 +327,8 @@ fn config_cases(root: &Path, cases: &mut Vec<Case>) {
         });
     }
     // config.json that is not a regular file, or too large.
-    let special: [(&str, &dyn Fn(&Path)); 5] = [
+    type Make<'a> = &'a dyn Fn(&Path);
+    let special: [(&str, Make); 5] = [
         ("a directory", &|p| fs::create_dir(p).expect("mkdir")),
         ("a dangling link", &|p| std::os::unix::fs::symlink("/nonexistent/config.json", p).expect("link")),
         ("a link to /dev/zero", &|p| std::os::unix::fs::symlink("/dev/zero", p).expect("link")),
@@ -432,8 +433,12 @@ fn checkpoint_cases(root: &Path, cases: &mut Vec<Case>) {
                 let n = u64::from_le_bytes(bytes[..8].try_into().expect("8")) as usize;
                 let mut h: Value = serde_json::from_slice(&bytes[8..8 + n]).expect("json");
                 let map = h.as_object_mut().expect("object");
-                let names: Vec<String> =
-                    map.iter().filter(|(k, v)| *k != "__metadata__" && v["shape"] == json!([32])).map(|(k, _)| k.clone()).take(2).collect();
+                let names: Vec<String> = map
+                    .iter()
+                    .filter(|(k, v)| *k != "__metadata__" && v["shape"] == json!([32]))
+                    .map(|(k, _)| k.clone())
+                    .take(2)
+                    .collect();
                 let first = map[&names[0]]["data_offsets"].clone();
                 map.get_mut(&names[1]).expect("second")["data_offsets"] = first;
                 let text = h.to_string();
@@ -482,7 +487,10 @@ fn checkpoint_cases(root: &Path, cases: &mut Vec<Case>) {
         (args(&[&"eval", &bare, &"--tokens", &"1,2", &"--out", &out]), Expect::Refuse),
         (args(&[&"bench", &bare, &"--prompt", &"2", &"--decode", &"1", &"--runs", &"1"]), Expect::Refuse),
         (args(&[&"eval", &bare, &"--tokens", &"1,2", &"--out", &out, &"--shape-only"]), Expect::Accept),
-        (args(&[&"bench", &bare, &"--prompt", &"2", &"--decode", &"1", &"--runs", &"1", &"--shape-only"]), Expect::Accept),
+        (
+            args(&[&"bench", &bare, &"--prompt", &"2", &"--decode", &"1", &"--runs", &"1", &"--shape-only"]),
+            Expect::Accept,
+        ),
     ] {
         let name = a.iter().map(|s| s.to_string_lossy().replace(&*bare.to_string_lossy(), "DIR")).collect::<Vec<_>>();
         let name = name.join(" ").replace(&*out.to_string_lossy(), "OUT");
@@ -564,7 +572,7 @@ fn output_cases(root: &Path, cases: &mut Vec<Case>) {
         expect: Expect::Refuse,
         keep: vec![lir.clone()],
         out: None,
-            shell: false,
+        shell: false,
     });
     cases.push(Case {
         class: "outputs",
@@ -573,7 +581,7 @@ fn output_cases(root: &Path, cases: &mut Vec<Case>) {
         expect: Expect::Refuse,
         keep: vec![lir.clone()],
         out: None,
-            shell: false,
+        shell: false,
     });
     // The longest name a file system takes (255 bytes) works: the temporary name is short.
     let long = root.join(format!("{}.safetensors", "x".repeat(255 - ".safetensors".len())));
@@ -584,7 +592,7 @@ fn output_cases(root: &Path, cases: &mut Vec<Case>) {
         expect: Expect::Accept,
         keep: keep.clone(),
         out: None,
-            shell: false,
+        shell: false,
     });
 }
 
@@ -620,11 +628,23 @@ fn flag_cases(root: &Path, cases: &mut Vec<Case>) {
             .iter()
             .map(|s| {
                 let s = s.to_string_lossy().into_owned();
-                if s.starts_with('/') { Path::new(&s).file_name().map_or(s.clone(), |f| f.to_string_lossy().into_owned()) } else { s }
+                if s.starts_with('/') {
+                    Path::new(&s).file_name().map_or(s.clone(), |f| f.to_string_lossy().into_owned())
+                } else {
+                    s
+                }
             })
             .collect::<Vec<_>>()
             .join(" ");
-        cases.push(Case { class: "flags", name, args: a, expect: Expect::Refuse, keep: vec![], out: Some(out.clone()), shell: false });
+        cases.push(Case {
+            class: "flags",
+            name,
+            args: a,
+            expect: Expect::Refuse,
+            keep: vec![],
+            out: Some(out.clone()),
+            shell: false,
+        });
     }
     cases.push(Case {
         class: "flags",
@@ -633,7 +653,7 @@ fn flag_cases(root: &Path, cases: &mut Vec<Case>) {
         expect: Expect::Accept,
         keep: vec![],
         out: None,
-            shell: false,
+        shell: false,
     });
 }
 
@@ -695,7 +715,15 @@ fn ir_cases(root: &Path, cases: &mut Vec<Case>) {
         fs::write(&path, text).expect("write");
         let out = root.join(format!("ir{i}.out.safetensors"));
         let a = if cmd == "interp" { args(&[&"interp", &path, &"--out", &out]) } else { args(&[&cmd, &path]) };
-        cases.push(Case { class: "IR text", name: tag.into(), args: a, expect: Expect::Refuse, keep: vec![], out: Some(out), shell: false });
+        cases.push(Case {
+            class: "IR text",
+            name: tag.into(),
+            args: a,
+            expect: Expect::Refuse,
+            keep: vec![],
+            out: Some(out),
+            shell: false,
+        });
     }
     for (tag, setup) in [("a directory", 0), ("/dev/zero", 1)] {
         let path = root.join(format!("irfile{setup}.lir"));
@@ -778,7 +806,11 @@ fn report(cases: &[Case], runs: &[Run], table: &BTreeMap<&str, BTreeMap<Outcome,
         let msg = msg.replace(&*root.to_string_lossy(), "$DIR");
         let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
         let msg = msg.replace(&format!("{}/", repo.to_string_lossy()), "");
-        let msg = if msg.len() > 160 { format!("{}…", &msg[..msg.char_indices().nth(160).map_or(msg.len(), |(i, _)| i)]) } else { msg };
+        let msg = if msg.len() > 160 {
+            format!("{}…", &msg[..msg.char_indices().nth(160).map_or(msg.len(), |(i, _)| i)])
+        } else {
+            msg
+        };
         let _ = writeln!(s, "| {} | {} | {:?} | {} |", c.class, c.name.replace('|', "\\|"), r.outcome, msg);
     }
     s

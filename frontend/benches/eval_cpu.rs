@@ -36,7 +36,12 @@ fn main() {
     let t0 = Instant::now();
     let imp = match import(
         &dir,
-        &ImportOptions { max_batch: 1, max_seq: Some(tokens.len() as u64), compute_dtype: DType::F32, shape_only: false },
+        &ImportOptions {
+            max_batch: 1,
+            max_seq: Some(tokens.len() as u64),
+            compute_dtype: DType::F32,
+            shape_only: false,
+        },
     ) {
         Ok(i) => i,
         Err(e) => {

@@ -115,7 +115,10 @@ impl NemotronHConfig {
             return Err(c.invalid("the layer pattern is empty".into()));
         }
         if pattern.len() as u64 > MAX_LAYERS {
-            return Err(c.invalid(format!("the layer pattern has {} layers; at most {MAX_LAYERS} are supported", pattern.len())));
+            return Err(c.invalid(format!(
+                "the layer pattern has {} layers; at most {MAX_LAYERS} are supported",
+                pattern.len()
+            )));
         }
         if let Some(n) = c.opt_at_most(&["num_hidden_layers"], MAX_LAYERS)? {
             if n != pattern.len() {

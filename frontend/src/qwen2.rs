@@ -6,8 +6,8 @@
 //! `rope_theta` (or `rope_parameters.rope_theta`). Only the default RoPE type is supported;
 //! scaled variants are refused clearly.
 
-use lathe_ir::ops::{BinaryOp, RopeAttrs, UnaryOp};
 use lathe_ir::limits::{MAX_DIM, MAX_LAYERS, MAX_VOCAB};
+use lathe_ir::ops::{BinaryOp, RopeAttrs, UnaryOp};
 use lathe_ir::{Function, Module, WeightRole};
 
 use crate::config::Config;
@@ -73,7 +73,8 @@ impl Qwen2Config {
             Some(serde_json::Value::Object(o)) => Some(o),
             Some(v) => return Err(c.invalid(format!("`{rope_key}` must be an object, got {v}"))),
         };
-        let kind_key = rope.and_then(|r| ["rope_type", "type"].into_iter().find(|k| r.get(*k).is_some_and(|v| !v.is_null())));
+        let kind_key =
+            rope.and_then(|r| ["rope_type", "type"].into_iter().find(|k| r.get(*k).is_some_and(|v| !v.is_null())));
         if let (Some(r), Some(k)) = (rope, kind_key) {
             match r[k].as_str() {
                 Some("default") => {}
@@ -103,7 +104,11 @@ impl Qwen2Config {
             }
         };
         if head_dim % 2 != 0 {
-            let what = if c.has(&["head_dim"]) { "`head_dim`".to_string() } else { "`hidden_size` / `num_attention_heads`".to_string() };
+            let what = if c.has(&["head_dim"]) {
+                "`head_dim`".to_string()
+            } else {
+                "`hidden_size` / `num_attention_heads`".to_string()
+            };
             return Err(c.invalid(format!("{what} = {head_dim} must be even: RoPE rotates pairs of dimensions")));
         }
         if qwen && c.opt_bool(&["use_sliding_window"])? == Some(true) {

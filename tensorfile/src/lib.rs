@@ -371,7 +371,9 @@ pub fn weight_files(dir: &Path) -> Result<WeightFiles> {
             return match std::fs::metadata(&path) {
                 Ok(m) if m.is_file() => Ok(WeightFiles::Safetensors),
                 Ok(_) => Err(malformed(&path, "not a regular file")),
-                Err(e) if link.file_type().is_symlink() => Err(malformed(&path, format!("a dangling symbolic link ({e})"))),
+                Err(e) if link.file_type().is_symlink() => {
+                    Err(malformed(&path, format!("a dangling symbolic link ({e})")))
+                }
                 Err(e) => Err(io_err(&path)(e)),
             };
         }

@@ -43,7 +43,8 @@ pub fn config(data: &[u8]) {
 /// checked to lie inside it without overlapping another.
 pub fn safetensors_header(data: &[u8]) {
     let Ok(h) = Header::parse(Path::new("fuzz.safetensors"), data) else { return };
-    let mut spans: Vec<(u64, u64)> = h.tensors.values().filter(|t| t.len > 0).map(|t| (t.offset, t.offset + t.len)).collect();
+    let mut spans: Vec<(u64, u64)> =
+        h.tensors.values().filter(|t| t.len > 0).map(|t| (t.offset, t.offset + t.len)).collect();
     spans.sort_unstable();
     for (begin, end) in &spans {
         assert!(*end <= data.len() as u64 && begin <= end, "a tensor lies outside the file");
