@@ -17,6 +17,8 @@
 
 use lathe_ir::DType;
 
+pub mod modgen;
+
 /// Unit roundoff (half an ulp at 1) of a dtype's significand.
 pub fn unit_roundoff(dtype: DType) -> f64 {
     match dtype {

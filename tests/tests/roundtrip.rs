@@ -1,10 +1,7 @@
-//! Property test of the text format: for random valid modules `m` (see `support/modgen.rs`),
+//! Property test of the text format: for random valid modules `m` (see `lathe_tests::modgen`),
 //! `m` verifies, `parse(print(m)) == m.renumbered()`, printing is a fixed point, a copy of `m`
 //! with scrambled arenas prints the same text, and the interpreter gives bit-identical results
 //! on `m`, on `parse(print(m))` and on the scrambled copy.
-
-#[path = "support/modgen.rs"]
-mod modgen;
 
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -18,7 +15,7 @@ use lathe_ir::ops::{Constant, Fusion, KernelStrategy, Op, Sample};
 use lathe_ir::text::{parse_module, print_module};
 use lathe_ir::types::{DType, Dim, TensorType};
 use lathe_ir::verify::verify;
-use lathe_tests::Rng;
+use lathe_tests::{modgen, Rng};
 
 /// Number of random modules; seeds are `0..CASES`, so every run checks the same modules.
 const CASES: u64 = 300;

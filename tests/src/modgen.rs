@@ -1,4 +1,5 @@
-//! A seeded generator of random *valid* modules, shared by `roundtrip.rs` and `robustness.rs`.
+//! A seeded generator of random *valid* modules, shared by the round-trip and robustness tests
+//! of this crate and the pass tests of `lathe-passes`.
 //!
 //! Every module is built with [`GraphBuilder`] (so every node is typed by `infer` as it is
 //! added) from a broad subset of the op set: leaves of every kind, elementwise ops with
@@ -11,8 +12,6 @@
 //! symbol consistently and keep every run-time check (slice bounds, gather indices, cache
 //! rows, attention lengths) satisfied, so the interpreter mostly succeeds.
 
-#![allow(dead_code)]
-
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use lathe_interp::tensor::Tensor;
@@ -23,7 +22,7 @@ use lathe_ir::ops::{
     Reduce, ReduceKind, RopeAttrs, Sample, ScanSsd, Slice, Softmax, Split, UnaryOp,
 };
 use lathe_ir::types::{DType, Dim, SymbolId, TensorType};
-use lathe_tests::Rng;
+use crate::Rng;
 
 /// A generated module and, per function, named inputs for the interpreter.
 #[derive(Debug)]
