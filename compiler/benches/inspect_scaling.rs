@@ -27,13 +27,17 @@ fn main() {
 fn run() -> Result<(), String> {
     let layers: Vec<usize> = match std::env::args().skip(1).filter(|a| a != "--bench").collect::<Vec<_>>() {
         args if args.is_empty() => DEFAULT_LAYERS.to_vec(),
-        args => args.iter().map(|a| a.parse().map_err(|_| format!("`{a}` is not a layer count"))).collect::<Result<_, _>>()?,
+        args => args
+            .iter()
+            .map(|a| a.parse().map_err(|_| format!("`{a}` is not a layer count")))
+            .collect::<Result<_, _>>()?,
     };
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let src = root.join("tests/fixtures/models/nemotron_h_tiny/config.json");
     let text = std::fs::read_to_string(&src).map_err(|e| format!("{}: {e}", src.display()))?;
     let base: Value = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", src.display()))?;
-    let pattern: Vec<Value> = base["layers_block_type"].as_array().cloned().ok_or("the fixture has no layers_block_type")?;
+    let pattern: Vec<Value> =
+        base["layers_block_type"].as_array().cloned().ok_or("the fixture has no layers_block_type")?;
     let work = std::env::temp_dir().join(format!("lathe-inspect-scaling-{}", std::process::id()));
     let lathe = env!("CARGO_BIN_EXE_lathe");
     println!("{:>7} {:>10} {:>12} {:>10}", "layers", "min s", "us/layer", "x/doubling");
@@ -64,7 +68,8 @@ fn run() -> Result<(), String> {
 
 fn time_inspect(lathe: &str, dir: &Path) -> Result<f64, String> {
     let t0 = Instant::now();
-    let out = Command::new(lathe).arg("inspect").arg(dir).arg("--stats").output().map_err(|e| format!("{lathe}: {e}"))?;
+    let out =
+        Command::new(lathe).arg("inspect").arg(dir).arg("--stats").output().map_err(|e| format!("{lathe}: {e}"))?;
     let secs = t0.elapsed().as_secs_f64();
     if !out.status.success() {
         return Err(format!("lathe inspect {}: {}", dir.display(), String::from_utf8_lossy(&out.stderr).trim()));

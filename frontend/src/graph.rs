@@ -46,7 +46,8 @@ impl<'m> Ctx<'m> {
 
     /// Reads weight `name` as declared.
     pub fn weight_raw(&mut self, name: &str) -> R<ValueId> {
-        let w = *self.weights.get(name).ok_or_else(|| FrontendError::Build(format!("weight `{name}` was not declared")))?;
+        let w =
+            *self.weights.get(name).ok_or_else(|| FrontendError::Build(format!("weight `{name}` was not declared")))?;
         Ok(self.b.push1(Op::Weight(w), &[])?)
     }
 
