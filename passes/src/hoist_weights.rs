@@ -74,11 +74,14 @@ fn worth_hoisting(g: &Graph) -> bool {
     ops().any(|op| matches!(op, Op::Weight(_))) && ops().any(|op| !is_data(op) && !is_movement(op))
 }
 
+/// What finds a derived graph among those made: the weights it reads and its size.
+type Key = (Vec<WeightId>, usize);
+
 /// The derived weights made so far, found by the weights they read and their size (a scan of
 /// all of them per candidate would make the pass quadratic in the number of layers).
 #[derive(Default)]
 struct Made {
-    by_key: HashMap<(Vec<WeightId>, usize), Vec<(Graph, WeightId)>>,
+    by_key: HashMap<Key, Vec<(Graph, WeightId)>>,
     count: usize,
     /// Every weight name of the module, for fresh names.
     names: HashSet<String>,
@@ -86,7 +89,7 @@ struct Made {
 
 impl Made {
     /// Equal derived graphs have equal keys.
-    fn key(g: &Graph) -> (Vec<WeightId>, usize) {
+    fn key(g: &Graph) -> Key {
         let reads = g
             .order
             .iter()

@@ -443,8 +443,8 @@ fn assign_offsets(buffers: &mut [Buffer]) -> u64 {
     for (query, i) in order.into_iter().enumerate() {
         let (size, first, last) = (buffers[i].slot_bytes(), buffers[i].first, buffers[i].last);
         live.clear();
-        for t in first..=last {
-            for &j in &at[t] {
+        for launch in &at[first..=last] {
+            for &j in launch {
                 if seen[j] != query {
                     seen[j] = query;
                     live.push((buffers[j].offset, buffers[j].offset.saturating_add(buffers[j].slot_bytes())));
