@@ -71,24 +71,101 @@ pub fn broadcast_shapes(m: &Module, a: &[Dim], b: &[Dim]) -> R<Vec<Dim>> {
     Ok(out)
 }
 
-/// Whether two shapes hold the same number of elements for every binding of the symbols.
+/// Whether two shapes hold the same number of elements for every binding of the symbols. A
+/// product of constant dims past `u128` cannot be compared, and counts as different (no such
+/// type verifies: see [`crate::limits::MAX_ELEMENTS`]).
 pub fn same_numel(a: &[Dim], b: &[Dim]) -> bool {
     let split = |s: &[Dim]| {
-        let mut c = 1u128;
+        let mut c = Some(1u128);
         let mut syms = Vec::new();
         for d in s {
             match d {
-                Dim::Const(v) => c = c.saturating_mul(u128::from(*v)),
+                Dim::Const(v) => c = c.and_then(|c| c.checked_mul(u128::from(*v))),
                 Dim::Sym(x) => syms.push(x.index()),
             }
+        }
+        // A zero makes the product zero whatever overflowed before it.
+        if s.contains(&Dim::Const(0)) {
+            c = Some(0);
         }
         syms.sort_unstable();
         (c, syms)
     };
     let (ca, sa) = split(a);
     let (cb, sb) = split(b);
-    // An empty tensor is empty whatever its symbols are.
-    (ca == 0 && cb == 0) || (ca == cb && sa == sb)
+    match (ca, cb) {
+        // An empty tensor is empty whatever its symbols are.
+        (Some(0), Some(0)) => true,
+        (Some(ca), Some(cb)) => ca == cb && sa == sb,
+        _ => false,
+    }
+}
+
+/// Whether constant value `v` fits dtype `dtype`, and why not.
+///
+/// - integers (`i64`, `i32`, `i8`, `u8`): a whole number in the dtype's range, so `300` is not
+///   an `i8` and `-1` not a `u8` (no wrapping, no saturation);
+/// - `bool`: 0 or 1;
+/// - floats: any value the dtype rounds to a finite value, and NaN and ±infinity as they are.
+///   A finite value is first rounded to f32 (the interpreter's arithmetic), then to the dtype;
+///   one that overflows there (to infinity in f32, f16 and bf16; past the largest finite value
+///   of f8e4m3 (448) or f8e5m2 (57344), which saturate) is refused: a finite literal must
+///   not silently become infinity or the largest finite value.
+pub fn literal_fits(dtype: DType, v: f64) -> Result<(), String> {
+    let range = |lo: f64, hi_exclusive: f64| -> Result<(), String> {
+        if !v.is_finite() || v.fract() != 0.0 {
+            Err(format!("{dtype} constant holds non-integer value {v}"))
+        } else if v < lo || v >= hi_exclusive {
+            Err(format!("{dtype} constant holds {v}, outside the range of {dtype}"))
+        } else {
+            Ok(())
+        }
+    };
+    match dtype {
+        DType::I64 => range(-(2f64.powi(63)), 2f64.powi(63)),
+        DType::I32 => range(-(2f64.powi(31)), 2f64.powi(31)),
+        DType::I8 => range(-128.0, 128.0),
+        DType::U8 => range(0.0, 256.0),
+        DType::Bool if v == 0.0 || v == 1.0 => Ok(()),
+        DType::Bool => Err(format!("bool constant holds {v} (expected 0 or 1)")),
+        _ if !v.is_finite() => Ok(()),
+        DType::F32 | DType::F16 | DType::BF16 => {
+            let x = v as f32;
+            let rounded = match dtype {
+                DType::F16 => lathe_numerics::round_to_f16(x),
+                DType::BF16 => lathe_numerics::round_to_bf16(x),
+                _ => x,
+            };
+            if rounded.is_finite() {
+                Ok(())
+            } else {
+                Err(format!("{dtype} constant holds {v}, which overflows {dtype} to infinity"))
+            }
+        }
+        DType::F8E4M3 | DType::F8E5M2 => {
+            // The codes of the largest finite values: 0x7E is 448 in E4M3, 0x7B 57344 in E5M2.
+            let max = if dtype == DType::F8E4M3 {
+                lathe_numerics::e4m3_to_f32(0x7E)
+            } else {
+                lathe_numerics::e5m2_to_f32(0x7B)
+            };
+            if (v as f32).abs() <= max {
+                Ok(())
+            } else {
+                Err(format!("{dtype} constant holds {v}, beyond the largest finite {dtype} value {max}"))
+            }
+        }
+    }
+}
+
+/// Refuses a reduction over an axis that is statically empty, for ops whose result would be
+/// undefined there (a max, a mean, a softmax, a norm, a draw from no tokens).
+fn nonempty(d: Dim, what: impl FnOnce() -> String) -> R<()> {
+    if d == Dim::Const(0) {
+        Err(format!("{} is empty: the result is undefined over no elements", what()))
+    } else {
+        Ok(())
+    }
 }
 
 fn scale_ok(m: &Module, what: &str, scale: &TensorType, x: &TensorType) -> R<()> {
@@ -131,10 +208,8 @@ pub fn infer(m: &Module, op: &Op, args: &[&TensorType]) -> Result<Vec<TensorType
             if c.values.len() != 1 && c.values.len() as u64 != n {
                 return Err(format!("constant holds {} values for {} elements", c.values.len(), n));
             }
-            if c.ty.dtype.is_int() || c.ty.dtype == DType::Bool {
-                if let Some(v) = c.values.iter().find(|v| v.fract() != 0.0 || !v.is_finite()) {
-                    return Err(format!("{} constant holds non-integer value {v}", c.ty.dtype));
-                }
+            if let Some(e) = c.values.iter().find_map(|&v| literal_fits(c.ty.dtype, v).err()) {
+                return Err(e);
             }
             one(c.ty.clone())
         }
@@ -211,6 +286,7 @@ pub fn infer(m: &Module, op: &Op, args: &[&TensorType]) -> Result<Vec<TensorType
             if at.mask == MaskKind::Causal && q.shape[1] == Dim::Const(0) {
                 return Err("causal attention needs at least one query".into());
             }
+            nonempty(k.shape[1], || "the key axis of k".into())?;
             if !at.scale.is_finite() {
                 return Err(format!("scale must be finite, got {}", at.scale));
             }
@@ -369,6 +445,12 @@ pub fn infer(m: &Module, op: &Op, args: &[&TensorType]) -> Result<Vec<TensorType
             if r.axes.is_empty() || r.axes.windows(2).any(|w| w[0] >= w[1]) || r.axes.iter().any(|&a| a >= x.rank()) {
                 return Err(format!("axes {:?} must be strictly increasing and below rank {}", r.axes, x.rank()));
             }
+            // A sum over nothing is 0; a max or a mean over nothing is undefined.
+            if r.kind != crate::ops::ReduceKind::Sum {
+                for &a in &r.axes {
+                    nonempty(x.shape[a], || format!("{} over axis {a} of {}", r.kind.name(), type_str(m, x)))?;
+                }
+            }
             let shape = x
                 .shape
                 .iter()
@@ -386,6 +468,7 @@ pub fn infer(m: &Module, op: &Op, args: &[&TensorType]) -> Result<Vec<TensorType
             if s.axis >= args[0].rank() {
                 return Err(format!("axis {} out of range for {}", s.axis, type_str(m, args[0])));
             }
+            nonempty(args[0].shape[s.axis], || format!("softmax axis {} of {}", s.axis, type_str(m, args[0])))?;
             one(args[0].clone())
         }
         Op::RmsNorm(n) | Op::LayerNorm(n) => {
@@ -413,6 +496,7 @@ pub fn infer(m: &Module, op: &Op, args: &[&TensorType]) -> Result<Vec<TensorType
                 return Err(format!("eps must be finite and >= 0, got {}", n.eps));
             }
             let dc = const_dim(m, "normalized dim", d)?;
+            nonempty(d, || format!("the normalized last dim of {}", type_str(m, x)))?;
             if n.groups == 0 || dc % n.groups != 0 {
                 return Err(format!("groups {} must divide the normalized dim {dc}", n.groups));
             }
@@ -608,6 +692,7 @@ pub fn infer(m: &Module, op: &Op, args: &[&TensorType]) -> Result<Vec<TensorType
             if off.dtype != DType::I64 || off.rank() != 0 {
                 return Err(format!("offset must be i64[], got {}", type_str(m, off)));
             }
+            nonempty(logits.shape[1], || format!("the vocabulary axis of {}", type_str(m, logits)))?;
             if !(s.temperature.is_finite() && s.temperature >= 0.0) {
                 return Err(format!("temperature must be >= 0, got {}", s.temperature));
             }

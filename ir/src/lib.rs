@@ -11,8 +11,11 @@
 //! # Invariants
 //! Checked by [`verify::verify`], handles and order first, then types: every node appears once
 //! in the order, operands are defined before use, every result type equals what
-//! [`infer::infer`] computes from the operand types and attributes. A module that verifies
-//! never makes a pass, codegen or the interpreter panic.
+//! [`infer::infer`] computes from the operand types and attributes; every size stays within
+//! [`limits`] (symbol bounds, rank, elements at the symbols' bounds, fusion nesting), every
+//! constant fits its dtype, and no max, mean, softmax, norm or draw runs over a statically empty
+//! axis. A module that verifies never makes a pass, codegen or the interpreter panic; text
+//! nested deeper than the parser's limit is refused before it recurses.
 //!
 //! # Numerics
 //! Values are rounded exactly at the dtypes the IR gives them (round-to-nearest-even; fp8

@@ -38,6 +38,12 @@ pub const MAX_RANK: usize = 16;
 /// Nesting depth of IR text: brackets, parentheses, braces and fusion bodies together.
 pub const MAX_NESTING: usize = 64;
 
+/// Fusion bodies nested in one another, for modules however built. The printer writes a node of
+/// a body `d` fusions deep at most `d + 4` levels deep in text (the module's and the function's
+/// braces, then an attribute list inside an attribute block), so every module the verifier
+/// accepts prints to text the parser takes.
+pub const MAX_FUSION_DEPTH: usize = MAX_NESTING - 4;
+
 /// Bytes of one IR text file.
 pub const MAX_IR_BYTES: u64 = 1 << 30;
 

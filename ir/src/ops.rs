@@ -18,7 +18,9 @@ pub enum Op {
     /// `weight @name : T` — reads a module weight; `T` equals the weight's declared type.
     Weight(WeightId),
     /// `constant V : T` — a constant with constant shape. `V` is one number (splat) or a list of
-    /// exactly `numel(T)` numbers (row-major); values are rounded to `T`'s dtype.
+    /// exactly `numel(T)` numbers (row-major); values are rounded to `T`'s dtype and must fit it
+    /// ([`crate::infer::literal_fits`]: integers in range, bool 0 or 1, floats that do not
+    /// overflow): `constant 300 : i8[]` does not verify.
     Constant(Constant),
     /// `iota {axis=a} : T` — `out[i0, ..., in] = i_a` converted to `T`'s dtype (int or float).
     Iota(Iota),
@@ -32,7 +34,8 @@ pub enum Op {
     /// output channel): `out = (a·sa) · (b·sb)`, accumulated in f32, rounded to `T`.
     ScaledMatmul(Matmul),
     /// `attention %q, %k, %v, %kv_len {mask=causal, scale=s}` — reads `q[B,S,Hq,D]`,
-    /// `k[B,T,Hkv,D]`, `v[B,T,Hkv,Dv]` (a cache or fresh keys), `kv_len: i64[B]` valid kv rows;
+    /// `k[B,T,Hkv,D]`, `v[B,T,Hkv,Dv]` (a cache or fresh keys; `T` is not statically 0),
+    /// `kv_len: i64[B]` valid kv rows;
     /// returns `[B,S,Hq,Dv]` in q's dtype. q head `h` uses kv head `h / (Hq/Hkv)`. Causal: with
     /// `past = kv_len − S`, query `i` sees keys `j ≤ past+i`; bidirectional and cross: keys
     /// `j < kv_len`. Scores `scale·q·k`, softmax in f32. Positions are not its business: q and
@@ -71,14 +74,18 @@ pub enum Op {
     /// float→int truncates toward zero and saturates, NaN→0).
     Cast(DType),
     /// `reduce %x {kind=sum|max|mean, axes=[..], keep_dims}` — reduces the listed axes in f32.
+    /// A sum over an empty axis is 0; a max or a mean over an axis that is statically empty is
+    /// undefined and does not verify.
     Reduce(Reduce),
-    /// `softmax %x {axis=a}` — numerically stable softmax along `axis`, f32 inside.
+    /// `softmax %x {axis=a}` — numerically stable softmax along `axis`, f32 inside; the axis is
+    /// not statically empty.
     Softmax(Softmax),
     /// `rms_norm %x, %w [, %z] {eps=e, groups=g}` — per row of the last axis `D`, split into `g`
     /// contiguous groups: with a gate `z` (Mamba-2's gated norm) `x ← x·silu(z)` first, then
     /// `x_g / sqrt(mean(x_g²) + e)`, times `w[D]`.
     RmsNorm(Norm),
     /// `layer_norm %x, %w, %b {eps=e}` — `(x − mean)/sqrt(var + e)·w + b` over the last axis.
+    /// Both norms need a last axis of at least one element.
     LayerNorm(Norm),
     /// `reshape %x : T` — same elements, row-major, new shape `T` (same count; constant factors
     /// multiply to the same number and the same symbols appear on both sides).
@@ -113,10 +120,12 @@ pub enum Op {
     Dequantize(DType),
     /// `fusion %a, ... {strategy=s} { body } : T...` — a region whose body graph runs on the
     /// operands (its `input` nodes take them in order) and whose results are the body's
-    /// outputs; one group = one kernel launch with strategy `s`.
+    /// outputs; one group = one kernel launch with strategy `s`. Bodies nest at most
+    /// [`crate::limits::MAX_FUSION_DEPTH`] deep.
     Fusion(Box<Fusion>),
     /// `sample %logits, %offset {seed, temperature, top_k, top_p}` — `logits[B,V]`, `offset: i64[]`
-    /// → token ids `i64[B]`. Temperature 0 is argmax; otherwise top-k, then top-p filtering and
+    /// → token ids `i64[B]`, `V` not statically 0 (a draw from no tokens is undefined).
+    /// Temperature 0 is argmax; otherwise top-k, then top-p filtering and
     /// a draw with the uniform from Philox4x32-10 (key = seed, counter = [offset, row]).
     Sample(Sample),
 }

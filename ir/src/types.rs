@@ -88,8 +88,21 @@ impl TensorType {
         self.shape.last().copied()
     }
 
-    /// Number of elements if every dim is constant.
+    /// Number of elements if every dim is constant (`None` also when the count overflows `u64`).
     pub fn const_elements(&self) -> Option<u64> {
         self.shape.iter().try_fold(1u64, |acc, d| acc.checked_mul(d.as_const()?))
+    }
+
+    /// The product of the dims at their largest, each symbol at `bound(symbol)` and an empty
+    /// dim counted as 1 (so strides stay below the product too): what the size limit bounds.
+    /// `None` when a symbol has no bound or the product overflows `u64`.
+    pub fn elements_at_bounds(&self, bound: impl Fn(SymbolId) -> Option<u64>) -> Option<u64> {
+        self.shape.iter().try_fold(1u64, |acc, d| {
+            let n = match *d {
+                Dim::Const(c) => c,
+                Dim::Sym(s) => bound(s)?,
+            };
+            acc.checked_mul(n.max(1))
+        })
     }
 }

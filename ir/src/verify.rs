@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use std::fmt;
 
 use crate::infer::{infer, type_str};
+use crate::limits;
 use crate::module::{Graph, Module, NodeId};
 use crate::ops::Op;
 use crate::text::print::{node_name, node_text};
@@ -126,14 +127,24 @@ pub fn verify(m: &Module) -> Result<(), VerifyErrors> {
         if s.max == 0 {
             errs.push(top(format!("symbol `{}` needs an upper bound >= 1", s.name)));
         }
+        if s.max > limits::MAX_SYMBOL_BOUND {
+            errs.push(top(format!(
+                "symbol `{}` has bound {}, above the limit of {}",
+                s.name,
+                s.max,
+                limits::MAX_SYMBOL_BOUND
+            )));
+        }
     }
     let mut wnames = HashSet::new();
     for (wid, w) in m.weights.iter() {
         if !wnames.insert(w.name.as_str()) {
             errs.push(top(format!("weight `@{}` is declared twice", w.name)));
         }
-        if w.ty.const_elements().is_none() {
+        if w.ty.shape.iter().any(|d| d.as_const().is_none()) {
             errs.push(top(format!("weight `@{}` must have a constant shape", w.name)));
+        } else if let Err(e) = type_within_limits(m, &w.ty) {
+            errs.push(top(format!("weight `@{}`: {e}", w.name)));
         }
         if let crate::module::WeightSource::Derived(g) = &w.source {
             verify_derived(m, wid, w, g, &mut errs);
@@ -217,6 +228,29 @@ fn verify_derived(
             context: None,
             message: format!("derived weight `@{}`: {p}", w.name),
         });
+    }
+}
+
+/// Checks a type against the size limits ([`limits::MAX_RANK`], and [`limits::MAX_ELEMENTS`]
+/// for the product of its dims at the symbols' bounds, empty dims counted as 1): every size
+/// computed from a type that verifies, strides and byte counts included, fits in `u64` with room
+/// to spare. The error says what is over.
+pub fn type_within_limits(m: &Module, t: &TensorType) -> Result<(), String> {
+    if t.rank() > limits::MAX_RANK {
+        return Err(format!(
+            "type {} has {} dimensions, more than the limit of {}",
+            type_str(m, t),
+            t.rank(),
+            limits::MAX_RANK
+        ));
+    }
+    match t.elements_at_bounds(|s| m.symbols.get(s).map(|s| s.max)) {
+        Some(n) if n <= limits::MAX_ELEMENTS => Ok(()),
+        _ => Err(format!(
+            "type {} has more than {} elements at its symbols' bounds",
+            type_str(m, t),
+            limits::MAX_ELEMENTS
+        )),
     }
 }
 
@@ -309,6 +343,16 @@ pub(crate) fn verify_graph(m: &Module, g: &Graph, loc: &Location, named: bool, e
                 errs.push(at(Some(n), Some(name), "a fusion must return at least one value".into()));
                 continue;
             }
+            // Bounded like the parser's nesting, so that the printer, the passes and the
+            // interpreter, which recurse into bodies, recurse no deeper than that either.
+            Op::Fusion(_) if loc.path.len() >= limits::MAX_FUSION_DEPTH => {
+                errs.push(at(
+                    Some(n),
+                    Some(name),
+                    format!("fusion bodies are nested deeper than {} levels", limits::MAX_FUSION_DEPTH),
+                ));
+                continue;
+            }
             Op::Fusion(f) => {
                 // Numbered once per graph, not per fusion: verification stays linear.
                 let numbers = numbers.get_or_insert_with(|| crate::text::print::node_numbers(g));
@@ -333,6 +377,9 @@ pub(crate) fn verify_graph(m: &Module, g: &Graph, loc: &Location, named: bool, e
                         Some(name),
                         format!("result type is {} but the op produces {}", show(&got), show(&want)),
                     ));
+                } else if let Some(e) = got.iter().find_map(|t| type_within_limits(m, t).err()) {
+                    // After the typing rule, whose checked arithmetic names what overflows.
+                    errs.push(at(Some(n), Some(name), e));
                 }
             }
         }

@@ -10,7 +10,8 @@
 //! (its own `seq` symbol `C`), so a long prompt is prefilled chunk by chunk with bounded
 //! activation memory.
 //! An `amax` of a value a group produces (an fp8 activation scale) joins that group as an
-//! epilogue reduction instead of taking a launch.
+//! epilogue reduction instead of taking a launch. A value computed from weights and constants
+//! alone joins the group that reads it; it gets a group of its own only when no one group does.
 //! Fusion groups already there that their strategy does not accept (written by hand, or nested
 //! in another group) are inlined first and their ops scheduled like any others.
 //! After it, `strategy::verify_schedule` holds: every computing node sits in an accepted group.
@@ -22,7 +23,7 @@ use lathe_ir::{Dim, FunctionKind, Graph, InputRole, Module, NodeId, Op, Stage, S
 use crate::outline::{inline_groups, outline_groups, Group};
 use crate::plan::Planner;
 use crate::rewrite::{for_each_function, Replacements};
-use crate::strategy::{classify, singleton};
+use crate::strategy::{classify, compile_time_nodes, singleton};
 use crate::{Changed, Failure, OptionInfo, Options, Pass, PassContext, PassInfo, ANY_STAGE};
 
 /// Registry entry.
@@ -144,7 +145,15 @@ fn plan(m: &Module, g: &Graph) -> Vec<Group> {
         p.take(&group);
         groups.push((group, KernelStrategy::ScatterCache));
     }
-    for &n in &g.order {
+    // Values computed from weights and constants alone go with the group that reads them (a
+    // private producer, which its kernel holds as a compile-time value); only those no single
+    // group takes get a group of their own, after every run-time node has one. Made the main
+    // op of a group first, such a value would leave a run-time epilogue without its main op
+    // (`amax %w` then `add %x`: a row_reduce group whose only reduction is compile-time).
+    let compile_time = compile_time_nodes(g);
+    let run_time = g.order.iter().filter(|n| !compile_time.contains(n));
+    let sweep: Vec<NodeId> = run_time.chain(g.order.iter().filter(|n| compile_time.contains(n))).copied().collect();
+    for n in sweep {
         if !p.free(n) {
             continue;
         }

@@ -1,12 +1,10 @@
 //! Passes accept every module that verifies: the default pipeline (and `quantize-fp8,default`)
-//! run over the random modules of the round-trip property test (`tests/tests/support/modgen.rs`)
+//! run over the random modules of the round-trip property test (`lathe_tests::modgen`)
 //! leave a module that verifies at its stage after every pass, whose memory plans keep their
 //! invariants, and the default pipeline keeps the interpreter's results bit for bit. A pipeline may refuse a module only with a clean error
 //! that is the input's (a size that does not fit at the symbols' bounds), never with a module
 //! that no longer verifies or a panic.
 
-#[path = "../../tests/tests/support/modgen.rs"]
-mod modgen;
 #[path = "support/plan_check.rs"]
 mod plan_check;
 
@@ -18,6 +16,7 @@ use lathe_interp::SyntheticOnly;
 use lathe_ir::text::print_module;
 use lathe_ir::Module;
 use lathe_passes::PassManager;
+use lathe_tests::modgen;
 
 /// Number of random modules (seeds `0..CASES`, the round-trip test's first ones).
 const CASES: u64 = 300;

@@ -360,11 +360,13 @@ fn every_cache_of_the_8b_decode_updates_in_place() {
     assert!(p.buffers.iter().all(|b| b.value().is_none_or(|v| !outputs.contains(&v))));
 }
 
+/// The planner's sizes are checked even on a module that does not verify (text refuses the
+/// bound already: `lathe_ir::limits::MAX_SYMBOL_BOUND`).
 #[test]
 fn sizes_beyond_u64_are_errors() {
     let src = r#"module @m {
   compute_dtype = f32
-  symbol N <= 4611686018427387904
+  symbol N <= 4096
   func @main {
     %0 = input "x" : f32[N]
     %1 = exp %0 : f32[N]
@@ -373,7 +375,11 @@ fn sizes_beyond_u64_are_errors() {
   }
 }
 "#;
-    let m = parse_module(src).expect("parse");
+    let e = parse_module(&src.replace("4096", "4611686018427387904")).expect_err("a bound past the limit");
+    assert!(e.to_string().contains("above the limit"), "{e}");
+    let mut m = parse_module(src).expect("parse");
+    let n = m.symbol("N").expect("N");
+    m.symbols[n].max = 1 << 62;
     let e = main_plan(&m).expect_err("2^62 f32 values");
     assert!(e.contains("@main: result 0 of launch 0 (`exp`)") && e.contains("exceeds 2^64 bytes"), "{e}");
 }

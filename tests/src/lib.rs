@@ -18,6 +18,7 @@
 use lathe_ir::DType;
 
 pub mod fuzz;
+pub mod modgen;
 
 /// Unit roundoff (half an ulp at 1) of a dtype's significand.
 pub fn unit_roundoff(dtype: DType) -> f64 {

@@ -2,11 +2,8 @@
 //! verifier or (on modules that verify, with small arguments for their inputs) the interpreter
 //! panic, and every parse error is located `line:col: message` inside the text.
 //!
-//! Sources are `examples/tiny_hybrid.lir` and printed random modules (`support/modgen.rs`);
+//! Sources are `examples/tiny_hybrid.lir` and printed random modules (`lathe_tests::modgen`);
 //! mutations are seeded, so a failure names the seed and the mutated text that reproduce it.
-
-#[path = "support/modgen.rs"]
-mod modgen;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -22,7 +19,7 @@ use lathe_ir::text::{parse_module, print_module};
 use lathe_ir::types::{DType, Dim};
 use lathe_ir::verify::verify;
 use lathe_ir::Op;
-use lathe_tests::Rng;
+use lathe_tests::{modgen, Rng};
 
 const TINY_HYBRID: &str = include_str!("../../examples/tiny_hybrid.lir");
 

@@ -1,10 +1,7 @@
-//! Property test of the text format: for random valid modules `m` (see `support/modgen.rs`),
+//! Property test of the text format: for random valid modules `m` (see `lathe_tests::modgen`),
 //! `m` verifies, `parse(print(m)) == m.renumbered()`, printing is a fixed point, a copy of `m`
 //! with scrambled arenas prints the same text, and the interpreter gives bit-identical results
 //! on `m`, on `parse(print(m))` and on the scrambled copy.
-
-#[path = "support/modgen.rs"]
-mod modgen;
 
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -18,7 +15,7 @@ use lathe_ir::ops::{Constant, Fusion, KernelStrategy, Op, Sample};
 use lathe_ir::text::{parse_module, print_module};
 use lathe_ir::types::{DType, Dim, TensorType};
 use lathe_ir::verify::verify;
-use lathe_tests::Rng;
+use lathe_tests::{modgen, Rng};
 
 /// Number of random modules; seeds are `0..CASES`, so every run checks the same modules.
 const CASES: u64 = 300;
@@ -237,21 +234,20 @@ fn awkward_floats_round_trip_bit_exactly() {
         123456789.123,
     ];
     for v in values.into_iter().chain(modgen::AWKWARD) {
+        // Built without the builder's typing: an f32 constant past f32's range (`f64::MAX`) does
+        // not verify (it would overflow to infinity), but its text must round-trip all the same.
         let mut m = Module::new("floats");
-        let mut b = GraphBuilder::new(&m);
-        let c = b
-            .push1(Op::Constant(Constant { ty: TensorType::fixed(DType::F32, &[2]), values: vec![v, -v] }), &[])
-            .expect("constant");
-        let l = b.push1(Op::Constant(Constant { ty: TensorType::fixed(DType::F32, &[1, 2]), values: vec![v] }), &[]);
-        let l = l.expect("splat");
-        let o = b.push1(Op::Constant(Constant { ty: TensorType::scalar(DType::I64), values: vec![0.0] }), &[]);
+        let mut g = Graph::default();
+        let (vec2, row) = (TensorType::fixed(DType::F32, &[2]), TensorType::fixed(DType::F32, &[1, 2]));
+        let c = g.push_node(Op::Constant(Constant { ty: vec2.clone(), values: vec![v, -v] }), vec![], vec![vec2]);
+        let l = g.push_node(Op::Constant(Constant { ty: row.clone(), values: vec![v] }), vec![], vec![row]);
+        let i64s = TensorType::scalar(DType::I64);
+        let o = g.push_node(Op::Constant(Constant { ty: i64s.clone(), values: vec![0.0] }), vec![], vec![i64s]);
         let temperature = if v.is_finite() && v >= 0.0 { v } else { 1.0 };
-        let s = b
-            .push1(Op::Sample(Sample { seed: u64::MAX, temperature, top_k: None, top_p: None }), &[l, o.expect("i64")])
-            .expect("sample");
-        b.output("c", c);
-        b.output("s", s);
-        m.functions.push(b.finish("main"));
+        let sample = Op::Sample(Sample { seed: u64::MAX, temperature, top_k: None, top_p: None });
+        let s = g.push_node(sample, vec![l[0], o[0]], vec![TensorType::fixed(DType::I64, &[1])]);
+        g.outputs = vec![Output::new("c", c[0]), Output::new("s", s[0])];
+        m.functions.push(lathe_ir::Function::new("main", g));
         let text = print_module(&m);
         let parsed = parse_module(&text).unwrap_or_else(|e| panic!("{v:e}: {e}\n{text}"));
         let Op::Constant(pc) = &parsed.functions[0].graph.nodes.iter().next().expect("a node").1.op else {
@@ -263,19 +259,27 @@ fn awkward_floats_round_trip_bit_exactly() {
     }
 }
 
-/// Extremes of the integer fields: u64 seeds and bounds, i64 slice bounds, huge dims.
+/// Extremes of the integer fields: u64 seeds, i64 slice bounds and constants, and symbol
+/// bounds and dims as large as `lathe_ir::limits` allows.
 #[test]
 fn integer_extremes_round_trip() {
+    use lathe_ir::limits::{MAX_ELEMENTS, MAX_SYMBOL_BOUND};
     let mut m = Module::new("ints");
-    let s = m.add_symbol("S", u64::MAX);
+    let s = m.add_symbol("S", MAX_SYMBOL_BOUND);
+    m.add_symbol("T", MAX_SYMBOL_BOUND);
     m.add_weight("w.0", TensorType::fixed(DType::F32, &[2]), WeightSource::Synthetic { seed: u64::MAX });
     m.add_weight("w.1", TensorType::fixed(DType::F32, &[2]), WeightSource::Synthetic { seed: 1 << 63 });
     let mut b = GraphBuilder::new(&m);
-    let x = b.input("x", TensorType::new(DType::F32, [Dim::Sym(s), Dim::Const(u64::MAX)])).expect("input");
+    let x = b.input("x", TensorType::new(DType::F32, [Dim::Sym(s), Dim::Const(MAX_ELEMENTS / MAX_SYMBOL_BOUND)]));
     let y = b
-        .push1(Op::Slice(lathe_ir::ops::Slice { axis: 0, start: i64::MIN, end: Some(i64::MIN + 1) }), &[x])
+        .push1(Op::Slice(lathe_ir::ops::Slice { axis: 0, start: i64::MIN, end: Some(i64::MIN + 1) }), &[x.expect("x")])
         .expect("slice");
     b.output("y", y);
+    let big = b.input("big", TensorType::fixed(DType::I8, &[MAX_ELEMENTS, 0])).expect("big");
+    b.output("big", big);
+    let ends = [i64::MIN as f64, 9.223372036854775e18];
+    let c = b.push1(Op::Constant(Constant { ty: TensorType::fixed(DType::I64, &[2]), values: ends.to_vec() }), &[]);
+    b.output("ends", c.expect("constant"));
     m.functions.push(b.finish("main"));
     verify(&m).expect("verifies");
     let text = print_module(&m);

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 
 use super::lex::{lex, Pos, Tok};
+use crate::limits;
 use crate::module::{Function, Graph, Module, NodeId, Output, ValueId, WeightId, WeightSource};
 use crate::ops::{
     Attention, BinaryOp, Clamp, Constant, Conv2dPatch, Fusion, GeluApprox, Input, Iota, KernelStrategy, MaskKind,
@@ -28,17 +29,58 @@ pub struct ParseError {
 /// bodies), value = the position of its first token. Used to locate verifier errors.
 pub type SourceMap = HashMap<(usize, Vec<NodeId>), Pos>;
 
-/// Parses a module.
+/// Parses a module. Text longer than [`limits::MAX_IR_BYTES`] or nested deeper than
+/// [`limits::MAX_NESTING`] is refused before anything is built (see [`check_text_size`]).
 pub fn parse_module(src: &str) -> Result<Module, ParseError> {
     parse_module_with_spans(src).map(|(m, _)| m)
 }
 
 /// Parses a module and records where each node was written.
 pub fn parse_module_with_spans(src: &str) -> Result<(Module, SourceMap), ParseError> {
+    check_text_size(src.len() as u64)?;
     let toks = lex(src).map_err(|e| ParseError { line: e.pos.line, col: e.pos.col, message: e.message })?;
+    check_nesting(&toks)?;
     let mut p = Parser { toks, i: 0, spans: SourceMap::new(), weights: HashMap::new() };
     let m = p.module()?;
     Ok((m, p.spans))
+}
+
+/// Refuses IR text of `bytes` bytes when that is more than [`limits::MAX_IR_BYTES`]: what a
+/// reader checks against a file's length before reading it ([`parse_module`] checks it too).
+pub fn check_text_size(bytes: u64) -> Result<(), ParseError> {
+    if bytes > limits::MAX_IR_BYTES {
+        return err_at(
+            Pos { line: 1, col: 1 },
+            format!("IR text of {bytes} bytes is larger than the limit of {} bytes", limits::MAX_IR_BYTES),
+        );
+    }
+    Ok(())
+}
+
+/// Refuses tokens nested deeper than [`limits::MAX_NESTING`]: brackets, parentheses and braces
+/// (fusion bodies are braces) together. The parser recurses once per open list or body, so
+/// this bounds its stack depth; the error is at the first opener past the limit.
+fn check_nesting(toks: &[(Tok, Pos)]) -> PResult<()> {
+    let mut depth = 0usize;
+    for (t, pos) in toks {
+        match t {
+            Tok::Punct(open @ ("[" | "(" | "{")) => {
+                depth += 1;
+                if depth > limits::MAX_NESTING {
+                    return err_at(
+                        *pos,
+                        format!(
+                            "`{open}` is nested deeper than {} levels (brackets, parentheses, braces and fusion bodies count together)",
+                            limits::MAX_NESTING
+                        ),
+                    );
+                }
+            }
+            Tok::Punct("]" | ")" | "}") => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// An attribute value as written.
@@ -321,6 +363,9 @@ impl Parser {
         let mut shape = Vec::new();
         if !self.eat("]") {
             loop {
+                if shape.len() == limits::MAX_RANK {
+                    return err_at(self.pos(), format!("a type has at most {} dimensions", limits::MAX_RANK));
+                }
                 match self.peek().clone() {
                     Tok::Int(v) => match u64::try_from(v) {
                         Ok(c) => {
@@ -388,9 +433,16 @@ impl Parser {
                         return err_at(npos, format!("symbol `{name}` is declared twice"));
                     }
                     self.punct("<=")?;
+                    let bpos = self.pos();
                     let max = self.uint("the symbol's upper bound")?;
                     if max == 0 {
                         return err_at(npos, format!("symbol `{name}` needs an upper bound >= 1"));
+                    }
+                    if max > limits::MAX_SYMBOL_BOUND {
+                        return err_at(
+                            bpos,
+                            format!("symbol `{name}` has bound {max}, above the limit of {}", limits::MAX_SYMBOL_BOUND),
+                        );
                     }
                     m.add_symbol(name, max);
                 }

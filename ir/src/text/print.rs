@@ -152,13 +152,16 @@ fn node_line(m: &Module, g: &Graph, names: &[Option<String>], n: NodeId, k: &str
         let _ = write!(line, " {{{}}}", attrs.join(", "));
     }
     if let Op::Fusion(f) = &node.op {
+        // A function's nodes print at depth 2, a body `d` fusions deep at `d + 2`. Bodies deeper
+        // than the verifier allows (only in a module that does not verify) print as `{…}`, so
+        // the printer's recursion stays as shallow as the parser's.
         match body_depth {
-            Some(depth) => {
+            Some(depth) if depth <= crate::limits::MAX_FUSION_DEPTH + 1 => {
                 line.push_str(" {\n");
                 print_graph(m, &f.body, depth + 1, &mut line);
                 let _ = write!(line, "{}}}", "  ".repeat(depth));
             }
-            None => line.push_str(" {…}"),
+            _ => line.push_str(" {…}"),
         }
     }
     let types: Vec<String> = node.results.iter().filter_map(|&r| g.values.get(r)).map(|v| type_str(m, &v.ty)).collect();

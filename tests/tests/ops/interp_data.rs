@@ -94,7 +94,7 @@ pub fn constant_splat_dense_and_rounded() {
         r#"    %0 = constant 1.5 : f32[2, 2]
     %1 = constant [1, -2, 0.25] : f32[3]
     %2 = constant 0.1 : bf16[]
-    %3 = constant [500, -0.3, 17, 19] : f8e4m3[4]
+    %3 = constant [448, -0.3, 17, 19] : f8e4m3[4]
     %4 = constant [7, -3] : i64[2]
     %5 = constant [1, 0, 1] : bool[3]
     return %0 as "splat", %1 as "dense", %2 as "bf16", %3 as "e4m3", %4 as "int", %5 as "bool"
@@ -105,8 +105,9 @@ pub fn constant_splat_dense_and_rounded() {
     exact("dense", out(&o, "dense"), DType::F32, &[3], &[1.0, -2.0, 0.25]);
     // 0.1 = 1.6·2^-4; 1.6·2^7 = 204.8 rounds to 205: 205·2^-11.
     exact("bf16", out(&o, "bf16"), DType::BF16, &[], &[0.10009765625]);
-    // e4m3: 500 saturates to 448; -0.3 lies between -0.28125 and -0.3125 (step 1/32), nearer the
-    // latter; 17 and 19 are ties in [16, 32) (step 2) and go to the even significand.
+    // e4m3: 448 is the largest finite value (500 would saturate: it does not verify); -0.3 lies
+    // between -0.28125 and -0.3125 (step 1/32), nearer the latter; 17 and 19 are ties in
+    // [16, 32) (step 2) and go to the even significand.
     exact("e4m3", out(&o, "e4m3"), DType::F8E4M3, &[4], &[448.0, -0.3125, 16.0, 20.0]);
     exact("int", out(&o, "int"), DType::I64, &[2], &[7.0, -3.0]);
     exact("bool", out(&o, "bool"), DType::Bool, &[3], &[1.0, 0.0, 1.0]);

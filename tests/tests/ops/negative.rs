@@ -41,6 +41,23 @@ pub fn cases() -> Vec<Neg> {
         neg("constant", "", "    %0 = constant [1, 2] : f32[3]\n    return %0\n", "constant holds 2 values for 3 elements"),
         neg("constant", "", "    %0 = constant [1, 2.5] : i64[2]\n    return %0\n", "non-integer value 2.5"),
         neg("constant", syms, "    %0 = constant 0.0 : f32[S]\n    return %0\n", "must have constant dims"),
+        // Literals fit their dtype: no wrapping, no saturation, no overflow to infinity.
+        neg("constant", "", "    %0 = constant 300 : i8[]\n    return %0\n", "i8 constant holds 300, outside the range of i8"),
+        neg("constant", "", "    %0 = constant [1, -1] : u8[2]\n    return %0\n", "u8 constant holds -1, outside the range"),
+        neg("constant", "", "    %0 = constant 2147483648 : i32[]\n    return %0\n", "outside the range of i32"),
+        neg("constant", "", "    %0 = constant 9223372036854775807 : i64[]\n    return %0\n", "outside the range of i64"),
+        neg("constant", "", "    %0 = constant 0.5 : u8[3]\n    return %0\n", "u8 constant holds non-integer value 0.5"),
+        neg("constant", "", "    %0 = constant inf : i32[]\n    return %0\n", "non-integer value inf"),
+        neg("constant", "", "    %0 = constant 2 : bool[]\n    return %0\n", "bool constant holds 2 (expected 0 or 1)"),
+        neg("constant", "", "    %0 = constant 1e39 : f32[]\n    return %0\n", "overflows f32 to infinity"),
+        neg("constant", "", "    %0 = constant -70000 : f16[2]\n    return %0\n", "overflows f16 to infinity"),
+        neg("constant", "", "    %0 = constant 500 : f8e4m3[]\n    return %0\n", "beyond the largest finite f8e4m3 value 448"),
+        neg("constant", "", "    %0 = constant 1e5 : f8e5m2[]\n    return %0\n", "beyond the largest finite f8e5m2 value 57344"),
+        // Size limits of types.
+        neg("input", "", "    %0 = input \"x\" : f32[16777216, 16777216, 2]\n    return %0\n", "more than 281474976710656 elements"),
+        neg("input", "  symbol S <= 4294967296\n", "    %0 = input \"x\" : f32[S, S]\n    return %0\n", "f32[S, S] has more than 281474976710656 elements at its symbols' bounds"),
+        neg("input", "", "    %0 = input \"x\" : f32[18446744073709551615, 2]\n    return %0\n", "more than 281474976710656 elements"),
+        neg("iota", "", "    %0 = iota {axis=0} : i64[4294967296, 65537]\n    return %0\n", "more than 281474976710656 elements"),
         neg("iota", "", "    %0 = iota {axis=2} : i64[2, 3]\n    return %0\n", "axis 2 out of range for i64[2, 3]"),
         neg("iota", "", "    %0 = iota {axis=0} : bool[2]\n    return %0\n", "iota cannot produce bool"),
         neg(
@@ -473,6 +490,55 @@ pub fn cases() -> Vec<Neg> {
             "    %0 = input \"l\" : f32[2, 8]\n    %1 = input \"o\" : i64[1]\n    %2 = sample %0, %1 {seed=1, top_k=0} : i64[2]\n    return %2\n",
             "offset must be i64[], got i64[1]",
         ),
+        // Results undefined over a statically empty axis (a sum over nothing is 0: allowed).
+        neg(
+            "reduce",
+            "",
+            "    %0 = input \"x\" : f32[2, 0]\n    %1 = reduce %0 {kind=max, axes=[1]} : f32[2]\n    return %1\n",
+            "max over axis 1 of f32[2, 0] is empty",
+        ),
+        neg(
+            "reduce",
+            "",
+            "    %0 = input \"x\" : f32[0, 3]\n    %1 = reduce %0 {kind=mean, axes=[0, 1]} : f32[]\n    return %1\n",
+            "mean over axis 0 of f32[0, 3] is empty",
+        ),
+        neg(
+            "reduce",
+            "",
+            "    %0 = input \"x\" : i32[3, 0]\n    %1 = reduce %0 {kind=max, axes=[1], keep_dims} : i32[3, 1]\n    return %1\n",
+            "is empty: the result is undefined over no elements",
+        ),
+        neg(
+            "softmax",
+            "",
+            "    %0 = input \"x\" : f32[2, 0]\n    %1 = softmax %0 {axis=1} : f32[2, 0]\n    return %1\n",
+            "softmax axis 1 of f32[2, 0] is empty",
+        ),
+        neg(
+            "rms_norm",
+            "",
+            "    %0 = input \"x\" : f32[2, 0]\n    %1 = input \"w\" : f32[0]\n    %2 = rms_norm %0, %1 {eps=1e-5} : f32[2, 0]\n    return %2\n",
+            "the normalized last dim of f32[2, 0] is empty",
+        ),
+        neg(
+            "layer_norm",
+            "",
+            "    %0 = input \"x\" : f32[2, 0]\n    %1 = input \"w\" : f32[0]\n    %2 = input \"b\" : f32[0]\n    %3 = layer_norm %0, %1, %2 {eps=1e-5} : f32[2, 0]\n    return %3\n",
+            "the normalized last dim of f32[2, 0] is empty",
+        ),
+        neg(
+            "sample",
+            "",
+            "    %0 = input \"l\" : f32[2, 0]\n    %1 = input \"o\" : i64[]\n    %2 = sample %0, %1 {seed=1} : i64[2]\n    return %2\n",
+            "the vocabulary axis of f32[2, 0] is empty",
+        ),
+        neg(
+            "attention",
+            "",
+            "    %0 = input \"q\" : f32[1, 2, 2, 4]\n    %1 = input \"k\" : f32[1, 0, 1, 4]\n    %2 = input \"v\" : f32[1, 0, 1, 4]\n    %3 = input \"len\" : i64[1]\n    %4 = attention %0, %1, %2, %3 {mask=bidirectional, scale=0.5} : f32[1, 2, 2, 4]\n    return %4\n",
+            "the key axis of k is empty",
+        ),
     ];
     for u in ["exp", "log", "sqrt", "rsqrt", "silu", "relu", "square", "sigmoid", "softplus", "tanh"] {
         c.push(neg(
@@ -638,6 +704,18 @@ fn parse_negatives() -> Vec<(&'static str, usize, usize, &'static str)> {
             4,
             36,
             "unknown mask `diagonal`",
+        ),
+        (
+            "module @p {\n  symbol S <= 4294967297\n}\n",
+            2,
+            15,
+            "symbol `S` has bound 4294967297, above the limit of 4294967296",
+        ),
+        (
+            "module @p {\n  func @main {\n    %0 = input \"x\" : f32[1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\n    return %0\n  }\n}\n",
+            3,
+            74,
+            "a type has at most 16 dimensions",
         ),
     ]
 }

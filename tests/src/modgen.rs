@@ -1,4 +1,5 @@
-//! A seeded generator of random *valid* modules, shared by `roundtrip.rs` and `robustness.rs`.
+//! A seeded generator of random *valid* modules, shared by the round-trip and robustness tests
+//! of this crate and the pass tests of `lathe-passes`.
 //!
 //! Every module is built with [`GraphBuilder`] (so every node is typed by `infer` as it is
 //! added) from a broad subset of the op set: leaves of every kind, elementwise ops with
@@ -11,10 +12,9 @@
 //! symbol consistently and keep every run-time check (slice bounds, gather indices, cache
 //! rows, attention lengths) satisfied, so the interpreter mostly succeeds.
 
-#![allow(dead_code)]
-
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use crate::Rng;
 use lathe_interp::tensor::Tensor;
 use lathe_ir::builder::GraphBuilder;
 use lathe_ir::module::{Function, Module, ValueId, WeightId, WeightSource};
@@ -23,7 +23,6 @@ use lathe_ir::ops::{
     Reduce, ReduceKind, RopeAttrs, Sample, ScanSsd, Slice, Softmax, Split, UnaryOp,
 };
 use lathe_ir::types::{DType, Dim, SymbolId, TensorType};
-use lathe_tests::Rng;
 
 /// A generated module and, per function, named inputs for the interpreter.
 #[derive(Debug)]
@@ -70,7 +69,13 @@ pub const AWKWARD: [f64; 20] = [
 
 const MODULE_NAMES: [&str; 8] = ["m", "tiny_hybrid", "nemotron-h.8b", "with space", "ünï", "q\"uote", "", "a\\b"];
 const SYMBOL_NAMES: [&str; 11] = ["B", "S", "T", "seq_len", "_n", "Tok2", "return", "module", "symbol", "as", "x1"];
-const SYMBOL_BOUNDS: [u64; 9] = [1, 2, 3, 4, 16, 8192, 1 << 40, i64::MAX as u64, u64::MAX];
+/// Symbol bounds, up to the limit; an op whose type would pass [`lathe_ir::limits`] at these
+/// bounds is skipped.
+const SYMBOL_BOUNDS: [u64; 8] = [1, 2, 3, 4, 16, 8192, 1 << 20, lathe_ir::limits::MAX_SYMBOL_BOUND];
+
+/// The error of an op the generator skips (its types would pass the size limits, or it would
+/// reduce over an empty axis); [`FnGen::ops`] goes on with the next op.
+const SKIP: &str = "skip";
 const WEIGHT_PREFIXES: [&str; 7] = ["model.layers.", "backbone.embeddings.", "w", "lm_head.", "a b.", "ünï.", "q\"x."];
 const WEIGHT_SUFFIXES: [&str; 4] = [".weight", ".bias", "", ".A_log"];
 const FILES: [&str; 4] =
@@ -253,11 +258,24 @@ impl<'m> FnGen<'m> {
 
     fn push(&mut self, op: Op, args: &[ValueId]) -> G<Vec<ValueId>> {
         let types: Vec<TensorType> = args.iter().map(|&a| self.ty(a)).collect();
+        let refs: Vec<&TensorType> = types.iter().collect();
+        if let Ok(results) = lathe_ir::infer::infer(self.m, &op, &refs) {
+            self.within_limits(&results)?;
+        }
         let rs = self.b.push(op.clone(), args).map_err(|e| format!("{e}\n  op: {op:?}\n  operands: {types:?}"))?;
         for &r in &rs {
             self.keep(r);
         }
         Ok(rs)
+    }
+
+    /// [`SKIP`] unless every type is within the size limits.
+    fn within_limits(&self, types: &[TensorType]) -> G<()> {
+        if types.iter().all(|t| lathe_ir::verify::type_within_limits(self.m, t).is_ok()) {
+            Ok(())
+        } else {
+            Err(SKIP.into())
+        }
     }
 
     fn push1(&mut self, op: Op, args: &[ValueId]) -> G<ValueId> {
@@ -339,6 +357,7 @@ impl<'m> FnGen<'m> {
 
     /// A new leaf of type `ty`: an input, a weight of that type, a constant or an iota.
     fn fresh(&mut self, ty: TensorType) -> G<ValueId> {
+        self.within_limits(std::slice::from_ref(&ty))?;
         let consts = ty.const_elements().is_some();
         let bound = ty.shape.iter().all(|d| match d {
             Dim::Const(_) => true,
@@ -435,7 +454,19 @@ impl<'m> FnGen<'m> {
         (0..count).map(|_| self.scalar(dtype)).collect()
     }
 
+    /// A constant value that fits `dtype` ([`lathe_ir::infer::literal_fits`]): awkward ones
+    /// often, extremes of the integer types sometimes.
     fn scalar(&mut self, dtype: DType) -> f64 {
+        for _ in 0..8 {
+            let v = self.any_scalar(dtype);
+            if lathe_ir::infer::literal_fits(dtype, v).is_ok() {
+                return v;
+            }
+        }
+        1.0
+    }
+
+    fn any_scalar(&mut self, dtype: DType) -> f64 {
         let r = &mut self.rng;
         match dtype {
             d if d.is_float() => match r.below(10) {
@@ -449,14 +480,15 @@ impl<'m> FnGen<'m> {
             DType::I8 => r.below(256) as f64 - 128.0,
             DType::I32 => {
                 if chance(r, 8) {
-                    pick(r, &[2147483647.0, -2147483648.0, 4294967296.0])
+                    pick(r, &[2147483647.0, -2147483648.0, 65536.0])
                 } else {
                     r.below(200) as f64 - 100.0
                 }
             }
             _ => {
                 if chance(r, 8) {
-                    pick(r, &[9.223372036854776e18, -9.223372036854776e18, 1e18, -1.0])
+                    // The largest f64 below 2^63, and -2^63: the ends of i64.
+                    pick(r, &[9.223372036854775e18, -9.223372036854776e18, 1e18, -1.0])
                 } else {
                     r.below(200) as f64 - 100.0
                 }
@@ -482,7 +514,10 @@ impl<'m> FnGen<'m> {
     /// Appends `n` random ops.
     fn ops(&mut self, n: usize) -> G<()> {
         for _ in 0..n {
-            self.op()?;
+            match self.op() {
+                Err(e) if e == SKIP => {}
+                r => r?,
+            }
         }
         Ok(())
     }
@@ -652,8 +687,15 @@ impl<'m> FnGen<'m> {
         if axes.is_empty() {
             axes.push(self.rng.below(t.rank()));
         }
-        let kinds: &[ReduceKind] =
-            if t.dtype.is_int() { &[ReduceKind::Sum, ReduceKind::Max] } else { &ReduceKind::ALL };
+        // A max or a mean over an empty axis is undefined (the verifier refuses it): a sum.
+        let empty = axes.iter().any(|&a| t.shape[a] == Dim::Const(0));
+        let kinds: &[ReduceKind] = if empty {
+            &[ReduceKind::Sum]
+        } else if t.dtype.is_int() {
+            &[ReduceKind::Sum, ReduceKind::Max]
+        } else {
+            &ReduceKind::ALL
+        };
         let kind = pick(&mut self.rng, kinds);
         let keep_dims = chance(&mut self.rng, 2);
         self.push1(Op::Reduce(Reduce { kind, axes, keep_dims }), &[x]).map(drop)
@@ -661,7 +703,12 @@ impl<'m> FnGen<'m> {
 
     fn softmax(&mut self) -> G<()> {
         let x = self.float_operand(1, 4)?;
-        let axis = self.rng.below(self.ty(x).rank());
+        let t = self.ty(x);
+        let axes: Vec<usize> = (0..t.rank()).filter(|&a| t.shape[a] != Dim::Const(0)).collect();
+        if axes.is_empty() {
+            return Err(SKIP.into());
+        }
+        let axis = pick(&mut self.rng, &axes);
         self.push1(Op::Softmax(Softmax { axis }), &[x]).map(drop)
     }
 
@@ -1097,6 +1144,9 @@ impl<'m> FnGen<'m> {
 
     fn sample(&mut self) -> G<()> {
         let logits = self.float_operand(2, 2)?;
+        if self.ty(logits).shape[1] == Dim::Const(0) {
+            return Err(SKIP.into());
+        }
         let offset = self.exact(TensorType::scalar(DType::I64))?;
         let seed = self.rng.next_u64();
         let temperature = pick(&mut self.rng, &[0.0, 0.0, 1.0, 0.7, 1e-30, 2.5, 1e10]);
@@ -1109,7 +1159,10 @@ impl<'m> FnGen<'m> {
     fn outputs(&mut self) -> G<()> {
         if self.pool.is_empty() {
             let t = self.rand_ty(&DType::ALL, 0, 2);
-            self.fresh(t)?;
+            match self.fresh(t) {
+                Err(e) if e == SKIP => self.fresh(TensorType::scalar(DType::F32)).map(drop)?,
+                r => r.map(drop)?,
+            }
         }
         let newest = *self.pool.last().ok_or("empty pool")?;
         let mut outs = vec![newest];
