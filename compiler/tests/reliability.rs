@@ -693,6 +693,12 @@ fn ir_cases(root: &Path, cases: &mut Vec<Case>) {
             module("    %0 = input \"x\" : f32[4294967296, 4294967296, 4294967296]\n    return %0\n"),
             "verify",
         ),
+        (
+            "a softmax over an empty axis",
+            module("    %0 = input \"l\" : f32[2, 0]\n    %1 = softmax %0 {axis=1} : f32[2, 0]\n    return %1\n"),
+            "verify",
+        ),
+        ("a symbol bound of 2^40", "module @m {\n  compute_dtype = f32\n  symbol S <= 1099511627776\n  func @main {\n    %0 = input \"x\" : f32[S]\n    return %0\n  }\n}\n".into(), "verify"),
         ("a type of rank 40", module(&format!("    %0 = input \"x\" : f32[{}]\n    return %0\n", ["1"; 40].join(", "))), "verify"),
         (
             "sample over an empty vocabulary",
@@ -700,8 +706,8 @@ fn ir_cases(root: &Path, cases: &mut Vec<Case>) {
             "verify",
         ),
         (
-            "argmax over an empty axis",
-            module("    %0 = input \"l\" : f32[2, 0]\n    %1 = argmax %0 {axis=1} : i64[2]\n    return %1\n"),
+            "a max over an empty axis",
+            module("    %0 = input \"l\" : f32[2, 0]\n    %1 = reduce %0 {kind=max, axes=[1]} : f32[2]\n    return %1\n"),
             "verify",
         ),
         (

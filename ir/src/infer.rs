@@ -220,6 +220,18 @@ pub fn infer(m: &Module, op: &Op, args: &[&TensorType]) -> Result<Vec<TensorType
             if a.ty.dtype == DType::Bool {
                 return Err("iota cannot produce bool".into());
             }
+            // In an integer dtype the largest index written must fit, as a literal must: an
+            // `i8` iota of 300 would wrap. (A float iota rounds like any float result.)
+            let len = match a.ty.shape[a.axis] {
+                _ if a.ty.dtype.is_float() => None,
+                Dim::Const(c) => Some(c),
+                Dim::Sym(s) => m.symbols.get(s).map(|s| s.max),
+            };
+            if let Some(len) = len.filter(|&n| n > 0) {
+                if let Err(e) = literal_fits(a.ty.dtype, (len - 1) as f64) {
+                    return Err(format!("iota along axis {} of {}: {e}", a.axis, type_str(m, &a.ty)));
+                }
+            }
             one(a.ty.clone())
         }
         Op::Matmul(mm) | Op::ScaledMatmul(mm) => {

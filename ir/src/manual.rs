@@ -33,7 +33,7 @@ pub const MANUAL: &[OpDoc] = &[
     doc!("input", "data", "%r = input \"name\" : T", "-", "-", "a runtime argument; symbols in T are bound from its shape"),
     doc!("weight", "data", "%r = weight @name : T", "-", "-", "reads a module weight (T = its declared type)"),
     doc!("constant", "data", "%r = constant 1.5 : T | constant [1, 2, 3] : T", "-", "-", "a splat or dense constant of constant shape, rounded to T; values must fit T (integers in range, bool 0 or 1, floats that do not overflow T)"),
-    doc!("iota", "data", "%r = iota {axis=a} : T", "-", "axis", "out[i..] = index along axis, as T's dtype"),
+    doc!("iota", "data", "%r = iota {axis=a} : T", "-", "axis", "out[i..] = index along axis, as T's dtype (an integer dtype must hold the largest index)"),
     doc!("matmul", "linear", "%r = matmul %a, %b {transpose_a, transpose_b} : T", "a [...,M,K], b [...,K,N] (or rank-2 b shared by all batches)", "transpose_a, transpose_b", "batched matrix product, f32 accumulation, rounded to T"),
     doc!("scaled_matmul", "linear", "%r = scaled_matmul %a, %b, %sa, %sb {transpose_b} : T", "a, b fp8; sa f32[]; sb f32[] or f32[N]", "transpose_a, transpose_b", "(a*sa) @ (b*sb) with dequant scales, f32 accumulation"),
     doc!("attention", "attention", "%o = attention %q, %k, %v, %kv_len {mask=causal, scale=s} : T", "q [B,S,Hq,D], k [B,T,Hkv,D] (T >= 1), v [B,T,Hkv,Dv], kv_len i64[B]", "mask (causal|bidirectional|cross), scale", "softmax(scale*q.k) v over visible keys; GQA head h -> kv h/(Hq/Hkv); causal: key j <= kv_len-S+i; q, k arrive rotated; reads caches, never writes"),

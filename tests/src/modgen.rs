@@ -399,9 +399,11 @@ impl<'m> FnGen<'m> {
             }
             Leaf::Iota => {
                 let axis = self.rng.below(ty.rank());
-                if ty.dtype == DType::Bool {
-                    let i = self.push1(Op::Iota(Iota { axis, ty: ty.with_dtype(DType::I32) }), &[])?;
-                    self.push1(Op::Cast(DType::Bool), &[i])
+                // A narrow integer iota longer than its dtype's range is refused: count in i64
+                // and cast.
+                if !ty.dtype.is_float() && ty.dtype != DType::I64 {
+                    let i = self.push1(Op::Iota(Iota { axis, ty: ty.with_dtype(DType::I64) }), &[])?;
+                    self.push1(Op::Cast(ty.dtype), &[i])
                 } else {
                     self.push1(Op::Iota(Iota { axis, ty }), &[])
                 }

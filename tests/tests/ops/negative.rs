@@ -60,6 +60,8 @@ pub fn cases() -> Vec<Neg> {
         neg("iota", "", "    %0 = iota {axis=0} : i64[4294967296, 65537]\n    return %0\n", "more than 281474976710656 elements"),
         neg("iota", "", "    %0 = iota {axis=2} : i64[2, 3]\n    return %0\n", "axis 2 out of range for i64[2, 3]"),
         neg("iota", "", "    %0 = iota {axis=0} : bool[2]\n    return %0\n", "iota cannot produce bool"),
+        neg("iota", "", "    %0 = iota {axis=0} : i8[300]\n    return %0\n", "iota along axis 0 of i8[300]: i8 constant holds 299"),
+        neg("iota", "  symbol S <= 257\n", "    %0 = iota {axis=1} : u8[2, S]\n    return %0\n", "u8 constant holds 256"),
         neg(
             "matmul",
             syms,
