@@ -1,10 +1,27 @@
 //! `lathe-kernel` — the thread-level kernel IR and its SIMT simulator.
 //!
-//! This crate will hold (DESIGN §6): typed virtual registers, structured control flow, address
-//! spaces, special registers, vector memory ops, shuffles, barriers, atomics, fp8 conversions and
-//! tensor-core ops (`mma.sync`, `ldmatrix`, `cp.async`; later `wgmma`, TMA, `mbarrier`) with a
-//! `Target` deciding legality; a verifier; and `sim`, a functional simulator with lock-step warps,
-//! barriers, a shared-memory race detector and memory-transaction counters, so compiled kernels
-//! are checked against `lathe_interp` without a GPU. It depends on no other lathe crate.
+//! # What it holds (first increment of issue L5)
+//! - [`ir`]: typed virtual registers ([`ir::Ty`]: predicates, bits, integers, f16/bf16/f32 and
+//!   the packed pairs), structured control flow (`if`/`else`, counted and conditional loops),
+//!   state spaces (global, shared, local), vector loads and stores with `.nc`, special
+//!   registers, `shfl.sync`, `bar.sync`, `bar.warp.sync`, explicit `fma`, conversions and the
+//!   MUFU approximations; a kernel declares its ABI (buffers with element type, alignment and
+//!   access; scalars), its launch bound and its static shared memory;
+//! - [`build::KernelBuilder`]: what templates use to write kernels;
+//! - [`verify`]: types, parameters, vector widths, launch bounds; what the simulator does not
+//!   execute yet is refused by name;
+//! - [`sim`]: a functional simulator of a launch that finds what makes kernels wrong (races by
+//!   barrier epoch, barriers under divergence or not reached, out-of-bounds and misaligned
+//!   accesses, uninitialized reads, wrong member masks, runaway kernels) and counts what decides
+//!   speed (sectors per request, bank-conflict replays, instructions by class).
 //!
-//! Nothing is implemented yet.
+//! # What comes next (L5)
+//! Text printer and parser, serde form, `Target` legality, atomics, votes and `redux`,
+//! `cp.async`, `ldmatrix`/`mma.sync` with the fragment layouts written twice, packed fp8
+//! conversions, cross-CTA race and poisoned-arena checks, PDL discipline, the sampled-CTA bench
+//! and `lathe kernel verify|run`. It depends on no other lathe crate but `lathe-numerics`.
+
+pub mod build;
+pub mod ir;
+pub mod sim;
+pub mod verify;

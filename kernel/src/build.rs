@@ -1,0 +1,241 @@
+//! The builder templates use: registers by type, instructions appended to the innermost open
+//! construct, structured `if`/loops through closures (so a construct is always closed).
+
+use lathe_numerics::DType;
+
+use crate::ir::{
+    Access, BinOp, Cmp, Inst, Kernel, LoopKind, Mufu, Operand, Param, Reg, Rounding, ShflMode, Space, Special, Stmt,
+    Ty, UnOp,
+};
+
+/// Builds one [`Kernel`].
+#[derive(Debug)]
+pub struct KernelBuilder {
+    kernel: Kernel,
+    /// The statement lists being filled, innermost last.
+    open: Vec<Vec<Stmt>>,
+}
+
+/// The bits of an `f32` immediate.
+pub fn f32_imm(x: f32) -> Operand {
+    Operand::Imm(u64::from(x.to_bits()))
+}
+
+/// An integer immediate (two's complement bits, truncated to the instruction's width).
+pub fn int_imm(x: i64) -> Operand {
+    Operand::Imm(x as u64)
+}
+
+impl KernelBuilder {
+    /// A kernel `name` of at most `max_threads` threads per CTA.
+    pub fn new(name: impl Into<String>, max_threads: u32) -> Self {
+        KernelBuilder {
+            kernel: Kernel {
+                name: name.into(),
+                params: Vec::new(),
+                max_threads,
+                shared_bytes: 0,
+                local_bytes: 0,
+                regs: Vec::new(),
+                body: Vec::new(),
+            },
+            open: vec![Vec::new()],
+        }
+    }
+
+    /// Declares `bytes` of static shared memory; returns its base offset.
+    pub fn shared(&mut self, bytes: u32, align: u32) -> u32 {
+        let base = self.kernel.shared_bytes.next_multiple_of(align.max(1));
+        self.kernel.shared_bytes = base + bytes;
+        base
+    }
+
+    /// Declares `bytes` of local memory per thread.
+    pub fn local(&mut self, bytes: u32) {
+        self.kernel.local_bytes = self.kernel.local_bytes.max(bytes);
+    }
+
+    /// A new register of type `ty`.
+    pub fn reg(&mut self, ty: Ty) -> Reg {
+        self.kernel.regs.push(ty);
+        Reg(self.kernel.regs.len() as u32 - 1)
+    }
+
+    /// Declares a buffer parameter; returns a register holding its address (`u64`).
+    pub fn buffer(&mut self, name: &str, elem: DType, access: Access) -> Reg {
+        self.kernel.params.push(Param::Buffer { name: name.into(), elem, align: 16, access });
+        let dst = self.reg(Ty::U64);
+        self.push(Inst::Param { dst, index: self.kernel.params.len() - 1 });
+        dst
+    }
+
+    /// Declares a scalar parameter; returns a register holding its value.
+    pub fn scalar(&mut self, name: &str, ty: Ty) -> Reg {
+        self.kernel.params.push(Param::Scalar { name: name.into(), ty });
+        let dst = self.reg(ty);
+        self.push(Inst::Param { dst, index: self.kernel.params.len() - 1 });
+        dst
+    }
+
+    /// Appends an instruction.
+    pub fn push(&mut self, inst: Inst) {
+        if let Some(list) = self.open.last_mut() {
+            list.push(Stmt::Inst(inst));
+        }
+    }
+
+    /// `%special` into a new `u32` register.
+    pub fn special(&mut self, reg: Special) -> Reg {
+        let dst = self.reg(Ty::U32);
+        self.push(Inst::Special { dst, reg });
+        dst
+    }
+
+    /// `dst = src` into a new register of type `ty`.
+    pub fn mov(&mut self, ty: Ty, src: impl Into<Operand>) -> Reg {
+        let dst = self.reg(ty);
+        self.push(Inst::Mov { dst, src: src.into() });
+        dst
+    }
+
+    /// `a op b` at `ty` into a new register.
+    pub fn bin(&mut self, op: BinOp, ty: Ty, a: impl Into<Operand>, b: impl Into<Operand>) -> Reg {
+        let dst = self.reg(ty);
+        self.push(Inst::Binary { op, ty, dst, a: a.into(), b: b.into() });
+        dst
+    }
+
+    /// `op a` at `ty` into a new register.
+    pub fn un(&mut self, op: UnOp, ty: Ty, a: impl Into<Operand>) -> Reg {
+        let dst = self.reg(ty);
+        self.push(Inst::Unary { op, ty, dst, a: a.into() });
+        dst
+    }
+
+    /// `a · b + c` at `ty` (fma.rn for floats).
+    pub fn fma(&mut self, ty: Ty, a: impl Into<Operand>, b: impl Into<Operand>, c: impl Into<Operand>) -> Reg {
+        let dst = self.reg(ty);
+        self.push(Inst::Fma { ty, dst, a: a.into(), b: b.into(), c: c.into() });
+        dst
+    }
+
+    /// `a cmp b` at `ty` into a new predicate.
+    pub fn setp(&mut self, cmp: Cmp, ty: Ty, a: impl Into<Operand>, b: impl Into<Operand>) -> Reg {
+        let dst = self.reg(Ty::Pred);
+        self.push(Inst::Setp { cmp, ty, dst, a: a.into(), b: b.into() });
+        dst
+    }
+
+    /// `p ? a : b` at `ty`.
+    pub fn selp(&mut self, ty: Ty, a: impl Into<Operand>, b: impl Into<Operand>, p: Reg) -> Reg {
+        let dst = self.reg(ty);
+        self.push(Inst::Selp { ty, dst, a: a.into(), b: b.into(), p });
+        dst
+    }
+
+    /// A conversion of `src` (of type `from`) to `to`.
+    pub fn cvt(
+        &mut self,
+        to: Ty,
+        from: Ty,
+        rounding: Option<Rounding>,
+        satfinite: bool,
+        src: impl Into<Operand>,
+    ) -> Reg {
+        let dst = self.reg(to);
+        self.push(Inst::Cvt { to, from, rounding, satfinite, dst, src: src.into() });
+        dst
+    }
+
+    /// A MUFU approximation of `a` (f32).
+    pub fn mufu(&mut self, op: Mufu, a: impl Into<Operand>) -> Reg {
+        let dst = self.reg(Ty::F32);
+        self.push(Inst::Mufu { op, dst, a: a.into() });
+        dst
+    }
+
+    /// A load of `n` values of `ty` from `space` at `addr + offset`.
+    pub fn ld(&mut self, space: Space, ty: Ty, n: usize, addr: impl Into<Operand>, offset: i64, nc: bool) -> Vec<Reg> {
+        let dst: Vec<Reg> = (0..n).map(|_| self.reg(ty)).collect();
+        self.push(Inst::Ld { space, ty, dst: dst.clone(), addr: addr.into(), offset, nc });
+        dst
+    }
+
+    /// A load of one value.
+    pub fn ld1(&mut self, space: Space, ty: Ty, addr: impl Into<Operand>, offset: i64) -> Reg {
+        let dst = self.reg(ty);
+        self.push(Inst::Ld { space, ty, dst: vec![dst], addr: addr.into(), offset, nc: false });
+        dst
+    }
+
+    /// A store of `src` values of `ty`.
+    pub fn st(&mut self, space: Space, ty: Ty, addr: impl Into<Operand>, offset: i64, src: &[Operand]) {
+        self.push(Inst::St { space, ty, src: src.to_vec(), addr: addr.into(), offset });
+    }
+
+    /// `shfl.sync` among the whole warp.
+    pub fn shfl(&mut self, mode: ShflMode, a: impl Into<Operand>, b: impl Into<Operand>) -> Reg {
+        let dst = self.reg(Ty::B32);
+        let c = Operand::Imm(if mode == ShflMode::Up { 0 } else { 31 });
+        self.push(Inst::Shfl { mode, dst, a: a.into(), b: b.into(), c, mask: u32::MAX });
+        dst
+    }
+
+    /// `bar.sync 0`.
+    pub fn bar(&mut self) {
+        self.push(Inst::Bar);
+    }
+
+    /// `bar.warp.sync mask`.
+    pub fn bar_warp(&mut self, mask: u32) {
+        self.push(Inst::BarWarp { mask });
+    }
+
+    /// Collects the statements `f` appends.
+    fn block(&mut self, f: impl FnOnce(&mut Self)) -> Vec<Stmt> {
+        self.open.push(Vec::new());
+        f(self);
+        self.open.pop().unwrap_or_default()
+    }
+
+    /// `if (cond) { then }`.
+    pub fn if_then(&mut self, cond: Reg, then: impl FnOnce(&mut Self)) {
+        let then = self.block(then);
+        if let Some(list) = self.open.last_mut() {
+            list.push(Stmt::If { cond, then, otherwise: Vec::new() });
+        }
+    }
+
+    /// `if (cond) { then } else { otherwise }`.
+    pub fn if_else(&mut self, cond: Reg, then: impl FnOnce(&mut Self), otherwise: impl FnOnce(&mut Self)) {
+        let then = self.block(then);
+        let otherwise = self.block(otherwise);
+        if let Some(list) = self.open.last_mut() {
+            list.push(Stmt::If { cond, then, otherwise });
+        }
+    }
+
+    /// `for i in 0..count { body(i) }` with a `u32` index.
+    pub fn for_count(&mut self, count: impl Into<Operand>, body: impl FnOnce(&mut Self, Reg)) {
+        let index = self.reg(Ty::U32);
+        let body = self.block(|b| body(b, index));
+        if let Some(list) = self.open.last_mut() {
+            list.push(Stmt::Loop { kind: LoopKind::Count { index, count: count.into() }, body });
+        }
+    }
+
+    /// `do { body } while (cond)`: `body` returns the predicate that continues the loop.
+    pub fn do_while(&mut self, body: impl FnOnce(&mut Self) -> Reg) {
+        let mut cond = Reg(0);
+        let stmts = self.block(|b| cond = body(b));
+        if let Some(list) = self.open.last_mut() {
+            list.push(Stmt::Loop { kind: LoopKind::While { cond }, body: stmts });
+        }
+    }
+
+    /// The kernel.
+    pub fn finish(mut self) -> Kernel {
+        self.kernel.body = self.open.pop().unwrap_or_default();
+        self.kernel
+    }
+}

@@ -1,0 +1,428 @@
+//! The kernel IR: what one thread of a launch executes, PTX-shaped but structured.
+//!
+//! A [`Kernel`] declares its ABI ([`Param`]: buffers with element type, alignment and access;
+//! scalars), its launch bound (most threads per CTA), its static shared memory, a table of
+//! typed virtual registers ([`Ty`] per [`Reg`]) and a body of [`Stmt`]s. Control flow is
+//! structured — `if`/`else`, loops with a trip count, loops with a condition — so that the
+//! point where divergent threads of a warp reconverge is always the end of the construct (the
+//! SIMT model the simulator implements and that PTX codegen emits as branches to that point).
+//!
+//! Operands name registers or immediates; an immediate holds the raw bits of a value of the
+//! instruction's type (`f32` 1.0 is `0x3f800000`), so no value is ever rounded on its way
+//! through the IR. Instructions never imply a fused operation: `fma` is its own instruction.
+
+use lathe_numerics::DType;
+
+/// The type of a virtual register (and of an instruction's operation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Ty {
+    /// A predicate (one bit per thread).
+    Pred,
+    /// 16 untyped bits.
+    B16,
+    /// 32 untyped bits.
+    B32,
+    /// 64 untyped bits.
+    B64,
+    /// Unsigned 32-bit integer.
+    U32,
+    /// Unsigned 64-bit integer.
+    U64,
+    /// Signed 32-bit integer.
+    S32,
+    /// Signed 64-bit integer.
+    S64,
+    /// IEEE half.
+    F16,
+    /// bfloat16.
+    Bf16,
+    /// IEEE single.
+    F32,
+    /// Two halves in 32 bits (element 0 in the low half).
+    F16x2,
+    /// Two bfloat16 in 32 bits (element 0 in the low half).
+    Bf16x2,
+    /// Two fp8 e4m3 in 16 bits.
+    E4m3x2,
+    /// Two fp8 e5m2 in 16 bits.
+    E5m2x2,
+}
+
+impl Ty {
+    /// Every type, for tables and tests.
+    pub const ALL: [Ty; 15] = [
+        Ty::Pred,
+        Ty::B16,
+        Ty::B32,
+        Ty::B64,
+        Ty::U32,
+        Ty::U64,
+        Ty::S32,
+        Ty::S64,
+        Ty::F16,
+        Ty::Bf16,
+        Ty::F32,
+        Ty::F16x2,
+        Ty::Bf16x2,
+        Ty::E4m3x2,
+        Ty::E5m2x2,
+    ];
+
+    /// Width in bits (a predicate counts as 1).
+    pub fn bits(self) -> u32 {
+        match self {
+            Ty::Pred => 1,
+            Ty::B16 | Ty::F16 | Ty::Bf16 | Ty::E4m3x2 | Ty::E5m2x2 => 16,
+            Ty::B32 | Ty::U32 | Ty::S32 | Ty::F32 | Ty::F16x2 | Ty::Bf16x2 => 32,
+            Ty::B64 | Ty::U64 | Ty::S64 => 64,
+        }
+    }
+
+    /// Width in bytes in memory (a predicate has none).
+    pub fn bytes(self) -> u32 {
+        self.bits() / 8
+    }
+
+    /// The PTX spelling (`f32`, `bf16x2`, `e4m3x2`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Ty::Pred => "pred",
+            Ty::B16 => "b16",
+            Ty::B32 => "b32",
+            Ty::B64 => "b64",
+            Ty::U32 => "u32",
+            Ty::U64 => "u64",
+            Ty::S32 => "s32",
+            Ty::S64 => "s64",
+            Ty::F16 => "f16",
+            Ty::Bf16 => "bf16",
+            Ty::F32 => "f32",
+            Ty::F16x2 => "f16x2",
+            Ty::Bf16x2 => "bf16x2",
+            Ty::E4m3x2 => "e4m3x2",
+            Ty::E5m2x2 => "e5m2x2",
+        }
+    }
+
+    /// The type of a PTX spelling.
+    pub fn from_name(name: &str) -> Option<Ty> {
+        Ty::ALL.into_iter().find(|t| t.name() == name)
+    }
+
+    /// A scalar float (f16, bf16, f32).
+    pub fn is_float(self) -> bool {
+        matches!(self, Ty::F16 | Ty::Bf16 | Ty::F32)
+    }
+
+    /// A packed pair of narrow floats.
+    pub fn is_packed(self) -> bool {
+        matches!(self, Ty::F16x2 | Ty::Bf16x2 | Ty::E4m3x2 | Ty::E5m2x2)
+    }
+
+    /// An integer (signed or unsigned) or untyped bits.
+    pub fn is_int(self) -> bool {
+        matches!(self, Ty::B16 | Ty::B32 | Ty::B64 | Ty::U32 | Ty::U64 | Ty::S32 | Ty::S64)
+    }
+
+    /// A signed integer.
+    pub fn is_signed(self) -> bool {
+        matches!(self, Ty::S32 | Ty::S64)
+    }
+}
+
+/// A virtual register: an index into [`Kernel::regs`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Reg(pub u32);
+
+/// An instruction operand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Operand {
+    /// A register.
+    Reg(Reg),
+    /// The raw bits of a value of the instruction's type (low bits used).
+    Imm(u64),
+}
+
+impl From<Reg> for Operand {
+    fn from(r: Reg) -> Self {
+        Operand::Reg(r)
+    }
+}
+
+/// A state space.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Space {
+    /// Device memory: the kernel's buffers.
+    Global,
+    /// Per-CTA on-chip memory (the kernel's static shared bytes).
+    Shared,
+    /// Per-thread private memory.
+    Local,
+}
+
+impl Space {
+    /// The PTX spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            Space::Global => "global",
+            Space::Shared => "shared",
+            Space::Local => "local",
+        }
+    }
+}
+
+/// The axis of a three-dimensional special register.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Axis {
+    /// `.x`
+    X,
+    /// `.y`
+    Y,
+    /// `.z`
+    Z,
+}
+
+impl Axis {
+    /// 0, 1 or 2.
+    pub fn index(self) -> usize {
+        match self {
+            Axis::X => 0,
+            Axis::Y => 1,
+            Axis::Z => 2,
+        }
+    }
+}
+
+/// A special register (read-only, `u32`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Special {
+    /// `%tid`: the thread's index in its CTA.
+    Tid(Axis),
+    /// `%ntid`: the CTA's shape.
+    Ntid(Axis),
+    /// `%ctaid`: the CTA's index in the grid.
+    Ctaid(Axis),
+    /// `%nctaid`: the grid's shape.
+    Nctaid(Axis),
+    /// `%laneid`: the thread's lane in its warp.
+    LaneId,
+}
+
+/// An integer or float binary operation (the operands and the result have the instruction's
+/// type; shifts take their amount as `u32`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BinOp {
+    /// `add` (floats: `.rn`).
+    Add,
+    /// `sub` (floats: `.rn`).
+    Sub,
+    /// `mul` (integers: `.lo`; floats: `.rn`).
+    Mul,
+    /// `div` (integers only: division by zero is an error in the simulator).
+    Div,
+    /// `rem` (integers only).
+    Rem,
+    /// `min` (floats: NaN-ignoring, as PTX).
+    Min,
+    /// `max` (floats: NaN-ignoring, as PTX).
+    Max,
+    /// `and` (integers, bits, predicates).
+    And,
+    /// `or`.
+    Or,
+    /// `xor`.
+    Xor,
+    /// `shl` (amount clamped: shifting by the width or more gives 0).
+    Shl,
+    /// `shr` (arithmetic for signed types).
+    Shr,
+}
+
+/// A comparison of `setp`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Cmp {
+    /// `eq` (floats: ordered).
+    Eq,
+    /// `ne` (floats: ordered).
+    Ne,
+    /// `lt`.
+    Lt,
+    /// `le`.
+    Le,
+    /// `gt`.
+    Gt,
+    /// `ge`.
+    Ge,
+}
+
+/// A unary operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum UnOp {
+    /// `neg`.
+    Neg,
+    /// `abs`.
+    Abs,
+    /// `not` (bits, predicates).
+    Not,
+}
+
+/// A multi-function-unit approximation (f32 only), with the error the PTX ISA documents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Mufu {
+    /// `ex2.approx.ftz.f32`: 2^x, max relative error 2^-22.
+    Ex2,
+    /// `rsqrt.approx.f32`: max relative error 2^-22.9.
+    Rsqrt,
+    /// `rcp.approx.f32`: max relative error 2^-23.
+    Rcp,
+    /// `tanh.approx.f32`: max relative error 2^-10.987.
+    Tanh,
+}
+
+/// The rounding of a conversion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Rounding {
+    /// To nearest, ties to even (`.rn`).
+    Rn,
+    /// Toward zero (`.rz`); float to integer conversions use `.rzi`.
+    Rz,
+}
+
+/// How `shfl.sync` picks the source lane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ShflMode {
+    /// From lane `b`.
+    Idx,
+    /// From lane `lane − b` (lanes below `b` keep their value).
+    Up,
+    /// From lane `lane + b` (lanes past the end keep their value).
+    Down,
+    /// From lane `lane ^ b`.
+    Bfly,
+}
+
+/// One instruction.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Inst {
+    /// `dst = src`.
+    Mov { dst: Reg, src: Operand },
+    /// `dst = %special` (u32).
+    Special { dst: Reg, reg: Special },
+    /// `dst = param[index]`: a scalar's value, or a buffer's global address (u64).
+    Param { dst: Reg, index: usize },
+    /// `dst = op a` at type `ty`.
+    Unary { op: UnOp, ty: Ty, dst: Reg, a: Operand },
+    /// `dst = a op b` at type `ty`.
+    Binary { op: BinOp, ty: Ty, dst: Reg, a: Operand, b: Operand },
+    /// `dst = a · b + c`: floats `fma.rn` (one rounding), integers `mad.lo`.
+    Fma { ty: Ty, dst: Reg, a: Operand, b: Operand, c: Operand },
+    /// `dst (pred) = a cmp b` at type `ty`.
+    Setp { cmp: Cmp, ty: Ty, dst: Reg, a: Operand, b: Operand },
+    /// `dst = p ? a : b` at type `ty`.
+    Selp { ty: Ty, dst: Reg, a: Operand, b: Operand, p: Reg },
+    /// `dst (to) = cvt src (from)`, with a rounding where the conversion rounds and
+    /// `.satfinite` where asked.
+    Cvt { to: Ty, from: Ty, rounding: Option<Rounding>, satfinite: bool, dst: Reg, src: Operand },
+    /// `dst = mufu(a)` (f32).
+    Mufu { op: Mufu, dst: Reg, a: Operand },
+    /// A load of `dst.len()` (1, 2 or 4) consecutive values of type `ty` from `space` at
+    /// `addr + offset` (aligned to the whole vector); `nc` marks a read-only global load.
+    Ld { space: Space, ty: Ty, dst: Vec<Reg>, addr: Operand, offset: i64, nc: bool },
+    /// A store of `src.len()` (1, 2 or 4) values.
+    St { space: Space, ty: Ty, src: Vec<Operand>, addr: Operand, offset: i64 },
+    /// `shfl.sync` of a 32-bit value among the lanes of `mask` (`b`: lane or delta; `c`: the
+    /// segment clamp, 31 for a whole warp).
+    Shfl { mode: ShflMode, dst: Reg, a: Operand, b: Operand, c: Operand, mask: u32 },
+    /// `bar.sync 0` (aligned: every thread of the CTA executes the same barrier).
+    Bar,
+    /// `bar.warp.sync mask`: orders the memory accesses of the lanes of `mask`.
+    BarWarp { mask: u32 },
+}
+
+/// A loop's iteration rule.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LoopKind {
+    /// `for index in 0..count` (a `u32` register set by the loop; `count` may differ per
+    /// thread: the warp stays in the loop while any of its threads does).
+    Count { index: Reg, count: Operand },
+    /// Do the body, then again while predicate `cond` (per thread) holds.
+    While { cond: Reg },
+}
+
+/// A statement: an instruction or a structured construct.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Stmt {
+    /// One instruction.
+    Inst(Inst),
+    /// `if (cond) then else`; divergent lanes reconverge after it.
+    If { cond: Reg, then: Vec<Stmt>, otherwise: Vec<Stmt> },
+    /// A loop; lanes that leave early wait for the others after it.
+    Loop { kind: LoopKind, body: Vec<Stmt> },
+}
+
+/// Whether a kernel writes a buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Access {
+    /// Read only (eligible for `.nc` loads).
+    ReadOnly,
+    /// Written (and possibly read).
+    Written,
+}
+
+/// A kernel parameter.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Param {
+    /// A global buffer: its address is the parameter's value.
+    Buffer {
+        /// Name (for messages and the launch's arguments).
+        name: String,
+        /// The element type the kernel reads it as.
+        elem: DType,
+        /// Alignment of its base address in bytes (a power of two, at most 256).
+        align: u32,
+        /// Read only or written.
+        access: Access,
+    },
+    /// A scalar passed by value.
+    Scalar {
+        /// Name.
+        name: String,
+        /// Its type (not a predicate).
+        ty: Ty,
+    },
+}
+
+impl Param {
+    /// The parameter's name.
+    pub fn name(&self) -> &str {
+        match self {
+            Param::Buffer { name, .. } | Param::Scalar { name, .. } => name,
+        }
+    }
+}
+
+/// A kernel.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Kernel {
+    /// Name (an identifier).
+    pub name: String,
+    /// Parameters, in ABI order.
+    pub params: Vec<Param>,
+    /// Most threads per CTA (`.maxntid`).
+    pub max_threads: u32,
+    /// Static shared memory per CTA in bytes.
+    pub shared_bytes: u32,
+    /// Private (local) memory per thread in bytes.
+    pub local_bytes: u32,
+    /// The type of each virtual register.
+    pub regs: Vec<Ty>,
+    /// The body.
+    pub body: Vec<Stmt>,
+}
+
+impl Kernel {
+    /// The type of register `r` (`None` if it is not declared).
+    pub fn ty(&self, r: Reg) -> Option<Ty> {
+        self.regs.get(r.0 as usize).copied()
+    }
+}

@@ -1,0 +1,1218 @@
+//! `sim`: a functional simulator of one launch, built to find what makes kernels wrong.
+//!
+//! # Execution model
+//! A CTA's threads form warps of 32 consecutive linear thread indices. A warp executes the
+//! flattened kernel in lock-step under an active mask, with a reconvergence stack: at an `if`
+//! the lanes split (then first), at the end of the construct they join; a loop keeps the warp
+//! while any lane iterates. Warps of a CTA run one after another until each reaches a barrier
+//! or exits; when every warp waits, the barrier opens. Nothing depends on a random schedule:
+//! every check below is decided from what the accesses are, so a result never flakes.
+//!
+//! # What it catches, each a typed error located by instruction, CTA and thread
+//! - out-of-bounds global (per buffer), shared and local accesses, and misaligned vectors;
+//! - reads of registers, shared or local bytes never written;
+//! - `bar.sync` under divergence (it is `.aligned`), and barriers some threads of the CTA never
+//!   reach (they exited: unequal loop trips, a barrier in one branch);
+//! - shared-memory races by barrier epoch: two warps touching the same bytes between two
+//!   barriers, one writing; and lanes of one warp exchanging data through shared memory
+//!   without `bar.warp.sync` in between (threads of a warp are scheduled independently since
+//!   Volta: lock-step here must not hide that);
+//! - `shfl.sync` / `bar.warp.sync` with a member mask that does not match the lanes executing
+//!   it, or reading an inactive lane;
+//! - stores to a read-only buffer, `.nc` loads of a buffer the kernel writes;
+//! - integer division by zero; a runaway kernel (an instruction cap per launch).
+//!
+//! # Numerics
+//! f32 arithmetic is IEEE round-to-nearest-even (`fma` fused, one rounding); conversions to and
+//! from the narrow floats are `lathe-numerics`' bit-exact ones; MUFU approximations return the
+//! correctly rounded value (within the error the PTX ISA documents for the hardware's).
+//!
+//! # Counters
+//! Warp instructions by class, global requests and the 32-byte sectors they touch, shared
+//! requests and bank-conflict replays (per phase: 32 lanes for 4-byte accesses, 16 for 8, 8
+//! for 16), bytes loaded and stored.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+
+use lathe_numerics as num;
+
+use crate::ir::{
+    Access, Axis, BinOp, Cmp, Inst, Kernel, LoopKind, Mufu, Operand, Param, Reg, Rounding, ShflMode, Space, Special,
+    Stmt, Ty, UnOp,
+};
+use crate::verify::inst_name;
+
+/// Threads per warp.
+pub const WARP: u32 = 32;
+
+/// The shape of a launch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Launch {
+    /// CTAs per axis.
+    pub grid: [u32; 3],
+    /// Threads per CTA per axis.
+    pub block: [u32; 3],
+}
+
+/// The value of one parameter.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Arg {
+    /// A buffer's bytes (read and written in place).
+    Buffer(Vec<u8>),
+    /// A scalar's bits.
+    Scalar(u64),
+}
+
+/// Options of a run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Most warp instructions of the launch before it fails as a runaway.
+    pub max_instructions: u64,
+    /// Run only these CTAs (`None`: all).
+    pub ctas: Option<Vec<[u32; 3]>>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { max_instructions: 200_000_000, ctas: None }
+    }
+}
+
+/// What went wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// The launch does not fit the kernel (shape, arguments).
+    BadLaunch,
+    /// An access outside its buffer, the shared memory or the local memory.
+    OutOfBounds,
+    /// A vector access not aligned to its size.
+    Misaligned,
+    /// A read of a register never written.
+    UninitializedRegister,
+    /// A read of shared or local bytes never written.
+    UninitializedMemory,
+    /// `bar.sync` with part of a warp active.
+    BarrierDivergence,
+    /// A barrier some threads of the CTA never reach.
+    BarrierPartial,
+    /// Two warps touch the same shared bytes between two barriers, one writing.
+    SharedRace,
+    /// Lanes of a warp exchange shared bytes without `bar.warp.sync`.
+    WarpSyncMissing,
+    /// A `.sync` op whose member mask does not match the executing lanes.
+    SyncMask,
+    /// A shuffle reads a lane that does not execute it.
+    ShflInactiveSource,
+    /// A store to a read-only buffer.
+    WriteReadOnly,
+    /// A `.nc` load of a buffer the kernel writes.
+    NcOfWritten,
+    /// Integer division by zero.
+    DivisionByZero,
+    /// The instruction cap was reached.
+    InstructionCap,
+}
+
+/// A simulator error, located.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimError {
+    /// What.
+    pub kind: ErrorKind,
+    /// The kernel.
+    pub kernel: String,
+    /// The instruction (index in the flattened kernel and its name), if one.
+    pub at: Option<(usize, String)>,
+    /// The CTA.
+    pub cta: [u32; 3],
+    /// The first offending thread (its `%tid`).
+    pub thread: Option<[u32; 3]>,
+    /// Details.
+    pub message: String,
+}
+
+impl fmt::Display for SimError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "kernel {}", self.kernel)?;
+        if let Some((i, name)) = &self.at {
+            write!(f, ", instruction {i} ({name})")?;
+        }
+        write!(f, ", CTA ({}, {}, {})", self.cta[0], self.cta[1], self.cta[2])?;
+        if let Some(t) = self.thread {
+            write!(f, ", thread ({}, {}, {})", t[0], t[1], t[2])?;
+        }
+        write!(f, ": {:?}: {}", self.kind, self.message)
+    }
+}
+
+impl std::error::Error for SimError {}
+
+/// What a launch did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Warp instructions executed.
+    pub instructions: u64,
+    /// ALU instructions (arithmetic, moves, conversions, compares).
+    pub alu: u64,
+    /// Memory instructions.
+    pub memory: u64,
+    /// Synchronisation and shuffles.
+    pub sync: u64,
+    /// Warp-level global loads and stores.
+    pub global_requests: u64,
+    /// 32-byte sectors those touched (summed per request).
+    pub global_sectors: u64,
+    /// Warp-level shared loads and stores.
+    pub shared_requests: u64,
+    /// Extra shared wavefronts caused by bank conflicts.
+    pub bank_replays: u64,
+    /// Bytes read from global memory by active lanes.
+    pub bytes_loaded: u64,
+    /// Bytes written to global memory by active lanes.
+    pub bytes_stored: u64,
+}
+
+/// The flattened program: instructions and the markers of structured control flow.
+#[derive(Debug, Clone)]
+enum Flat {
+    Inst(Inst),
+    If { cond: Reg, else_pc: usize, end_pc: usize },
+    Else { end_pc: usize },
+    EndIf,
+    LoopStart { kind: LoopKind, end_pc: usize },
+    LoopEnd { kind: LoopKind, start_pc: usize },
+}
+
+fn flatten(stmts: &[Stmt], out: &mut Vec<Flat>) {
+    for s in stmts {
+        match s {
+            Stmt::Inst(i) => out.push(Flat::Inst(i.clone())),
+            Stmt::If { cond, then, otherwise } => {
+                let at = out.len();
+                out.push(Flat::If { cond: *cond, else_pc: 0, end_pc: 0 });
+                flatten(then, out);
+                let else_at = out.len();
+                out.push(Flat::Else { end_pc: 0 });
+                flatten(otherwise, out);
+                let end = out.len();
+                out.push(Flat::EndIf);
+                out[at] = Flat::If { cond: *cond, else_pc: else_at + 1, end_pc: end };
+                out[else_at] = Flat::Else { end_pc: end };
+            }
+            Stmt::Loop { kind, body } => {
+                let at = out.len();
+                out.push(Flat::LoopStart { kind: kind.clone(), end_pc: 0 });
+                flatten(body, out);
+                let end = out.len();
+                out.push(Flat::LoopEnd { kind: kind.clone(), start_pc: at });
+                out[at] = Flat::LoopStart { kind: kind.clone(), end_pc: end };
+            }
+        }
+    }
+}
+
+/// A reconvergence-stack entry.
+#[derive(Debug, Clone, Copy)]
+enum Entry {
+    If { saved: u32, else_mask: u32 },
+    Loop { saved: u32 },
+}
+
+#[derive(Debug, Clone)]
+struct Warp {
+    pc: usize,
+    /// Lanes that exist (the CTA may not fill the last warp).
+    live: u32,
+    active: u32,
+    stack: Vec<Entry>,
+    done: bool,
+    at_barrier: bool,
+    /// `bar.warp.sync` executed so far.
+    wsync: u32,
+}
+
+/// The last access of one shared byte in the current barrier epoch.
+#[derive(Debug, Clone, Copy)]
+struct Touch {
+    epoch: u32,
+    warp: u16,
+    lane: u8,
+    wsync: u32,
+    /// The instruction serial (accesses of one instruction do not race with each other).
+    serial: u64,
+}
+
+/// Per-byte record of shared memory.
+#[derive(Debug, Clone, Copy, Default)]
+struct SharedByte {
+    written: bool,
+    write: Option<Touch>,
+    read: Option<Touch>,
+    /// Warps that read it in the current epoch (bit per warp), with the epoch.
+    readers: u32,
+    readers_epoch: u32,
+}
+
+/// Global address of buffer `k`: buffers sit 2^40 apart, above zero.
+fn buffer_base(k: usize) -> u64 {
+    (k as u64 + 1) << 40
+}
+
+/// Runs `k` over `launch` with `args` (buffers are updated in place); the counters, or the
+/// first error.
+pub fn run(k: &Kernel, launch: &Launch, args: &mut [Arg], opts: &Options) -> Result<Counters, SimError> {
+    let bad = |message: String| SimError {
+        kind: ErrorKind::BadLaunch,
+        kernel: k.name.clone(),
+        at: None,
+        cta: [0; 3],
+        thread: None,
+        message,
+    };
+    if let Err(errs) = crate::verify::verify(k) {
+        return Err(bad(errs.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")));
+    }
+    let threads = launch.block.iter().try_fold(1u32, |a, &d| a.checked_mul(d)).unwrap_or(u32::MAX);
+    if threads == 0 || threads > k.max_threads {
+        return Err(bad(format!("a CTA of {threads} threads; the kernel takes 1..={}", k.max_threads)));
+    }
+    if launch.grid.contains(&0) {
+        return Err(bad("an empty grid".into()));
+    }
+    if args.len() != k.params.len() {
+        return Err(bad(format!("{} arguments for {} parameters", args.len(), k.params.len())));
+    }
+    for (p, a) in k.params.iter().zip(args.iter()) {
+        match (p, a) {
+            (Param::Buffer { .. }, Arg::Buffer(_)) | (Param::Scalar { .. }, Arg::Scalar(_)) => {}
+            _ => return Err(bad(format!("argument `{}` is of the wrong kind", p.name()))),
+        }
+    }
+    let mut program = Vec::new();
+    flatten(&k.body, &mut program);
+    let ctas: Vec<[u32; 3]> = match &opts.ctas {
+        Some(list) => list.clone(),
+        None => {
+            let mut v = Vec::new();
+            for z in 0..launch.grid[2] {
+                for y in 0..launch.grid[1] {
+                    for x in 0..launch.grid[0] {
+                        v.push([x, y, z]);
+                    }
+                }
+            }
+            v
+        }
+    };
+    let mut m = Machine { k, launch, program, args, opts, counters: Counters::default(), serial: 0 };
+    for cta in ctas {
+        if (0..3).any(|i| cta[i] >= launch.grid[i]) {
+            return Err(bad(format!("CTA {cta:?} is outside the grid {:?}", launch.grid)));
+        }
+        m.run_cta(cta)?;
+    }
+    Ok(m.counters)
+}
+
+struct Machine<'a> {
+    k: &'a Kernel,
+    launch: &'a Launch,
+    program: Vec<Flat>,
+    args: &'a mut [Arg],
+    opts: &'a Options,
+    counters: Counters,
+    serial: u64,
+}
+
+/// The state of one CTA.
+struct Cta {
+    id: [u32; 3],
+    threads: u32,
+    regs: Vec<u64>,
+    init: Vec<bool>,
+    shared: Vec<u8>,
+    shared_meta: Vec<SharedByte>,
+    local: Vec<u8>,
+    local_init: Vec<bool>,
+    epoch: u32,
+    /// The first read of shared bytes nobody had written yet: reported when the epoch ends,
+    /// unless a later write by another warp in the same epoch shows it was a race.
+    unwritten_read: Option<SimError>,
+}
+
+impl Machine<'_> {
+    fn err(&self, kind: ErrorKind, cta: &Cta, pc: Option<usize>, thread: Option<u32>, message: String) -> SimError {
+        let at = pc.map(|pc| match &self.program[pc] {
+            Flat::Inst(i) => (pc, inst_name(i)),
+            Flat::If { .. } | Flat::Else { .. } | Flat::EndIf => (pc, "if".to_string()),
+            Flat::LoopStart { .. } | Flat::LoopEnd { .. } => (pc, "loop".to_string()),
+        });
+        SimError { kind, kernel: self.k.name.clone(), at, cta: cta.id, thread: thread.map(|t| self.tid(t)), message }
+    }
+
+    fn tid(&self, linear: u32) -> [u32; 3] {
+        let [bx, by, _] = self.launch.block;
+        [linear % bx, (linear / bx) % by, linear / (bx * by)]
+    }
+
+    fn run_cta(&mut self, id: [u32; 3]) -> Result<(), SimError> {
+        let threads = self.launch.block.iter().product::<u32>();
+        let nregs = self.k.regs.len();
+        let mut cta = Cta {
+            id,
+            threads,
+            regs: vec![0; threads as usize * nregs],
+            init: vec![false; threads as usize * nregs],
+            shared: vec![0; self.k.shared_bytes as usize],
+            shared_meta: vec![SharedByte::default(); self.k.shared_bytes as usize],
+            local: vec![0; threads as usize * self.k.local_bytes as usize],
+            local_init: vec![false; threads as usize * self.k.local_bytes as usize],
+            epoch: 1,
+            unwritten_read: None,
+        };
+        let nwarps = threads.div_ceil(WARP);
+        let mut warps: Vec<Warp> = (0..nwarps)
+            .map(|w| {
+                let n = (threads - w * WARP).min(WARP);
+                let live = if n == 32 { u32::MAX } else { (1u32 << n) - 1 };
+                Warp { pc: 0, live, active: live, stack: Vec::new(), done: false, at_barrier: false, wsync: 0 }
+            })
+            .collect();
+        loop {
+            for (w, warp) in warps.iter_mut().enumerate() {
+                if !warp.done && !warp.at_barrier {
+                    self.run_warp(&mut cta, warp, w as u32)?;
+                }
+            }
+            if let Some(e) = cta.unwritten_read.take() {
+                return Err(e);
+            }
+            if warps.iter().all(|w| w.done) {
+                return Ok(());
+            }
+            // Every warp waits at a barrier or has exited.
+            let waiting: u32 = warps.iter().filter(|w| w.at_barrier).map(|w| w.live.count_ones()).sum();
+            if let Some((w, pc)) = warps.iter().enumerate().find(|(_, w)| w.at_barrier).map(|(i, w)| (i, w.pc - 1)) {
+                if waiting < cta.threads {
+                    return Err(self.err(
+                        ErrorKind::BarrierPartial,
+                        &cta,
+                        Some(pc),
+                        Some(w as u32 * WARP),
+                        format!(
+                            "bar.sync reached by {waiting} of the CTA's {} threads; the others exited without reaching it",
+                            cta.threads
+                        ),
+                    ));
+                }
+            }
+            for w in &mut warps {
+                w.at_barrier = false;
+            }
+            cta.epoch += 1;
+        }
+    }
+
+    fn run_warp(&mut self, cta: &mut Cta, w: &mut Warp, wi: u32) -> Result<(), SimError> {
+        while w.pc < self.program.len() {
+            self.counters.instructions += 1;
+            if self.counters.instructions > self.opts.max_instructions {
+                return Err(self.err(
+                    ErrorKind::InstructionCap,
+                    cta,
+                    Some(w.pc),
+                    None,
+                    format!("more than {} warp instructions in one launch", self.opts.max_instructions),
+                ));
+            }
+            let pc = w.pc;
+            match self.program[pc].clone() {
+                Flat::Inst(Inst::Bar) => {
+                    self.counters.sync += 1;
+                    if w.active != w.live {
+                        let lane = (w.live & !w.active).trailing_zeros();
+                        return Err(self.err(
+                            ErrorKind::BarrierDivergence,
+                            cta,
+                            Some(pc),
+                            Some(wi * WARP + lane),
+                            format!("bar.sync with lanes {:#010x} of {:#010x} active", w.active, w.live),
+                        ));
+                    }
+                    w.pc += 1;
+                    w.at_barrier = true;
+                    return Ok(());
+                }
+                Flat::Inst(inst) => {
+                    self.exec(cta, w, wi, pc, &inst)?;
+                    w.pc += 1;
+                }
+                Flat::If { cond, else_pc, end_pc } => {
+                    let mut t = 0u32;
+                    for lane in lanes(w.active) {
+                        if self.read(cta, wi * WARP + lane, cond, pc)? & 1 == 1 {
+                            t |= 1 << lane;
+                        }
+                    }
+                    let e = w.active & !t;
+                    w.stack.push(Entry::If { saved: w.active, else_mask: e });
+                    if t != 0 {
+                        w.active = t;
+                        w.pc += 1;
+                    } else {
+                        w.active = e;
+                        if let Some(Entry::If { else_mask, .. }) = w.stack.last_mut() {
+                            *else_mask = 0;
+                        }
+                        w.pc = if e != 0 { else_pc } else { end_pc };
+                    }
+                }
+                Flat::Else { end_pc } => match w.stack.last_mut() {
+                    Some(Entry::If { else_mask, .. }) if *else_mask != 0 => {
+                        w.active = *else_mask;
+                        *else_mask = 0;
+                        w.pc += 1;
+                    }
+                    _ => w.pc = end_pc,
+                },
+                Flat::EndIf => {
+                    if let Some(Entry::If { saved, .. }) = w.stack.pop() {
+                        w.active = saved;
+                    }
+                    w.pc += 1;
+                }
+                Flat::LoopStart { kind, end_pc } => {
+                    w.stack.push(Entry::Loop { saved: w.active });
+                    if let LoopKind::Count { index, count } = kind {
+                        let mut go = 0u32;
+                        for lane in lanes(w.active) {
+                            let t = wi * WARP + lane;
+                            self.write(cta, t, index, 0);
+                            if self.value(cta, t, count, Ty::U32, pc)? as u32 > 0 {
+                                go |= 1 << lane;
+                            }
+                        }
+                        if go == 0 {
+                            w.stack.pop();
+                            w.pc = end_pc + 1;
+                            continue;
+                        }
+                        w.active = go;
+                    }
+                    w.pc += 1;
+                }
+                Flat::LoopEnd { kind, start_pc } => {
+                    let mut go = 0u32;
+                    for lane in lanes(w.active) {
+                        let t = wi * WARP + lane;
+                        let more = match &kind {
+                            LoopKind::Count { index, count } => {
+                                let i = self.read(cta, t, *index, pc)? as u32 + 1;
+                                self.write(cta, t, *index, u64::from(i));
+                                i < self.value(cta, t, *count, Ty::U32, pc)? as u32
+                            }
+                            LoopKind::While { cond } => self.read(cta, t, *cond, pc)? & 1 == 1,
+                        };
+                        if more {
+                            go |= 1 << lane;
+                        }
+                    }
+                    if go != 0 {
+                        w.active = go;
+                        w.pc = start_pc + 1;
+                    } else {
+                        if let Some(Entry::Loop { saved }) = w.stack.pop() {
+                            w.active = saved;
+                        }
+                        w.pc += 1;
+                    }
+                }
+            }
+        }
+        w.done = true;
+        Ok(())
+    }
+
+    fn reg_index(&self, t: u32, r: Reg) -> usize {
+        t as usize * self.k.regs.len() + r.0 as usize
+    }
+
+    fn read(&self, cta: &Cta, t: u32, r: Reg, pc: usize) -> Result<u64, SimError> {
+        let i = self.reg_index(t, r);
+        if !cta.init[i] {
+            return Err(self.err(
+                ErrorKind::UninitializedRegister,
+                cta,
+                Some(pc),
+                Some(t),
+                format!("%r{} is read before it is written", r.0),
+            ));
+        }
+        Ok(cta.regs[i])
+    }
+
+    fn write(&self, cta: &mut Cta, t: u32, r: Reg, bits: u64) {
+        let i = self.reg_index(t, r);
+        let ty = self.k.regs[r.0 as usize];
+        cta.regs[i] = truncate(bits, ty);
+        cta.init[i] = true;
+    }
+
+    /// An operand's bits at type `ty`.
+    fn value(&self, cta: &Cta, t: u32, o: Operand, ty: Ty, pc: usize) -> Result<u64, SimError> {
+        Ok(truncate(
+            match o {
+                Operand::Reg(r) => self.read(cta, t, r, pc)?,
+                Operand::Imm(b) => b,
+            },
+            ty,
+        ))
+    }
+
+    fn exec(&mut self, cta: &mut Cta, w: &mut Warp, wi: u32, pc: usize, inst: &Inst) -> Result<(), SimError> {
+        let base = wi * WARP;
+        match inst {
+            Inst::Ld { .. } | Inst::St { .. } => {
+                self.counters.memory += 1;
+                return self.memory(cta, w, wi, pc, inst);
+            }
+            Inst::Shfl { mode, dst, a, b, mask, .. } => {
+                self.counters.sync += 1;
+                self.check_mask(cta, w, wi, pc, *mask)?;
+                let mut vals = [0u64; 32];
+                for lane in lanes(w.active) {
+                    vals[lane as usize] = self.value(cta, base + lane, *a, Ty::B32, pc)?;
+                }
+                for lane in lanes(w.active) {
+                    let bv = self.value(cta, base + lane, *b, Ty::U32, pc)? as u32;
+                    let src = match mode {
+                        ShflMode::Idx => Some(bv & 31),
+                        ShflMode::Up => lane.checked_sub(bv),
+                        ShflMode::Down => lane.checked_add(bv).filter(|&j| j < WARP),
+                        ShflMode::Bfly => Some(lane ^ bv).filter(|&j| j < WARP),
+                    };
+                    let v = match src {
+                        Some(j) if w.active & (1 << j) == 0 => {
+                            return Err(self.err(
+                                ErrorKind::ShflInactiveSource,
+                                cta,
+                                Some(pc),
+                                Some(base + lane),
+                                format!("lane {lane} reads lane {j}, which does not execute the shuffle"),
+                            ))
+                        }
+                        Some(j) => vals[j as usize],
+                        None => vals[lane as usize],
+                    };
+                    self.write(cta, base + lane, *dst, v);
+                }
+                return Ok(());
+            }
+            Inst::BarWarp { mask } => {
+                self.counters.sync += 1;
+                self.check_mask(cta, w, wi, pc, *mask)?;
+                w.wsync += 1;
+                return Ok(());
+            }
+            _ => self.counters.alu += 1,
+        }
+        for lane in lanes(w.active) {
+            let t = base + lane;
+            let (dst, bits) = match inst {
+                Inst::Mov { dst, src } => (*dst, self.value(cta, t, *src, self.k.regs[dst.0 as usize], pc)?),
+                Inst::Special { dst, reg } => (*dst, u64::from(self.special(cta, t, *reg))),
+                Inst::Param { dst, index } => (
+                    *dst,
+                    match &self.args[*index] {
+                        Arg::Buffer(_) => buffer_base(*index),
+                        Arg::Scalar(v) => *v,
+                    },
+                ),
+                Inst::Unary { op, ty, dst, a } => (*dst, unary(*op, *ty, self.value(cta, t, *a, *ty, pc)?)),
+                Inst::Binary { op, ty, dst, a, b } => {
+                    let x = self.value(cta, t, *a, *ty, pc)?;
+                    let bty = if matches!(op, BinOp::Shl | BinOp::Shr) { Ty::U32 } else { *ty };
+                    let y = self.value(cta, t, *b, bty, pc)?;
+                    let r = binary(*op, *ty, x, y).ok_or_else(|| {
+                        self.err(ErrorKind::DivisionByZero, cta, Some(pc), Some(t), "integer division by zero".into())
+                    })?;
+                    (*dst, r)
+                }
+                Inst::Fma { ty, dst, a, b, c } => {
+                    let (x, y, z) = (
+                        self.value(cta, t, *a, *ty, pc)?,
+                        self.value(cta, t, *b, *ty, pc)?,
+                        self.value(cta, t, *c, *ty, pc)?,
+                    );
+                    let r = if *ty == Ty::F32 {
+                        u64::from(f(x).mul_add(f(y), f(z)).to_bits())
+                    } else {
+                        x.wrapping_mul(y).wrapping_add(z)
+                    };
+                    (*dst, r)
+                }
+                Inst::Setp { cmp, ty, dst, a, b } => {
+                    let (x, y) = (self.value(cta, t, *a, *ty, pc)?, self.value(cta, t, *b, *ty, pc)?);
+                    (*dst, u64::from(compare(*cmp, *ty, x, y)))
+                }
+                Inst::Selp { ty, dst, a, b, p } => {
+                    let take_a = self.read(cta, t, *p, pc)? & 1 == 1;
+                    (*dst, self.value(cta, t, if take_a { *a } else { *b }, *ty, pc)?)
+                }
+                Inst::Cvt { to, from, rounding, satfinite, dst, src } => {
+                    let x = self.value(cta, t, *src, *from, pc)?;
+                    (*dst, convert(*to, *from, *rounding, *satfinite, x))
+                }
+                Inst::Mufu { op, dst, a } => {
+                    let x = f64::from(f(self.value(cta, t, *a, Ty::F32, pc)?));
+                    let y = match op {
+                        Mufu::Ex2 => x.exp2(),
+                        Mufu::Rsqrt => 1.0 / x.sqrt(),
+                        Mufu::Rcp => 1.0 / x,
+                        Mufu::Tanh => x.tanh(),
+                    };
+                    (*dst, u64::from((y as f32).to_bits()))
+                }
+                Inst::Ld { .. } | Inst::St { .. } | Inst::Shfl { .. } | Inst::Bar | Inst::BarWarp { .. } => {
+                    continue;
+                }
+            };
+            self.write(cta, t, dst, bits);
+        }
+        Ok(())
+    }
+
+    fn check_mask(&self, cta: &Cta, w: &Warp, wi: u32, pc: usize, mask: u32) -> Result<(), SimError> {
+        if mask & w.live != w.active || w.active & !mask != 0 {
+            let lane = ((mask & w.live) ^ w.active).trailing_zeros().min(31);
+            return Err(self.err(
+                ErrorKind::SyncMask,
+                cta,
+                Some(pc),
+                Some(wi * WARP + lane),
+                format!("member mask {mask:#010x} but lanes {:#010x} execute it", w.active),
+            ));
+        }
+        Ok(())
+    }
+
+    fn special(&self, cta: &Cta, t: u32, s: Special) -> u32 {
+        let tid = self.tid(t);
+        match s {
+            Special::Tid(a) => tid[a.index()],
+            Special::Ntid(a) => self.launch.block[a.index()],
+            Special::Ctaid(a) => cta.id[a.index()],
+            Special::Nctaid(a) => self.launch.grid[a.index()],
+            Special::LaneId => t % WARP,
+        }
+    }
+
+    fn memory(&mut self, cta: &mut Cta, w: &Warp, wi: u32, pc: usize, inst: &Inst) -> Result<(), SimError> {
+        let (space, ty, n, addr, offset, nc, store) = match inst {
+            Inst::Ld { space, ty, dst, addr, offset, nc } => (*space, *ty, dst.len(), *addr, *offset, *nc, false),
+            Inst::St { space, ty, src, addr, offset } => (*space, *ty, src.len(), *addr, *offset, false, true),
+            _ => return Ok(()),
+        };
+        self.serial += 1;
+        let elem = ty.bytes() as u64;
+        let size = elem * n as u64;
+        let mut touched: Vec<(u32, u64)> = Vec::new();
+        for lane in lanes(w.active) {
+            let t = wi * WARP + lane;
+            let a = self.value(cta, t, addr, Ty::U64, pc)?.wrapping_add(offset as u64);
+            if a % size != 0 {
+                return Err(self.err(
+                    ErrorKind::Misaligned,
+                    cta,
+                    Some(pc),
+                    Some(t),
+                    format!("a {size}-byte {} access at address {a:#x}", space.name()),
+                ));
+            }
+            touched.push((lane, a));
+        }
+        match space {
+            Space::Global => self.global(cta, wi, pc, inst, &touched, size, elem, nc, store),
+            Space::Shared => self.shared(cta, w, wi, pc, inst, &touched, size, elem, store),
+            Space::Local => {
+                for &(lane, a) in &touched {
+                    let t = wi * WARP + lane;
+                    let lb = u64::from(self.k.local_bytes);
+                    if a.checked_add(size).is_none_or(|end| end > lb) {
+                        return Err(self.err(
+                            ErrorKind::OutOfBounds,
+                            cta,
+                            Some(pc),
+                            Some(t),
+                            format!("local bytes [{a}, {}) of {lb}", a.saturating_add(size)),
+                        ));
+                    }
+                    let base = t as usize * self.k.local_bytes as usize + a as usize;
+                    if store {
+                        for k in 0..n {
+                            let v = self.src_bits(cta, t, inst, k, ty, pc)?;
+                            let at = base + k * elem as usize;
+                            cta.local[at..at + elem as usize].copy_from_slice(&v.to_le_bytes()[..elem as usize]);
+                            cta.local_init[at..at + elem as usize].fill(true);
+                        }
+                    } else {
+                        if !cta.local_init[base..base + size as usize].iter().all(|&b| b) {
+                            return Err(self.err(
+                                ErrorKind::UninitializedMemory,
+                                cta,
+                                Some(pc),
+                                Some(t),
+                                format!("local bytes [{a}, {}) are read before they are written", a + size),
+                            ));
+                        }
+                        for k in 0..n {
+                            let at = base + k * elem as usize;
+                            let v = le(&cta.local[at..at + elem as usize]);
+                            self.dst_write(cta, t, inst, k, v);
+                        }
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn src_bits(&self, cta: &Cta, t: u32, inst: &Inst, k: usize, ty: Ty, pc: usize) -> Result<u64, SimError> {
+        match inst {
+            Inst::St { src, .. } => self.value(cta, t, src[k], ty, pc),
+            _ => Ok(0),
+        }
+    }
+
+    fn dst_write(&self, cta: &mut Cta, t: u32, inst: &Inst, k: usize, v: u64) {
+        if let Inst::Ld { dst, .. } = inst {
+            self.write(cta, t, dst[k], v);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn global(
+        &mut self,
+        cta: &mut Cta,
+        wi: u32,
+        pc: usize,
+        inst: &Inst,
+        touched: &[(u32, u64)],
+        size: u64,
+        elem: u64,
+        nc: bool,
+        store: bool,
+    ) -> Result<(), SimError> {
+        if touched.is_empty() {
+            return Ok(());
+        }
+        self.counters.global_requests += 1;
+        let mut sectors = BTreeSet::new();
+        for &(lane, a) in touched {
+            let t = wi * WARP + lane;
+            let index = (a >> 40).checked_sub(1).map(|i| i as usize);
+            let Some(i) = index.filter(|&i| i < self.args.len()) else {
+                return Err(self.err(
+                    ErrorKind::OutOfBounds,
+                    cta,
+                    Some(pc),
+                    Some(t),
+                    format!("address {a:#x} is in no buffer"),
+                ));
+            };
+            let kernel = self.k;
+            let Param::Buffer { name, access, .. } = &kernel.params[i] else {
+                return Err(self.err(
+                    ErrorKind::OutOfBounds,
+                    cta,
+                    Some(pc),
+                    Some(t),
+                    format!("address {a:#x} is in no buffer"),
+                ));
+            };
+            let off = a - buffer_base(i);
+            let len = match &self.args[i] {
+                Arg::Buffer(b) => b.len() as u64,
+                Arg::Scalar(_) => 0,
+            };
+            if off.checked_add(size).is_none_or(|end| end > len) {
+                return Err(self.err(
+                    ErrorKind::OutOfBounds,
+                    cta,
+                    Some(pc),
+                    Some(t),
+                    format!("bytes [{off}, {}) of buffer `{name}` ({len} bytes)", off.saturating_add(size)),
+                ));
+            }
+            if store && *access == Access::ReadOnly {
+                return Err(self.err(
+                    ErrorKind::WriteReadOnly,
+                    cta,
+                    Some(pc),
+                    Some(t),
+                    format!("a store to read-only buffer `{name}`"),
+                ));
+            }
+            if nc && *access == Access::Written {
+                return Err(self.err(
+                    ErrorKind::NcOfWritten,
+                    cta,
+                    Some(pc),
+                    Some(t),
+                    format!("a .nc load of buffer `{name}`, which this kernel writes"),
+                ));
+            }
+            for s in (a / 32)..(a + size).div_ceil(32) {
+                sectors.insert(s);
+            }
+            let n = (size / elem) as usize;
+            for k in 0..n {
+                let at = (off + k as u64 * elem) as usize;
+                if store {
+                    let v = self.src_bits(cta, t, inst, k, self.k_ty(inst), pc)?;
+                    if let Arg::Buffer(b) = &mut self.args[i] {
+                        b[at..at + elem as usize].copy_from_slice(&v.to_le_bytes()[..elem as usize]);
+                    }
+                } else {
+                    let v = match &self.args[i] {
+                        Arg::Buffer(b) => le(&b[at..at + elem as usize]),
+                        Arg::Scalar(_) => 0,
+                    };
+                    self.dst_write(cta, t, inst, k, v);
+                }
+            }
+            if store {
+                self.counters.bytes_stored += size;
+            } else {
+                self.counters.bytes_loaded += size;
+            }
+        }
+        self.counters.global_sectors += sectors.len() as u64;
+        Ok(())
+    }
+
+    fn k_ty(&self, inst: &Inst) -> Ty {
+        match inst {
+            Inst::Ld { ty, .. } | Inst::St { ty, .. } => *ty,
+            _ => Ty::B32,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn shared(
+        &mut self,
+        cta: &mut Cta,
+        w: &Warp,
+        wi: u32,
+        pc: usize,
+        inst: &Inst,
+        touched: &[(u32, u64)],
+        size: u64,
+        elem: u64,
+        store: bool,
+    ) -> Result<(), SimError> {
+        if touched.is_empty() {
+            return Ok(());
+        }
+        self.counters.shared_requests += 1;
+        self.counters.bank_replays += bank_replays(touched, size);
+        let total = u64::from(self.k.shared_bytes);
+        let serial = self.serial;
+        for &(lane, a) in touched {
+            let t = wi * WARP + lane;
+            if a.checked_add(size).is_none_or(|end| end > total) {
+                return Err(self.err(
+                    ErrorKind::OutOfBounds,
+                    cta,
+                    Some(pc),
+                    Some(t),
+                    format!("shared bytes [{a}, {}) of {total}", a.saturating_add(size)),
+                ));
+            }
+            let me = Touch { epoch: cta.epoch, warp: wi as u16, lane: lane as u8, wsync: w.wsync, serial };
+            for byte in a..a + size {
+                let rec = cta.shared_meta[byte as usize];
+                let current = |x: Option<Touch>| x.filter(|x| x.epoch == cta.epoch && x.serial != serial);
+                let conflict = |other: Touch, what: &str| -> Option<SimError> {
+                    if u32::from(other.warp) != wi {
+                        Some(self.err(
+                            ErrorKind::SharedRace,
+                            cta,
+                            Some(pc),
+                            Some(t),
+                            format!(
+                                "shared byte {byte}: {what} by warp {} and warp {wi} with no bar.sync between",
+                                other.warp
+                            ),
+                        ))
+                    } else if u32::from(other.lane) != lane && other.wsync == w.wsync {
+                        Some(self.err(
+                            ErrorKind::WarpSyncMissing,
+                            cta,
+                            Some(pc),
+                            Some(t),
+                            format!(
+                                "shared byte {byte}: {what} by lanes {} and {lane} of warp {wi} with no bar.warp.sync between",
+                                other.lane
+                            ),
+                        ))
+                    } else {
+                        None
+                    }
+                };
+                if let Some(prev) = current(rec.write) {
+                    if let Some(e) = conflict(prev, if store { "written" } else { "written then read" }) {
+                        return Err(e);
+                    }
+                }
+                if store {
+                    if let Some(prev) = current(rec.read) {
+                        if let Some(e) = conflict(prev, "read then written") {
+                            return Err(e);
+                        }
+                    }
+                    if rec.readers_epoch == cta.epoch && rec.readers & !(1u32 << (wi % 32)) != 0 {
+                        return Err(self.err(
+                            ErrorKind::SharedRace,
+                            cta,
+                            Some(pc),
+                            Some(t),
+                            format!("shared byte {byte}: read by another warp, then written by warp {wi} with no bar.sync between"),
+                        ));
+                    }
+                } else if !rec.written && cta.unwritten_read.is_none() {
+                    cta.unwritten_read = Some(self.err(
+                        ErrorKind::UninitializedMemory,
+                        cta,
+                        Some(pc),
+                        Some(t),
+                        format!("shared byte {byte} is read before any thread writes it"),
+                    ));
+                }
+                let m = &mut cta.shared_meta[byte as usize];
+                if store {
+                    m.written = true;
+                    m.write = Some(me);
+                } else {
+                    m.read = Some(me);
+                    if m.readers_epoch != cta.epoch {
+                        m.readers_epoch = cta.epoch;
+                        m.readers = 0;
+                    }
+                    m.readers |= 1 << (wi % 32);
+                }
+            }
+            let n = (size / elem) as usize;
+            for k in 0..n {
+                let at = (a + k as u64 * elem) as usize;
+                if store {
+                    let v = self.src_bits(cta, t, inst, k, self.k_ty(inst), pc)?;
+                    cta.shared[at..at + elem as usize].copy_from_slice(&v.to_le_bytes()[..elem as usize]);
+                } else {
+                    let v = le(&cta.shared[at..at + elem as usize]);
+                    self.dst_write(cta, t, inst, k, v);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Extra wavefronts of one shared access: lanes go in phases (32 lanes of 4-byte accesses,
+/// 16 of 8, 8 of 16); within a phase each bank serves one 4-byte word per wavefront (lanes
+/// reading the same word share it).
+pub fn bank_replays(touched: &[(u32, u64)], size: u64) -> u64 {
+    let per_phase = (128 / size.clamp(4, 16)) as u32;
+    let mut phases: HashMap<u32, HashMap<u64, BTreeSet<u64>>> = HashMap::new();
+    for &(lane, a) in touched {
+        let banks = phases.entry(lane / per_phase).or_default();
+        for word in (a / 4)..(a + size).div_ceil(4) {
+            banks.entry(word % 32).or_default().insert(word);
+        }
+    }
+    phases.values().map(|banks| banks.values().map(|w| w.len() as u64).max().unwrap_or(1) - 1).sum()
+}
+
+fn lanes(mask: u32) -> impl Iterator<Item = u32> {
+    (0..WARP).filter(move |l| mask & (1 << l) != 0)
+}
+
+fn le(bytes: &[u8]) -> u64 {
+    bytes.iter().rev().fold(0u64, |a, &b| a << 8 | u64::from(b))
+}
+
+fn f(bits: u64) -> f32 {
+    f32::from_bits(bits as u32)
+}
+
+/// The bits of a value of `ty`, zero-extended.
+fn truncate(bits: u64, ty: Ty) -> u64 {
+    match ty.bits() {
+        1 => bits & 1,
+        64 => bits,
+        n => bits & ((1u64 << n) - 1),
+    }
+}
+
+/// Sign-extends a value of `ty`.
+fn signed(bits: u64, ty: Ty) -> i64 {
+    match ty.bits() {
+        32 => bits as u32 as i32 as i64,
+        16 => bits as u16 as i16 as i64,
+        _ => bits as i64,
+    }
+}
+
+fn unary(op: UnOp, ty: Ty, x: u64) -> u64 {
+    match (op, ty) {
+        (UnOp::Not, Ty::Pred) => x ^ 1,
+        (UnOp::Not, _) => !x,
+        (UnOp::Neg, Ty::F32) => u64::from((-f(x)).to_bits()),
+        (UnOp::Abs, Ty::F32) => u64::from(f(x).abs().to_bits()),
+        (UnOp::Neg, _) => signed(x, ty).wrapping_neg() as u64,
+        (UnOp::Abs, _) => signed(x, ty).wrapping_abs() as u64,
+    }
+}
+
+/// `None` on an integer division by zero.
+fn binary(op: BinOp, ty: Ty, x: u64, y: u64) -> Option<u64> {
+    if ty == Ty::F32 {
+        let (a, b) = (f(x), f(y));
+        let r = match op {
+            BinOp::Add => a + b,
+            BinOp::Sub => a - b,
+            BinOp::Mul => a * b,
+            BinOp::Min => a.min(b),
+            BinOp::Max => a.max(b),
+            _ => return Some(0),
+        };
+        return Some(u64::from(r.to_bits()));
+    }
+    let width = ty.bits().max(1);
+    let sx = signed(x, ty);
+    let sy = signed(y, ty);
+    Some(match op {
+        BinOp::Add => x.wrapping_add(y),
+        BinOp::Sub => x.wrapping_sub(y),
+        BinOp::Mul => x.wrapping_mul(y),
+        BinOp::Div if y == 0 => return None,
+        BinOp::Rem if y == 0 => return None,
+        BinOp::Div if ty.is_signed() => sx.wrapping_div(sy) as u64,
+        BinOp::Rem if ty.is_signed() => sx.wrapping_rem(sy) as u64,
+        BinOp::Div => x / y,
+        BinOp::Rem => x % y,
+        BinOp::Min if ty.is_signed() => sx.min(sy) as u64,
+        BinOp::Max if ty.is_signed() => sx.max(sy) as u64,
+        BinOp::Min => x.min(y),
+        BinOp::Max => x.max(y),
+        BinOp::And => x & y,
+        BinOp::Or => x | y,
+        BinOp::Xor => x ^ y,
+        BinOp::Shl if y >= u64::from(width) => 0,
+        BinOp::Shl => x << y,
+        BinOp::Shr if ty.is_signed() => (sx >> y.min(u64::from(width) - 1)) as u64,
+        BinOp::Shr if y >= u64::from(width) => 0,
+        BinOp::Shr => x >> y,
+    })
+}
+
+fn compare(cmp: Cmp, ty: Ty, x: u64, y: u64) -> bool {
+    let ord = if ty == Ty::F32 {
+        match f(x).partial_cmp(&f(y)) {
+            Some(o) => o,
+            None => return false,
+        }
+    } else if ty.is_signed() {
+        signed(x, ty).cmp(&signed(y, ty))
+    } else {
+        x.cmp(&y)
+    };
+    match cmp {
+        Cmp::Eq => ord.is_eq(),
+        Cmp::Ne => ord.is_ne(),
+        Cmp::Lt => ord.is_lt(),
+        Cmp::Le => ord.is_le(),
+        Cmp::Gt => ord.is_gt(),
+        Cmp::Ge => ord.is_ge(),
+    }
+}
+
+/// The conversions this version executes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConvertKind {
+    /// Between integers (truncate, or sign/zero extend by the source type).
+    IntInt,
+    /// Integer to f32 (`.rn`).
+    IntF32,
+    /// f32 to integer (`.rzi`, saturating, NaN → 0).
+    F32Int,
+    /// f32 to f16/bf16 (`.rn`, optionally `.satfinite`).
+    F32Narrow,
+    /// f16/bf16 to f32 (exact).
+    NarrowF32,
+}
+
+/// What kind of conversion `cvt.to.from` is, if this version executes it.
+pub fn convert_kind(to: Ty, from: Ty) -> Option<ConvertKind> {
+    let int = |t: Ty| t.is_int();
+    match (to, from) {
+        (a, b) if int(a) && int(b) => Some(ConvertKind::IntInt),
+        (Ty::F32, b) if int(b) => Some(ConvertKind::IntF32),
+        (a, Ty::F32) if int(a) => Some(ConvertKind::F32Int),
+        (Ty::F16 | Ty::Bf16, Ty::F32) => Some(ConvertKind::F32Narrow),
+        (Ty::F32, Ty::F16 | Ty::Bf16) => Some(ConvertKind::NarrowF32),
+        _ => None,
+    }
+}
+
+fn convert(to: Ty, from: Ty, _rounding: Option<Rounding>, satfinite: bool, x: u64) -> u64 {
+    match convert_kind(to, from) {
+        Some(ConvertKind::IntInt) => {
+            let v = if from.is_signed() { signed(x, from) as u64 } else { x };
+            truncate(v, to)
+        }
+        Some(ConvertKind::IntF32) => {
+            let v = if from.is_signed() { signed(x, from) as f32 } else { x as f32 };
+            u64::from(v.to_bits())
+        }
+        Some(ConvertKind::F32Int) => {
+            let v = f(x);
+            let r = match to {
+                Ty::S32 => v as i32 as i64 as u64,
+                Ty::S64 => v as i64 as u64,
+                Ty::U32 => u64::from(v as u32),
+                _ => v as u64,
+            };
+            truncate(r, to)
+        }
+        Some(ConvertKind::F32Narrow) => {
+            let mut v = f(x);
+            if satfinite && v.is_infinite() {
+                v = v.signum() * f32::MAX;
+            }
+            let b = if to == Ty::F16 { num::f32_to_f16_bits(v) } else { num::f32_to_bf16_bits(v) };
+            let b = if satfinite && !v.is_nan() {
+                let max = if to == Ty::F16 { 0x7bff } else { 0x7f7f };
+                let mag = (b & 0x7fff).min(max);
+                (b & 0x8000) | mag
+            } else {
+                b
+            };
+            u64::from(b)
+        }
+        Some(ConvertKind::NarrowF32) => {
+            let v = if from == Ty::F16 { num::f16_bits_to_f32(x as u16) } else { num::bf16_bits_to_f32(x as u16) };
+            u64::from(v.to_bits())
+        }
+        None => 0,
+    }
+}
+
+/// The value of an `Axis` for messages and tests.
+pub fn axis_name(a: Axis) -> &'static str {
+    match a {
+        Axis::X => "x",
+        Axis::Y => "y",
+        Axis::Z => "z",
+    }
+}

@@ -1,0 +1,287 @@
+//! The kernel verifier: every register declared and of the type its instruction needs, every
+//! parameter index in range, vector widths and launch bounds legal, and only what this
+//! increment of the simulator executes (anything else is refused by name, never run wrong).
+//! Errors are located by the statement path (`body[3].then[1]`) and the instruction.
+
+use std::fmt;
+
+use crate::ir::{BinOp, Inst, Kernel, LoopKind, Operand, Param, Reg, ShflMode, Stmt, Ty, UnOp};
+
+/// One verifier error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KernelVerifyError {
+    /// The kernel.
+    pub kernel: String,
+    /// Where: the statement path (`body[3].then[1]`), or `kernel` for declarations.
+    pub at: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for KernelVerifyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "kernel {}: {}: {}", self.kernel, self.at, self.message)
+    }
+}
+
+impl std::error::Error for KernelVerifyError {}
+
+/// Largest CTA the hardware takes.
+pub const MAX_THREADS: u32 = 1024;
+/// Largest static shared memory per CTA (48 KiB without the opt-in).
+pub const MAX_STATIC_SHARED: u32 = 48 << 10;
+
+/// Verifies `k`; every error found.
+pub fn verify(k: &Kernel) -> Result<(), Vec<KernelVerifyError>> {
+    let mut v = Verifier { k, errors: Vec::new() };
+    if k.max_threads == 0 || k.max_threads > MAX_THREADS {
+        v.err("kernel", format!("launch bound {} is outside 1..={MAX_THREADS}", k.max_threads));
+    }
+    if k.shared_bytes > MAX_STATIC_SHARED {
+        v.err("kernel", format!("{} bytes of static shared memory, above {MAX_STATIC_SHARED}", k.shared_bytes));
+    }
+    for p in &k.params {
+        match p {
+            Param::Buffer { name, align, .. } if !align.is_power_of_two() || *align > 256 => {
+                v.err("kernel", format!("buffer `{name}`: alignment {align} is not a power of two up to 256"));
+            }
+            Param::Scalar { name, ty: Ty::Pred } => v.err("kernel", format!("scalar `{name}` cannot be a predicate")),
+            _ => {}
+        }
+    }
+    v.block(&k.body, "body");
+    if v.errors.is_empty() {
+        Ok(())
+    } else {
+        Err(v.errors)
+    }
+}
+
+struct Verifier<'k> {
+    k: &'k Kernel,
+    errors: Vec<KernelVerifyError>,
+}
+
+impl Verifier<'_> {
+    fn err(&mut self, at: &str, message: String) {
+        self.errors.push(KernelVerifyError { kernel: self.k.name.clone(), at: at.into(), message });
+    }
+
+    fn block(&mut self, stmts: &[Stmt], path: &str) {
+        for (i, s) in stmts.iter().enumerate() {
+            let at = format!("{path}[{i}]");
+            match s {
+                Stmt::Inst(inst) => {
+                    if let Err(m) = self.inst(inst) {
+                        self.err(&format!("{at} ({})", inst_name(inst)), m);
+                    }
+                }
+                Stmt::If { cond, then, otherwise } => {
+                    if let Err(m) = self.reg(*cond, Ty::Pred) {
+                        self.err(&at, format!("if: {m}"));
+                    }
+                    self.block(then, &format!("{at}.then"));
+                    self.block(otherwise, &format!("{at}.else"));
+                }
+                Stmt::Loop { kind, body } => {
+                    let r = match kind {
+                        LoopKind::Count { index, count } => {
+                            self.reg(*index, Ty::U32).and_then(|()| self.operand(*count, Ty::U32))
+                        }
+                        LoopKind::While { cond } => self.reg(*cond, Ty::Pred),
+                    };
+                    if let Err(m) = r {
+                        self.err(&at, format!("loop: {m}"));
+                    }
+                    self.block(body, &format!("{at}.body"));
+                }
+            }
+        }
+    }
+
+    fn reg(&self, r: Reg, want: Ty) -> Result<(), String> {
+        match self.k.ty(r) {
+            None => Err(format!("%r{} is not declared", r.0)),
+            Some(t) if same_bits(t, want) => Ok(()),
+            Some(t) => Err(format!("%r{} is {}, expected {}", r.0, t.name(), want.name())),
+        }
+    }
+
+    fn operand(&self, o: Operand, want: Ty) -> Result<(), String> {
+        match o {
+            Operand::Reg(r) => self.reg(r, want),
+            Operand::Imm(_) => Ok(()),
+        }
+    }
+
+    fn inst(&self, inst: &Inst) -> Result<(), String> {
+        match inst {
+            Inst::Mov { dst, src } => {
+                let t = self.k.ty(*dst).ok_or_else(|| format!("%r{} is not declared", dst.0))?;
+                self.operand(*src, t)
+            }
+            Inst::Special { dst, .. } => self.reg(*dst, Ty::U32),
+            Inst::Param { dst, index } => match self.k.params.get(*index) {
+                None => Err(format!("parameter {index} does not exist ({} declared)", self.k.params.len())),
+                Some(Param::Buffer { .. }) => self.reg(*dst, Ty::U64),
+                Some(Param::Scalar { ty, .. }) => self.reg(*dst, *ty),
+            },
+            Inst::Unary { op, ty, dst, a } => {
+                match op {
+                    UnOp::Not if !ty.is_int() && *ty != Ty::Pred => {
+                        return Err(format!("not.{} is not an op", ty.name()))
+                    }
+                    UnOp::Neg | UnOp::Abs if !(*ty == Ty::F32 || matches!(ty, Ty::S32 | Ty::S64)) => {
+                        return Err(format!("{op:?} at {} is not supported", ty.name()))
+                    }
+                    _ => {}
+                }
+                self.reg(*dst, *ty)?;
+                self.operand(*a, *ty)
+            }
+            Inst::Binary { op, ty, dst, a, b } => {
+                let float_ok = matches!(op, BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Min | BinOp::Max);
+                let bits_only = matches!(op, BinOp::And | BinOp::Or | BinOp::Xor);
+                let ok = match ty {
+                    Ty::F32 => float_ok,
+                    Ty::Pred => bits_only,
+                    t if t.is_int() => true,
+                    _ => false,
+                };
+                if !ok {
+                    return Err(format!(
+                        "{op:?} at {} is not supported (float arithmetic is f32 in this version of the simulator)",
+                        ty.name()
+                    ));
+                }
+                self.reg(*dst, *ty)?;
+                self.operand(*a, *ty)?;
+                let bty = if matches!(op, BinOp::Shl | BinOp::Shr) { Ty::U32 } else { *ty };
+                self.operand(*b, bty)
+            }
+            Inst::Fma { ty, dst, a, b, c } => {
+                if !(*ty == Ty::F32 || ty.is_int()) {
+                    return Err(format!("fma at {} is not supported", ty.name()));
+                }
+                self.reg(*dst, *ty)?;
+                self.operand(*a, *ty)?;
+                self.operand(*b, *ty)?;
+                self.operand(*c, *ty)
+            }
+            Inst::Setp { ty, dst, a, b, .. } => {
+                if !(*ty == Ty::F32 || ty.is_int()) {
+                    return Err(format!("setp at {} is not supported", ty.name()));
+                }
+                self.reg(*dst, Ty::Pred)?;
+                self.operand(*a, *ty)?;
+                self.operand(*b, *ty)
+            }
+            Inst::Selp { ty, dst, a, b, p } => {
+                self.reg(*p, Ty::Pred)?;
+                self.reg(*dst, *ty)?;
+                self.operand(*a, *ty)?;
+                self.operand(*b, *ty)
+            }
+            Inst::Cvt { to, from, rounding, satfinite, dst, src } => {
+                use crate::ir::Rounding;
+                use crate::sim::ConvertKind;
+                let Some(kind) = crate::sim::convert_kind(*to, *from) else {
+                    return Err(format!("cvt.{}.{} is not supported", to.name(), from.name()));
+                };
+                // The rounding each conversion takes (what the simulator computes).
+                let (want, sat_ok) = match kind {
+                    ConvertKind::IntInt | ConvertKind::NarrowF32 => (None, false),
+                    ConvertKind::IntF32 => (Some(Rounding::Rn), false),
+                    ConvertKind::F32Int => (Some(Rounding::Rz), false),
+                    ConvertKind::F32Narrow => (Some(Rounding::Rn), true),
+                };
+                if *rounding != want && !(want == Some(Rounding::Rn) && rounding.is_none()) {
+                    return Err(format!("cvt.{}.{} takes rounding {want:?}, not {rounding:?}", to.name(), from.name()));
+                }
+                if *satfinite && !sat_ok {
+                    return Err(format!("cvt.{}.{} has no .satfinite", to.name(), from.name()));
+                }
+                self.reg(*dst, *to)?;
+                self.operand(*src, *from)
+            }
+            Inst::Mufu { dst, a, .. } => {
+                self.reg(*dst, Ty::F32)?;
+                self.operand(*a, Ty::F32)
+            }
+            Inst::Ld { ty, dst, addr, .. } => {
+                vector(dst.len(), *ty)?;
+                for r in dst {
+                    self.reg(*r, *ty)?;
+                }
+                self.operand(*addr, Ty::U64)
+            }
+            Inst::St { ty, src, addr, .. } => {
+                vector(src.len(), *ty)?;
+                for o in src {
+                    self.operand(*o, *ty)?;
+                }
+                self.operand(*addr, Ty::U64)
+            }
+            Inst::Shfl { mode, dst, a, b, c, .. } => {
+                let whole_warp = match mode {
+                    ShflMode::Up => Operand::Imm(0),
+                    _ => Operand::Imm(31),
+                };
+                if *c != whole_warp {
+                    return Err("only whole-warp shuffles (clamp 31, or 0 for `up`) are supported".into());
+                }
+                self.reg(*dst, Ty::B32)?;
+                self.operand(*a, Ty::B32)?;
+                self.operand(*b, Ty::U32)
+            }
+            Inst::Bar | Inst::BarWarp { .. } => Ok(()),
+        }
+    }
+}
+
+/// Registers of equal width and kind interchange where PTX allows it: bits with anything of
+/// their width.
+fn same_bits(have: Ty, want: Ty) -> bool {
+    if have == want {
+        return true;
+    }
+    let bits = |t: Ty| matches!(t, Ty::B16 | Ty::B32 | Ty::B64);
+    have != Ty::Pred && want != Ty::Pred && (bits(have) || bits(want)) && have.bits() == want.bits()
+}
+
+fn vector(n: usize, ty: Ty) -> Result<(), String> {
+    if !matches!(n, 1 | 2 | 4) {
+        return Err(format!("a vector of {n} values (1, 2 or 4)"));
+    }
+    if ty == Ty::Pred {
+        return Err("predicates are not loaded or stored".into());
+    }
+    if n as u32 * ty.bytes() > 16 {
+        return Err(format!("a vector of {n} × {} is wider than 16 bytes", ty.name()));
+    }
+    Ok(())
+}
+
+/// A short name of an instruction for messages (`ld.global.v4.f32`).
+pub fn inst_name(i: &Inst) -> String {
+    let v = |n: usize| if n > 1 { format!(".v{n}") } else { String::new() };
+    match i {
+        Inst::Mov { .. } => "mov".into(),
+        Inst::Special { .. } => "mov.special".into(),
+        Inst::Param { .. } => "ld.param".into(),
+        Inst::Unary { op, ty, .. } => format!("{}.{}", format!("{op:?}").to_lowercase(), ty.name()),
+        Inst::Binary { op, ty, .. } => format!("{}.{}", format!("{op:?}").to_lowercase(), ty.name()),
+        Inst::Fma { ty, .. } => format!("fma.{}", ty.name()),
+        Inst::Setp { cmp, ty, .. } => format!("setp.{}.{}", format!("{cmp:?}").to_lowercase(), ty.name()),
+        Inst::Selp { ty, .. } => format!("selp.{}", ty.name()),
+        Inst::Cvt { to, from, .. } => format!("cvt.{}.{}", to.name(), from.name()),
+        Inst::Mufu { op, .. } => format!("{}.approx.f32", format!("{op:?}").to_lowercase()),
+        Inst::Ld { space, ty, dst, nc, .. } => {
+            format!("ld.{}{}{}.{}", space.name(), if *nc { ".nc" } else { "" }, v(dst.len()), ty.name())
+        }
+        Inst::St { space, ty, src, .. } => format!("st.{}{}.{}", space.name(), v(src.len()), ty.name()),
+        Inst::Shfl { mode, .. } => format!("shfl.sync.{}.b32", format!("{mode:?}").to_lowercase()),
+        Inst::Bar => "bar.sync".into(),
+        Inst::BarWarp { .. } => "bar.warp.sync".into(),
+    }
+}

@@ -1,0 +1,518 @@
+//! The simulator on kernels written right (checked against a formula, with the counters that
+//! describe their access patterns) and on kernels written wrong on purpose: each must fail with
+//! its exact error kind at its instruction, and its corrected twin must run clean.
+
+use lathe_kernel::build::{f32_imm, int_imm, KernelBuilder};
+use lathe_kernel::ir::{Access, Axis, BinOp, Cmp, Kernel, Operand, ShflMode, Space, Special, Ty};
+use lathe_kernel::sim::{run, Arg, Counters, ErrorKind, Launch, Options, SimError};
+use lathe_numerics::DType;
+
+fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn f32s(b: &[u8]) -> Vec<f32> {
+    b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+}
+
+fn launch(grid: u32, block: u32) -> Launch {
+    Launch { grid: [grid, 1, 1], block: [block, 1, 1] }
+}
+
+fn go(k: &Kernel, l: Launch, args: &mut [Arg]) -> Result<Counters, SimError> {
+    run(k, &l, args, &Options::default())
+}
+
+/// The global thread index `ctaid.x * ntid.x + tid.x` as u32.
+fn global_index(b: &mut KernelBuilder) -> lathe_kernel::ir::Reg {
+    let tid = b.special(Special::Tid(Axis::X));
+    let cta = b.special(Special::Ctaid(Axis::X));
+    let ntid = b.special(Special::Ntid(Axis::X));
+    b.fma(Ty::U32, cta, ntid, tid)
+}
+
+/// `base + 4·i` as a u64 address.
+fn addr4(b: &mut KernelBuilder, base: lathe_kernel::ir::Reg, i: lathe_kernel::ir::Reg) -> lathe_kernel::ir::Reg {
+    let wide = b.cvt(Ty::U64, Ty::U32, None, false, i);
+    let off = b.bin(BinOp::Mul, Ty::U64, wide, int_imm(4));
+    b.bin(BinOp::Add, Ty::U64, base, off)
+}
+
+/// `c[i] = a[i] + b[i]` for `i < n`; `guarded: false` drops the bounds check.
+fn vector_add(guarded: bool) -> Kernel {
+    let mut b = KernelBuilder::new("vector_add", 128);
+    let a = b.buffer("a", DType::F32, Access::ReadOnly);
+    let x = b.buffer("b", DType::F32, Access::ReadOnly);
+    let c = b.buffer("c", DType::F32, Access::Written);
+    let n = b.scalar("n", Ty::U32);
+    let i = global_index(&mut b);
+    let body = |b: &mut KernelBuilder| {
+        let pa = addr4(b, a, i);
+        let pb = addr4(b, x, i);
+        let pc = addr4(b, c, i);
+        let va = b.ld(Space::Global, Ty::F32, 1, pa, 0, true)[0];
+        let vb = b.ld(Space::Global, Ty::F32, 1, pb, 0, true)[0];
+        let s = b.bin(BinOp::Add, Ty::F32, va, vb);
+        b.st(Space::Global, Ty::F32, pc, 0, &[s.into()]);
+    };
+    if guarded {
+        let inside = b.setp(Cmp::Lt, Ty::U32, i, n);
+        b.if_then(inside, body);
+    } else {
+        body(&mut b);
+    }
+    b.finish()
+}
+
+fn vector_add_args(n: usize) -> Vec<Arg> {
+    let a: Vec<f32> = (0..n).map(|i| i as f32 * 0.5).collect();
+    let x: Vec<f32> = (0..n).map(|i| 1.0 - i as f32).collect();
+    vec![Arg::Buffer(f32_bytes(&a)), Arg::Buffer(f32_bytes(&x)), Arg::Buffer(vec![0; n * 4]), Arg::Scalar(n as u64)]
+}
+
+#[test]
+fn vector_add_matches_and_coalesces() {
+    let k = vector_add(true);
+    let mut args = vector_add_args(300);
+    let c = go(&k, launch(3, 128), &mut args).expect("clean");
+    let Arg::Buffer(out) = &args[2] else { panic!("buffer") };
+    for (i, v) in f32s(out).into_iter().enumerate() {
+        assert_eq!(v, i as f32 * 0.5 + (1.0 - i as f32), "c[{i}]");
+    }
+    // 12 warps, 10 with lanes in range; 3 accesses each; a full warp touches 4 sectors.
+    assert_eq!(c.global_requests, 30, "{c:?}");
+    assert_eq!(c.global_sectors, 9 * 3 * 4 + 3 * 2, "{c:?}");
+    assert_eq!(c.bytes_stored, 300 * 4);
+}
+
+#[test]
+fn an_unguarded_tail_is_out_of_bounds() {
+    let k = vector_add(false);
+    let mut args = vector_add_args(300);
+    let e = go(&k, launch(3, 128), &mut args).expect_err("out of bounds");
+    assert_eq!(e.kind, ErrorKind::OutOfBounds, "{e}");
+    assert_eq!(e.cta, [2, 0, 0], "{e}");
+    assert_eq!(e.thread, Some([44, 0, 0]), "{e}");
+    assert!(e.to_string().contains("buffer `a` (1200 bytes)"), "{e}");
+}
+
+/// Sums 32 values of a warp with a butterfly of shuffles; every lane ends with the sum.
+fn warp_sum(sync_lanes: u32) -> Kernel {
+    let mut b = KernelBuilder::new("warp_sum", 32);
+    let x = b.buffer("x", DType::F32, Access::ReadOnly);
+    let y = b.buffer("y", DType::F32, Access::Written);
+    let lane = b.special(Special::LaneId);
+    let p = addr4(&mut b, x, lane);
+    let mut v = b.ld1(Space::Global, Ty::F32, p, 0);
+    for d in [16, 8, 4, 2, 1] {
+        let o = b.shfl(ShflMode::Bfly, v, int_imm(d));
+        v = b.bin(BinOp::Add, Ty::F32, v, o);
+    }
+    let first = b.setp(Cmp::Lt, Ty::U32, lane, int_imm(i64::from(sync_lanes)));
+    b.if_then(first, |b| {
+        let q = addr4(b, y, lane);
+        b.st(Space::Global, Ty::F32, q, 0, &[v.into()]);
+    });
+    b.finish()
+}
+
+#[test]
+fn a_butterfly_reduction_gives_every_lane_the_sum() {
+    let xs: Vec<f32> = (0..32).map(|i| (i * i % 7) as f32).collect();
+    let mut args = vec![Arg::Buffer(f32_bytes(&xs)), Arg::Buffer(vec![0; 32 * 4])];
+    go(&warp_sum(32), launch(1, 32), &mut args).expect("clean");
+    let Arg::Buffer(out) = &args[1] else { panic!("buffer") };
+    let want: f32 = xs.iter().sum();
+    assert!(f32s(out).iter().all(|&v| v == want), "{:?} vs {want}", f32s(out));
+}
+
+/// A CTA of `n` threads sums `n` values through shared memory: a tree of halving strides
+/// with a barrier after each level. `first_barrier: false` drops the barrier between the
+/// stores and the first level.
+fn cta_sum(n: u32, first_barrier: bool) -> Kernel {
+    let mut b = KernelBuilder::new("cta_sum", n);
+    let x = b.buffer("x", DType::F32, Access::ReadOnly);
+    let y = b.buffer("y", DType::F32, Access::Written);
+    let s = b.shared(n * 4, 16);
+    let tid = b.special(Special::Tid(Axis::X));
+    let p = addr4(&mut b, x, tid);
+    let v = b.ld1(Space::Global, Ty::F32, p, 0);
+    let zero = b.mov(Ty::U64, int_imm(i64::from(s)));
+    let sp = addr4(&mut b, zero, tid);
+    b.st(Space::Shared, Ty::F32, sp, 0, &[v.into()]);
+    if first_barrier {
+        b.bar();
+    }
+    let mut stride = n / 2;
+    while stride > 0 {
+        let active = b.setp(Cmp::Lt, Ty::U32, tid, int_imm(i64::from(stride)));
+        b.if_then(active, |b| {
+            let a = b.ld1(Space::Shared, Ty::F32, sp, 0);
+            let c = b.ld1(Space::Shared, Ty::F32, sp, i64::from(stride) * 4);
+            let sum = b.bin(BinOp::Add, Ty::F32, a, c);
+            b.st(Space::Shared, Ty::F32, sp, 0, &[sum.into()]);
+        });
+        b.bar();
+        stride /= 2;
+    }
+    let first = b.setp(Cmp::Eq, Ty::U32, tid, int_imm(0));
+    b.if_then(first, |b| {
+        let r = b.ld1(Space::Shared, Ty::F32, zero, 0);
+        b.st(Space::Global, Ty::F32, y, 0, &[r.into()]);
+    });
+    b.finish()
+}
+
+#[test]
+fn a_cta_reduction_through_shared_memory() {
+    let xs: Vec<f32> = (0..256).map(|i| (i % 13) as f32).collect();
+    let mut args = vec![Arg::Buffer(f32_bytes(&xs)), Arg::Buffer(vec![0; 4])];
+    let c = go(&cta_sum(256, true), launch(1, 256), &mut args).expect("clean");
+    let Arg::Buffer(out) = &args[1] else { panic!("buffer") };
+    assert_eq!(f32s(out)[0], xs.iter().sum::<f32>());
+    assert_eq!(c.bank_replays, 0, "consecutive words: no conflicts");
+    // Without the first barrier, warp 0 reads what warp 4 writes later: a race.
+    let mut args = vec![Arg::Buffer(f32_bytes(&xs)), Arg::Buffer(vec![0; 4])];
+    let e = go(&cta_sum(256, false), launch(1, 256), &mut args).expect_err("race");
+    assert_eq!(e.kind, ErrorKind::SharedRace, "{e}");
+    assert!(e.to_string().contains("shared byte 512: read then written by warp 0 and warp 4"), "{e}");
+}
+
+/// Every lane writes a column of a 32×32 tile of shared memory (row stride `stride` words).
+fn column_writes(stride: u32) -> Kernel {
+    let mut b = KernelBuilder::new("columns", 32);
+    b.shared(32 * stride * 4, 16);
+    let lane = b.special(Special::LaneId);
+    let row = b.bin(BinOp::Mul, Ty::U32, lane, int_imm(i64::from(stride)));
+    let zero = b.mov(Ty::U64, int_imm(0));
+    let p = addr4(&mut b, zero, row);
+    b.st(Space::Shared, Ty::F32, p, 0, &[f32_imm(1.0)]);
+    b.finish()
+}
+
+#[test]
+fn padding_removes_bank_conflicts() {
+    let c = go(&column_writes(32), launch(1, 32), &mut []).expect("clean");
+    assert_eq!(c.bank_replays, 31, "stride 32: every lane in bank 0");
+    let c = go(&column_writes(33), launch(1, 32), &mut []).expect("clean");
+    assert_eq!(c.bank_replays, 0, "stride 33: 32 banks");
+}
+
+/// The broken-kernel corpus: each kernel with the error it must produce, and where.
+struct Broken {
+    name: &'static str,
+    kernel: Kernel,
+    launch: Launch,
+    args: Vec<Arg>,
+    kind: ErrorKind,
+    /// The instruction name the error names.
+    at: &'static str,
+    fixed: Option<(Kernel, Vec<Arg>)>,
+}
+
+fn corpus() -> Vec<Broken> {
+    let mut v = Vec::new();
+    // A vector load at an offset that is not a multiple of 16.
+    let mk = |offset: i64| {
+        let mut b = KernelBuilder::new("misaligned", 32);
+        let x = b.buffer("x", DType::F32, Access::ReadOnly);
+        let r = b.ld(Space::Global, Ty::F32, 4, x, offset, false);
+        let _ = r;
+        b.finish()
+    };
+    v.push(Broken {
+        name: "misaligned v4 load",
+        kernel: mk(4),
+        launch: launch(1, 1),
+        args: vec![Arg::Buffer(vec![0; 64])],
+        kind: ErrorKind::Misaligned,
+        at: "ld.global.v4.f32",
+        fixed: Some((mk(16), vec![Arg::Buffer(vec![0; 64])])),
+    });
+    // A register read before it is written.
+    let mk = |init: bool| {
+        let mut b = KernelBuilder::new("uninit", 32);
+        let y = b.buffer("y", DType::F32, Access::Written);
+        let r = b.reg(Ty::F32);
+        if init {
+            b.push(lathe_kernel::ir::Inst::Mov { dst: r, src: f32_imm(2.0) });
+        }
+        let s = b.bin(BinOp::Add, Ty::F32, r, f32_imm(1.0));
+        b.st(Space::Global, Ty::F32, y, 0, &[s.into()]);
+        b.finish()
+    };
+    v.push(Broken {
+        name: "uninitialized register",
+        kernel: mk(false),
+        launch: launch(1, 1),
+        args: vec![Arg::Buffer(vec![0; 4])],
+        kind: ErrorKind::UninitializedRegister,
+        at: "add.f32",
+        fixed: Some((mk(true), vec![Arg::Buffer(vec![0; 4])])),
+    });
+    // bar.sync inside a branch half of a warp takes.
+    let mk = |inside: bool| {
+        let mut b = KernelBuilder::new("divergent_bar", 64);
+        let lane = b.special(Special::LaneId);
+        let half = b.setp(Cmp::Lt, Ty::U32, lane, int_imm(16));
+        b.if_then(half, |b| {
+            if inside {
+                b.bar();
+            }
+        });
+        if !inside {
+            b.bar();
+        }
+        b.finish()
+    };
+    v.push(Broken {
+        name: "barrier under divergence",
+        kernel: mk(true),
+        launch: launch(1, 64),
+        args: vec![],
+        kind: ErrorKind::BarrierDivergence,
+        at: "bar.sync",
+        fixed: Some((mk(false), vec![])),
+    });
+    // A barrier in a loop whose trip count differs between warps.
+    let mk = |equal: bool| {
+        let mut b = KernelBuilder::new("unequal_trips", 64);
+        let tid = b.special(Special::Tid(Axis::X));
+        let warp = b.bin(BinOp::Shr, Ty::U32, tid, int_imm(5));
+        let trips = if equal { b.mov(Ty::U32, int_imm(2)) } else { b.bin(BinOp::Add, Ty::U32, warp, int_imm(1)) };
+        b.for_count(trips, |b, _| b.bar());
+        b.finish()
+    };
+    v.push(Broken {
+        name: "barrier in a loop of unequal trips",
+        kernel: mk(false),
+        launch: launch(1, 64),
+        args: vec![],
+        kind: ErrorKind::BarrierPartial,
+        at: "bar.sync",
+        fixed: Some((mk(true), vec![])),
+    });
+    // Lanes of one warp exchange data through shared memory.
+    let mk = |sync: bool| {
+        let mut b = KernelBuilder::new("warp_exchange", 32);
+        b.shared(128, 16);
+        let y = b.buffer("y", DType::F32, Access::Written);
+        let lane = b.special(Special::LaneId);
+        let zero = b.mov(Ty::U64, int_imm(0));
+        let mine = addr4(&mut b, zero, lane);
+        let f = b.cvt(Ty::F32, Ty::U32, None, false, lane);
+        b.st(Space::Shared, Ty::F32, mine, 0, &[f.into()]);
+        if sync {
+            b.bar_warp(u32::MAX);
+        }
+        let other = b.bin(BinOp::Xor, Ty::U32, lane, int_imm(1));
+        let theirs = addr4(&mut b, zero, other);
+        let g = b.ld1(Space::Shared, Ty::F32, theirs, 0);
+        let out = addr4(&mut b, y, lane);
+        b.st(Space::Global, Ty::F32, out, 0, &[g.into()]);
+        b.finish()
+    };
+    v.push(Broken {
+        name: "warp exchange without bar.warp.sync",
+        kernel: mk(false),
+        launch: launch(1, 32),
+        args: vec![Arg::Buffer(vec![0; 128])],
+        kind: ErrorKind::WarpSyncMissing,
+        at: "ld.shared.f32",
+        fixed: Some((mk(true), vec![Arg::Buffer(vec![0; 128])])),
+    });
+    // A full-warp shuffle executed by half a warp.
+    let mk = |diverge: bool| {
+        let mut b = KernelBuilder::new("shfl_mask", 32);
+        let lane = b.special(Special::LaneId);
+        let v = b.mov(Ty::B32, lane);
+        let half = b.setp(Cmp::Lt, Ty::U32, lane, int_imm(if diverge { 16 } else { 32 }));
+        b.if_then(half, |b| {
+            let _ = b.shfl(ShflMode::Bfly, v, int_imm(1));
+        });
+        b.finish()
+    };
+    v.push(Broken {
+        name: "full-mask shuffle under divergence",
+        kernel: mk(true),
+        launch: launch(1, 32),
+        args: vec![],
+        kind: ErrorKind::SyncMask,
+        at: "shfl.sync.bfly.b32",
+        fixed: Some((mk(false), vec![])),
+    });
+    // A store to a buffer declared read-only; a .nc load of a written one.
+    let mk = |access: Access| {
+        let mut b = KernelBuilder::new("readonly_store", 32);
+        let y = b.buffer("y", DType::F32, access);
+        b.st(Space::Global, Ty::F32, y, 0, &[f32_imm(1.0)]);
+        b.finish()
+    };
+    v.push(Broken {
+        name: "store to a read-only buffer",
+        kernel: mk(Access::ReadOnly),
+        launch: launch(1, 1),
+        args: vec![Arg::Buffer(vec![0; 4])],
+        kind: ErrorKind::WriteReadOnly,
+        at: "st.global.f32",
+        fixed: Some((mk(Access::Written), vec![Arg::Buffer(vec![0; 4])])),
+    });
+    let mk = |nc: bool| {
+        let mut b = KernelBuilder::new("nc_of_written", 32);
+        let y = b.buffer("y", DType::F32, Access::Written);
+        let r = b.ld(Space::Global, Ty::F32, 1, y, 0, nc)[0];
+        let s = b.bin(BinOp::Add, Ty::F32, r, f32_imm(1.0));
+        b.st(Space::Global, Ty::F32, y, 0, &[s.into()]);
+        b.finish()
+    };
+    v.push(Broken {
+        name: ".nc load of a written buffer",
+        kernel: mk(true),
+        launch: launch(1, 1),
+        args: vec![Arg::Buffer(vec![0; 4])],
+        kind: ErrorKind::NcOfWritten,
+        at: "ld.global.nc.f32",
+        fixed: Some((mk(false), vec![Arg::Buffer(vec![0; 4])])),
+    });
+    // A read of shared memory nobody wrote.
+    let mk = |write: bool| {
+        let mut b = KernelBuilder::new("shared_uninit", 32);
+        b.shared(4, 4);
+        let zero = b.mov(Ty::U64, int_imm(0));
+        if write {
+            b.st(Space::Shared, Ty::F32, zero, 0, &[f32_imm(0.0)]);
+        }
+        let _ = b.ld1(Space::Shared, Ty::F32, zero, 0);
+        b.finish()
+    };
+    v.push(Broken {
+        name: "shared memory read before written",
+        kernel: mk(false),
+        launch: launch(1, 1),
+        args: vec![],
+        kind: ErrorKind::UninitializedMemory,
+        at: "ld.shared.f32",
+        fixed: Some((mk(true), vec![])),
+    });
+    // Integer division by zero; a loop that never ends.
+    let mk = |d: i64| {
+        let mut b = KernelBuilder::new("div", 32);
+        let tid = b.special(Special::Tid(Axis::X));
+        let _ = b.bin(BinOp::Div, Ty::U32, tid, int_imm(d));
+        b.finish()
+    };
+    v.push(Broken {
+        name: "integer division by zero",
+        kernel: mk(0),
+        launch: launch(1, 1),
+        args: vec![],
+        kind: ErrorKind::DivisionByZero,
+        at: "div.u32",
+        fixed: Some((mk(3), vec![])),
+    });
+    let mk = |forever: bool| {
+        let mut b = KernelBuilder::new("runaway", 32);
+        let n = b.mov(Ty::U32, int_imm(0));
+        b.do_while(|b| {
+            let m = b.bin(BinOp::Add, Ty::U32, n, int_imm(1));
+            b.push(lathe_kernel::ir::Inst::Mov { dst: n, src: Operand::Reg(m) });
+            b.setp(if forever { Cmp::Ge } else { Cmp::Lt }, Ty::U32, n, int_imm(if forever { 0 } else { 10 }))
+        });
+        b.finish()
+    };
+    v.push(Broken {
+        name: "a loop that never ends",
+        kernel: mk(true),
+        launch: launch(1, 1),
+        args: vec![],
+        kind: ErrorKind::InstructionCap,
+        at: "",
+        fixed: Some((mk(false), vec![])),
+    });
+    v
+}
+
+#[test]
+fn every_broken_kernel_fails_with_its_error_and_its_twin_runs_clean() {
+    let opts = Options { max_instructions: 100_000, ..Options::default() };
+    for mut case in corpus() {
+        let e = run(&case.kernel, &case.launch, &mut case.args, &opts).expect_err(case.name);
+        assert_eq!(e.kind, case.kind, "{}: {e}", case.name);
+        if !case.at.is_empty() {
+            assert_eq!(e.at.as_ref().map(|a| a.1.as_str()), Some(case.at), "{}: {e}", case.name);
+        }
+        if let Some((k, mut args)) = case.fixed {
+            run(&k, &case.launch, &mut args, &opts).unwrap_or_else(|e| panic!("{} (fixed): {e}", case.name));
+        }
+    }
+}
+
+#[test]
+fn the_warp_exchange_with_bar_warp_sync_reads_the_neighbour() {
+    let c = corpus().into_iter().find(|c| c.name == "warp exchange without bar.warp.sync").expect("case");
+    let (k, mut args) = c.fixed.expect("fixed");
+    go(&k, c.launch, &mut args).expect("clean");
+    let Arg::Buffer(out) = &args[0] else { panic!("buffer") };
+    let got = f32s(out);
+    assert!((0..32).all(|l| got[l] == (l ^ 1) as f32), "{got:?}");
+}
+
+#[test]
+fn launches_that_do_not_fit_the_kernel_are_refused() {
+    let k = vector_add(true);
+    let mut args = vector_add_args(4);
+    let e = go(&k, launch(1, 256), &mut args).expect_err("too many threads");
+    assert_eq!(e.kind, ErrorKind::BadLaunch);
+    let e = go(&k, launch(1, 32), &mut args[..2]).expect_err("arguments");
+    assert_eq!(e.kind, ErrorKind::BadLaunch);
+    let opts = Options { ctas: Some(vec![[5, 0, 0]]), ..Options::default() };
+    let e = run(&k, &launch(1, 32), &mut args, &opts).expect_err("outside");
+    assert_eq!(e.kind, ErrorKind::BadLaunch);
+}
+
+#[test]
+fn sampled_ctas_run_alone() {
+    let k = vector_add(true);
+    let mut args = vector_add_args(300);
+    let opts = Options { ctas: Some(vec![[2, 0, 0]]), ..Options::default() };
+    run(&k, &launch(3, 128), &mut args, &opts).expect("clean");
+    let Arg::Buffer(out) = &args[2] else { panic!("buffer") };
+    let got = f32s(out);
+    assert_eq!(got[0], 0.0, "CTA 0 did not run");
+    assert_eq!(got[299], 299.0 * 0.5 + (1.0 - 299.0), "CTA 2 ran");
+}
+
+#[test]
+fn conversions_match_lathe_numerics_bit_for_bit() {
+    // Every bf16 and f16 code widened, then rounded back; and f32 values around the rounding
+    // boundaries of both formats.
+    let mut b = KernelBuilder::new("cvt", 256);
+    let x = b.buffer("x", DType::F32, Access::ReadOnly);
+    let y = b.buffer("y", DType::F32, Access::Written);
+    let i = global_index(&mut b);
+    let p = addr4(&mut b, x, i);
+    let v = b.ld1(Space::Global, Ty::F32, p, 0);
+    let h = b.cvt(Ty::F16, Ty::F32, Some(lathe_kernel::ir::Rounding::Rn), false, v);
+    let bf = b.cvt(Ty::Bf16, Ty::F32, Some(lathe_kernel::ir::Rounding::Rn), false, v);
+    let hw = b.cvt(Ty::F32, Ty::F16, None, false, h);
+    let bw = b.cvt(Ty::F32, Ty::Bf16, None, false, bf);
+    let q = addr4(&mut b, y, i);
+    b.st(Space::Global, Ty::F32, q, 0, &[hw.into()]);
+    let i2 = b.bin(BinOp::Add, Ty::U32, i, int_imm(65536 * 2));
+    let q2 = addr4(&mut b, y, i2);
+    b.st(Space::Global, Ty::F32, q2, 0, &[bw.into()]);
+    let k = b.finish();
+    let mut xs: Vec<f32> = (0..=u16::MAX).map(lathe_numerics::bf16_bits_to_f32).collect();
+    xs.extend((0..=u16::MAX).map(|c| f32::from_bits(u32::from(c) << 13 | 0x1000).mul_add(1.0, 0.0)));
+    let n = xs.len();
+    let mut args = vec![Arg::Buffer(f32_bytes(&xs)), Arg::Buffer(vec![0; n * 4 * 2])];
+    go(&k, launch((n / 256) as u32, 256), &mut args).expect("clean");
+    let Arg::Buffer(out) = &args[1] else { panic!("buffer") };
+    let got = f32s(out);
+    for (j, &v) in xs.iter().enumerate() {
+        let want_h = lathe_numerics::round_to_f16(v);
+        let want_b = lathe_numerics::round_to_bf16(v);
+        assert!(got[j].to_bits() == want_h.to_bits() || (got[j].is_nan() && want_h.is_nan()), "f16 of {v:e}");
+        assert!(got[n + j].to_bits() == want_b.to_bits() || (got[n + j].is_nan() && want_b.is_nan()), "bf16 of {v:e}");
+    }
+}
