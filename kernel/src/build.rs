@@ -4,7 +4,7 @@
 use lathe_numerics::DType;
 
 use crate::ir::{
-    Access, BinOp, Cmp, Inst, Kernel, LoopKind, Mufu, Operand, Param, Reg, Rounding, ShflMode, Space, Special, Stmt,
+    Access, BinOp, Cmp, Inst, Kernel, LoopKind, MmaElem, Mufu, Operand, Param, Reg, Rounding, ShflMode, Space, Special, Stmt,
     Ty, UnOp,
 };
 
@@ -189,6 +189,22 @@ impl KernelBuilder {
     /// `bar.warp.sync mask`.
     pub fn bar_warp(&mut self, mask: u32) {
         self.push(Inst::BarWarp { mask });
+    }
+
+    /// `ldmatrix.sync.aligned.m8n8.x{n}{.trans}.shared.b16` into `n` new b32 registers; each
+    /// lane passes the shared address of the row it supplies.
+    pub fn ldmatrix(&mut self, n: usize, trans: bool, addr: impl Into<Operand>, offset: i64) -> Vec<Reg> {
+        let dst: Vec<Reg> = (0..n).map(|_| self.reg(Ty::B32)).collect();
+        self.push(Inst::Ldmatrix { trans, dst: dst.clone(), addr: addr.into(), offset });
+        dst
+    }
+
+    /// `mma.sync.aligned` of the shape `atype` takes, `D = A·B + C`, into four new f32
+    /// registers.
+    pub fn mma(&mut self, atype: MmaElem, btype: MmaElem, a: [Reg; 4], b: [Reg; 2], c: [Operand; 4]) -> [Reg; 4] {
+        let d = [self.reg(Ty::F32), self.reg(Ty::F32), self.reg(Ty::F32), self.reg(Ty::F32)];
+        self.push(Inst::Mma { shape: atype.shape(), atype, btype, d, a, b, c });
+        d
     }
 
     /// Collects the statements `f` appends.

@@ -337,6 +337,86 @@ pub enum Inst {
     Bar,
     /// `bar.warp.sync mask`: orders the memory accesses of the lanes of `mask`.
     BarWarp { mask: u32 },
+    /// `ldmatrix.sync.aligned.m8n8.x{1,2,4}{.trans}.shared.b16`: the whole warp loads
+    /// `dst.len()` (1, 2 or 4) 8×8 matrices of b16 from shared memory. Lane `8·m + r` supplies
+    /// the address (`addr + offset`, 16-byte aligned) of row `r` of matrix `m`; register `m` of
+    /// lane `l` receives elements `2·(l%4)` and `2·(l%4)+1` of row `l/4` of matrix `m` (low half
+    /// first), or with `trans` of column `l/4` (rows `2·(l%4)`, `2·(l%4)+1`). Registers are
+    /// 32-bit.
+    Ldmatrix { trans: bool, dst: Vec<Reg>, addr: Operand, offset: i64 },
+    /// `mma.sync.aligned.{shape}.row.col.f32.{atype}.{btype}.f32`: the whole warp computes
+    /// `D = A·B + C` on fragments (A 16×K row-major in four 32-bit registers per lane, B K×8
+    /// column-major in two, C and D 16×8 f32 in four); see `docs/kernel.md` for the element
+    /// layout and the accumulation order. `d` may name the registers of `c`.
+    Mma { shape: MmaShape, atype: MmaElem, btype: MmaElem, d: [Reg; 4], a: [Reg; 4], b: [Reg; 2], c: [Operand; 4] },
+}
+
+/// The shape of an `mma.sync` (M×N×K).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MmaShape {
+    /// `m16n8k16` (16-bit inputs).
+    M16n8k16,
+    /// `m16n8k32` (8-bit inputs).
+    M16n8k32,
+}
+
+impl MmaShape {
+    /// The PTX spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            MmaShape::M16n8k16 => "m16n8k16",
+            MmaShape::M16n8k32 => "m16n8k32",
+        }
+    }
+
+    /// The reduction length K.
+    pub fn k(self) -> usize {
+        match self {
+            MmaShape::M16n8k16 => 16,
+            MmaShape::M16n8k32 => 32,
+        }
+    }
+}
+
+/// The element type of an `mma.sync` multiplicand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MmaElem {
+    /// bfloat16.
+    Bf16,
+    /// IEEE half.
+    F16,
+    /// fp8 e4m3 (finite, NaN at S.1111.111).
+    E4m3,
+    /// fp8 e5m2.
+    E5m2,
+}
+
+impl MmaElem {
+    /// The PTX spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            MmaElem::Bf16 => "bf16",
+            MmaElem::F16 => "f16",
+            MmaElem::E4m3 => "e4m3",
+            MmaElem::E5m2 => "e5m2",
+        }
+    }
+
+    /// Width in bits.
+    pub fn bits(self) -> u32 {
+        match self {
+            MmaElem::Bf16 | MmaElem::F16 => 16,
+            MmaElem::E4m3 | MmaElem::E5m2 => 8,
+        }
+    }
+
+    /// The shape PTX pairs with this element type (the one this IR supports).
+    pub fn shape(self) -> MmaShape {
+        match self {
+            MmaElem::Bf16 | MmaElem::F16 => MmaShape::M16n8k16,
+            MmaElem::E4m3 | MmaElem::E5m2 => MmaShape::M16n8k32,
+        }
+    }
 }
 
 /// A loop's iteration rule.

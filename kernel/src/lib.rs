@@ -22,6 +22,8 @@
 //! and `lathe kernel verify|run`. It depends on no other lathe crate but `lathe-numerics`.
 
 pub mod build;
+pub mod frag;
 pub mod ir;
+pub mod layout;
 pub mod sim;
 pub mod verify;

@@ -41,6 +41,7 @@ use crate::ir::{
     Access, Axis, BinOp, Cmp, Inst, Kernel, LoopKind, Mufu, Operand, Param, Reg, Rounding, ShflMode, Space, Special,
     Stmt, Ty, UnOp,
 };
+use crate::frag::{self, MmaInputs};
 use crate::verify::inst_name;
 
 /// Threads per warp.
@@ -158,6 +159,8 @@ pub struct Counters {
     pub memory: u64,
     /// Synchronisation and shuffles.
     pub sync: u64,
+    /// Tensor-core instructions (`mma.sync`).
+    pub tensor: u64,
     /// Warp-level global loads and stores.
     pub global_requests: u64,
     /// 32-byte sectors those touched (summed per request).
@@ -614,6 +617,34 @@ impl Machine<'_> {
                 w.wsync += 1;
                 return Ok(());
             }
+            Inst::Ldmatrix { trans, dst, addr, offset } => {
+                self.counters.memory += 1;
+                return self.ldmatrix(cta, w, wi, pc, inst, *trans, dst, *addr, *offset);
+            }
+            Inst::Mma { shape, atype, btype, d, a, b, c } => {
+                self.counters.tensor += 1;
+                self.full_warp(cta, w, wi, pc)?;
+                let mut x = MmaInputs { a: [[0; 4]; 32], b: [[0; 2]; 32], c: [[0.0; 4]; 32] };
+                for lane in 0..WARP {
+                    let t = base + lane;
+                    let l = lane as usize;
+                    for i in 0..4 {
+                        x.a[l][i] = self.read(cta, t, a[i], pc)? as u32;
+                        x.c[l][i] = f(self.value(cta, t, c[i], Ty::F32, pc)?);
+                    }
+                    for i in 0..2 {
+                        x.b[l][i] = self.read(cta, t, b[i], pc)? as u32;
+                    }
+                }
+                // Every input is read before any output is written: `d` may alias `c`.
+                let out = frag::mma(*shape, *atype, *btype, &x);
+                for lane in 0..WARP {
+                    for i in 0..4 {
+                        self.write(cta, base + lane, d[i], u64::from(out[lane as usize][i].to_bits()));
+                    }
+                }
+                return Ok(());
+            }
             _ => self.counters.alu += 1,
         }
         for lane in lanes(w.active) {
@@ -673,7 +704,13 @@ impl Machine<'_> {
                     };
                     (*dst, u64::from((y as f32).to_bits()))
                 }
-                Inst::Ld { .. } | Inst::St { .. } | Inst::Shfl { .. } | Inst::Bar | Inst::BarWarp { .. } => {
+                Inst::Ld { .. }
+                | Inst::St { .. }
+                | Inst::Shfl { .. }
+                | Inst::Bar
+                | Inst::BarWarp { .. }
+                | Inst::Ldmatrix { .. }
+                | Inst::Mma { .. } => {
                     continue;
                 }
             };
@@ -692,6 +729,76 @@ impl Machine<'_> {
                 Some(wi * WARP + lane),
                 format!("member mask {mask:#010x} but lanes {:#010x} execute it", w.active),
             ));
+        }
+        Ok(())
+    }
+
+    /// Warp-collective `.sync.aligned` matrix instructions need all 32 lanes (a partial last
+    /// warp cannot execute them either).
+    fn full_warp(&self, cta: &Cta, w: &Warp, wi: u32, pc: usize) -> Result<(), SimError> {
+        if w.active != u32::MAX {
+            // The first live lane left out; a partial last warp has none, so its lane 0.
+            let missing = w.live & !w.active;
+            let lane = if missing != 0 { missing.trailing_zeros() } else { 0 };
+            return Err(self.err(
+                ErrorKind::SyncMask,
+                cta,
+                Some(pc),
+                Some(wi * WARP + lane),
+                format!("a whole-warp matrix instruction with lanes {:#010x} active (all 32 needed)", w.active),
+            ));
+        }
+        Ok(())
+    }
+
+    /// `ldmatrix`: the row addresses go through the shared access path of `ld.shared` (bounds,
+    /// races, uninitialized bytes, bank conflicts; the lane supplying a row counts as its
+    /// reader), then every lane takes its elements by the closed-form layout.
+    #[allow(clippy::too_many_arguments)]
+    fn ldmatrix(
+        &mut self,
+        cta: &mut Cta,
+        w: &Warp,
+        wi: u32,
+        pc: usize,
+        inst: &Inst,
+        trans: bool,
+        dst: &[Reg],
+        addr: Operand,
+        offset: i64,
+    ) -> Result<(), SimError> {
+        self.full_warp(cta, w, wi, pc)?;
+        self.serial += 1;
+        let rows = 8 * dst.len() as u32;
+        let mut touched: Vec<(u32, u64)> = Vec::new();
+        for lane in 0..rows {
+            let t = wi * WARP + lane;
+            let a = self.value(cta, t, addr, Ty::U64, pc)?.wrapping_add(offset as u64);
+            if a % 16 != 0 {
+                return Err(self.err(
+                    ErrorKind::Misaligned,
+                    cta,
+                    Some(pc),
+                    Some(t),
+                    format!("ldmatrix row address {a:#x} is not 16-byte aligned"),
+                ));
+            }
+            touched.push((lane, a));
+        }
+        self.shared(cta, w, wi, pc, inst, &touched, 16, 2, false)?;
+        let element = |cta: &Cta, m: usize, r: usize, c: usize| -> u64 {
+            let at = (touched[8 * m + r].1 + 2 * c as u64) as usize;
+            le(&cta.shared[at..at + 2])
+        };
+        for lane in 0..WARP {
+            for (m, &reg) in dst.iter().enumerate() {
+                let mut v = 0u64;
+                for half in 0..2 {
+                    let (mat, r, c) = frag::ldmatrix_pos(trans, lane as usize, m, half);
+                    v |= element(cta, mat, r, c) << (16 * half);
+                }
+                self.write(cta, wi * WARP + lane, reg, v);
+            }
         }
         Ok(())
     }

@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use crate::ir::{BinOp, Inst, Kernel, LoopKind, Operand, Param, Reg, ShflMode, Stmt, Ty, UnOp};
+use crate::ir::{BinOp, Inst, Kernel, LoopKind, MmaShape, Operand, Param, Reg, ShflMode, Stmt, Ty, UnOp};
 
 /// One verifier error.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -235,6 +235,44 @@ impl Verifier<'_> {
                 self.operand(*b, Ty::U32)
             }
             Inst::Bar | Inst::BarWarp { .. } => Ok(()),
+            Inst::Ldmatrix { dst, addr, .. } => {
+                if !matches!(dst.len(), 1 | 2 | 4) {
+                    return Err(format!("ldmatrix of {} matrices (1, 2 or 4)", dst.len()));
+                }
+                for r in dst {
+                    self.reg(*r, Ty::B32)?;
+                }
+                self.operand(*addr, Ty::U64)
+            }
+            Inst::Mma { shape, atype, btype, d, a, b, c } => {
+                // PTX pairs 16-bit inputs with k16 (both of one type) and fp8 with k32 (e4m3
+                // and e5m2 may mix).
+                let same_width = atype.bits() == btype.bits();
+                let both_16 = atype == btype;
+                if atype.shape() != *shape || !same_width || (atype.bits() == 16 && !both_16) {
+                    return Err(format!(
+                        "mma.{}.{}.{} is not an mma this IR has ({} takes {})",
+                        shape.name(),
+                        atype.name(),
+                        btype.name(),
+                        shape.name(),
+                        match shape {
+                            MmaShape::M16n8k16 => "bf16.bf16 or f16.f16",
+                            MmaShape::M16n8k32 => "e4m3 or e5m2 for each of A and B",
+                        }
+                    ));
+                }
+                for r in a.iter().chain(b) {
+                    self.reg(*r, Ty::B32)?;
+                }
+                for r in d {
+                    self.reg(*r, Ty::F32)?;
+                }
+                for o in c {
+                    self.operand(*o, Ty::F32)?;
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -283,5 +321,11 @@ pub fn inst_name(i: &Inst) -> String {
         Inst::Shfl { mode, .. } => format!("shfl.sync.{}.b32", format!("{mode:?}").to_lowercase()),
         Inst::Bar => "bar.sync".into(),
         Inst::BarWarp { .. } => "bar.warp.sync".into(),
+        Inst::Ldmatrix { trans, dst, .. } => {
+            format!("ldmatrix.sync.aligned.m8n8.x{}{}.shared.b16", dst.len(), if *trans { ".trans" } else { "" })
+        }
+        Inst::Mma { shape, atype, btype, .. } => {
+            format!("mma.sync.aligned.{}.row.col.f32.{}.{}.f32", shape.name(), atype.name(), btype.name())
+        }
     }
 }
