@@ -4,8 +4,8 @@
 use lathe_numerics::DType;
 
 use crate::ir::{
-    Access, BinOp, Cmp, Inst, Kernel, LoopKind, MmaElem, Mufu, Operand, Param, Reg, Rounding, ShflMode, Space, Special, Stmt,
-    Ty, UnOp,
+    Access, BinOp, Cmp, Inst, Kernel, LoopKind, MmaElem, Mufu, Operand, Param, Reg, Rounding, ShflMode, Space, Special,
+    Stmt, Ty, UnOp,
 };
 
 /// Builds one [`Kernel`].

@@ -37,11 +37,11 @@ use std::fmt;
 
 use lathe_numerics as num;
 
+use crate::frag::{self, MmaInputs};
 use crate::ir::{
     Access, Axis, BinOp, Cmp, Inst, Kernel, LoopKind, Mufu, Operand, Param, Reg, Rounding, ShflMode, Space, Special,
     Stmt, Ty, UnOp,
 };
-use crate::frag::{self, MmaInputs};
 use crate::verify::inst_name;
 
 /// Threads per warp.
@@ -632,15 +632,15 @@ impl Machine<'_> {
                         x.a[l][i] = self.read(cta, t, a[i], pc)? as u32;
                         x.c[l][i] = f(self.value(cta, t, c[i], Ty::F32, pc)?);
                     }
-                    for i in 0..2 {
-                        x.b[l][i] = self.read(cta, t, b[i], pc)? as u32;
+                    for (slot, r) in x.b[l].iter_mut().zip(b) {
+                        *slot = self.read(cta, t, *r, pc)? as u32;
                     }
                 }
                 // Every input is read before any output is written: `d` may alias `c`.
                 let out = frag::mma(*shape, *atype, *btype, &x);
                 for lane in 0..WARP {
-                    for i in 0..4 {
-                        self.write(cta, base + lane, d[i], u64::from(out[lane as usize][i].to_bits()));
+                    for (r, v) in d.iter().zip(out[lane as usize]) {
+                        self.write(cta, base + lane, *r, u64::from(v.to_bits()));
                     }
                 }
                 return Ok(());
