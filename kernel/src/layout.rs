@@ -62,6 +62,7 @@ pub struct Table {
 
 impl Table {
     /// `(row, col)` of element `e` of `lane` (PTX numbering: low to high, registers in order).
+    /// Panics if `lane ≥ 32` or `e ≥ per_lane` (template constants, not user input).
     pub fn pos(&self, lane: usize, e: usize) -> (usize, usize) {
         self.pos[lane * self.per_lane + e]
     }

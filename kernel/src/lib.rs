@@ -4,10 +4,15 @@
 //! - [`ir`]: typed virtual registers ([`ir::Ty`]: predicates, bits, integers, f16/bf16/f32 and
 //!   the packed pairs), structured control flow (`if`/`else`, counted and conditional loops),
 //!   state spaces (global, shared, local), vector loads and stores with `.nc`, special
-//!   registers, `shfl.sync`, `bar.sync`, `bar.warp.sync`, explicit `fma`, conversions and the
-//!   MUFU approximations; a kernel declares its ABI (buffers with element type, alignment and
+//!   registers, `shfl.sync`, `bar.sync`, `bar.warp.sync`, explicit `fma`, conversions, the
+//!   MUFU approximations and the tensor-core pair `ldmatrix` / `mma.sync` (m16n8k16 bf16/f16,
+//!   m16n8k32 fp8); a kernel declares its ABI (buffers with element type, alignment and
 //!   access; scalars), its launch bound and its static shared memory;
 //! - [`build::KernelBuilder`]: what templates use to write kernels;
+//! - [`frag`]: the fragment layouts as the PTX ISA's closed-form formulas and the fixed
+//!   accumulation order of `mma` (what the simulator executes); [`layout`]: the same layouts
+//!   transcribed from the ISA's figures as tables, for templates (tests check one against the
+//!   other);
 //! - [`verify`]: types, parameters, vector widths, launch bounds; what the simulator does not
 //!   execute yet is refused by name;
 //! - [`sim`]: a functional simulator of a launch that finds what makes kernels wrong (races by
@@ -17,7 +22,7 @@
 //!
 //! # What comes next (L5)
 //! Text printer and parser, serde form, `Target` legality, atomics, votes and `redux`,
-//! `cp.async`, `ldmatrix`/`mma.sync` with the fragment layouts written twice, packed fp8
+//! `cp.async`, `stmatrix`, packed fp8
 //! conversions, cross-CTA race and poisoned-arena checks, PDL discipline, the sampled-CTA bench
 //! and `lathe kernel verify|run`. It depends on no other lathe crate but `lathe-numerics`.
 

@@ -18,14 +18,15 @@
 //!   without `bar.warp.sync` in between (threads of a warp are scheduled independently since
 //!   Volta: lock-step here must not hide that);
 //! - `shfl.sync` / `bar.warp.sync` with a member mask that does not match the lanes executing
-//!   it, or reading an inactive lane;
+//!   it, or reading an inactive lane; `ldmatrix` / `mma.sync` without the full warp;
 //! - stores to a read-only buffer, `.nc` loads of a buffer the kernel writes;
 //! - integer division by zero; a runaway kernel (an instruction cap per launch).
 //!
 //! # Numerics
 //! f32 arithmetic is IEEE round-to-nearest-even (`fma` fused, one rounding); conversions to and
 //! from the narrow floats are `lathe-numerics`' bit-exact ones; MUFU approximations return the
-//! correctly rounded value (within the error the PTX ISA documents for the hardware's).
+//! correctly rounded value (within the error the PTX ISA documents for the hardware's); `mma`
+//! accumulates in the fixed order [`crate::frag`] states.
 //!
 //! # Counters
 //! Warp instructions by class, global requests and the 32-byte sectors they touch, shared
