@@ -24,4 +24,5 @@
 pub mod build;
 pub mod ir;
 pub mod sim;
+pub mod text;
 pub mod verify;
