@@ -7,7 +7,7 @@ use lathe_kernel::ir::{
     Access, Axis, BinOp, Cmp, Inst, Kernel, LoopKind, Mufu, Operand, Param, Reg, Rounding, ShflMode, Space, Special,
     Stmt, Ty, UnOp,
 };
-use lathe_kernel::text::{parse, print, MAX_NESTING};
+use lathe_kernel::text::{parse, print, MAX_INPUT_BYTES, MAX_NESTING};
 use lathe_kernel::verify::{inst_name, verify};
 use lathe_numerics::DType;
 
@@ -495,6 +495,17 @@ fn nesting_past_the_limit_is_an_error_not_a_stack_overflow() {
     let deep = format!("kernel @k max_threads=1 shared=0 local=0 {{\n{}", "if %r0 {\n".repeat(100_000));
     let e = parse(&deep).expect_err("too deep");
     assert_eq!(e.line, MAX_NESTING + 2, "{e}");
+}
+
+#[test]
+fn input_past_the_size_limit_is_refused_up_front() {
+    let mut text = print(&vector_add());
+    text.push_str(&" ".repeat(MAX_INPUT_BYTES + 1 - text.len()));
+    let e = parse(&text).expect_err("too large");
+    assert_eq!((e.line, e.col), (1, 1), "{e}");
+    assert!(e.message.contains("above the limit"), "{e}");
+    text.pop();
+    assert_eq!(parse(&text), Ok(vector_add()));
 }
 
 /// xorshift64*: a tiny seeded generator, so the mutants are the same on every run.
