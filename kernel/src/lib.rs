@@ -15,14 +15,14 @@
 //!   other);
 //! - [`verify`]: types, parameters, vector widths, launch bounds; what the simulator does not
 //!   execute yet is refused by name;
+//! - [`text`]: a PTX-like text form, printed and parsed back exactly;
 //! - [`sim`]: a functional simulator of a launch that finds what makes kernels wrong (races by
 //!   barrier epoch, barriers under divergence or not reached, out-of-bounds and misaligned
 //!   accesses, uninitialized reads, wrong member masks, runaway kernels) and counts what decides
 //!   speed (sectors per request, bank-conflict replays, instructions by class).
 //!
 //! # What comes next (L5)
-//! Text printer and parser, serde form, `Target` legality, atomics, votes and `redux`,
-//! `cp.async`, `stmatrix`, packed fp8
+//! Serde form, `Target` legality, atomics, votes and `redux`, `cp.async`, `stmatrix`, packed fp8
 //! conversions, cross-CTA race and poisoned-arena checks, PDL discipline, the sampled-CTA bench
 //! and `lathe kernel verify|run`. It depends on no other lathe crate but `lathe-numerics`.
 
@@ -31,4 +31,5 @@ pub mod frag;
 pub mod ir;
 pub mod layout;
 pub mod sim;
+pub mod text;
 pub mod verify;
