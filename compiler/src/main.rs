@@ -6,6 +6,7 @@
 mod bench;
 mod error;
 mod inspect;
+mod kernel_cmd;
 mod model;
 mod opt;
 mod sysmem;
@@ -72,6 +73,9 @@ enum Command {
     },
     /// Print the IR manual: every op with its syntax, operands, attributes and semantics.
     Ops,
+    /// The kernel playground: verify a kernel file, or run it in the SIMT simulator.
+    #[command(subcommand)]
+    Kernel(kernel_cmd::KernelCommand),
     /// Logits of every position of a token sequence, computed by the reference interpreter.
     Eval {
         /// A checkpoint directory (config.json + safetensors) or a shape-only directory.
@@ -252,6 +256,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             print!("{}", opt::list_passes());
             Ok(())
         }
+        Command::Kernel(cmd) => kernel_cmd::run(cmd),
         Command::Ops => {
             print!("{}", lathe_ir::manual::render());
             Ok(())
