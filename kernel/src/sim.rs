@@ -308,7 +308,7 @@ pub fn run(k: &Kernel, launch: &Launch, args: &mut [Arg], opts: &Options) -> Res
             v
         }
     };
-    let mut m = Machine { k, launch, program, args, opts, counters: Counters::default(), serial: 0 };
+    let mut m = Machine { k, launch, program: program.into(), args, opts, counters: Counters::default(), serial: 0 };
     for cta in ctas {
         if (0..3).any(|i| cta[i] >= launch.grid[i]) {
             return Err(bad(format!("CTA {cta:?} is outside the grid {:?}", launch.grid)));
@@ -321,7 +321,8 @@ pub fn run(k: &Kernel, launch: &Launch, args: &mut [Arg], opts: &Options) -> Res
 struct Machine<'a> {
     k: &'a Kernel,
     launch: &'a Launch,
-    program: Vec<Flat>,
+    /// Shared so that a warp walks it without copying an instruction per step.
+    program: std::rc::Rc<[Flat]>,
     args: &'a mut [Arg],
     opts: &'a Options,
     counters: Counters,
@@ -418,7 +419,8 @@ impl Machine<'_> {
     }
 
     fn run_warp(&mut self, cta: &mut Cta, w: &mut Warp, wi: u32) -> Result<(), SimError> {
-        while w.pc < self.program.len() {
+        let program = std::rc::Rc::clone(&self.program);
+        while w.pc < program.len() {
             self.counters.instructions += 1;
             if self.counters.instructions > self.opts.max_instructions {
                 return Err(self.err(
@@ -430,7 +432,7 @@ impl Machine<'_> {
                 ));
             }
             let pc = w.pc;
-            match self.program[pc].clone() {
+            match &program[pc] {
                 Flat::Inst(Inst::Bar) => {
                     self.counters.sync += 1;
                     if w.active != w.live {
@@ -448,10 +450,10 @@ impl Machine<'_> {
                     return Ok(());
                 }
                 Flat::Inst(inst) => {
-                    self.exec(cta, w, wi, pc, &inst)?;
+                    self.exec(cta, w, wi, pc, inst)?;
                     w.pc += 1;
                 }
-                Flat::If { cond, else_pc, end_pc } => {
+                &Flat::If { cond, else_pc, end_pc } => {
                     let mut t = 0u32;
                     for lane in lanes(w.active) {
                         if self.read(cta, wi * WARP + lane, cond, pc)? & 1 == 1 {
@@ -471,7 +473,7 @@ impl Machine<'_> {
                         w.pc = if e != 0 { else_pc } else { end_pc };
                     }
                 }
-                Flat::Else { end_pc } => match w.stack.last_mut() {
+                &Flat::Else { end_pc } => match w.stack.last_mut() {
                     Some(Entry::If { else_mask, .. }) if *else_mask != 0 => {
                         w.active = *else_mask;
                         *else_mask = 0;
@@ -487,7 +489,7 @@ impl Machine<'_> {
                 }
                 Flat::LoopStart { kind, end_pc } => {
                     w.stack.push(Entry::Loop { saved: w.active });
-                    if let LoopKind::Count { index, count } = kind {
+                    if let &LoopKind::Count { index, count } = kind {
                         let mut go = 0u32;
                         for lane in lanes(w.active) {
                             let t = wi * WARP + lane;
@@ -498,7 +500,7 @@ impl Machine<'_> {
                         }
                         if go == 0 {
                             w.stack.pop();
-                            w.pc = end_pc + 1;
+                            w.pc = *end_pc + 1;
                             continue;
                         }
                         w.active = go;
@@ -509,7 +511,7 @@ impl Machine<'_> {
                     let mut go = 0u32;
                     for lane in lanes(w.active) {
                         let t = wi * WARP + lane;
-                        let more = match &kind {
+                        let more = match kind {
                             LoopKind::Count { index, count } => {
                                 let i = self.read(cta, t, *index, pc)? as u32 + 1;
                                 self.write(cta, t, *index, u64::from(i));
@@ -523,7 +525,7 @@ impl Machine<'_> {
                     }
                     if go != 0 {
                         w.active = go;
-                        w.pc = start_pc + 1;
+                        w.pc = *start_pc + 1;
                     } else {
                         if let Some(Entry::Loop { saved }) = w.stack.pop() {
                             w.active = saved;
@@ -537,24 +539,33 @@ impl Machine<'_> {
         Ok(())
     }
 
+    #[inline]
     fn reg_index(&self, t: u32, r: Reg) -> usize {
         t as usize * self.k.regs.len() + r.0 as usize
     }
 
+    #[inline]
     fn read(&self, cta: &Cta, t: u32, r: Reg, pc: usize) -> Result<u64, SimError> {
         let i = self.reg_index(t, r);
         if !cta.init[i] {
-            return Err(self.err(
-                ErrorKind::UninitializedRegister,
-                cta,
-                Some(pc),
-                Some(t),
-                format!("%r{} is read before it is written", r.0),
-            ));
+            return Err(self.uninitialized(cta, t, r, pc));
         }
         Ok(cta.regs[i])
     }
 
+    #[cold]
+    #[inline(never)]
+    fn uninitialized(&self, cta: &Cta, t: u32, r: Reg, pc: usize) -> SimError {
+        self.err(
+            ErrorKind::UninitializedRegister,
+            cta,
+            Some(pc),
+            Some(t),
+            format!("%r{} is read before it is written", r.0),
+        )
+    }
+
+    #[inline]
     fn write(&self, cta: &mut Cta, t: u32, r: Reg, bits: u64) {
         let i = self.reg_index(t, r);
         let ty = self.k.regs[r.0 as usize];
@@ -563,6 +574,7 @@ impl Machine<'_> {
     }
 
     /// An operand's bits at type `ty`.
+    #[inline]
     fn value(&self, cta: &Cta, t: u32, o: Operand, ty: Ty, pc: usize) -> Result<u64, SimError> {
         Ok(truncate(
             match o {
