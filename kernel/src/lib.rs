@@ -31,5 +31,6 @@ pub mod frag;
 pub mod ir;
 pub mod layout;
 pub mod sim;
+pub mod target;
 pub mod text;
 pub mod verify;
