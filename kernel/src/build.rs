@@ -207,6 +207,34 @@ impl KernelBuilder {
         d
     }
 
+    /// `atom.{space}.{op}.{ty} [addr + offset], src` into a new register (the old value).
+    pub fn atom(
+        &mut self,
+        space: Space,
+        op: BinOp,
+        ty: Ty,
+        addr: impl Into<Operand>,
+        offset: i64,
+        src: impl Into<Operand>,
+    ) -> Reg {
+        let dst = self.reg(ty);
+        self.push(Inst::Atom { space, op, ty, dst: Some(dst), addr: addr.into(), offset, src: src.into() });
+        dst
+    }
+
+    /// `red.{space}.{op}.{ty} [addr + offset], src`: the atomic without its result.
+    pub fn red(
+        &mut self,
+        space: Space,
+        op: BinOp,
+        ty: Ty,
+        addr: impl Into<Operand>,
+        offset: i64,
+        src: impl Into<Operand>,
+    ) {
+        self.push(Inst::Atom { space, op, ty, dst: None, addr: addr.into(), offset, src: src.into() });
+    }
+
     /// Collects the statements `f` appends.
     fn block(&mut self, f: impl FnOnce(&mut Self)) -> Vec<Stmt> {
         self.open.push(Vec::new());

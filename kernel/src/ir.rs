@@ -349,6 +349,13 @@ pub enum Inst {
     /// column-major in two, C and D 16×8 f32 in four); see `docs/kernel.md` for the element
     /// layout and the accumulation order. `d` may name the registers of `c`.
     Mma { shape: MmaShape, atype: MmaElem, btype: MmaElem, d: [Reg; 4], a: [Reg; 4], b: [Reg; 2], c: [Operand; 4] },
+    /// `atom.{space}.{op}.{ty}` (with `dst`, which receives the value before the update) or
+    /// `red.{space}.{op}.{ty}` (without): one indivisible read-modify-write of the value of
+    /// type `ty` at `addr + offset` (aligned to its size) with `src`. `op` is `Add` (u32, s32,
+    /// u64, f32) or `Max` (u32, s32, u64); the space is global or shared. The lanes of a warp
+    /// apply in lane order; an f32 add rounds to nearest even (global: subnormal inputs and
+    /// results flushed to signed zero, as the hardware does), so its result depends on the order.
+    Atom { space: Space, op: BinOp, ty: Ty, dst: Option<Reg>, addr: Operand, offset: i64, src: Operand },
 }
 
 /// The shape of an `mma.sync` (M×N×K).

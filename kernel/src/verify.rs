@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use crate::ir::{BinOp, Inst, Kernel, LoopKind, MmaShape, Operand, Param, Reg, ShflMode, Stmt, Ty, UnOp};
+use crate::ir::{BinOp, Inst, Kernel, LoopKind, MmaShape, Operand, Param, Reg, ShflMode, Space, Stmt, Ty, UnOp};
 
 /// One verifier error.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -273,6 +273,24 @@ impl Verifier<'_> {
                 }
                 Ok(())
             }
+            Inst::Atom { space, op, ty, dst, addr, src, .. } => {
+                let ok = match op {
+                    BinOp::Add => matches!(ty, Ty::U32 | Ty::S32 | Ty::U64 | Ty::F32),
+                    BinOp::Max => matches!(ty, Ty::U32 | Ty::S32 | Ty::U64),
+                    _ => false,
+                };
+                if !ok {
+                    return Err(format!("atom.{:?}.{} is not supported", op, ty.name()).to_lowercase());
+                }
+                if !matches!(space, Space::Global | Space::Shared) {
+                    return Err(format!("atomics in the {} space are not supported", space.name()));
+                }
+                if let Some(d) = dst {
+                    self.reg(*d, *ty)?;
+                }
+                self.operand(*src, *ty)?;
+                self.operand(*addr, Ty::U64)
+            }
         }
     }
 }
@@ -327,5 +345,12 @@ pub fn inst_name(i: &Inst) -> String {
         Inst::Mma { shape, atype, btype, .. } => {
             format!("mma.sync.aligned.{}.row.col.f32.{}.{}.f32", shape.name(), atype.name(), btype.name())
         }
+        Inst::Atom { space, op, ty, dst, .. } => format!(
+            "{}.{}.{}.{}",
+            if dst.is_some() { "atom" } else { "red" },
+            space.name(),
+            format!("{op:?}").to_lowercase(),
+            ty.name()
+        ),
     }
 }

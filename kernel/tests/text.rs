@@ -164,6 +164,10 @@ fn everything() -> Kernel {
     b.st(Space::Shared, Ty::F32, base, 48, &[v4[3].into(), f32_imm(1.0), f.into(), v4[0].into()]);
     b.st(Space::Global, Ty::S64, y, 8, &[s.into()]);
     b.ld(Space::Shared, Ty::B16, 1, base, -2, false);
+    b.atom(Space::Global, BinOp::Add, Ty::U32, y, 0, lane);
+    b.atom(Space::Shared, BinOp::Add, Ty::F32, base, -4, f);
+    b.red(Space::Shared, BinOp::Max, Ty::U64, base, 8, int_imm(3));
+    b.red(Space::Global, BinOp::Max, Ty::S32, y, 4, int_imm(-1));
     b.if_else(
         p,
         |b| {
@@ -493,6 +497,9 @@ fn malformed_text_fails_where_it_is_wrong() {
         (format!("{head}  %r0 = cvt.rn.rz.f32.u32 %r0\n}}"), 4, 9, "unexpected `.rz`"),
         (format!("{head}  %r0 = ex2.f32 %r0\n}}"), 4, 9, "expected `ex2.approx.f32`"),
         (format!("{head}  %r0 = mov 1 # 2\n}}"), 4, 15, "unexpected character '#'"),
+        (format!("{head}  %r0 = red.global.add.u32 [%r0], 1\n}}"), 4, 9, "writes no register"),
+        (format!("{head}  atom.global.add.u32 [%r0], 1\n}}"), 4, 3, "writes one register"),
+        (format!("{head}  red.global.nand.u32 [%r0], 1\n}}"), 4, 3, "unknown operation `nand`"),
         (format!("{head}}}\n}}"), 5, 1, "expected end of input"),
     ];
     let mut wrong = Vec::new();

@@ -623,6 +623,25 @@ impl Parser<'_> {
                 self.punct('}')?;
                 Ok(Inst::Mma { shape, atype, btype, d, a, b, c })
             }
+            [kind @ ("atom" | "red"), space, op, _] => {
+                let space = self.space(space, mnemonic, mt)?;
+                let Some(op) = from_name(&BINOPS, op) else {
+                    return bad(format!("`{mnemonic}`: unknown operation `{op}`"));
+                };
+                let ty = ty_at(3)?;
+                let dst = match (dsts, *kind) {
+                    (Dsts::One(r), "atom") => Some(r),
+                    (Dsts::None, "red") => None,
+                    (_, "atom") => {
+                        return bad(format!("`{mnemonic}` writes one register: `%rN = {mnemonic} [...], x`"))
+                    }
+                    _ => return bad(format!("`{mnemonic}` writes no register (`atom` returns the old value)")),
+                };
+                let (addr, offset) = self.address()?;
+                self.punct(',')?;
+                let src = self.operand(Some(ty))?;
+                Ok(Inst::Atom { space, op, ty, dst, addr, offset, src })
+            }
             ["bar", "sync"] => match dsts {
                 Dsts::None => Ok(Inst::Bar),
                 _ => bad("`bar.sync` writes no register".into()),

@@ -200,5 +200,12 @@ fn inst(i: &Inst) -> String {
                 list(c)
             )
         }
+        Inst::Atom { dst, addr: a, offset, src, .. } => {
+            let line = format!("{} {}, {}", crate::verify::inst_name(i), addr(*a, *offset), o(src));
+            match dst {
+                Some(d) => format!("{} = {line}", r(d)),
+                None => line,
+            }
+        }
     }
 }

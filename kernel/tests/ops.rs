@@ -1,0 +1,249 @@
+//! The instructions past the first increment — atomics, warp votes and reductions, `cp.async`,
+//! packed fp8 conversions — each checked against what it must compute, and in kernels written
+//! wrong on purpose (each failing with its exact error kind) next to their corrected twins.
+
+use lathe_kernel::build::{f32_imm, int_imm, KernelBuilder};
+use lathe_kernel::ir::{Access, Axis, BinOp, Cmp, Inst, Kernel, Operand, Reg, Space, Special, Ty};
+use lathe_kernel::sim::{run, Arg, Counters, ErrorKind, Launch, Options, SimError};
+use lathe_kernel::verify::verify;
+use lathe_numerics::DType;
+
+fn launch(grid: u32, block: u32) -> Launch {
+    Launch { grid: [grid, 1, 1], block: [block, 1, 1] }
+}
+
+fn go(k: &Kernel, l: Launch, args: &mut [Arg]) -> Result<Counters, SimError> {
+    run(k, &l, args, &Options::default())
+}
+
+fn words(b: &[u8]) -> Vec<u32> {
+    b.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+}
+
+fn buffer(args: &[Arg], i: usize) -> &[u8] {
+    match &args[i] {
+        Arg::Buffer(b) => b,
+        Arg::Scalar(_) => panic!("argument {i} is a scalar"),
+    }
+}
+
+/// `base + scale·i` as a u64 address.
+fn addr(b: &mut KernelBuilder, base: Reg, i: Reg, scale: i64) -> Reg {
+    let wide = b.cvt(Ty::U64, Ty::U32, None, false, i);
+    let off = b.bin(BinOp::Mul, Ty::U64, wide, int_imm(scale));
+    b.bin(BinOp::Add, Ty::U64, base, off)
+}
+
+fn tid(b: &mut KernelBuilder) -> Reg {
+    b.special(Special::Tid(Axis::X))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Atomics
+
+/// Every thread adds 1 to `bins[tid % 4]` and stores the value it saw to `old[global index]`.
+fn histogram() -> Kernel {
+    let mut b = KernelBuilder::new("histogram", 64);
+    let bins = b.buffer("bins", DType::I32, Access::Written);
+    let old = b.buffer("old", DType::I32, Access::Written);
+    let t = tid(&mut b);
+    let cta = b.special(Special::Ctaid(Axis::X));
+    let g = b.fma(Ty::U32, cta, int_imm(64), t);
+    let bin = b.bin(BinOp::And, Ty::U32, t, int_imm(3));
+    let p = addr(&mut b, bins, bin, 4);
+    let seen = b.atom(Space::Global, BinOp::Add, Ty::U32, p, 0, int_imm(1));
+    let q = addr(&mut b, old, g, 4);
+    b.st(Space::Global, Ty::U32, q, 0, &[seen.into()]);
+    b.finish()
+}
+
+#[test]
+fn global_atomic_adds_apply_in_lane_order_and_return_the_old_value() {
+    let k = histogram();
+    let mut args = vec![Arg::Buffer(vec![0; 16]), Arg::Buffer(vec![0; 128 * 4])];
+    let c = go(&k, launch(2, 64), &mut args).expect("clean");
+    assert_eq!(words(buffer(&args, 0)), vec![32; 4]);
+    // CTAs, then warps, then lanes run in order: thread g is the (g / 4)-th to hit its bin.
+    let old = words(buffer(&args, 1));
+    for (g, v) in old.iter().enumerate() {
+        assert_eq!(*v, g as u32 / 4, "old[{g}]");
+    }
+    // One request per warp for the atomic (4 bins in one sector) and one for the store.
+    assert_eq!(c.global_requests, 4 * 2, "{c:?}");
+}
+
+/// Two warps take the max of their thread indices (signed, offset to be negative) into one
+/// shared word with `red`, and into a second with `atom` (the old values are summed per
+/// thread to prove they were written), then thread 0 publishes both; thread 32 initializes
+/// them. `fence` puts a barrier between the initialization and the atomics; `peek` has warp 1 read the word with a plain
+/// load while warp 0's atomics are in the same epoch.
+fn shared_max(fence: bool, peek: bool) -> Kernel {
+    let mut b = KernelBuilder::new("shared_max", 64);
+    let out = b.buffer("out", DType::I32, Access::Written);
+    b.shared(8, 8);
+    let t = tid(&mut b);
+    let first = b.setp(Cmp::Eq, Ty::U32, t, int_imm(0));
+    let init = b.setp(Cmp::Eq, Ty::U32, t, int_imm(32));
+    b.if_then(init, |b| {
+        b.st(Space::Shared, Ty::S32, int_imm(0), 0, &[int_imm(i64::from(i32::MIN)), int_imm(-1000)]);
+    });
+    if fence {
+        b.bar();
+    }
+    let ts = b.cvt(Ty::S32, Ty::U32, None, false, t);
+    let v = b.bin(BinOp::Sub, Ty::S32, ts, int_imm(100));
+    b.red(Space::Shared, BinOp::Max, Ty::S32, int_imm(0), 0, v);
+    b.atom(Space::Shared, BinOp::Max, Ty::S32, int_imm(4), 0, v);
+    if peek {
+        let second = b.setp(Cmp::Eq, Ty::U32, t, int_imm(32));
+        b.if_then(second, |b| {
+            b.ld1(Space::Shared, Ty::S32, int_imm(0), 0);
+        });
+    }
+    b.bar();
+    b.if_then(first, |b| {
+        let m = b.ld(Space::Shared, Ty::S32, 2, int_imm(0), 0, false);
+        b.st(Space::Global, Ty::S32, out, 0, &[m[0].into(), m[1].into()]);
+    });
+    b.finish()
+}
+
+#[test]
+fn shared_atomics_of_two_warps_do_not_race_but_a_plain_read_of_their_word_does() {
+    let mut args = vec![Arg::Buffer(vec![0; 8])];
+    go(&shared_max(true, false), launch(1, 64), &mut args).expect("clean");
+    assert_eq!(words(buffer(&args, 0)), vec![(63 - 100) as u32, (63 - 100) as u32]);
+
+    let e = go(&shared_max(true, true), launch(1, 64), &mut args).expect_err("race");
+    assert_eq!(e.kind, ErrorKind::SharedRace, "{e}");
+    assert_eq!(e.thread, Some([32, 0, 0]), "{e}");
+
+    // Without the first barrier thread 32's initializing store races with warp 0's atomics.
+    let e = go(&shared_max(false, false), launch(1, 64), &mut args).expect_err("race");
+    assert_eq!(e.kind, ErrorKind::SharedRace, "{e}");
+    assert!(e.at.as_ref().is_some_and(|(_, n)| n == "st.shared.v2.s32"), "{e}");
+}
+
+/// `red.global.add.f32` of `x[lane]` into `sum` (one warp), and the same into shared memory,
+/// published to `sum[1]`.
+fn float_sum() -> Kernel {
+    let mut b = KernelBuilder::new("float_sum", 32);
+    let x = b.buffer("x", DType::F32, Access::ReadOnly);
+    let sum = b.buffer("sum", DType::F32, Access::Written);
+    b.shared(4, 4);
+    let lane = b.special(Special::LaneId);
+    let first = b.setp(Cmp::Eq, Ty::U32, lane, int_imm(0));
+    b.if_then(first, |b| b.st(Space::Shared, Ty::F32, int_imm(0), 0, &[f32_imm(0.0)]));
+    b.bar_warp(u32::MAX);
+    let p = addr(&mut b, x, lane, 4);
+    let v = b.ld1(Space::Global, Ty::F32, p, 0);
+    b.red(Space::Global, BinOp::Add, Ty::F32, sum, 0, v);
+    b.red(Space::Shared, BinOp::Add, Ty::F32, int_imm(0), 0, v);
+    b.bar_warp(u32::MAX);
+    b.if_then(first, |b| {
+        let s = b.ld1(Space::Shared, Ty::F32, int_imm(0), 0);
+        b.st(Space::Global, Ty::F32, sum, 4, &[s.into()]);
+    });
+    b.finish()
+}
+
+fn run_float_sum(x: &[f32]) -> [f32; 2] {
+    let mut args = vec![Arg::Buffer(x.iter().flat_map(|v| v.to_le_bytes()).collect()), Arg::Buffer(vec![0; 8])];
+    go(&float_sum(), launch(1, 32), &mut args).expect("clean");
+    let w = words(buffer(&args, 1));
+    [f32::from_bits(w[0]), f32::from_bits(w[1])]
+}
+
+#[test]
+fn float_atomic_adds_round_in_lane_order() {
+    // 2^24 then 31 ones: each one is lost to rounding in lane order; in any order that sums
+    // the ones first they would survive, so the result depends on the order.
+    let mut x = vec![1.0f32; 32];
+    x[0] = 16_777_216.0;
+    let in_order = x.iter().fold(0.0f32, |a, v| a + v);
+    let reversed = x.iter().rev().fold(0.0f32, |a, v| a + v);
+    assert_ne!(in_order, reversed);
+    assert_eq!(run_float_sum(&x), [in_order, in_order]);
+    // Global float atomics flush subnormals; shared ones keep them.
+    let mut tiny = vec![0.0f32; 32];
+    tiny[3] = f32::from_bits(1);
+    assert_eq!(run_float_sum(&tiny).map(f32::to_bits), [0, 1]);
+}
+
+#[test]
+fn wide_and_signed_atomics() {
+    let mut b = KernelBuilder::new("wide", 32);
+    let out = b.buffer("out", DType::I64, Access::Written);
+    let lane = b.special(Special::LaneId);
+    let wide = b.cvt(Ty::U64, Ty::U32, None, false, lane);
+    let big = b.bin(BinOp::Shl, Ty::U64, wide, int_imm(40));
+    b.red(Space::Global, BinOp::Add, Ty::U64, out, 0, big);
+    b.red(Space::Global, BinOp::Max, Ty::U64, out, 8, big);
+    let ls = b.cvt(Ty::S32, Ty::U32, None, false, lane);
+    let s = b.bin(BinOp::Sub, Ty::S32, int_imm(-5), ls);
+    b.red(Space::Global, BinOp::Max, Ty::S32, out, 16, s);
+    b.red(Space::Global, BinOp::Add, Ty::S32, out, 20, s);
+    let k = b.finish();
+    let mut args = vec![Arg::Buffer(vec![0; 24])];
+    go(&k, launch(1, 32), &mut args).expect("clean");
+    let o = buffer(&args, 0);
+    let u64_at = |i: usize| u64::from_le_bytes(o[i..i + 8].try_into().expect("8 bytes"));
+    assert_eq!(u64_at(0), (0..32u64).sum::<u64>() << 40);
+    assert_eq!(u64_at(8), 31 << 40);
+    let w = words(&o[16..]);
+    // The max of 0 (the buffer's initial value) and negative numbers stays 0.
+    assert_eq!(w[0], 0);
+    assert_eq!(w[1] as i32, (0..32).map(|l| -5 - l).sum::<i32>());
+}
+
+#[test]
+fn atomics_check_bounds_alignment_and_access() {
+    let build = |offset: i64, access: Access| {
+        let mut b = KernelBuilder::new("bad_atom", 32);
+        let out = b.buffer("out", DType::I32, access);
+        b.red(Space::Global, BinOp::Add, Ty::U32, out, offset, int_imm(1));
+        b.finish()
+    };
+    let cases = [
+        (8, Access::Written, ErrorKind::OutOfBounds),
+        (2, Access::Written, ErrorKind::Misaligned),
+        (0, Access::ReadOnly, ErrorKind::WriteReadOnly),
+    ];
+    for (offset, access, kind) in cases {
+        let mut args = vec![Arg::Buffer(vec![0; 8])];
+        let e = go(&build(offset, access), launch(1, 32), &mut args).expect_err("bad");
+        assert_eq!(e.kind, kind, "{e}");
+    }
+    let mut args = vec![Arg::Buffer(vec![0; 8])];
+    go(&build(4, Access::Written), launch(1, 32), &mut args).expect("clean");
+    assert_eq!(words(buffer(&args, 0)), vec![0, 32]);
+}
+
+#[test]
+fn the_verifier_refuses_atomics_this_ir_does_not_have() {
+    let refused = [
+        (Space::Global, BinOp::Max, Ty::F32),
+        (Space::Global, BinOp::Min, Ty::U32),
+        (Space::Shared, BinOp::Add, Ty::S64),
+        (Space::Local, BinOp::Add, Ty::U32),
+    ];
+    for (space, op, ty) in refused {
+        let mut b = KernelBuilder::new("refused", 32);
+        b.atom(space, op, ty, int_imm(0), 0, int_imm(1));
+        let k = b.finish();
+        assert!(verify(&k).is_err(), "{space:?} {op:?} {ty:?}");
+    }
+    let mut b = KernelBuilder::new("wrong_dst", 32);
+    let d = b.reg(Ty::F32);
+    b.push(Inst::Atom {
+        space: Space::Global,
+        op: BinOp::Add,
+        ty: Ty::U32,
+        dst: Some(d),
+        addr: Operand::Imm(0),
+        offset: 0,
+        src: Operand::Imm(1),
+    });
+    let e = verify(&b.finish()).expect_err("f32 register for a u32 atomic");
+    assert!(e[0].message.contains("expected u32"), "{e:?}");
+}
