@@ -5,7 +5,7 @@ use lathe_numerics::DType;
 
 use crate::ir::{
     Access, BinOp, Cmp, Inst, Kernel, LoopKind, MmaElem, Mufu, Operand, Param, Reg, Rounding, ShflMode, Space, Special,
-    Stmt, Ty, UnOp,
+    Stmt, Ty, UnOp, VoteMode,
 };
 
 /// Builds one [`Kernel`].
@@ -233,6 +233,21 @@ impl KernelBuilder {
         src: impl Into<Operand>,
     ) {
         self.push(Inst::Atom { space, op, ty, dst: None, addr: addr.into(), offset, src: src.into() });
+    }
+
+    /// `vote.sync` of predicate `a` over the whole warp: a predicate (`all`, `any`) or a b32
+    /// mask (`ballot`).
+    pub fn vote(&mut self, mode: VoteMode, a: Reg) -> Reg {
+        let dst = self.reg(if mode == VoteMode::Ballot { Ty::B32 } else { Ty::Pred });
+        self.push(Inst::Vote { mode, dst, a, mask: u32::MAX });
+        dst
+    }
+
+    /// `redux.sync.{op}.{ty}` of `a` over the whole warp.
+    pub fn redux(&mut self, op: BinOp, ty: Ty, a: impl Into<Operand>) -> Reg {
+        let dst = self.reg(ty);
+        self.push(Inst::Redux { op, ty, dst, a: a.into(), mask: u32::MAX });
+        dst
     }
 
     /// Collects the statements `f` appends.

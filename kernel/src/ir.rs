@@ -356,6 +356,36 @@ pub enum Inst {
     /// apply in lane order; an f32 add rounds to nearest even (global: subnormal inputs and
     /// results flushed to signed zero, as the hardware does), so its result depends on the order.
     Atom { space: Space, op: BinOp, ty: Ty, dst: Option<Reg>, addr: Operand, offset: i64, src: Operand },
+    /// `vote.sync.{all,any}.pred` / `vote.sync.ballot.b32`: the predicate `a` of every lane of
+    /// `mask` (which must be the lanes executing it) combined: all true, any true, or a word
+    /// with bit `l` set where lane `l`'s is true.
+    Vote { mode: VoteMode, dst: Reg, a: Reg, mask: u32 },
+    /// `redux.sync.{op}.{ty}`: `a` of every lane of `mask` (the lanes executing it) reduced with
+    /// `op` — `Add`, `Min`, `Max` at u32 or s32 (add wraps), `And`, `Or`, `Xor` at b32 — the
+    /// result in every lane.
+    Redux { op: BinOp, ty: Ty, dst: Reg, a: Operand, mask: u32 },
+}
+
+/// How `vote.sync` combines the lanes' predicates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum VoteMode {
+    /// True where every lane's predicate is.
+    All,
+    /// True where some lane's predicate is.
+    Any,
+    /// The predicates as a 32-bit mask, bit per lane.
+    Ballot,
+}
+
+impl VoteMode {
+    /// The PTX spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            VoteMode::All => "all",
+            VoteMode::Any => "any",
+            VoteMode::Ballot => "ballot",
+        }
+    }
 }
 
 /// The shape of an `mma.sync` (M×N×K).

@@ -18,7 +18,7 @@
 //!   without `bar.warp.sync` in between (threads of a warp are scheduled independently since
 //!   Volta: lock-step here must not hide that); atomics never race with atomics, but a plain
 //!   access to bytes another warp updates atomically in the epoch does;
-//! - `shfl.sync` / `bar.warp.sync` with a member mask that does not match the lanes executing
+//! - `shfl.sync` / `bar.warp.sync` / `vote.sync` / `redux.sync` with a member mask that does not match the lanes executing
 //!   it, or reading an inactive lane; `ldmatrix` / `mma.sync` without the full warp;
 //! - stores to a read-only buffer, `.nc` loads of a buffer the kernel writes;
 //! - integer division by zero; a runaway kernel (an instruction cap per launch).
@@ -42,7 +42,7 @@ use lathe_numerics as num;
 use crate::frag::{self, MmaInputs};
 use crate::ir::{
     Access, Axis, BinOp, Cmp, Inst, Kernel, LoopKind, Mufu, Operand, Param, Reg, Rounding, ShflMode, Space, Special,
-    Stmt, Ty, UnOp,
+    Stmt, Ty, UnOp, VoteMode,
 };
 use crate::verify::inst_name;
 
@@ -633,6 +633,39 @@ impl Machine<'_> {
                 w.wsync += 1;
                 return Ok(());
             }
+            Inst::Vote { mode, dst, a, mask } => {
+                self.counters.sync += 1;
+                self.check_mask(cta, w, wi, pc, *mask)?;
+                let mut ballot = 0u32;
+                for lane in lanes(w.active) {
+                    if self.read(cta, base + lane, *a, pc)? & 1 == 1 {
+                        ballot |= 1 << lane;
+                    }
+                }
+                let v = match mode {
+                    VoteMode::All => u64::from(ballot == w.active),
+                    VoteMode::Any => u64::from(ballot != 0),
+                    VoteMode::Ballot => u64::from(ballot),
+                };
+                for lane in lanes(w.active) {
+                    self.write(cta, base + lane, *dst, v);
+                }
+                return Ok(());
+            }
+            Inst::Redux { op, ty, dst, a, mask } => {
+                self.counters.sync += 1;
+                self.check_mask(cta, w, wi, pc, *mask)?;
+                let mut acc: Option<u64> = None;
+                for lane in lanes(w.active) {
+                    let x = self.value(cta, base + lane, *a, *ty, pc)?;
+                    // The verifier admits only ops that never divide.
+                    acc = Some(acc.map_or(Some(x), |y| binary(*op, *ty, y, x)).unwrap_or(0));
+                }
+                for lane in lanes(w.active) {
+                    self.write(cta, base + lane, *dst, acc.unwrap_or(0));
+                }
+                return Ok(());
+            }
             Inst::Atom { .. } => {
                 self.counters.memory += 1;
                 return self.atom(cta, w, wi, pc, inst);
@@ -731,7 +764,9 @@ impl Machine<'_> {
                 | Inst::BarWarp { .. }
                 | Inst::Ldmatrix { .. }
                 | Inst::Mma { .. }
-                | Inst::Atom { .. } => {
+                | Inst::Atom { .. }
+                | Inst::Vote { .. }
+                | Inst::Redux { .. } => {
                     continue;
                 }
             };

@@ -41,6 +41,8 @@
 //!                 "{" REG ×4 "}" "," "{" REG ×2 "}" "," "{" operand ×4 "}"   // A, B, C; ELEM: bf16 f16 e4m3 e5m2
 //!           | REG "=" "atom." SPACE "." BINOP "." TY addr "," operand   // the old value
 //!           | "red." SPACE "." BINOP "." TY addr "," operand             // atom without it
+//!           | REG "=" "vote.sync." ("all.pred" | "any.pred" | "ballot.b32") REG "," INT   // mask
+//!           | REG "=" "redux.sync." BINOP "." TY operand "," INT                        // mask
 //! regs     := REG | "{" [REG ("," REG)*] "}"               // a list when N ≠ 1
 //! operands := operand | "{" [operand ("," operand)*] "}"
 //! addr     := "[" operand [("+" | "-") INT] "]"            // the byte offset

@@ -5,7 +5,9 @@
 
 use std::fmt;
 
-use crate::ir::{BinOp, Inst, Kernel, LoopKind, MmaShape, Operand, Param, Reg, ShflMode, Space, Stmt, Ty, UnOp};
+use crate::ir::{
+    BinOp, Inst, Kernel, LoopKind, MmaShape, Operand, Param, Reg, ShflMode, Space, Stmt, Ty, UnOp, VoteMode,
+};
 
 /// One verifier error.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -291,6 +293,22 @@ impl Verifier<'_> {
                 self.operand(*src, *ty)?;
                 self.operand(*addr, Ty::U64)
             }
+            Inst::Vote { mode, dst, a, .. } => {
+                self.reg(*dst, if *mode == VoteMode::Ballot { Ty::B32 } else { Ty::Pred })?;
+                self.reg(*a, Ty::Pred)
+            }
+            Inst::Redux { op, ty, dst, a, .. } => {
+                let ok = match op {
+                    BinOp::Add | BinOp::Min | BinOp::Max => matches!(ty, Ty::U32 | Ty::S32),
+                    BinOp::And | BinOp::Or | BinOp::Xor => *ty == Ty::B32,
+                    _ => false,
+                };
+                if !ok {
+                    return Err(format!("redux.sync.{:?}.{} is not an op", op, ty.name()).to_lowercase());
+                }
+                self.reg(*dst, *ty)?;
+                self.operand(*a, *ty)
+            }
         }
     }
 }
@@ -352,5 +370,9 @@ pub fn inst_name(i: &Inst) -> String {
             format!("{op:?}").to_lowercase(),
             ty.name()
         ),
+        Inst::Vote { mode, .. } => {
+            format!("vote.sync.{}.{}", mode.name(), if *mode == VoteMode::Ballot { "b32" } else { "pred" })
+        }
+        Inst::Redux { op, ty, .. } => format!("redux.sync.{}.{}", format!("{op:?}").to_lowercase(), ty.name()),
     }
 }

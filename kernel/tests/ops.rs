@@ -3,7 +3,7 @@
 //! wrong on purpose (each failing with its exact error kind) next to their corrected twins.
 
 use lathe_kernel::build::{f32_imm, int_imm, KernelBuilder};
-use lathe_kernel::ir::{Access, Axis, BinOp, Cmp, Inst, Kernel, Operand, Reg, Space, Special, Ty};
+use lathe_kernel::ir::{Access, Axis, BinOp, Cmp, Inst, Kernel, Operand, Reg, Space, Special, Ty, VoteMode};
 use lathe_kernel::sim::{run, Arg, Counters, ErrorKind, Launch, Options, SimError};
 use lathe_kernel::verify::verify;
 use lathe_numerics::DType;
@@ -246,4 +246,111 @@ fn the_verifier_refuses_atomics_this_ir_does_not_have() {
     });
     let e = verify(&b.finish()).expect_err("f32 register for a u32 atomic");
     assert!(e[0].message.contains("expected u32"), "{e:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// vote.sync and redux.sync
+
+/// Lane 0 stores, for `x[lane]` (s32): all/any/ballot of `x > 0`, then the add, min and max at
+/// s32 and u32, and the and, or and xor at b32.
+fn votes_and_reductions() -> Kernel {
+    let mut b = KernelBuilder::new("votes", 32);
+    let x = b.buffer("x", DType::I32, Access::ReadOnly);
+    let out = b.buffer("out", DType::I32, Access::Written);
+    let lane = b.special(Special::LaneId);
+    let p = addr(&mut b, x, lane, 4);
+    // b32, which every 32-bit reduction type takes.
+    let v = b.ld1(Space::Global, Ty::B32, p, 0);
+    let pos = b.setp(Cmp::Gt, Ty::S32, v, int_imm(0));
+    let mut results = Vec::new();
+    for mode in [VoteMode::All, VoteMode::Any] {
+        let r = b.vote(mode, pos);
+        results.push(b.selp(Ty::U32, int_imm(1), int_imm(0), r));
+    }
+    results.push(b.vote(VoteMode::Ballot, pos));
+    for ty in [Ty::S32, Ty::U32] {
+        for op in [BinOp::Add, BinOp::Min, BinOp::Max] {
+            results.push(b.redux(op, ty, v));
+        }
+    }
+    for op in [BinOp::And, BinOp::Or, BinOp::Xor] {
+        results.push(b.redux(op, Ty::B32, v));
+    }
+    let first = b.setp(Cmp::Eq, Ty::U32, lane, int_imm(0));
+    b.if_then(first, |b| {
+        for (i, r) in results.iter().enumerate() {
+            b.st(Space::Global, Ty::B32, out, 4 * i as i64, &[(*r).into()]);
+        }
+    });
+    b.finish()
+}
+
+#[test]
+fn votes_and_reductions_combine_every_lane() {
+    let k = votes_and_reductions();
+    let cases: [Vec<i32>; 3] = [
+        (0..32).map(|l| l * 7 - 100).collect(),
+        (0..32).map(|l| l + 1).collect(),
+        (0..32).map(|l| if l == 5 { 1 << 30 } else { -3 - l }).collect(),
+    ];
+    for x in cases {
+        let mut args = vec![Arg::Buffer(x.iter().flat_map(|v| v.to_le_bytes()).collect()), Arg::Buffer(vec![0; 48])];
+        go(&k, launch(1, 32), &mut args).expect("clean");
+        let u: Vec<u32> = x.iter().map(|v| *v as u32).collect();
+        let ballot = x.iter().enumerate().filter(|(_, v)| **v > 0).fold(0u32, |m, (l, _)| m | 1 << l);
+        let want = vec![
+            u32::from(x.iter().all(|v| *v > 0)),
+            u32::from(x.iter().any(|v| *v > 0)),
+            ballot,
+            x.iter().fold(0i32, |a, v| a.wrapping_add(*v)) as u32,
+            x.iter().copied().min().unwrap_or(0) as u32,
+            x.iter().copied().max().unwrap_or(0) as u32,
+            u.iter().fold(0u32, |a, v| a.wrapping_add(*v)),
+            u.iter().copied().min().unwrap_or(0),
+            u.iter().copied().max().unwrap_or(0),
+            u.iter().fold(u32::MAX, |a, v| a & v),
+            u.iter().fold(0, |a, v| a | v),
+            u.iter().fold(0, |a, v| a ^ v),
+        ];
+        assert_eq!(words(buffer(&args, 1)), want, "{x:?}");
+    }
+}
+
+/// The lanes below 16 sum their lane ids with `redux.sync.add.u32` under member mask `mask`.
+fn half_warp_sum(mask: u32) -> Kernel {
+    let mut b = KernelBuilder::new("half_warp_sum", 32);
+    let out = b.buffer("out", DType::I32, Access::Written);
+    let lane = b.special(Special::LaneId);
+    let low = b.setp(Cmp::Lt, Ty::U32, lane, int_imm(16));
+    b.if_then(low, |b| {
+        let dst = b.reg(Ty::U32);
+        b.push(Inst::Redux { op: BinOp::Add, ty: Ty::U32, dst, a: lane.into(), mask });
+        let q = addr(b, out, lane, 4);
+        b.st(Space::Global, Ty::U32, q, 0, &[dst.into()]);
+    });
+    b.finish()
+}
+
+#[test]
+fn a_collective_under_divergence_needs_the_mask_of_the_lanes_executing_it() {
+    let mut args = vec![Arg::Buffer(vec![0; 64])];
+    let e = go(&half_warp_sum(u32::MAX), launch(1, 32), &mut args).expect_err("mask");
+    assert_eq!(e.kind, ErrorKind::SyncMask, "{e}");
+    assert!(e.at.as_ref().is_some_and(|(_, n)| n == "redux.sync.add.u32"), "{e}");
+    go(&half_warp_sum(0xffff), launch(1, 32), &mut args).expect("clean");
+    assert_eq!(words(buffer(&args, 0))[..16], [120; 16]);
+}
+
+#[test]
+fn the_verifier_refuses_reductions_this_ir_does_not_have() {
+    for (op, ty) in [(BinOp::Add, Ty::B32), (BinOp::And, Ty::U32), (BinOp::Mul, Ty::U32), (BinOp::Max, Ty::F32)] {
+        let mut b = KernelBuilder::new("refused", 32);
+        b.redux(op, ty, int_imm(1));
+        assert!(verify(&b.finish()).is_err(), "{op:?} {ty:?}");
+    }
+    let mut b = KernelBuilder::new("vote_of_a_word", 32);
+    let w = b.mov(Ty::U32, int_imm(1));
+    let dst = b.reg(Ty::Pred);
+    b.push(Inst::Vote { mode: VoteMode::Any, dst, a: w, mask: u32::MAX });
+    assert!(verify(&b.finish()).is_err());
 }

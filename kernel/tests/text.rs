@@ -5,7 +5,7 @@
 use lathe_kernel::build::{f32_imm, int_imm, KernelBuilder};
 use lathe_kernel::ir::{
     Access, Axis, BinOp, Cmp, Inst, Kernel, LoopKind, MmaElem, Mufu, Operand, Param, Reg, Rounding, ShflMode, Space,
-    Special, Stmt, Ty, UnOp,
+    Special, Stmt, Ty, UnOp, VoteMode,
 };
 use lathe_kernel::text::{parse, print, MAX_INPUT_BYTES, MAX_NESTING};
 use lathe_kernel::verify::{inst_name, verify};
@@ -168,6 +168,14 @@ fn everything() -> Kernel {
     b.atom(Space::Shared, BinOp::Add, Ty::F32, base, -4, f);
     b.red(Space::Shared, BinOp::Max, Ty::U64, base, 8, int_imm(3));
     b.red(Space::Global, BinOp::Max, Ty::S32, y, 4, int_imm(-1));
+    for mode in [VoteMode::All, VoteMode::Any, VoteMode::Ballot] {
+        b.vote(mode, p);
+    }
+    for (op, ty) in [(BinOp::Add, Ty::U32), (BinOp::Min, Ty::U32), (BinOp::Max, Ty::U32), (BinOp::Xor, Ty::B32)] {
+        b.redux(op, ty, lane);
+    }
+    b.redux(BinOp::And, Ty::B32, int_imm(0xff));
+    b.redux(BinOp::Min, Ty::S32, int_imm(-3));
     b.if_else(
         p,
         |b| {
@@ -500,6 +508,9 @@ fn malformed_text_fails_where_it_is_wrong() {
         (format!("{head}  %r0 = red.global.add.u32 [%r0], 1\n}}"), 4, 9, "writes no register"),
         (format!("{head}  atom.global.add.u32 [%r0], 1\n}}"), 4, 3, "writes one register"),
         (format!("{head}  red.global.nand.u32 [%r0], 1\n}}"), 4, 3, "unknown operation `nand`"),
+        (format!("{head}  %r1 = vote.sync.all.b32 %r1, 0xffffffff\n}}"), 4, 9, "gives .pred"),
+        (format!("{head}  %r1 = vote.sync.most.pred %r1, 0xffffffff\n}}"), 4, 9, "unknown vote"),
+        (format!("{head}  %r0 = redux.sync.add.u32 %r0\n}}"), 4, 31, "expected `,`"),
         (format!("{head}}}\n}}"), 5, 1, "expected end of input"),
     ];
     let mut wrong = Vec::new();

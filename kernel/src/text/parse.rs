@@ -9,7 +9,7 @@ use super::{
     from_name, special_from_name, TextError, ACCESSES, BINOPS, CMPS, MAX_INPUT_BYTES, MAX_NESTING, MODES, MUFUS,
     ROUNDINGS, SPACES, UNOPS,
 };
-use crate::ir::{BinOp, Inst, Kernel, LoopKind, MmaElem, MmaShape, Operand, Param, Reg, Space, Stmt, Ty};
+use crate::ir::{BinOp, Inst, Kernel, LoopKind, MmaElem, MmaShape, Operand, Param, Reg, Space, Stmt, Ty, VoteMode};
 
 /// Reads kernel text (see the module documentation for the grammar).
 pub fn parse(text: &str) -> Result<Kernel, TextError> {
@@ -641,6 +641,33 @@ impl Parser<'_> {
                 self.punct(',')?;
                 let src = self.operand(Some(ty))?;
                 Ok(Inst::Atom { space, op, ty, dst, addr, offset, src })
+            }
+            ["vote", "sync", mode, rty] => {
+                let Some(mode) =
+                    [VoteMode::All, VoteMode::Any, VoteMode::Ballot].into_iter().find(|m| m.name() == *mode)
+                else {
+                    return bad(format!("`{mnemonic}`: unknown vote `{mode}`"));
+                };
+                let want = if mode == VoteMode::Ballot { "b32" } else { "pred" };
+                if *rty != want {
+                    return bad(format!("`{mnemonic}`: vote.sync.{} gives .{want}", mode.name()));
+                }
+                let dst = one(&dsts)?;
+                let a = self.reg()?;
+                self.punct(',')?;
+                let mask = self.mask()?;
+                Ok(Inst::Vote { mode, dst, a, mask })
+            }
+            ["redux", "sync", op, _] => {
+                let Some(op) = from_name(&BINOPS, op) else {
+                    return bad(format!("`{mnemonic}`: unknown operation `{op}`"));
+                };
+                let ty = ty_at(3)?;
+                let dst = one(&dsts)?;
+                let [a] = self.operands([Some(ty)])?;
+                self.punct(',')?;
+                let mask = self.mask()?;
+                Ok(Inst::Redux { op, ty, dst, a, mask })
             }
             ["bar", "sync"] => match dsts {
                 Dsts::None => Ok(Inst::Bar),

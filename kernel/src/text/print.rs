@@ -207,5 +207,7 @@ fn inst(i: &Inst) -> String {
                 None => line,
             }
         }
+        Inst::Vote { dst, a, mask, .. } => format!("{} = {} {}, {mask:#x}", r(dst), crate::verify::inst_name(i), r(a)),
+        Inst::Redux { dst, a, mask, .. } => format!("{} = {} {}, {mask:#x}", r(dst), crate::verify::inst_name(i), o(a)),
     }
 }
