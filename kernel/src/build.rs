@@ -250,6 +250,34 @@ impl KernelBuilder {
         dst
     }
 
+    /// `cp.async` of `size` bytes from global `src` to shared `dst` (`cg` for 16 bytes past L1),
+    /// reading only `src_size` bytes where given and zero-filling the rest.
+    pub fn cp_async(
+        &mut self,
+        cg: bool,
+        size: u32,
+        dst: impl Into<Operand>,
+        src: impl Into<Operand>,
+        src_size: Option<Operand>,
+    ) {
+        self.push(Inst::CpAsync { cg, size, dst: dst.into(), dst_offset: 0, src: src.into(), src_offset: 0, src_size });
+    }
+
+    /// `cp.async.commit_group`.
+    pub fn cp_async_commit(&mut self) {
+        self.push(Inst::CpAsyncCommit);
+    }
+
+    /// `cp.async.wait_group n`.
+    pub fn cp_async_wait(&mut self, n: u32) {
+        self.push(Inst::CpAsyncWait { n });
+    }
+
+    /// `cp.async.wait_all`.
+    pub fn cp_async_wait_all(&mut self) {
+        self.push(Inst::CpAsyncWaitAll);
+    }
+
     /// Collects the statements `f` appends.
     fn block(&mut self, f: impl FnOnce(&mut Self)) -> Vec<Stmt> {
         self.open.push(Vec::new());

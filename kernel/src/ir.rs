@@ -364,6 +364,28 @@ pub enum Inst {
     /// `op` — `Add`, `Min`, `Max` at u32 or s32 (add wraps), `And`, `Or`, `Xor` at b32 — the
     /// result in every lane.
     Redux { op: BinOp, ty: Ty, dst: Reg, a: Operand, mask: u32 },
+    /// `cp.async.{ca,cg}.shared.global [dst + dst_offset], [src + src_offset], size{, src_size}`:
+    /// an asynchronous copy of `size` bytes (`cg`: 16; `ca`: 4, 8 or 16; both addresses aligned
+    /// to it) from global to shared memory, of which only the first `src_size` (u32, at most
+    /// `size`; absent: all) are read and the rest are zero. The copy joins the thread's open
+    /// group; its bytes land when a wait completes that group, and touching them before is an
+    /// error in the simulator.
+    CpAsync {
+        cg: bool,
+        size: u32,
+        dst: Operand,
+        dst_offset: i64,
+        src: Operand,
+        src_offset: i64,
+        src_size: Option<Operand>,
+    },
+    /// `cp.async.commit_group`: closes the thread's open group of copies.
+    CpAsyncCommit,
+    /// `cp.async.wait_group n`: waits until at most the `n` most recent committed groups of
+    /// the thread are still in flight.
+    CpAsyncWait { n: u32 },
+    /// `cp.async.wait_all`: commits the open group and waits for every copy of the thread.
+    CpAsyncWaitAll,
 }
 
 /// How `vote.sync` combines the lanes' predicates.

@@ -21,6 +21,8 @@
 //! - `shfl.sync` / `bar.warp.sync` / `vote.sync` / `redux.sync` with a member mask that does not match the lanes executing
 //!   it, or reading an inactive lane; `ldmatrix` / `mma.sync` without the full warp;
 //! - stores to a read-only buffer, `.nc` loads of a buffer the kernel writes;
+//! - shared bytes of a `cp.async` touched before a wait completes its group, or copies still
+//!   in flight when a thread exits (a barrier completes none);
 //! - integer division by zero; a runaway kernel (an instruction cap per launch).
 //!
 //! # Numerics
@@ -47,6 +49,7 @@ use crate::ir::{
 use crate::verify::inst_name;
 
 mod atomic;
+mod cp_async;
 
 /// Threads per warp.
 pub const WARP: u32 = 32;
@@ -356,6 +359,10 @@ struct Cta {
     unwritten_read: Option<SimError>,
     /// Per shared byte, how many `cp.async` copies not yet completed by a wait write it.
     pending: Vec<u32>,
+    /// The `cp.async` copies in flight.
+    copies: Vec<cp_async::Copy>,
+    /// Per thread, the groups of copies it has committed so far.
+    groups: Vec<u64>,
 }
 
 impl Machine<'_> {
@@ -388,6 +395,8 @@ impl Machine<'_> {
             epoch: 1,
             unwritten_read: None,
             pending: vec![0; self.k.shared_bytes as usize],
+            copies: Vec::new(),
+            groups: vec![0; threads as usize],
         };
         let nwarps = threads.div_ceil(WARP);
         let mut warps: Vec<Warp> = (0..nwarps)
@@ -407,6 +416,15 @@ impl Machine<'_> {
                 return Err(e);
             }
             if warps.iter().all(|w| w.done) {
+                if let Some(c) = cta.copies.first() {
+                    return Err(self.err(
+                        ErrorKind::CpAsyncPending,
+                        &cta,
+                        None,
+                        Some(c.thread),
+                        format!("the thread exits with {} cp.async copies no wait completed", cta.copies.len()),
+                    ));
+                }
                 return Ok(());
             }
             // Every warp waits at a barrier or has exited.
@@ -666,6 +684,14 @@ impl Machine<'_> {
                 }
                 return Ok(());
             }
+            Inst::CpAsync { .. } => {
+                self.counters.memory += 1;
+                return self.cp_async(cta, w, wi, pc, inst);
+            }
+            Inst::CpAsyncCommit | Inst::CpAsyncWait { .. } | Inst::CpAsyncWaitAll => {
+                self.counters.sync += 1;
+                return self.cp_async_group(cta, w, wi, pc, inst);
+            }
             Inst::Atom { .. } => {
                 self.counters.memory += 1;
                 return self.atom(cta, w, wi, pc, inst);
@@ -766,7 +792,11 @@ impl Machine<'_> {
                 | Inst::Mma { .. }
                 | Inst::Atom { .. }
                 | Inst::Vote { .. }
-                | Inst::Redux { .. } => {
+                | Inst::Redux { .. }
+                | Inst::CpAsync { .. }
+                | Inst::CpAsyncCommit
+                | Inst::CpAsyncWait { .. }
+                | Inst::CpAsyncWaitAll => {
                     continue;
                 }
             };

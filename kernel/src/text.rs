@@ -43,6 +43,8 @@
 //!           | "red." SPACE "." BINOP "." TY addr "," operand             // atom without it
 //!           | REG "=" "vote.sync." ("all.pred" | "any.pred" | "ballot.b32") REG "," INT   // mask
 //!           | REG "=" "redux.sync." BINOP "." TY operand "," INT                        // mask
+//!           | "cp.async." ("ca" | "cg") ".shared.global" addr "," addr "," INT ["," operand]
+//!           | "cp.async.commit_group" | "cp.async.wait_group" INT | "cp.async.wait_all"
 //! regs     := REG | "{" [REG ("," REG)*] "}"               // a list when N ≠ 1
 //! operands := operand | "{" [operand ("," operand)*] "}"
 //! addr     := "[" operand [("+" | "-") INT] "]"            // the byte offset

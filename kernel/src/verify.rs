@@ -293,6 +293,27 @@ impl Verifier<'_> {
                 self.operand(*src, *ty)?;
                 self.operand(*addr, Ty::U64)
             }
+            Inst::CpAsync { cg, size, dst, src, src_size, .. } => {
+                let ok = if *cg { *size == 16 } else { matches!(size, 4 | 8 | 16) };
+                if !ok {
+                    return Err(format!(
+                        "cp.async.{} copies {}, not {size} bytes",
+                        if *cg { "cg" } else { "ca" },
+                        if *cg { "16" } else { "4, 8 or 16" }
+                    ));
+                }
+                if let Some(Operand::Imm(n)) = src_size {
+                    if *n > u64::from(*size) {
+                        return Err(format!("a source size of {n} bytes is above the copy's {size}"));
+                    }
+                }
+                if let Some(o) = src_size {
+                    self.operand(*o, Ty::U32)?;
+                }
+                self.operand(*dst, Ty::U64)?;
+                self.operand(*src, Ty::U64)
+            }
+            Inst::CpAsyncCommit | Inst::CpAsyncWait { .. } | Inst::CpAsyncWaitAll => Ok(()),
             Inst::Vote { mode, dst, a, .. } => {
                 self.reg(*dst, if *mode == VoteMode::Ballot { Ty::B32 } else { Ty::Pred })?;
                 self.reg(*a, Ty::Pred)
@@ -373,6 +394,10 @@ pub fn inst_name(i: &Inst) -> String {
         Inst::Vote { mode, .. } => {
             format!("vote.sync.{}.{}", mode.name(), if *mode == VoteMode::Ballot { "b32" } else { "pred" })
         }
+        Inst::CpAsync { cg, .. } => format!("cp.async.{}.shared.global", if *cg { "cg" } else { "ca" }),
+        Inst::CpAsyncCommit => "cp.async.commit_group".into(),
+        Inst::CpAsyncWait { .. } => "cp.async.wait_group".into(),
+        Inst::CpAsyncWaitAll => "cp.async.wait_all".into(),
         Inst::Redux { op, ty, .. } => format!("redux.sync.{}.{}", format!("{op:?}").to_lowercase(), ty.name()),
     }
 }

@@ -354,3 +354,142 @@ fn the_verifier_refuses_reductions_this_ir_does_not_have() {
     b.push(Inst::Vote { mode: VoteMode::Any, dst, a: w, mask: u32::MAX });
     assert!(verify(&b.finish()).is_err());
 }
+
+// ---------------------------------------------------------------------------------------------
+// cp.async
+
+const TILES: u32 = 4;
+
+/// A double-buffered copy: 64 threads stream `TILES` tiles of 1024 bytes through two shared
+/// stages with `cp.async.cg` (16 bytes per thread), the next tile's copy in flight while the
+/// current one is read; thread `t` writes the 16 bytes thread `63 − t` copied (so the data
+/// crosses threads and warps), to where they came from in `out`. `wait` is the
+/// `cp.async.wait_group` before each tile is read (`None`: no wait at all).
+fn double_buffer(wait: Option<u32>) -> Kernel {
+    let mut b = KernelBuilder::new("double_buffer", 64);
+    let x = b.buffer("x", DType::F32, Access::ReadOnly);
+    let out = b.buffer("out", DType::F32, Access::Written);
+    b.shared(2048, 16);
+    let t = tid(&mut b);
+    let mine = b.bin(BinOp::Mul, Ty::U32, t, int_imm(16));
+    let other = b.bin(BinOp::Sub, Ty::U32, int_imm(63), t);
+    let theirs = b.bin(BinOp::Mul, Ty::U32, other, int_imm(16));
+    // Issues tile `tile` into its stage.
+    let issue = |b: &mut KernelBuilder, tile: Operand| {
+        let base = b.bin(BinOp::Mul, Ty::U32, tile, int_imm(1024));
+        let g = b.bin(BinOp::Add, Ty::U32, base, mine);
+        let src = addr(b, x, g, 1);
+        let stage = b.bin(BinOp::And, Ty::U32, tile, int_imm(1));
+        let s = b.fma(Ty::U32, stage, int_imm(1024), mine);
+        let dst = b.cvt(Ty::U64, Ty::U32, None, false, s);
+        b.cp_async(true, 16, dst, src, None);
+    };
+    issue(&mut b, int_imm(0));
+    b.cp_async_commit();
+    b.for_count(int_imm(i64::from(TILES)), |b, i| {
+        let next = b.bin(BinOp::Add, Ty::U32, i, int_imm(1));
+        let more = b.setp(Cmp::Lt, Ty::U32, next, int_imm(i64::from(TILES)));
+        b.if_then(more, |b| issue(b, next.into()));
+        // The last iteration commits an empty group, so `wait_group 1` still covers tile i.
+        b.cp_async_commit();
+        if let Some(n) = wait {
+            b.cp_async_wait(n);
+        }
+        b.bar();
+        let stage = b.bin(BinOp::And, Ty::U32, i, int_imm(1));
+        let s = b.fma(Ty::U32, stage, int_imm(1024), theirs);
+        let sa = b.cvt(Ty::U64, Ty::U32, None, false, s);
+        let v = b.ld(Space::Shared, Ty::B32, 4, sa, 0, false);
+        let base = b.bin(BinOp::Mul, Ty::U32, i, int_imm(1024));
+        let g = b.bin(BinOp::Add, Ty::U32, base, theirs);
+        let dst = addr(b, out, g, 1);
+        let vals: Vec<Operand> = v.iter().map(|r| Operand::Reg(*r)).collect();
+        b.st(Space::Global, Ty::B32, dst, 0, &vals);
+        b.bar();
+    });
+    b.finish()
+}
+
+fn double_buffer_args() -> (Vec<Arg>, Vec<u8>) {
+    let x: Vec<u8> = (0..TILES * 1024).map(|i| (i * 7 + i / 256) as u8).collect();
+    (vec![Arg::Buffer(x.clone()), Arg::Buffer(vec![0; x.len()])], x)
+}
+
+#[test]
+fn a_double_buffered_copy_delivers_the_input() {
+    let (mut args, x) = double_buffer_args();
+    let c = go(&double_buffer(Some(1)), launch(1, 64), &mut args).expect("clean");
+    assert_eq!(buffer(&args, 1), &x[..]);
+    assert_eq!(c.bytes_loaded, u64::from(TILES) * 1024, "{c:?}");
+}
+
+#[test]
+fn reading_a_stage_before_its_wait_is_an_error() {
+    for wait in [None, Some(2)] {
+        let (mut args, _) = double_buffer_args();
+        let e = go(&double_buffer(wait), launch(1, 64), &mut args).expect_err("pending");
+        assert_eq!(e.kind, ErrorKind::CpAsyncPending, "{wait:?}: {e}");
+        assert!(e.at.as_ref().is_some_and(|(_, n)| n == "ld.shared.v4.b32"), "{e}");
+    }
+}
+
+/// One warp copies `x` with `cp.async.ca` of `size` bytes and source size `src_size`, then
+/// (when `wait_all`) waits, crosses a barrier and writes shared memory back to `out`.
+fn small_copy(size: u32, src_size: Option<Operand>, wait_all: bool) -> Kernel {
+    let mut b = KernelBuilder::new("small_copy", 32);
+    let x = b.buffer("x", DType::F32, Access::ReadOnly);
+    let out = b.buffer("out", DType::F32, Access::Written);
+    b.shared(32 * 16, 16);
+    let lane = b.special(Special::LaneId);
+    let off = b.bin(BinOp::Mul, Ty::U32, lane, int_imm(i64::from(size)));
+    let src = addr(&mut b, x, off, 1);
+    let dst = b.cvt(Ty::U64, Ty::U32, None, false, off);
+    b.cp_async(size == 16, size, dst, src, src_size);
+    b.bar();
+    if wait_all {
+        b.cp_async_wait_all();
+        let v = b.ld(Space::Shared, Ty::B32, size as usize / 4, dst, 0, false);
+        let o = addr(&mut b, out, off, 1);
+        let vals: Vec<Operand> = v.iter().map(|r| Operand::Reg(*r)).collect();
+        b.st(Space::Global, Ty::B32, o, 0, &vals);
+    }
+    b.finish()
+}
+
+#[test]
+fn bytes_past_the_source_size_are_zero_and_only_read_bytes_are_bounds_checked() {
+    let x: Vec<u8> = (0..32 * 8).map(|i| i as u8 | 1).collect();
+    for (size, src_size, keep) in [(4, None, 4), (8, Some(int_imm(5)), 5), (8, Some(int_imm(0)), 0)] {
+        let mut args = vec![Arg::Buffer(x.clone()), Arg::Buffer(vec![0xee; 32 * 8])];
+        go(&small_copy(size, src_size, true), launch(1, 32), &mut args).expect("clean");
+        let out = buffer(&args, 1);
+        for lane in 0..32 {
+            let at = lane * size as usize;
+            let want: Vec<u8> = (0..size as usize).map(|k| if k < keep { x[at + k] } else { 0 }).collect();
+            assert_eq!(&out[at..at + size as usize], &want[..], "size {size}, lane {lane}");
+        }
+    }
+    // 16-byte copies of a 256-byte input: lanes 16.. read past its end, unless they read nothing.
+    let mut args = vec![Arg::Buffer(x.clone()), Arg::Buffer(vec![0; 32 * 16])];
+    let e = go(&small_copy(16, None, true), launch(1, 32), &mut args).expect_err("oob");
+    assert_eq!((e.kind, e.thread), (ErrorKind::OutOfBounds, Some([16, 0, 0])), "{e}");
+    let mut args = vec![Arg::Buffer(x), Arg::Buffer(vec![0; 32 * 16])];
+    go(&small_copy(16, Some(int_imm(0)), true), launch(1, 32), &mut args).expect("nothing read");
+}
+
+#[test]
+fn a_barrier_does_not_complete_copies_and_exiting_with_them_is_an_error() {
+    let x = vec![1u8; 32 * 4];
+    let mut args = vec![Arg::Buffer(x), Arg::Buffer(vec![0; 32 * 4])];
+    let e = go(&small_copy(4, None, false), launch(1, 32), &mut args).expect_err("in flight at exit");
+    assert_eq!((e.kind, e.thread), (ErrorKind::CpAsyncPending, Some([0, 0, 0])), "{e}");
+}
+
+#[test]
+fn the_verifier_refuses_copy_sizes_cp_async_does_not_have() {
+    for (cg, size, src_size) in [(true, 8, None), (false, 2, None), (false, 32, None), (false, 8, Some(int_imm(9)))] {
+        let mut b = KernelBuilder::new("refused", 32);
+        b.cp_async(cg, size, int_imm(0), int_imm(0), src_size);
+        assert!(verify(&b.finish()).is_err(), "{cg} {size} {src_size:?}");
+    }
+}

@@ -175,6 +175,20 @@ fn everything() -> Kernel {
         b.redux(op, ty, lane);
     }
     b.redux(BinOp::And, Ty::B32, int_imm(0xff));
+    b.cp_async(true, 16, base, x, Some(lane.into()));
+    b.cp_async(false, 4, int_imm(64), x, None);
+    b.push(Inst::CpAsync {
+        cg: false,
+        size: 8,
+        dst: base.into(),
+        dst_offset: 8,
+        src: x.into(),
+        src_offset: -8,
+        src_size: Some(int_imm(3)),
+    });
+    b.cp_async_commit();
+    b.cp_async_wait(1);
+    b.cp_async_wait_all();
     b.redux(BinOp::Min, Ty::S32, int_imm(-3));
     b.if_else(
         p,
@@ -511,6 +525,8 @@ fn malformed_text_fails_where_it_is_wrong() {
         (format!("{head}  %r1 = vote.sync.all.b32 %r1, 0xffffffff\n}}"), 4, 9, "gives .pred"),
         (format!("{head}  %r1 = vote.sync.most.pred %r1, 0xffffffff\n}}"), 4, 9, "unknown vote"),
         (format!("{head}  %r0 = redux.sync.add.u32 %r0\n}}"), 4, 31, "expected `,`"),
+        (format!("{head}  cp.async.cx.shared.global [%r0], [%r0], 16\n}}"), 4, 3, "unknown cache operator"),
+        (format!("{head}  cp.async.wait_group\n}}"), 4, 22, "expected an integer"),
         (format!("{head}}}\n}}"), 5, 1, "expected end of input"),
     ];
     let mut wrong = Vec::new();

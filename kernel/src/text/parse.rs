@@ -642,6 +642,38 @@ impl Parser<'_> {
                 let src = self.operand(Some(ty))?;
                 Ok(Inst::Atom { space, op, ty, dst, addr, offset, src })
             }
+            ["cp", "async", cache, "shared", "global"] => {
+                let cg = match *cache {
+                    "cg" => true,
+                    "ca" => false,
+                    _ => return bad(format!("`{mnemonic}`: unknown cache operator `{cache}` (ca or cg)")),
+                };
+                if !matches!(dsts, Dsts::None) {
+                    return bad(format!("`{mnemonic}` writes no register"));
+                }
+                let (dst, dst_offset) = self.address()?;
+                self.punct(',')?;
+                let (src, src_offset) = self.address()?;
+                self.punct(',')?;
+                let t = self.next()?;
+                let size = self.uint(&t, u64::from(u32::MAX))? as u32;
+                let src_size = if self.is_punct(',')? {
+                    self.next()?;
+                    Some(self.operand(Some(Ty::U32))?)
+                } else {
+                    None
+                };
+                Ok(Inst::CpAsync { cg, size, dst, dst_offset, src, src_offset, src_size })
+            }
+            ["cp", "async", what] if matches!(dsts, Dsts::None) => match *what {
+                "commit_group" => Ok(Inst::CpAsyncCommit),
+                "wait_all" => Ok(Inst::CpAsyncWaitAll),
+                "wait_group" => {
+                    let t = self.next()?;
+                    Ok(Inst::CpAsyncWait { n: self.uint(&t, u64::from(u32::MAX))? as u32 })
+                }
+                _ => bad(format!("unknown instruction `{mnemonic}`")),
+            },
             ["vote", "sync", mode, rty] => {
                 let Some(mode) =
                     [VoteMode::All, VoteMode::Any, VoteMode::Ballot].into_iter().find(|m| m.name() == *mode)
