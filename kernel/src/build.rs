@@ -5,7 +5,7 @@ use lathe_numerics::DType;
 
 use crate::ir::{
     Access, BinOp, Cmp, Inst, Kernel, LoopKind, MmaElem, Mufu, Operand, Param, Reg, Rounding, ShflMode, Space, Special,
-    Stmt, Ty, UnOp,
+    Stmt, Ty, UnOp, VoteMode,
 };
 
 /// Builds one [`Kernel`].
@@ -205,6 +205,77 @@ impl KernelBuilder {
         let d = [self.reg(Ty::F32), self.reg(Ty::F32), self.reg(Ty::F32), self.reg(Ty::F32)];
         self.push(Inst::Mma { shape: atype.shape(), atype, btype, d, a, b, c });
         d
+    }
+
+    /// `atom.{space}.{op}.{ty} [addr + offset], src` into a new register (the old value).
+    pub fn atom(
+        &mut self,
+        space: Space,
+        op: BinOp,
+        ty: Ty,
+        addr: impl Into<Operand>,
+        offset: i64,
+        src: impl Into<Operand>,
+    ) -> Reg {
+        let dst = self.reg(ty);
+        self.push(Inst::Atom { space, op, ty, dst: Some(dst), addr: addr.into(), offset, src: src.into() });
+        dst
+    }
+
+    /// `red.{space}.{op}.{ty} [addr + offset], src`: the atomic without its result.
+    pub fn red(
+        &mut self,
+        space: Space,
+        op: BinOp,
+        ty: Ty,
+        addr: impl Into<Operand>,
+        offset: i64,
+        src: impl Into<Operand>,
+    ) {
+        self.push(Inst::Atom { space, op, ty, dst: None, addr: addr.into(), offset, src: src.into() });
+    }
+
+    /// `vote.sync` of predicate `a` over the whole warp: a predicate (`all`, `any`) or a b32
+    /// mask (`ballot`).
+    pub fn vote(&mut self, mode: VoteMode, a: Reg) -> Reg {
+        let dst = self.reg(if mode == VoteMode::Ballot { Ty::B32 } else { Ty::Pred });
+        self.push(Inst::Vote { mode, dst, a, mask: u32::MAX });
+        dst
+    }
+
+    /// `redux.sync.{op}.{ty}` of `a` over the whole warp.
+    pub fn redux(&mut self, op: BinOp, ty: Ty, a: impl Into<Operand>) -> Reg {
+        let dst = self.reg(ty);
+        self.push(Inst::Redux { op, ty, dst, a: a.into(), mask: u32::MAX });
+        dst
+    }
+
+    /// `cp.async` of `size` bytes from global `src` to shared `dst` (`cg` for 16 bytes past L1),
+    /// reading only `src_size` bytes where given and zero-filling the rest.
+    pub fn cp_async(
+        &mut self,
+        cg: bool,
+        size: u32,
+        dst: impl Into<Operand>,
+        src: impl Into<Operand>,
+        src_size: Option<Operand>,
+    ) {
+        self.push(Inst::CpAsync { cg, size, dst: dst.into(), dst_offset: 0, src: src.into(), src_offset: 0, src_size });
+    }
+
+    /// `cp.async.commit_group`.
+    pub fn cp_async_commit(&mut self) {
+        self.push(Inst::CpAsyncCommit);
+    }
+
+    /// `cp.async.wait_group n`.
+    pub fn cp_async_wait(&mut self, n: u32) {
+        self.push(Inst::CpAsyncWait { n });
+    }
+
+    /// `cp.async.wait_all`.
+    pub fn cp_async_wait_all(&mut self) {
+        self.push(Inst::CpAsyncWaitAll);
     }
 
     /// Collects the statements `f` appends.

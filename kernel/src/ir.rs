@@ -349,6 +349,65 @@ pub enum Inst {
     /// column-major in two, C and D 16×8 f32 in four); see `docs/kernel.md` for the element
     /// layout and the accumulation order. `d` may name the registers of `c`.
     Mma { shape: MmaShape, atype: MmaElem, btype: MmaElem, d: [Reg; 4], a: [Reg; 4], b: [Reg; 2], c: [Operand; 4] },
+    /// `atom.{space}.{op}.{ty}` (with `dst`, which receives the value before the update) or
+    /// `red.{space}.{op}.{ty}` (without): one indivisible read-modify-write of the value of
+    /// type `ty` at `addr + offset` (aligned to its size) with `src`. `op` is `Add` (u32, s32,
+    /// u64, f32) or `Max` (u32, s32, u64); the space is global or shared. The lanes of a warp
+    /// apply in lane order; an f32 add rounds to nearest even (global: subnormal inputs and
+    /// results flushed to signed zero, as the hardware does), so its result depends on the order.
+    Atom { space: Space, op: BinOp, ty: Ty, dst: Option<Reg>, addr: Operand, offset: i64, src: Operand },
+    /// `vote.sync.{all,any}.pred` / `vote.sync.ballot.b32`: the predicate `a` of every lane of
+    /// `mask` (which must be the lanes executing it) combined: all true, any true, or a word
+    /// with bit `l` set where lane `l`'s is true.
+    Vote { mode: VoteMode, dst: Reg, a: Reg, mask: u32 },
+    /// `redux.sync.{op}.{ty}`: `a` of every lane of `mask` (the lanes executing it) reduced with
+    /// `op` — `Add`, `Min`, `Max` at u32 or s32 (add wraps), `And`, `Or`, `Xor` at b32 — the
+    /// result in every lane.
+    Redux { op: BinOp, ty: Ty, dst: Reg, a: Operand, mask: u32 },
+    /// `cp.async.{ca,cg}.shared.global [dst + dst_offset], [src + src_offset], size{, src_size}`:
+    /// an asynchronous copy of `size` bytes (`cg`: 16; `ca`: 4, 8 or 16; both addresses aligned
+    /// to it) from global to shared memory, of which only the first `src_size` (u32, at most
+    /// `size`; absent: all) are read and the rest are zero. The copy joins the thread's open
+    /// group; its bytes land when a wait completes that group, and touching them before is an
+    /// error in the simulator.
+    CpAsync {
+        cg: bool,
+        size: u32,
+        dst: Operand,
+        dst_offset: i64,
+        src: Operand,
+        src_offset: i64,
+        src_size: Option<Operand>,
+    },
+    /// `cp.async.commit_group`: closes the thread's open group of copies.
+    CpAsyncCommit,
+    /// `cp.async.wait_group n`: waits until at most the `n` most recent committed groups of
+    /// the thread are still in flight.
+    CpAsyncWait { n: u32 },
+    /// `cp.async.wait_all`: commits the open group and waits for every copy of the thread.
+    CpAsyncWaitAll,
+}
+
+/// How `vote.sync` combines the lanes' predicates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum VoteMode {
+    /// True where every lane's predicate is.
+    All,
+    /// True where some lane's predicate is.
+    Any,
+    /// The predicates as a 32-bit mask, bit per lane.
+    Ballot,
+}
+
+impl VoteMode {
+    /// The PTX spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            VoteMode::All => "all",
+            VoteMode::Any => "any",
+            VoteMode::Ballot => "ballot",
+        }
+    }
 }
 
 /// The shape of an `mma.sync` (M×N×K).

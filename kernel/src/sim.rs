@@ -16,10 +16,13 @@
 //! - shared-memory races by barrier epoch: two warps touching the same bytes between two
 //!   barriers, one writing; and lanes of one warp exchanging data through shared memory
 //!   without `bar.warp.sync` in between (threads of a warp are scheduled independently since
-//!   Volta: lock-step here must not hide that);
-//! - `shfl.sync` / `bar.warp.sync` with a member mask that does not match the lanes executing
+//!   Volta: lock-step here must not hide that); atomics never race with atomics, but a plain
+//!   access to bytes another warp updates atomically in the epoch does;
+//! - `shfl.sync` / `bar.warp.sync` / `vote.sync` / `redux.sync` with a member mask that does not match the lanes executing
 //!   it, or reading an inactive lane; `ldmatrix` / `mma.sync` without the full warp;
 //! - stores to a read-only buffer, `.nc` loads of a buffer the kernel writes;
+//! - shared bytes of a `cp.async` touched before a wait completes its group, or copies still
+//!   in flight when a thread exits (a barrier completes none);
 //! - integer division by zero; a runaway kernel (an instruction cap per launch).
 //!
 //! # Numerics
@@ -41,9 +44,12 @@ use lathe_numerics as num;
 use crate::frag::{self, MmaInputs};
 use crate::ir::{
     Access, Axis, BinOp, Cmp, Inst, Kernel, LoopKind, Mufu, Operand, Param, Reg, Rounding, ShflMode, Space, Special,
-    Stmt, Ty, UnOp,
+    Stmt, Ty, UnOp, VoteMode,
 };
 use crate::verify::inst_name;
+
+mod atomic;
+mod cp_async;
 
 /// Threads per warp.
 pub const WARP: u32 = 32;
@@ -112,6 +118,9 @@ pub enum ErrorKind {
     NcOfWritten,
     /// Integer division by zero.
     DivisionByZero,
+    /// Shared bytes a `cp.async` is still copying (no wait has completed it) are read or
+    /// written, or a thread exits with copies in flight.
+    CpAsyncPending,
     /// The instruction cap was reached.
     InstructionCap,
 }
@@ -244,6 +253,8 @@ struct Touch {
     wsync: u32,
     /// The instruction serial (accesses of one instruction do not race with each other).
     serial: u64,
+    /// An atomic read-modify-write (atomics do not race with each other).
+    atomic: bool,
 }
 
 /// Per-byte record of shared memory.
@@ -255,6 +266,10 @@ struct SharedByte {
     /// Warps that read it in the current epoch (bit per warp), with the epoch.
     readers: u32,
     readers_epoch: u32,
+    /// Warps that updated it atomically in the current epoch (bit per warp), with the epoch:
+    /// the last writer alone would hide an earlier warp's atomic behind a later one's.
+    atomics: u32,
+    atomics_epoch: u32,
 }
 
 /// Global address of buffer `k`: buffers sit 2^40 apart, above zero.
@@ -343,6 +358,12 @@ struct Cta {
     /// The first read of shared bytes nobody had written yet: reported when the epoch ends,
     /// unless a later write by another warp in the same epoch shows it was a race.
     unwritten_read: Option<SimError>,
+    /// Per shared byte, how many `cp.async` copies not yet completed by a wait write it.
+    pending: Vec<u32>,
+    /// The `cp.async` copies in flight.
+    copies: Vec<cp_async::Copy>,
+    /// Per thread, the groups of copies it has committed so far.
+    groups: Vec<u64>,
 }
 
 impl Machine<'_> {
@@ -374,6 +395,9 @@ impl Machine<'_> {
             local_init: vec![false; threads as usize * self.k.local_bytes as usize],
             epoch: 1,
             unwritten_read: None,
+            pending: vec![0; self.k.shared_bytes as usize],
+            copies: Vec::new(),
+            groups: vec![0; threads as usize],
         };
         let nwarps = threads.div_ceil(WARP);
         let mut warps: Vec<Warp> = (0..nwarps)
@@ -393,6 +417,15 @@ impl Machine<'_> {
                 return Err(e);
             }
             if warps.iter().all(|w| w.done) {
+                if let Some(c) = cta.copies.first() {
+                    return Err(self.err(
+                        ErrorKind::CpAsyncPending,
+                        &cta,
+                        None,
+                        Some(c.thread),
+                        format!("the thread exits with {} cp.async copies no wait completed", cta.copies.len()),
+                    ));
+                }
                 return Ok(());
             }
             // Every warp waits at a barrier or has exited.
@@ -630,6 +663,51 @@ impl Machine<'_> {
                 w.wsync += 1;
                 return Ok(());
             }
+            Inst::Vote { mode, dst, a, mask } => {
+                self.counters.sync += 1;
+                self.check_mask(cta, w, wi, pc, *mask)?;
+                let mut ballot = 0u32;
+                for lane in lanes(w.active) {
+                    if self.read(cta, base + lane, *a, pc)? & 1 == 1 {
+                        ballot |= 1 << lane;
+                    }
+                }
+                let v = match mode {
+                    VoteMode::All => u64::from(ballot == w.active),
+                    VoteMode::Any => u64::from(ballot != 0),
+                    VoteMode::Ballot => u64::from(ballot),
+                };
+                for lane in lanes(w.active) {
+                    self.write(cta, base + lane, *dst, v);
+                }
+                return Ok(());
+            }
+            Inst::Redux { op, ty, dst, a, mask } => {
+                self.counters.sync += 1;
+                self.check_mask(cta, w, wi, pc, *mask)?;
+                let mut acc: Option<u64> = None;
+                for lane in lanes(w.active) {
+                    let x = self.value(cta, base + lane, *a, *ty, pc)?;
+                    // The verifier admits only ops that never divide.
+                    acc = Some(acc.map_or(Some(x), |y| binary(*op, *ty, y, x)).unwrap_or(0));
+                }
+                for lane in lanes(w.active) {
+                    self.write(cta, base + lane, *dst, acc.unwrap_or(0));
+                }
+                return Ok(());
+            }
+            Inst::CpAsync { .. } => {
+                self.counters.memory += 1;
+                return self.cp_async(cta, w, wi, pc, inst);
+            }
+            Inst::CpAsyncCommit | Inst::CpAsyncWait { .. } | Inst::CpAsyncWaitAll => {
+                self.counters.sync += 1;
+                return self.cp_async_group(cta, w, wi, pc, inst);
+            }
+            Inst::Atom { .. } => {
+                self.counters.memory += 1;
+                return self.atom(cta, w, wi, pc, inst);
+            }
             Inst::Ldmatrix { trans, dst, addr, offset } => {
                 self.counters.memory += 1;
                 return self.ldmatrix(cta, w, wi, pc, inst, *trans, dst, *addr, *offset);
@@ -723,7 +801,14 @@ impl Machine<'_> {
                 | Inst::Bar
                 | Inst::BarWarp { .. }
                 | Inst::Ldmatrix { .. }
-                | Inst::Mma { .. } => {
+                | Inst::Mma { .. }
+                | Inst::Atom { .. }
+                | Inst::Vote { .. }
+                | Inst::Redux { .. }
+                | Inst::CpAsync { .. }
+                | Inst::CpAsyncCommit
+                | Inst::CpAsyncWait { .. }
+                | Inst::CpAsyncWaitAll => {
                     continue;
                 }
             };
@@ -930,58 +1015,7 @@ impl Machine<'_> {
         let mut sectors = BTreeSet::new();
         for &(lane, a) in touched {
             let t = wi * WARP + lane;
-            let index = (a >> 40).checked_sub(1).map(|i| i as usize);
-            let Some(i) = index.filter(|&i| i < self.args.len()) else {
-                return Err(self.err(
-                    ErrorKind::OutOfBounds,
-                    cta,
-                    Some(pc),
-                    Some(t),
-                    format!("address {a:#x} is in no buffer"),
-                ));
-            };
-            let kernel = self.k;
-            let Param::Buffer { name, access, .. } = &kernel.params[i] else {
-                return Err(self.err(
-                    ErrorKind::OutOfBounds,
-                    cta,
-                    Some(pc),
-                    Some(t),
-                    format!("address {a:#x} is in no buffer"),
-                ));
-            };
-            let off = a - buffer_base(i);
-            let len = match &self.args[i] {
-                Arg::Buffer(b) => b.len() as u64,
-                Arg::Scalar(_) => 0,
-            };
-            if off.checked_add(size).is_none_or(|end| end > len) {
-                return Err(self.err(
-                    ErrorKind::OutOfBounds,
-                    cta,
-                    Some(pc),
-                    Some(t),
-                    format!("bytes [{off}, {}) of buffer `{name}` ({len} bytes)", off.saturating_add(size)),
-                ));
-            }
-            if store && *access == Access::ReadOnly {
-                return Err(self.err(
-                    ErrorKind::WriteReadOnly,
-                    cta,
-                    Some(pc),
-                    Some(t),
-                    format!("a store to read-only buffer `{name}`"),
-                ));
-            }
-            if nc && *access == Access::Written {
-                return Err(self.err(
-                    ErrorKind::NcOfWritten,
-                    cta,
-                    Some(pc),
-                    Some(t),
-                    format!("a .nc load of buffer `{name}`, which this kernel writes"),
-                ));
-            }
+            let (i, off) = self.global_slot(cta, pc, t, a, size, store, nc)?;
             for s in (a / 32)..(a + size).div_ceil(32) {
                 sectors.insert(s);
             }
@@ -1011,6 +1045,64 @@ impl Machine<'_> {
         Ok(())
     }
 
+    /// The buffer and byte offset of a global access of `size` bytes at `a` by thread `t`, after
+    /// the checks every global access takes: inside a buffer, no store to a read-only one, no
+    /// `.nc` load of one the kernel writes.
+    #[allow(clippy::too_many_arguments)]
+    fn global_slot(
+        &self,
+        cta: &Cta,
+        pc: usize,
+        t: u32,
+        a: u64,
+        size: u64,
+        store: bool,
+        nc: bool,
+    ) -> Result<(usize, u64), SimError> {
+        let no_buffer =
+            || self.err(ErrorKind::OutOfBounds, cta, Some(pc), Some(t), format!("address {a:#x} is in no buffer"));
+        let index = (a >> 40).checked_sub(1).map(|i| i as usize);
+        let Some(i) = index.filter(|&i| i < self.args.len()) else {
+            return Err(no_buffer());
+        };
+        let Param::Buffer { name, access, .. } = &self.k.params[i] else {
+            return Err(no_buffer());
+        };
+        let off = a - buffer_base(i);
+        let len = match &self.args[i] {
+            Arg::Buffer(b) => b.len() as u64,
+            Arg::Scalar(_) => 0,
+        };
+        if off.checked_add(size).is_none_or(|end| end > len) {
+            return Err(self.err(
+                ErrorKind::OutOfBounds,
+                cta,
+                Some(pc),
+                Some(t),
+                format!("bytes [{off}, {}) of buffer `{name}` ({len} bytes)", off.saturating_add(size)),
+            ));
+        }
+        if store && *access == Access::ReadOnly {
+            return Err(self.err(
+                ErrorKind::WriteReadOnly,
+                cta,
+                Some(pc),
+                Some(t),
+                format!("a store to read-only buffer `{name}`"),
+            ));
+        }
+        if nc && *access == Access::Written {
+            return Err(self.err(
+                ErrorKind::NcOfWritten,
+                cta,
+                Some(pc),
+                Some(t),
+                format!("a .nc load of buffer `{name}`, which this kernel writes"),
+            ));
+        }
+        Ok((i, off))
+    }
+
     fn k_ty(&self, inst: &Inst) -> Ty {
         match inst {
             Inst::Ld { ty, .. } | Inst::St { ty, .. } => *ty,
@@ -1036,92 +1128,11 @@ impl Machine<'_> {
         }
         self.counters.shared_requests += 1;
         self.counters.bank_replays += bank_replays(touched, size);
-        let total = u64::from(self.k.shared_bytes);
         let serial = self.serial;
+        let how = if store { Use::Write } else { Use::Read };
         for &(lane, a) in touched {
             let t = wi * WARP + lane;
-            if a.checked_add(size).is_none_or(|end| end > total) {
-                return Err(self.err(
-                    ErrorKind::OutOfBounds,
-                    cta,
-                    Some(pc),
-                    Some(t),
-                    format!("shared bytes [{a}, {}) of {total}", a.saturating_add(size)),
-                ));
-            }
-            let me = Touch { epoch: cta.epoch, warp: wi as u16, lane: lane as u8, wsync: w.wsync, serial };
-            for byte in a..a + size {
-                let rec = cta.shared_meta[byte as usize];
-                let current = |x: Option<Touch>| x.filter(|x| x.epoch == cta.epoch && x.serial != serial);
-                let conflict = |other: Touch, what: &str| -> Option<SimError> {
-                    if u32::from(other.warp) != wi {
-                        Some(self.err(
-                            ErrorKind::SharedRace,
-                            cta,
-                            Some(pc),
-                            Some(t),
-                            format!(
-                                "shared byte {byte}: {what} by warp {} and warp {wi} with no bar.sync between",
-                                other.warp
-                            ),
-                        ))
-                    } else if u32::from(other.lane) != lane && other.wsync == w.wsync {
-                        Some(self.err(
-                            ErrorKind::WarpSyncMissing,
-                            cta,
-                            Some(pc),
-                            Some(t),
-                            format!(
-                                "shared byte {byte}: {what} by lanes {} and {lane} of warp {wi} with no bar.warp.sync between",
-                                other.lane
-                            ),
-                        ))
-                    } else {
-                        None
-                    }
-                };
-                if let Some(prev) = current(rec.write) {
-                    if let Some(e) = conflict(prev, if store { "written" } else { "written then read" }) {
-                        return Err(e);
-                    }
-                }
-                if store {
-                    if let Some(prev) = current(rec.read) {
-                        if let Some(e) = conflict(prev, "read then written") {
-                            return Err(e);
-                        }
-                    }
-                    if rec.readers_epoch == cta.epoch && rec.readers & !(1u32 << (wi % 32)) != 0 {
-                        return Err(self.err(
-                            ErrorKind::SharedRace,
-                            cta,
-                            Some(pc),
-                            Some(t),
-                            format!("shared byte {byte}: read by another warp, then written by warp {wi} with no bar.sync between"),
-                        ));
-                    }
-                } else if !rec.written && cta.unwritten_read.is_none() {
-                    cta.unwritten_read = Some(self.err(
-                        ErrorKind::UninitializedMemory,
-                        cta,
-                        Some(pc),
-                        Some(t),
-                        format!("shared byte {byte} is read before any thread writes it"),
-                    ));
-                }
-                let m = &mut cta.shared_meta[byte as usize];
-                if store {
-                    m.written = true;
-                    m.write = Some(me);
-                } else {
-                    m.read = Some(me);
-                    if m.readers_epoch != cta.epoch {
-                        m.readers_epoch = cta.epoch;
-                        m.readers = 0;
-                    }
-                    m.readers |= 1 << (wi % 32);
-                }
-            }
+            self.track_shared(cta, w, wi, pc, lane, a, size, serial, how)?;
             let n = (size / elem) as usize;
             for k in 0..n {
                 let at = (a + k as u64 * elem) as usize;
@@ -1136,6 +1147,157 @@ impl Machine<'_> {
         }
         Ok(())
     }
+
+    /// The checks of one lane's access to shared bytes `[a, a + size)` and their record: bounds,
+    /// races by epoch (atomics never race with atomics), `bar.warp.sync` between lanes, reads of
+    /// bytes never written, and bytes a `cp.async` has not delivered yet.
+    #[allow(clippy::too_many_arguments)]
+    fn track_shared(
+        &self,
+        cta: &mut Cta,
+        w: &Warp,
+        wi: u32,
+        pc: usize,
+        lane: u32,
+        a: u64,
+        size: u64,
+        serial: u64,
+        how: Use,
+    ) -> Result<(), SimError> {
+        let t = wi * WARP + lane;
+        let total = u64::from(self.k.shared_bytes);
+        if a.checked_add(size).is_none_or(|end| end > total) {
+            return Err(self.err(
+                ErrorKind::OutOfBounds,
+                cta,
+                Some(pc),
+                Some(t),
+                format!("shared bytes [{a}, {}) of {total}", a.saturating_add(size)),
+            ));
+        }
+        let atomic = how == Use::Atomic;
+        let writes = how != Use::Read;
+        let me = Touch { epoch: cta.epoch, warp: wi as u16, lane: lane as u8, wsync: w.wsync, serial, atomic };
+        for byte in a..a + size {
+            let rec = cta.shared_meta[byte as usize];
+            let current = |x: Option<Touch>| x.filter(|x| x.epoch == cta.epoch && x.serial != serial);
+            let conflict = |other: Touch, what: &str| -> Option<SimError> {
+                if other.atomic && atomic {
+                    None
+                } else if u32::from(other.warp) != wi {
+                    Some(self.err(
+                        ErrorKind::SharedRace,
+                        cta,
+                        Some(pc),
+                        Some(t),
+                        format!(
+                            "shared byte {byte}: {what} by warp {} and warp {wi} with no bar.sync between",
+                            other.warp
+                        ),
+                    ))
+                } else if u32::from(other.lane) != lane && other.wsync == w.wsync {
+                    Some(self.err(
+                        ErrorKind::WarpSyncMissing,
+                        cta,
+                        Some(pc),
+                        Some(t),
+                        format!(
+                            "shared byte {byte}: {what} by lanes {} and {lane} of warp {wi} with no bar.warp.sync between",
+                            other.lane
+                        ),
+                    ))
+                } else {
+                    None
+                }
+            };
+            if cta.pending.get(byte as usize).is_some_and(|&n| n > 0) {
+                return Err(self.err(
+                    ErrorKind::CpAsyncPending,
+                    cta,
+                    Some(pc),
+                    Some(t),
+                    format!("shared byte {byte} is the destination of a cp.async no wait has completed yet"),
+                ));
+            }
+            if !atomic && rec.atomics_epoch == cta.epoch && rec.atomics & !(1u32 << (wi % 32)) != 0 {
+                return Err(self.err(
+                    ErrorKind::SharedRace,
+                    cta,
+                    Some(pc),
+                    Some(t),
+                    format!(
+                        "shared byte {byte}: updated atomically by another warp, then {} by warp {wi} with no bar.sync between",
+                        if writes { "written" } else { "read" }
+                    ),
+                ));
+            }
+            if let Some(prev) = current(rec.write) {
+                if let Some(e) = conflict(prev, if writes { "written" } else { "written then read" }) {
+                    return Err(e);
+                }
+            }
+            if writes {
+                if let Some(prev) = current(rec.read) {
+                    if let Some(e) = conflict(prev, "read then written") {
+                        return Err(e);
+                    }
+                }
+                if rec.readers_epoch == cta.epoch && rec.readers & !(1u32 << (wi % 32)) != 0 {
+                    return Err(self.err(
+                        ErrorKind::SharedRace,
+                        cta,
+                        Some(pc),
+                        Some(t),
+                        format!("shared byte {byte}: read by another warp, then written by warp {wi} with no bar.sync between"),
+                    ));
+                }
+            }
+            if how != Use::Write && !rec.written && cta.unwritten_read.is_none() {
+                cta.unwritten_read = Some(self.err(
+                    ErrorKind::UninitializedMemory,
+                    cta,
+                    Some(pc),
+                    Some(t),
+                    format!("shared byte {byte} is read before any thread writes it"),
+                ));
+            }
+            let m = &mut cta.shared_meta[byte as usize];
+            if writes {
+                m.written = true;
+                // An atomic keeps a plain write of this epoch on record: that write is what a
+                // later atomic of another warp races with (atomics among themselves are in
+                // `atomics`).
+                let plain_write = m.write.is_some_and(|x| x.epoch == cta.epoch && !x.atomic);
+                if !(atomic && plain_write) {
+                    m.write = Some(me);
+                }
+                if atomic {
+                    if m.atomics_epoch != cta.epoch {
+                        m.atomics_epoch = cta.epoch;
+                        m.atomics = 0;
+                    }
+                    m.atomics |= 1 << (wi % 32);
+                }
+            } else {
+                m.read = Some(me);
+                if m.readers_epoch != cta.epoch {
+                    m.readers_epoch = cta.epoch;
+                    m.readers = 0;
+                }
+                m.readers |= 1 << (wi % 32);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How an access uses shared bytes (for the race checker).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Use {
+    Read,
+    Write,
+    /// A read-modify-write by `atom`/`red`: a write that never races with another atomic.
+    Atomic,
 }
 
 /// Extra wavefronts of one shared access: lanes go in phases (32 lanes of 4-byte accesses,

@@ -39,6 +39,12 @@
 //!           | regs "=" "ldmatrix.sync.aligned.m8n8." ("x1"|"x2"|"x4") [".trans"] ".shared.b16" addr
 //!           | regs "=" "mma.sync.aligned." ("m16n8k16"|"m16n8k32") ".row.col.f32." ELEM "." ELEM ".f32"
 //!                 "{" REG ×4 "}" "," "{" REG ×2 "}" "," "{" operand ×4 "}"   // A, B, C; ELEM: bf16 f16 e4m3 e5m2
+//!           | REG "=" "atom." SPACE "." BINOP "." TY addr "," operand   // the old value
+//!           | "red." SPACE "." BINOP "." TY addr "," operand             // atom without it
+//!           | REG "=" "vote.sync." ("all.pred" | "any.pred" | "ballot.b32") REG "," INT   // mask
+//!           | REG "=" "redux.sync." BINOP "." TY operand "," INT                        // mask
+//!           | "cp.async." ("ca" | "cg") ".shared.global" addr "," addr "," INT ["," operand]
+//!           | "cp.async.commit_group" | "cp.async.wait_group" INT | "cp.async.wait_all"
 //! regs     := REG | "{" [REG ("," REG)*] "}"               // a list when N ≠ 1
 //! operands := operand | "{" [operand ("," operand)*] "}"
 //! addr     := "[" operand [("+" | "-") INT] "]"            // the byte offset

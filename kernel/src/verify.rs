@@ -5,7 +5,9 @@
 
 use std::fmt;
 
-use crate::ir::{BinOp, Inst, Kernel, LoopKind, MmaShape, Operand, Param, Reg, ShflMode, Stmt, Ty, UnOp};
+use crate::ir::{
+    BinOp, Inst, Kernel, LoopKind, MmaShape, Operand, Param, Reg, ShflMode, Space, Stmt, Ty, UnOp, VoteMode,
+};
 
 /// One verifier error.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -273,6 +275,61 @@ impl Verifier<'_> {
                 }
                 Ok(())
             }
+            Inst::Atom { space, op, ty, dst, addr, src, .. } => {
+                let ok = match op {
+                    BinOp::Add => matches!(ty, Ty::U32 | Ty::S32 | Ty::U64 | Ty::F32),
+                    BinOp::Max => matches!(ty, Ty::U32 | Ty::S32 | Ty::U64),
+                    _ => false,
+                };
+                if !ok {
+                    return Err(format!("atom.{:?}.{} is not supported", op, ty.name()).to_lowercase());
+                }
+                if !matches!(space, Space::Global | Space::Shared) {
+                    return Err(format!("atomics in the {} space are not supported", space.name()));
+                }
+                if let Some(d) = dst {
+                    self.reg(*d, *ty)?;
+                }
+                self.operand(*src, *ty)?;
+                self.operand(*addr, Ty::U64)
+            }
+            Inst::CpAsync { cg, size, dst, src, src_size, .. } => {
+                let ok = if *cg { *size == 16 } else { matches!(size, 4 | 8 | 16) };
+                if !ok {
+                    return Err(format!(
+                        "cp.async.{} copies {}, not {size} bytes",
+                        if *cg { "cg" } else { "ca" },
+                        if *cg { "16" } else { "4, 8 or 16" }
+                    ));
+                }
+                if let Some(Operand::Imm(n)) = src_size {
+                    if *n > u64::from(*size) {
+                        return Err(format!("a source size of {n} bytes is above the copy's {size}"));
+                    }
+                }
+                if let Some(o) = src_size {
+                    self.operand(*o, Ty::U32)?;
+                }
+                self.operand(*dst, Ty::U64)?;
+                self.operand(*src, Ty::U64)
+            }
+            Inst::CpAsyncCommit | Inst::CpAsyncWait { .. } | Inst::CpAsyncWaitAll => Ok(()),
+            Inst::Vote { mode, dst, a, .. } => {
+                self.reg(*dst, if *mode == VoteMode::Ballot { Ty::B32 } else { Ty::Pred })?;
+                self.reg(*a, Ty::Pred)
+            }
+            Inst::Redux { op, ty, dst, a, .. } => {
+                let ok = match op {
+                    BinOp::Add | BinOp::Min | BinOp::Max => matches!(ty, Ty::U32 | Ty::S32),
+                    BinOp::And | BinOp::Or | BinOp::Xor => *ty == Ty::B32,
+                    _ => false,
+                };
+                if !ok {
+                    return Err(format!("redux.sync.{:?}.{} is not an op", op, ty.name()).to_lowercase());
+                }
+                self.reg(*dst, *ty)?;
+                self.operand(*a, *ty)
+            }
         }
     }
 }
@@ -327,5 +384,20 @@ pub fn inst_name(i: &Inst) -> String {
         Inst::Mma { shape, atype, btype, .. } => {
             format!("mma.sync.aligned.{}.row.col.f32.{}.{}.f32", shape.name(), atype.name(), btype.name())
         }
+        Inst::Atom { space, op, ty, dst, .. } => format!(
+            "{}.{}.{}.{}",
+            if dst.is_some() { "atom" } else { "red" },
+            space.name(),
+            format!("{op:?}").to_lowercase(),
+            ty.name()
+        ),
+        Inst::Vote { mode, .. } => {
+            format!("vote.sync.{}.{}", mode.name(), if *mode == VoteMode::Ballot { "b32" } else { "pred" })
+        }
+        Inst::CpAsync { cg, .. } => format!("cp.async.{}.shared.global", if *cg { "cg" } else { "ca" }),
+        Inst::CpAsyncCommit => "cp.async.commit_group".into(),
+        Inst::CpAsyncWait { .. } => "cp.async.wait_group".into(),
+        Inst::CpAsyncWaitAll => "cp.async.wait_all".into(),
+        Inst::Redux { op, ty, .. } => format!("redux.sync.{}.{}", format!("{op:?}").to_lowercase(), ty.name()),
     }
 }

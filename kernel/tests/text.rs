@@ -5,7 +5,7 @@
 use lathe_kernel::build::{f32_imm, int_imm, KernelBuilder};
 use lathe_kernel::ir::{
     Access, Axis, BinOp, Cmp, Inst, Kernel, LoopKind, MmaElem, Mufu, Operand, Param, Reg, Rounding, ShflMode, Space,
-    Special, Stmt, Ty, UnOp,
+    Special, Stmt, Ty, UnOp, VoteMode,
 };
 use lathe_kernel::text::{parse, print, MAX_INPUT_BYTES, MAX_NESTING};
 use lathe_kernel::verify::{inst_name, verify};
@@ -164,6 +164,32 @@ fn everything() -> Kernel {
     b.st(Space::Shared, Ty::F32, base, 48, &[v4[3].into(), f32_imm(1.0), f.into(), v4[0].into()]);
     b.st(Space::Global, Ty::S64, y, 8, &[s.into()]);
     b.ld(Space::Shared, Ty::B16, 1, base, -2, false);
+    b.atom(Space::Global, BinOp::Add, Ty::U32, y, 0, lane);
+    b.atom(Space::Shared, BinOp::Add, Ty::F32, base, -4, f);
+    b.red(Space::Shared, BinOp::Max, Ty::U64, base, 8, int_imm(3));
+    b.red(Space::Global, BinOp::Max, Ty::S32, y, 4, int_imm(-1));
+    for mode in [VoteMode::All, VoteMode::Any, VoteMode::Ballot] {
+        b.vote(mode, p);
+    }
+    for (op, ty) in [(BinOp::Add, Ty::U32), (BinOp::Min, Ty::U32), (BinOp::Max, Ty::U32), (BinOp::Xor, Ty::B32)] {
+        b.redux(op, ty, lane);
+    }
+    b.redux(BinOp::And, Ty::B32, int_imm(0xff));
+    b.cp_async(true, 16, base, x, Some(lane.into()));
+    b.cp_async(false, 4, int_imm(64), x, None);
+    b.push(Inst::CpAsync {
+        cg: false,
+        size: 8,
+        dst: base.into(),
+        dst_offset: 8,
+        src: x.into(),
+        src_offset: -8,
+        src_size: Some(int_imm(3)),
+    });
+    b.cp_async_commit();
+    b.cp_async_wait(1);
+    b.cp_async_wait_all();
+    b.redux(BinOp::Min, Ty::S32, int_imm(-3));
     b.if_else(
         p,
         |b| {
@@ -493,6 +519,14 @@ fn malformed_text_fails_where_it_is_wrong() {
         (format!("{head}  %r0 = cvt.rn.rz.f32.u32 %r0\n}}"), 4, 9, "unexpected `.rz`"),
         (format!("{head}  %r0 = ex2.f32 %r0\n}}"), 4, 9, "expected `ex2.approx.f32`"),
         (format!("{head}  %r0 = mov 1 # 2\n}}"), 4, 15, "unexpected character '#'"),
+        (format!("{head}  %r0 = red.global.add.u32 [%r0], 1\n}}"), 4, 9, "writes no register"),
+        (format!("{head}  atom.global.add.u32 [%r0], 1\n}}"), 4, 3, "writes one register"),
+        (format!("{head}  red.global.nand.u32 [%r0], 1\n}}"), 4, 3, "unknown operation `nand`"),
+        (format!("{head}  %r1 = vote.sync.all.b32 %r1, 0xffffffff\n}}"), 4, 9, "gives .pred"),
+        (format!("{head}  %r1 = vote.sync.most.pred %r1, 0xffffffff\n}}"), 4, 9, "unknown vote"),
+        (format!("{head}  %r0 = redux.sync.add.u32 %r0\n}}"), 4, 31, "expected `,`"),
+        (format!("{head}  cp.async.cx.shared.global [%r0], [%r0], 16\n}}"), 4, 3, "unknown cache operator"),
+        (format!("{head}  cp.async.wait_group\n}}"), 4, 22, "expected an integer"),
         (format!("{head}}}\n}}"), 5, 1, "expected end of input"),
     ];
     let mut wrong = Vec::new();

@@ -9,7 +9,7 @@ use super::{
     from_name, special_from_name, TextError, ACCESSES, BINOPS, CMPS, MAX_INPUT_BYTES, MAX_NESTING, MODES, MUFUS,
     ROUNDINGS, SPACES, UNOPS,
 };
-use crate::ir::{BinOp, Inst, Kernel, LoopKind, MmaElem, MmaShape, Operand, Param, Reg, Space, Stmt, Ty};
+use crate::ir::{BinOp, Inst, Kernel, LoopKind, MmaElem, MmaShape, Operand, Param, Reg, Space, Stmt, Ty, VoteMode};
 
 /// Reads kernel text (see the module documentation for the grammar).
 pub fn parse(text: &str) -> Result<Kernel, TextError> {
@@ -622,6 +622,84 @@ impl Parser<'_> {
                 let c = self.operands([Some(Ty::F32); 4])?;
                 self.punct('}')?;
                 Ok(Inst::Mma { shape, atype, btype, d, a, b, c })
+            }
+            [kind @ ("atom" | "red"), space, op, _] => {
+                let space = self.space(space, mnemonic, mt)?;
+                let Some(op) = from_name(&BINOPS, op) else {
+                    return bad(format!("`{mnemonic}`: unknown operation `{op}`"));
+                };
+                let ty = ty_at(3)?;
+                let dst = match (dsts, *kind) {
+                    (Dsts::One(r), "atom") => Some(r),
+                    (Dsts::None, "red") => None,
+                    (_, "atom") => {
+                        return bad(format!("`{mnemonic}` writes one register: `%rN = {mnemonic} [...], x`"))
+                    }
+                    _ => return bad(format!("`{mnemonic}` writes no register (`atom` returns the old value)")),
+                };
+                let (addr, offset) = self.address()?;
+                self.punct(',')?;
+                let src = self.operand(Some(ty))?;
+                Ok(Inst::Atom { space, op, ty, dst, addr, offset, src })
+            }
+            ["cp", "async", cache, "shared", "global"] => {
+                let cg = match *cache {
+                    "cg" => true,
+                    "ca" => false,
+                    _ => return bad(format!("`{mnemonic}`: unknown cache operator `{cache}` (ca or cg)")),
+                };
+                if !matches!(dsts, Dsts::None) {
+                    return bad(format!("`{mnemonic}` writes no register"));
+                }
+                let (dst, dst_offset) = self.address()?;
+                self.punct(',')?;
+                let (src, src_offset) = self.address()?;
+                self.punct(',')?;
+                let t = self.next()?;
+                let size = self.uint(&t, u64::from(u32::MAX))? as u32;
+                let src_size = if self.is_punct(',')? {
+                    self.next()?;
+                    Some(self.operand(Some(Ty::U32))?)
+                } else {
+                    None
+                };
+                Ok(Inst::CpAsync { cg, size, dst, dst_offset, src, src_offset, src_size })
+            }
+            ["cp", "async", what] if matches!(dsts, Dsts::None) => match *what {
+                "commit_group" => Ok(Inst::CpAsyncCommit),
+                "wait_all" => Ok(Inst::CpAsyncWaitAll),
+                "wait_group" => {
+                    let t = self.next()?;
+                    Ok(Inst::CpAsyncWait { n: self.uint(&t, u64::from(u32::MAX))? as u32 })
+                }
+                _ => bad(format!("unknown instruction `{mnemonic}`")),
+            },
+            ["vote", "sync", mode, rty] => {
+                let Some(mode) =
+                    [VoteMode::All, VoteMode::Any, VoteMode::Ballot].into_iter().find(|m| m.name() == *mode)
+                else {
+                    return bad(format!("`{mnemonic}`: unknown vote `{mode}`"));
+                };
+                let want = if mode == VoteMode::Ballot { "b32" } else { "pred" };
+                if *rty != want {
+                    return bad(format!("`{mnemonic}`: vote.sync.{} gives .{want}", mode.name()));
+                }
+                let dst = one(&dsts)?;
+                let a = self.reg()?;
+                self.punct(',')?;
+                let mask = self.mask()?;
+                Ok(Inst::Vote { mode, dst, a, mask })
+            }
+            ["redux", "sync", op, _] => {
+                let Some(op) = from_name(&BINOPS, op) else {
+                    return bad(format!("`{mnemonic}`: unknown operation `{op}`"));
+                };
+                let ty = ty_at(3)?;
+                let dst = one(&dsts)?;
+                let [a] = self.operands([Some(ty)])?;
+                self.punct(',')?;
+                let mask = self.mask()?;
+                Ok(Inst::Redux { op, ty, dst, a, mask })
             }
             ["bar", "sync"] => match dsts {
                 Dsts::None => Ok(Inst::Bar),

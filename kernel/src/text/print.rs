@@ -200,5 +200,25 @@ fn inst(i: &Inst) -> String {
                 list(c)
             )
         }
+        Inst::Atom { dst, addr: a, offset, src, .. } => {
+            let line = format!("{} {}, {}", crate::verify::inst_name(i), addr(*a, *offset), o(src));
+            match dst {
+                Some(d) => format!("{} = {line}", r(d)),
+                None => line,
+            }
+        }
+        Inst::CpAsync { size, dst, dst_offset, src, src_offset, src_size, .. } => {
+            let tail = src_size.map_or(String::new(), |n| format!(", {}", o(&n)));
+            format!(
+                "{} {}, {}, {size}{tail}",
+                crate::verify::inst_name(i),
+                addr(*dst, *dst_offset),
+                addr(*src, *src_offset)
+            )
+        }
+        Inst::CpAsyncCommit | Inst::CpAsyncWaitAll => crate::verify::inst_name(i),
+        Inst::CpAsyncWait { n } => format!("cp.async.wait_group {n}"),
+        Inst::Vote { dst, a, mask, .. } => format!("{} = {} {}, {mask:#x}", r(dst), crate::verify::inst_name(i), r(a)),
+        Inst::Redux { dst, a, mask, .. } => format!("{} = {} {}, {mask:#x}", r(dst), crate::verify::inst_name(i), o(a)),
     }
 }
