@@ -147,6 +147,15 @@ impl KernelBuilder {
         dst
     }
 
+    /// Packs two f32 values into `to` (`a` in the upper half, `b` in the lower); fp8 packs are
+    /// `.satfinite`.
+    pub fn cvt_pack(&mut self, to: Ty, a: impl Into<Operand>, b: impl Into<Operand>) -> Reg {
+        let dst = self.reg(to);
+        let satfinite = matches!(to, Ty::E4m3x2 | Ty::E5m2x2);
+        self.push(Inst::CvtPack { to, satfinite, dst, a: a.into(), b: b.into() });
+        dst
+    }
+
     /// A MUFU approximation of `a` (f32).
     pub fn mufu(&mut self, op: Mufu, a: impl Into<Operand>) -> Reg {
         let dst = self.reg(Ty::F32);

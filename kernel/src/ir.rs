@@ -323,6 +323,10 @@ pub enum Inst {
     /// `dst (to) = cvt src (from)`, with a rounding where the conversion rounds and
     /// `.satfinite` where asked.
     Cvt { to: Ty, from: Ty, rounding: Option<Rounding>, satfinite: bool, dst: Reg, src: Operand },
+    /// `dst (to) = cvt.rn[.satfinite].to.f32 a, b`: two f32 values rounded to nearest into one
+    /// packed register (`f16x2`, `bf16x2`, `e4m3x2`, `e5m2x2`; the fp8 forms are always
+    /// `.satfinite`). As the PTX ISA states, the FIRST source goes to the UPPER half.
+    CvtPack { to: Ty, satfinite: bool, dst: Reg, a: Operand, b: Operand },
     /// `dst = mufu(a)` (f32).
     Mufu { op: Mufu, dst: Reg, a: Operand },
     /// A load of `dst.len()` (1, 2 or 4) consecutive values of type `ty` from `space` at

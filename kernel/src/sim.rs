@@ -785,6 +785,11 @@ impl Machine<'_> {
                     let x = self.value(cta, t, *src, *from, pc)?;
                     (*dst, convert(*to, *from, *rounding, *satfinite, x))
                 }
+                Inst::CvtPack { to, satfinite, dst, a, b } => {
+                    let hi = f(self.value(cta, t, *a, Ty::F32, pc)?);
+                    let lo = f(self.value(cta, t, *b, Ty::F32, pc)?);
+                    (*dst, pack(*to, *satfinite, hi, lo))
+                }
                 Inst::Mufu { op, dst, a } => {
                     let x = f64::from(f(self.value(cta, t, *a, Ty::F32, pc)?));
                     let y = match op {
@@ -1488,6 +1493,20 @@ fn convert(to: Ty, from: Ty, _rounding: Option<Rounding>, satfinite: bool, x: u6
         }
         None => 0,
     }
+}
+
+/// Two f32 values packed into `to`: `hi` (the instruction's first source) in the upper half.
+fn pack(to: Ty, satfinite: bool, hi: f32, lo: f32) -> u64 {
+    let one = |x: f32| -> u64 {
+        match to {
+            Ty::E4m3x2 => u64::from(num::f32_to_e4m3(x)),
+            Ty::E5m2x2 => u64::from(num::f32_to_e5m2(x)),
+            Ty::F16x2 => convert(Ty::F16, Ty::F32, Some(Rounding::Rn), satfinite, u64::from(x.to_bits())),
+            _ => convert(Ty::Bf16, Ty::F32, Some(Rounding::Rn), satfinite, u64::from(x.to_bits())),
+        }
+    };
+    let half = to.bits() / 2;
+    one(hi) << half | one(lo)
 }
 
 /// The value of an `Axis` for messages and tests.

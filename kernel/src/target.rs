@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use crate::ir::{Inst, Kernel, MmaElem, Stmt};
+use crate::ir::{Inst, Kernel, MmaElem, Stmt, Ty};
 use crate::verify::{inst_name, KernelVerifyError};
 
 /// An SM architecture lathe compiles for.
@@ -128,6 +128,9 @@ fn needs(inst: &Inst, target: &Target) -> Option<String> {
             } else {
                 None
             }
+        }
+        Inst::CvtPack { to: Ty::E4m3x2 | Ty::E5m2x2, .. } if target.sm < Sm::Sm89 => {
+            Some(format!("fp8 conversions need sm_89 or later, not {}", target.sm.name()))
         }
         _ => None,
     }

@@ -30,6 +30,7 @@
 //!           | REG "=" "setp." CMP "." TY operand "," operand  // eq ne lt le gt ge
 //!           | REG "=" "selp." TY operand "," operand "," REG
 //!           | REG "=" "cvt" [".rn" | ".rz"] [".satfinite"] "." TY "." TY operand   // to, from
+//!           | REG "=" "cvt.rn" [".satfinite"] "." PACKED ".f32" operand "," operand  // first → upper half
 //!           | REG "=" MUFU ".approx.f32" operand              // ex2 rsqrt rcp tanh
 //!           | regs "=" "ld." SPACE [".nc"] [".v"N] "." TY addr
 //!           | "st." SPACE [".v"N] "." TY addr "," operands

@@ -206,6 +206,18 @@ impl Verifier<'_> {
                 self.reg(*dst, *to)?;
                 self.operand(*src, *from)
             }
+            Inst::CvtPack { to, satfinite, dst, a, b } => {
+                match to {
+                    Ty::E4m3x2 | Ty::E5m2x2 if !*satfinite => {
+                        return Err(format!("cvt.rn.{}.f32 needs .satfinite", to.name()))
+                    }
+                    Ty::E4m3x2 | Ty::E5m2x2 | Ty::F16x2 | Ty::Bf16x2 => {}
+                    _ => return Err(format!("cvt.rn.{}.f32 of two sources is not a packing conversion", to.name())),
+                }
+                self.reg(*dst, *to)?;
+                self.operand(*a, Ty::F32)?;
+                self.operand(*b, Ty::F32)
+            }
             Inst::Mufu { dst, a, .. } => {
                 self.reg(*dst, Ty::F32)?;
                 self.operand(*a, Ty::F32)
@@ -370,6 +382,7 @@ pub fn inst_name(i: &Inst) -> String {
         Inst::Setp { cmp, ty, .. } => format!("setp.{}.{}", format!("{cmp:?}").to_lowercase(), ty.name()),
         Inst::Selp { ty, .. } => format!("selp.{}", ty.name()),
         Inst::Cvt { to, from, .. } => format!("cvt.{}.{}", to.name(), from.name()),
+        Inst::CvtPack { to, .. } => format!("cvt.{}.f32", to.name()),
         Inst::Mufu { op, .. } => format!("{}.approx.f32", format!("{op:?}").to_lowercase()),
         Inst::Ld { space, ty, dst, nc, .. } => {
             format!("ld.{}{}{}.{}", space.name(), if *nc { ".nc" } else { "" }, v(dst.len()), ty.name())

@@ -516,3 +516,47 @@ fn conversions_match_lathe_numerics_bit_for_bit() {
         assert!(got[n + j].to_bits() == want_b.to_bits() || (got[n + j].is_nan() && want_b.is_nan()), "bf16 of {v:e}");
     }
 }
+
+#[test]
+fn packed_conversions_put_the_first_source_high_and_match_lathe_numerics() {
+    // Every e4m3 and e5m2 code decoded, and the midpoints between neighbouring e4m3 codes, each
+    // packed as the high source beside its negation as the low one.
+    let mut xs: Vec<f32> = (0..=255u8).map(lathe_numerics::e4m3_to_f32).collect();
+    xs.extend((0..=255u8).map(lathe_numerics::e5m2_to_f32));
+    xs.extend((0..127u8).map(|c| (lathe_numerics::e4m3_to_f32(c) + lathe_numerics::e4m3_to_f32(c + 1)) / 2.0));
+    xs.extend([1e6, -1e6, f32::INFINITY, 1e-12]);
+    let n = xs.len();
+    let mut b = KernelBuilder::new("pack", 256);
+    let x = b.buffer("x", DType::F32, Access::ReadOnly);
+    let y = b.buffer("y", DType::U8, Access::Written);
+    let i = global_index(&mut b);
+    let inside = b.setp(Cmp::Lt, Ty::U32, i, int_imm(n as i64));
+    b.if_then(inside, |b| {
+        let p = addr4(b, x, i);
+        let v = b.ld1(Space::Global, Ty::F32, p, 0);
+        let neg = b.un(lathe_kernel::ir::UnOp::Neg, Ty::F32, v);
+        let e4 = b.cvt_pack(Ty::E4m3x2, v, neg);
+        let e5 = b.cvt_pack(Ty::E5m2x2, v, neg);
+        let h2 = b.cvt_pack(Ty::F16x2, v, neg);
+        // Bytes: [e4m3 pair (2) | e5m2 pair (2) | f16 pair (4)] per element.
+        let wide = b.cvt(Ty::U64, Ty::U32, None, false, i);
+        let off = b.bin(BinOp::Mul, Ty::U64, wide, int_imm(8));
+        let q = b.bin(BinOp::Add, Ty::U64, y, off);
+        b.st(Space::Global, Ty::B16, q, 0, &[e4.into()]);
+        b.st(Space::Global, Ty::B16, q, 2, &[e5.into()]);
+        b.st(Space::Global, Ty::B32, q, 4, &[h2.into()]);
+    });
+    let k = b.finish();
+    let mut args = vec![Arg::Buffer(f32_bytes(&xs)), Arg::Buffer(vec![0; n * 8])];
+    go(&k, launch(n.div_ceil(256) as u32, 256), &mut args).expect("clean");
+    let Arg::Buffer(out) = &args[1] else { panic!("buffer") };
+    for (j, &v) in xs.iter().enumerate() {
+        let o = &out[j * 8..j * 8 + 8];
+        // Little-endian: the low byte (second source) comes first in memory.
+        assert_eq!([o[1], o[0]], [lathe_numerics::f32_to_e4m3(v), lathe_numerics::f32_to_e4m3(-v)], "e4m3 of {v:e}");
+        assert_eq!([o[3], o[2]], [lathe_numerics::f32_to_e5m2(v), lathe_numerics::f32_to_e5m2(-v)], "e5m2 of {v:e}");
+        let hi = u16::from_le_bytes([o[6], o[7]]);
+        let lo = u16::from_le_bytes([o[4], o[5]]);
+        assert_eq!((hi, lo), (lathe_numerics::f32_to_f16_bits(v), lathe_numerics::f32_to_f16_bits(-v)), "f16 of {v:e}");
+    }
+}

@@ -151,6 +151,9 @@ fn everything() -> Kernel {
     b.selp(Ty::F32, f, f32_imm(2.0), np);
     let half = b.cvt(Ty::F16, Ty::F32, Some(Rounding::Rn), true, f);
     b.cvt(Ty::Bf16, Ty::F32, None, false, f);
+    for to in [Ty::E4m3x2, Ty::E5m2x2, Ty::F16x2, Ty::Bf16x2] {
+        b.cvt_pack(to, f, f32_imm(-0.5));
+    }
     b.cvt(Ty::F32, Ty::F16, None, false, half);
     b.cvt(Ty::S32, Ty::F32, Some(Rounding::Rz), false, f);
     for op in [Mufu::Ex2, Mufu::Rsqrt, Mufu::Rcp, Mufu::Tanh] {

@@ -505,6 +505,14 @@ impl Parser<'_> {
                 let to = ty_at(parts.len() - 2)?;
                 let from = ty_at(parts.len() - 1)?;
                 let dst = one(&dsts)?;
+                if to.is_packed() && from == Ty::F32 {
+                    // The packing form: two f32 sources, the first into the upper half.
+                    if rounding != Some(crate::ir::Rounding::Rn) {
+                        return bad(format!("`{mnemonic}`: a packing conversion is `cvt.rn...`"));
+                    }
+                    let [a, b] = self.operands([Some(Ty::F32), Some(Ty::F32)])?;
+                    return Ok(Inst::CvtPack { to, satfinite, dst, a, b });
+                }
                 let [src] = self.operands([Some(from)])?;
                 Ok(Inst::Cvt { to, from, rounding, satfinite, dst, src })
             }

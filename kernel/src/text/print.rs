@@ -164,6 +164,10 @@ fn inst(i: &Inst) -> String {
             let sat = if *satfinite { ".satfinite" } else { "" };
             format!("{} = cvt{rnd}{sat}.{}.{} {}", r(dst), to.name(), from.name(), o(src))
         }
+        Inst::CvtPack { to, satfinite, dst, a, b } => {
+            let sat = if *satfinite { ".satfinite" } else { "" };
+            format!("{} = cvt.rn{sat}.{}.f32 {}, {}", r(dst), to.name(), o(a), o(b))
+        }
         Inst::Mufu { op, dst, a } => format!("{} = {}.approx.f32 {}", r(dst), name_of(&MUFUS, *op), o(a)),
         Inst::Ld { space, ty, dst, addr: a, offset, nc } => {
             let dsts: Vec<Operand> = dst.iter().map(|d| Operand::Reg(*d)).collect();
