@@ -12,9 +12,10 @@
 //! through the IR. Instructions never imply a fused operation: `fma` is its own instruction.
 
 use lathe_numerics::DType;
+use serde::{Deserialize, Serialize};
 
 /// The type of a virtual register (and of an instruction's operation).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Ty {
     /// A predicate (one bit per thread).
     Pred,
@@ -131,11 +132,11 @@ impl Ty {
 }
 
 /// A virtual register: an index into [`Kernel::regs`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Reg(pub u32);
 
 /// An instruction operand.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Operand {
     /// A register.
     Reg(Reg),
@@ -150,7 +151,7 @@ impl From<Reg> for Operand {
 }
 
 /// A state space.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Space {
     /// Device memory: the kernel's buffers.
     Global,
@@ -172,7 +173,7 @@ impl Space {
 }
 
 /// The axis of a three-dimensional special register.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Axis {
     /// `.x`
     X,
@@ -194,7 +195,7 @@ impl Axis {
 }
 
 /// A special register (read-only, `u32`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Special {
     /// `%tid`: the thread's index in its CTA.
     Tid(Axis),
@@ -210,7 +211,7 @@ pub enum Special {
 
 /// An integer or float binary operation (the operands and the result have the instruction's
 /// type; shifts take their amount as `u32`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum BinOp {
     /// `add` (floats: `.rn`).
     Add,
@@ -239,7 +240,7 @@ pub enum BinOp {
 }
 
 /// A comparison of `setp`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Cmp {
     /// `eq` (floats: ordered).
     Eq,
@@ -256,7 +257,7 @@ pub enum Cmp {
 }
 
 /// A unary operation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum UnOp {
     /// `neg`.
     Neg,
@@ -267,7 +268,7 @@ pub enum UnOp {
 }
 
 /// A multi-function-unit approximation (f32 only), with the error the PTX ISA documents.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Mufu {
     /// `ex2.approx.ftz.f32`: 2^x, max relative error 2^-22.
     Ex2,
@@ -280,7 +281,7 @@ pub enum Mufu {
 }
 
 /// The rounding of a conversion.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Rounding {
     /// To nearest, ties to even (`.rn`).
     Rn,
@@ -289,7 +290,7 @@ pub enum Rounding {
 }
 
 /// How `shfl.sync` picks the source lane.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum ShflMode {
     /// From lane `b`.
     Idx,
@@ -302,7 +303,7 @@ pub enum ShflMode {
 }
 
 /// One instruction.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Inst {
     /// `dst = src`.
     Mov { dst: Reg, src: Operand },
@@ -393,7 +394,7 @@ pub enum Inst {
 }
 
 /// How `vote.sync` combines the lanes' predicates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum VoteMode {
     /// True where every lane's predicate is.
     All,
@@ -415,7 +416,7 @@ impl VoteMode {
 }
 
 /// The shape of an `mma.sync` (M×N×K).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum MmaShape {
     /// `m16n8k16` (16-bit inputs).
     M16n8k16,
@@ -442,7 +443,7 @@ impl MmaShape {
 }
 
 /// The element type of an `mma.sync` multiplicand.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum MmaElem {
     /// bfloat16.
     Bf16,
@@ -483,7 +484,7 @@ impl MmaElem {
 }
 
 /// A loop's iteration rule.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum LoopKind {
     /// `for index in 0..count` (a `u32` register set by the loop; `count` may differ per
     /// thread: the warp stays in the loop while any of its threads does).
@@ -493,7 +494,7 @@ pub enum LoopKind {
 }
 
 /// A statement: an instruction or a structured construct.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Stmt {
     /// One instruction.
     Inst(Inst),
@@ -504,7 +505,7 @@ pub enum Stmt {
 }
 
 /// Whether a kernel writes a buffer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Access {
     /// Read only (eligible for `.nc` loads).
     ReadOnly,
@@ -513,13 +514,14 @@ pub enum Access {
 }
 
 /// A kernel parameter.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Param {
     /// A global buffer: its address is the parameter's value.
     Buffer {
         /// Name (for messages and the launch's arguments).
         name: String,
         /// The element type the kernel reads it as.
+        #[serde(with = "dtype_by_name")]
         elem: DType,
         /// Alignment of its base address in bytes (a power of two, at most 256).
         align: u32,
@@ -545,7 +547,7 @@ impl Param {
 }
 
 /// A kernel.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Kernel {
     /// Name (an identifier).
     pub name: String,
@@ -567,5 +569,21 @@ impl Kernel {
     /// The type of register `r` (`None` if it is not declared).
     pub fn ty(&self, r: Reg) -> Option<Ty> {
         self.regs.get(r.0 as usize).copied()
+    }
+}
+
+/// A [`DType`] in the serde form by its name (`f32`, `bf16`, ...): `lathe-numerics` stays free
+/// of serde.
+mod dtype_by_name {
+    use lathe_numerics::DType;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &DType, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(d.name())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DType, D::Error> {
+        let name = String::deserialize(d)?;
+        DType::from_name(&name).ok_or_else(|| serde::de::Error::custom(format!("unknown dtype `{name}`")))
     }
 }

@@ -678,3 +678,28 @@ fn mutants_never_panic_and_what_parses_reads_back() {
     assert!(parsed > 100 && parsed < 3000, "{parsed} of 4000 parsed");
     assert!(verified > 10, "{verified} verified");
 }
+
+/// The serde form (what an artifact ships for the simulator executor) carries every kernel of
+/// the corpus exactly, floats by their bits.
+#[test]
+fn every_kernel_survives_the_serde_form() {
+    for k in corpus() {
+        let json = serde_json::to_string(&k).unwrap_or_else(|e| panic!("{}: {e}", k.name));
+        let back = serde_json::from_str::<Kernel>(&json);
+        if k.name == "deep" {
+            // 64 nested constructs take some 260 JSON levels, past serde_json's limit of 128:
+            // a clean error, never a stack overflow (docs/kernel.md).
+            let e = back.expect_err("too deep for serde_json");
+            assert!(e.to_string().contains("recursion limit"), "{e}");
+            continue;
+        }
+        let back = back.unwrap_or_else(|e| panic!("{}: {e}", k.name));
+        assert!(back == k, "{}: the serde form changed the kernel", k.name);
+    }
+    let shallow = nested(24);
+    let json = serde_json::to_string(&shallow).expect("serialize");
+    assert!(serde_json::from_str::<Kernel>(&json).expect("24 levels") == shallow);
+    let bad = r#"{"name":"k","params":[{"Buffer":{"name":"x","elem":"f33","align":16,"access":"ReadOnly"}}],"max_threads":32,"shared_bytes":0,"local_bytes":0,"regs":[],"body":[]}"#;
+    let e = serde_json::from_str::<Kernel>(bad).expect_err("unknown dtype");
+    assert!(e.to_string().contains("unknown dtype `f33`"), "{e}");
+}
