@@ -23,6 +23,10 @@
 //! - stores to a read-only buffer, `.nc` loads of a buffer the kernel writes;
 //! - shared bytes of a `cp.async` touched before a wait completes its group, or copies still
 //!   in flight when a thread exits (a barrier completes none);
+//! - races between CTAs on global memory: a plain access to bytes another CTA of the launch
+//!   writes, or updates atomically, or reads while this access writes (`global_race`);
+//! - with `Options::cta_orders`, written buffers that differ between CTA orders: float atomics
+//!   whose rounding depends on the order CTAs run in (`orders`);
 //! - integer division by zero; a runaway kernel (an instruction cap per launch).
 //!
 //! # Numerics
