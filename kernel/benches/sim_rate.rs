@@ -25,7 +25,11 @@ fn alu(iters: i64) -> Kernel {
         let next = b.fma(Ty::F32, acc, f32_imm(0.999), f32_imm(0.5));
         b.push(lathe_kernel::ir::Inst::Mov { dst: acc, src: next.into() });
     });
-    let wide = b.cvt(Ty::U64, Ty::U32, None, false, tid);
+    // Each CTA its own slice of `y`: a shared one would be a cross-CTA race.
+    let cta = b.special(Special::Ctaid(Axis::X));
+    let ntid = b.special(Special::Ntid(Axis::X));
+    let i = b.fma(Ty::U32, cta, ntid, tid);
+    let wide = b.cvt(Ty::U64, Ty::U32, None, false, i);
     let off = b.bin(BinOp::Mul, Ty::U64, wide, int_imm(4));
     let p = b.bin(BinOp::Add, Ty::U64, y, off);
     b.st(Space::Global, Ty::F32, p, 0, &[acc.into()]);
@@ -79,7 +83,7 @@ fn rate(name: &str, k: &Kernel, launch: Launch, mut args: Vec<Arg>) {
 }
 
 fn main() {
-    rate("alu", &alu(2000), Launch { grid: [8, 1, 1], block: [256, 1, 1] }, vec![Arg::Buffer(vec![0; 256 * 4])]);
+    rate("alu", &alu(2000), Launch { grid: [8, 1, 1], block: [256, 1, 1] }, vec![Arg::Buffer(vec![0; 8 * 256 * 4])]);
     let n = 1 << 20;
     let bytes = vec![0u8; n * 4];
     rate(

@@ -23,6 +23,10 @@
 //! - stores to a read-only buffer, `.nc` loads of a buffer the kernel writes;
 //! - shared bytes of a `cp.async` touched before a wait completes its group, or copies still
 //!   in flight when a thread exits (a barrier completes none);
+//! - races between CTAs on global memory: a plain access to bytes another CTA of the launch
+//!   writes, or updates atomically, or reads while this access writes (`global_race`);
+//! - with `Options::cta_orders`, written buffers that differ between CTA orders: float atomics
+//!   whose rounding depends on the order CTAs run in (`orders`);
 //! - integer division by zero; a runaway kernel (an instruction cap per launch).
 //!
 //! # Numerics
@@ -47,9 +51,12 @@ use crate::ir::{
     Stmt, Ty, UnOp, VoteMode,
 };
 use crate::verify::inst_name;
+use global_race::GlobalUse;
 
 mod atomic;
 mod cp_async;
+mod global_race;
+mod orders;
 
 /// Threads per warp.
 pub const WARP: u32 = 32;
@@ -79,11 +86,16 @@ pub struct Options {
     pub max_instructions: u64,
     /// Run only these CTAs (`None`: all).
     pub ctas: Option<Vec<[u32; 3]>>,
+    /// Run the launch in this many CTA orders (forward, reverse, then seeded shuffles), each on
+    /// its own copy of the arguments, and require the written buffers to agree bit for bit
+    /// (`OrderDependent` otherwise); the arguments end as the forward order leaves them. 0 and 1
+    /// run forward only.
+    pub cta_orders: usize,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { max_instructions: 200_000_000, ctas: None }
+        Options { max_instructions: 200_000_000, ctas: None, cta_orders: 1 }
     }
 }
 
@@ -121,6 +133,12 @@ pub enum ErrorKind {
     /// Shared bytes a `cp.async` is still copying (no wait has completed it) are read or
     /// written, or a thread exits with copies in flight.
     CpAsyncPending,
+    /// A plain access to global bytes another CTA of the launch writes, or reads or updates
+    /// atomically while this access writes; an atomic on bytes another CTA accesses plainly.
+    CrossCtaRace,
+    /// A written buffer differs between two CTA orders (`Options::cta_orders`): float atomics
+    /// whose rounding depends on the order CTAs run in.
+    OrderDependent,
     /// The instruction cap was reached.
     InstructionCap,
 }
@@ -323,11 +341,25 @@ pub fn run(k: &Kernel, launch: &Launch, args: &mut [Arg], opts: &Options) -> Res
             v
         }
     };
-    let mut m = Machine { k, launch, program: program.into(), args, opts, counters: Counters::default(), serial: 0 };
-    for cta in ctas {
-        if (0..3).any(|i| cta[i] >= launch.grid[i]) {
-            return Err(bad(format!("CTA {cta:?} is outside the grid {:?}", launch.grid)));
-        }
+    if let Some(cta) = ctas.iter().find(|c| (0..3).any(|i| c[i] >= launch.grid[i])) {
+        return Err(bad(format!("CTA {cta:?} is outside the grid {:?}", launch.grid)));
+    }
+    orders::run_orders(k, launch, program.into(), args, opts, ctas)
+}
+
+/// Runs the CTAs of `order` one after another on `args`.
+fn run_in_order(
+    k: &Kernel,
+    launch: &Launch,
+    program: std::rc::Rc<[Flat]>,
+    args: &mut [Arg],
+    opts: &Options,
+    order: Vec<[u32; 3]>,
+) -> Result<Counters, SimError> {
+    let races = global_race::Tracker::new(k, args, order.clone());
+    let mut m = Machine { k, launch, program, args, opts, counters: Counters::default(), serial: 0, races };
+    for (position, &cta) in order.iter().enumerate() {
+        m.races.enter(position);
         m.run_cta(cta)?;
     }
     Ok(m.counters)
@@ -342,6 +374,8 @@ struct Machine<'a> {
     opts: &'a Options,
     counters: Counters,
     serial: u64,
+    /// Which CTAs touched which bytes of the written buffers (cross-CTA races).
+    races: global_race::Tracker,
 }
 
 /// The state of one CTA.
@@ -1021,6 +1055,8 @@ impl Machine<'_> {
         for &(lane, a) in touched {
             let t = wi * WARP + lane;
             let (i, off) = self.global_slot(cta, pc, t, a, size, store, nc)?;
+            let u = if store { GlobalUse::Write } else { GlobalUse::Read };
+            self.track_global(cta, pc, t, i, off, size, u)?;
             for s in (a / 32)..(a + size).div_ceil(32) {
                 sectors.insert(s);
             }

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use super::{binary, f, lanes, le, Arg, Cta, ErrorKind, Machine, SimError, Use, Warp, WARP};
+use super::{binary, f, lanes, le, Arg, Cta, ErrorKind, GlobalUse, Machine, SimError, Use, Warp, WARP};
 use crate::ir::{BinOp, Inst, Space, Ty};
 
 impl Machine<'_> {
@@ -34,6 +34,7 @@ impl Machine<'_> {
             let old = match space {
                 Space::Global => {
                     let (i, off) = self.global_slot(cta, pc, t, a, size, true, false)?;
+                    self.track_global(cta, pc, t, i, off, size, GlobalUse::Atomic)?;
                     sectors.insert(a / 32);
                     let Arg::Buffer(b) = &mut self.args[i] else {
                         return Ok(());

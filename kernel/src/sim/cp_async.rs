@@ -3,7 +3,7 @@
 //! them would see stale data on the hardware, writing them would be overwritten), a barrier
 //! does not complete them, and a thread must not exit with copies in flight.
 
-use super::{lanes, Arg, Cta, ErrorKind, Machine, SimError, Use, Warp, WARP};
+use super::{lanes, Arg, Cta, ErrorKind, GlobalUse, Machine, SimError, Use, Warp, WARP};
 use crate::ir::{Inst, Ty};
 
 /// One copy in flight.
@@ -82,6 +82,7 @@ impl Machine<'_> {
             // nothing, the way kernels guard a tile's ragged edge.
             if n > 0 {
                 let (i, off) = self.global_slot(cta, pc, t, s, n, false, false)?;
+                self.track_global(cta, pc, t, i, off, n, GlobalUse::Read)?;
                 if let Arg::Buffer(b) = &self.args[i] {
                     data[..n as usize].copy_from_slice(&b[off as usize..(off + n) as usize]);
                 }

@@ -1,0 +1,202 @@
+//! Races between CTAs on global memory.
+//!
+//! The CTAs of one launch are not ordered with respect to each other: the hardware may run them
+//! in any order, concurrently or one after another, and nothing in this IR (no fence, no
+//! acquire/release load) lets one CTA wait for another. So a plain access to global bytes that
+//! another CTA of the launch writes is a race whatever the order — read then write, write then
+//! read, write then write — and so is a plain access to bytes another CTA updates atomically
+//! (or an atomic on bytes another CTA touches plainly). Atomics of different CTAs on the same
+//! bytes do not race: that is what they are for.
+//!
+//! The simulator runs CTAs one after another, so a race shows as a CTA touching a byte after
+//! another CTA has. Per byte of every buffer the kernel may write (`Access::Written`; read-only
+//! buffers cannot be written, the verifier and `global_slot` see to that) the tracker keeps the
+//! CTA that wrote it plainly, the CTA that first read it plainly with a bit for "other CTAs read
+//! it too", and the same for atomics. The granularity is the byte: CTAs writing neighbouring
+//! bytes of one word (a `u8` output split by CTA) are not a race on the hardware either.
+//!
+//! Memory is spent only where accesses land: a buffer's log is split into pages of
+//! [`PAGE`] bytes, each allocated (12 bytes of log per byte) the first time a tracked CTA
+//! touches it. Sampled CTAs (`Options::ctas`) are the only CTAs that run, so only they are
+//! tracked — a race with a CTA outside the sample is not seen.
+
+use super::{Arg, Cta, ErrorKind, Machine, SimError};
+use crate::ir::{Access, Kernel, Param};
+
+/// Bytes of buffer per lazily allocated page of log.
+const PAGE: usize = 4096;
+
+/// "Also read (or updated) by a CTA other than the one recorded".
+const MORE: u32 = 1 << 31;
+
+/// What CTAs did to one byte. CTAs are numbered by their position in the run order plus one,
+/// so zero is "none".
+#[derive(Debug, Clone, Copy, Default)]
+struct ByteLog {
+    /// The CTA that wrote it plainly (a second writer is already a race, so one is enough).
+    writer: u32,
+    /// The first CTA that read it plainly, `| MORE` once another CTA has too.
+    reader: u32,
+    /// The first CTA that updated it atomically, `| MORE` once another CTA has too.
+    atomic: u32,
+}
+
+/// How an instruction touches global bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum GlobalUse {
+    /// A plain load (or the source of a `cp.async`).
+    Read,
+    /// A plain store.
+    Write,
+    /// An atomic read-modify-write.
+    Atomic,
+}
+
+/// The earlier access of another CTA that an access races with.
+#[derive(Debug, Clone, Copy)]
+enum Other {
+    Wrote(u32),
+    Read(u32),
+    Atomic(u32),
+}
+
+/// The per-launch record of which CTAs touched which global bytes.
+pub(super) struct Tracker {
+    /// The CTAs in the order they run (to name a CTA from its number).
+    order: Vec<[u32; 3]>,
+    /// The number of the running CTA.
+    current: u32,
+    /// Per parameter, its pages of log (empty for read-only buffers and scalars).
+    logs: Vec<Vec<Option<Box<[ByteLog]>>>>,
+    /// Which parameters are tracked.
+    tracked: Vec<bool>,
+}
+
+impl Tracker {
+    /// A tracker for a launch of `k` on `args` whose CTAs run in `order`.
+    pub(super) fn new(k: &Kernel, args: &[Arg], order: Vec<[u32; 3]>) -> Self {
+        let tracked: Vec<bool> = k
+            .params
+            .iter()
+            .zip(args)
+            .map(|(p, a)| matches!((p, a), (Param::Buffer { access: Access::Written, .. }, Arg::Buffer(_))))
+            .collect();
+        let logs = args
+            .iter()
+            .zip(&tracked)
+            .map(|(a, &t)| match a {
+                Arg::Buffer(b) if t => vec![None; b.len().div_ceil(PAGE)],
+                _ => Vec::new(),
+            })
+            .collect();
+        Tracker { order, current: 0, logs, tracked }
+    }
+
+    /// The CTA at `position` of the run order starts.
+    pub(super) fn enter(&mut self, position: usize) {
+        // More than 2^31 CTAs cannot be simulated in any reasonable time; saturating keeps
+        // the numbering total without a panic path.
+        self.current = u32::try_from(position + 1).unwrap_or(MORE - 1).min(MORE - 1);
+    }
+
+    /// The CTA numbered `n` (one past its position).
+    fn cta(&self, n: u32) -> [u32; 3] {
+        ((n & !MORE) as usize).checked_sub(1).and_then(|p| self.order.get(p)).copied().unwrap_or([0; 3])
+    }
+
+    /// Records that the running CTA touches bytes `[off, off + size)` of buffer `i`; the first
+    /// byte that races and the other CTA's access, if one does.
+    fn record(&mut self, i: usize, off: u64, size: u64, u: GlobalUse) -> Option<(u64, Other)> {
+        if !self.tracked.get(i).copied().unwrap_or(false) {
+            return None;
+        }
+        let me = self.current;
+        let pages = &mut self.logs[i];
+        let (start, end) = (off as usize, (off + size) as usize);
+        let mut b = start;
+        while b < end {
+            let p = b / PAGE;
+            let upto = end.min((p + 1) * PAGE);
+            let page = pages.get_mut(p)?.get_or_insert_with(|| vec![ByteLog::default(); PAGE].into_boxed_slice());
+            for at in b..upto {
+                let log = &mut page[at % PAGE];
+                // Another CTA's number in a field, if it holds one (zero is nobody; the first
+                // recorded CTA being this one with MORE set means someone else too).
+                let other = |f: u32| (f != 0 && f != me).then_some(f);
+                let conflict = match u {
+                    GlobalUse::Read => other(log.writer).map(Other::Wrote).or(other(log.atomic).map(Other::Atomic)),
+                    GlobalUse::Write => other(log.writer)
+                        .map(Other::Wrote)
+                        .or(other(log.atomic).map(Other::Atomic))
+                        .or(other(log.reader).map(Other::Read)),
+                    GlobalUse::Atomic => other(log.writer).map(Other::Wrote).or(other(log.reader).map(Other::Read)),
+                };
+                if let Some(c) = conflict {
+                    return Some((at as u64, c));
+                }
+                let add = |f: &mut u32| {
+                    if *f == 0 {
+                        *f = me;
+                    } else if *f & !MORE != me {
+                        *f |= MORE;
+                    }
+                };
+                match u {
+                    GlobalUse::Read => add(&mut log.reader),
+                    GlobalUse::Write => log.writer = me,
+                    GlobalUse::Atomic => add(&mut log.atomic),
+                }
+            }
+            b = upto;
+        }
+        None
+    }
+}
+
+impl Machine<'_> {
+    /// Records thread `t`'s access of `size` bytes at offset `off` of buffer `i` for the
+    /// cross-CTA race check; `CrossCtaRace` if another CTA's access of those bytes races with it.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn track_global(
+        &mut self,
+        cta: &Cta,
+        pc: usize,
+        t: u32,
+        i: usize,
+        off: u64,
+        size: u64,
+        u: GlobalUse,
+    ) -> Result<(), SimError> {
+        let Some((byte, other)) = self.races.record(i, off, size, u) else {
+            return Ok(());
+        };
+        let name = self.k.params.get(i).map(Param::name).unwrap_or("?");
+        let what = match u {
+            GlobalUse::Read => "a plain read of",
+            GlobalUse::Write => "a plain write to",
+            GlobalUse::Atomic => "an atomic on",
+        };
+        let (n, did) = match other {
+            Other::Wrote(n) => (n, "wrote"),
+            Other::Read(n) => (n, "read"),
+            Other::Atomic(n) => (n, "updated atomically"),
+        };
+        // With MORE set and this CTA recorded first, the other readers are not named.
+        let who = if n & !MORE == self.races.current {
+            "another CTA".to_string()
+        } else {
+            let c = self.races.cta(n);
+            format!("CTA ({}, {}, {})", c[0], c[1], c[2])
+        };
+        Err(self.err(
+            ErrorKind::CrossCtaRace,
+            cta,
+            Some(pc),
+            Some(t),
+            format!(
+                "{what} byte {byte} of buffer `{name}`, which {who} of the same launch {did}: CTAs are not \
+                 ordered, so only atomics may share global bytes within a launch"
+            ),
+        ))
+    }
+}
