@@ -9,7 +9,7 @@ use clap::{Args, Subcommand};
 use lathe_kernel::ir::{Access, Kernel, Param, Ty};
 use lathe_kernel::sim::{self, Arg, Launch, Options};
 use lathe_numerics::DType;
-use lathe_tensorfile::{Header, TensorRef};
+use lathe_tensorfile::TensorRef;
 
 use crate::error::{self, CliError};
 
@@ -68,22 +68,7 @@ pub fn run(cmd: KernelCommand) -> Result<(), CliError> {
 
 /// Reads, parses and verifies a kernel file.
 fn load(file: &Path) -> Result<Kernel, CliError> {
-    use std::io::Read;
-    let fail = |m: String| CliError::input(format!("{}: {m}", file.display()));
-    let meta = std::fs::metadata(file).map_err(|e| fail(e.to_string()))?;
-    if !meta.is_file() {
-        return Err(fail("not a regular file".into()));
-    }
-    let mut bytes = Vec::new();
-    std::fs::File::open(file)
-        .map_err(|e| fail(e.to_string()))?
-        .take(MAX_KERNEL_TEXT + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| fail(e.to_string()))?;
-    if bytes.len() as u64 > MAX_KERNEL_TEXT {
-        return Err(fail(format!("larger than {MAX_KERNEL_TEXT} bytes")));
-    }
-    let text = String::from_utf8(bytes).map_err(|_| fail("not UTF-8 text".into()))?;
+    let text = error::read_text(file, MAX_KERNEL_TEXT)?;
     let k = lathe_kernel::text::parse(&text).map_err(|e| CliError::located(format!("{}:{e}", file.display())))?;
     if let Err(errs) = lathe_kernel::verify::verify(&k) {
         let lines: Vec<String> = errs.iter().map(|e| format!("{}: {e}", file.display())).collect();
@@ -214,13 +199,7 @@ fn run_kernel(a: &RunArgs) -> Result<(), CliError> {
 /// A buffer's bytes from a safetensors file: its tensor `name`, or its only tensor, of the
 /// parameter's element type.
 fn read_buffer(path: &Path, name: &str, elem: DType) -> Result<Vec<u8>, CliError> {
-    let header = Header::read(path).map_err(|e| CliError::input(e.to_string()))?;
-    let key = if header.tensors.contains_key(name) || header.tensors.len() != 1 {
-        name.to_string()
-    } else {
-        header.tensors.keys().next().cloned().unwrap_or_default()
-    };
-    let info = header.get(&key).map_err(|e| CliError::input(e.to_string()))?;
+    let (key, info, bytes) = crate::tensors::read_named(path, name)?;
     if info.dtype != elem {
         return Err(CliError::input(format!(
             "{}: tensor \"{key}\" is {}, parameter `{name}` takes {elem}",
@@ -228,7 +207,7 @@ fn read_buffer(path: &Path, name: &str, elem: DType) -> Result<Vec<u8>, CliError
             info.dtype
         )));
     }
-    header.read_bytes(&key).map_err(|e| CliError::input(e.to_string()))
+    Ok(bytes)
 }
 
 /// `n` CTAs of the grid: the first, the last and evenly spaced others (deterministic).

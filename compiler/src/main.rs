@@ -348,7 +348,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
 
 /// Reads, parses and verifies an IR file; errors are located `file:line:col`.
 fn load(file: &Path) -> Result<Module, CliError> {
-    let src = read_ir_text(file)?;
+    let src = error::read_text(file, MAX_IR_BYTES)?;
     let (m, spans) = parse_module_with_spans(&src).map_err(|e| CliError::located(format!("{}:{e}", file.display())))?;
     model::check_parameters(&m, file)?;
     // The verifier of the module's stage: a file that says `stage = scheduled` is held to it.
@@ -357,24 +357,6 @@ fn load(file: &Path) -> Result<Module, CliError> {
         return Err(CliError::located(lines.join("\n")));
     }
     Ok(m)
-}
-
-/// The text of an IR file: a regular file (a FIFO or a device could block or never end) of
-/// at most [`MAX_IR_BYTES`], in UTF-8.
-fn read_ir_text(file: &Path) -> Result<String, CliError> {
-    use std::io::Read;
-    let fail = |m: String| CliError::input(format!("{}: {m}", file.display()));
-    let meta = std::fs::metadata(file).map_err(|e| fail(e.to_string()))?;
-    if !meta.is_file() {
-        return Err(fail("not a regular file".into()));
-    }
-    let mut bytes = Vec::new();
-    let f = std::fs::File::open(file).map_err(|e| fail(e.to_string()))?;
-    f.take(MAX_IR_BYTES + 1).read_to_end(&mut bytes).map_err(|e| fail(e.to_string()))?;
-    if bytes.len() as u64 > MAX_IR_BYTES {
-        return Err(fail(format!("larger than {MAX_IR_BYTES} bytes, the most lathe reads (docs/limits.md)")));
-    }
-    String::from_utf8(bytes).map_err(|e| fail(format!("not UTF-8 text (byte {})", e.utf8_error().valid_up_to())))
 }
 
 fn locate(file: &Path, spans: &SourceMap, e: &lathe_ir::verify::VerifyError) -> String {

@@ -3,23 +3,30 @@
 use std::path::Path;
 
 use lathe_interp::tensor::Tensor;
-use lathe_tensorfile::{Header, TensorRef};
+use lathe_tensorfile::{Header, TensorInfo, TensorRef};
 
 use crate::error::CliError;
 
 /// Reads tensor `name` from a safetensors file; a file holding exactly one tensor may name it
 /// differently. Only that tensor's bytes are read.
 pub fn read_tensor(path: &Path, name: &str) -> Result<Tensor, CliError> {
+    let (key, info, bytes) = read_named(path, name)?;
+    Tensor::from_le_bytes(info.dtype, info.shape, &bytes)
+        .map_err(|e| CliError::input(format!("{}: tensor \"{key}\": {e}", path.display())))
+}
+
+/// The tensor `name` of a safetensors file (or its only tensor, whatever its name): its name in
+/// the file, its record and its raw bytes. Only that tensor's bytes are read.
+pub fn read_named(path: &Path, name: &str) -> Result<(String, TensorInfo, Vec<u8>), CliError> {
     let header = Header::read(path).map_err(|e| CliError::input(e.to_string()))?;
     let key = if header.tensors.contains_key(name) || header.tensors.len() != 1 {
         name.to_string()
     } else {
         header.tensors.keys().next().cloned().unwrap_or_default()
     };
-    let info = header.get(&key).map_err(|e| CliError::input(e.to_string()))?;
+    let info = header.get(&key).map_err(|e| CliError::input(e.to_string()))?.clone();
     let bytes = header.read_bytes(&key).map_err(|e| CliError::input(e.to_string()))?;
-    Tensor::from_le_bytes(info.dtype, info.shape.clone(), &bytes)
-        .map_err(|e| CliError::input(format!("{}: tensor \"{key}\": {e}", path.display())))
+    Ok((key, info, bytes))
 }
 
 /// Writes named tensors to `path` atomically: a temporary file in the same directory is
