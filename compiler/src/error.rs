@@ -84,20 +84,8 @@ pub fn model_inputs(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
-/// The text of an input file: a regular file (a FIFO or a device could block or never end) of
-/// at most `max` bytes, in UTF-8 — read no further than that.
+/// The text of an input file ([`lathe_tensorfile::read_text`]: a regular file of at most
+/// `max` bytes, in UTF-8); its errors are bad input.
 pub fn read_text(file: &Path, max: u64) -> Result<String, CliError> {
-    use std::io::Read;
-    let fail = |m: String| CliError::input(format!("{}: {m}", file.display()));
-    let meta = std::fs::metadata(file).map_err(|e| fail(e.to_string()))?;
-    if !meta.is_file() {
-        return Err(fail("not a regular file".into()));
-    }
-    let mut bytes = Vec::new();
-    let f = std::fs::File::open(file).map_err(|e| fail(e.to_string()))?;
-    f.take(max + 1).read_to_end(&mut bytes).map_err(|e| fail(e.to_string()))?;
-    if bytes.len() as u64 > max {
-        return Err(fail(format!("larger than {max} bytes, the most lathe reads (docs/limits.md)")));
-    }
-    String::from_utf8(bytes).map_err(|e| fail(format!("not UTF-8 text (byte {})", e.utf8_error().valid_up_to())))
+    lathe_tensorfile::read_text(file, max).map_err(|e| CliError::input(e.to_string()))
 }

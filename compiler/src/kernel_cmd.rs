@@ -13,9 +13,6 @@ use lathe_tensorfile::TensorRef;
 
 use crate::error::{self, CliError};
 
-/// The most bytes of kernel text read.
-const MAX_KERNEL_TEXT: u64 = 64 << 20;
-
 /// `lathe kernel ...`
 #[derive(Debug, Subcommand)]
 pub enum KernelCommand {
@@ -68,7 +65,7 @@ pub fn run(cmd: KernelCommand) -> Result<(), CliError> {
 
 /// Reads, parses and verifies a kernel file.
 fn load(file: &Path) -> Result<Kernel, CliError> {
-    let text = error::read_text(file, MAX_KERNEL_TEXT)?;
+    let text = error::read_text(file, lathe_kernel::text::MAX_INPUT_BYTES as u64)?;
     let k = lathe_kernel::text::parse(&text).map_err(|e| CliError::located(format!("{}:{e}", file.display())))?;
     if let Err(errs) = lathe_kernel::verify::verify(&k) {
         let lines: Vec<String> = errs.iter().map(|e| format!("{}: {e}", file.display())).collect();

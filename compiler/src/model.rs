@@ -54,8 +54,9 @@ pub fn check_parameters(m: &Module, what: &Path) -> Result<(), CliError> {
 /// bytes (caches, inputs) would not fit in what this process may still allocate
 /// ([`crate::sysmem::allocatable`]: available memory, cgroup limits, rlimits). A shape-only 8B
 /// config would otherwise synthesize 32 GB of weights, and a failed allocation aborts.
+/// The module comes through [`load_model`] or the IR loader, which held it to
+/// [`MAX_PARAMETERS`] already.
 pub fn check_memory(m: &Module, what: &Path, extra: u64) -> Result<(), CliError> {
-    check_parameters(m, what)?;
     let parameters = parameters(m);
     let need = parameters.saturating_mul(4).saturating_add(extra);
     match crate::sysmem::allocatable() {

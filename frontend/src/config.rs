@@ -5,7 +5,6 @@
 //! `Infinity` token (not JSON) or as `{"__float__": "Infinity"}`. [`Config`] accepts all of
 //! them; every accessor names the file and the field in its error.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use lathe_ir::limits::{MAX_CONFIG_BYTES, MAX_DIM};
@@ -83,18 +82,7 @@ impl Config {
             return Err(FrontendError::Io { path: dir.to_path_buf(), message: "not a directory".into() });
         }
         let path = dir.join("config.json");
-        let io = |message: String| FrontendError::Io { path: path.clone(), message };
-        let meta = std::fs::metadata(&path).map_err(|e| io(e.to_string()))?;
-        if !meta.is_file() {
-            return Err(io("not a regular file".into()));
-        }
-        let file = std::fs::File::open(&path).map_err(|e| io(e.to_string()))?;
-        let mut bytes = Vec::new();
-        file.take(MAX_CONFIG_BYTES + 1).read_to_end(&mut bytes).map_err(|e| io(e.to_string()))?;
-        if bytes.len() as u64 > MAX_CONFIG_BYTES {
-            return Err(io(format!("larger than {MAX_CONFIG_BYTES} bytes (docs/limits.md)")));
-        }
-        let text = String::from_utf8(bytes).map_err(|_| io("not UTF-8 text".into()))?;
+        let text = lathe_tensorfile::read_text(&path, MAX_CONFIG_BYTES)?;
         Config::parse(&text, path)
     }
 

@@ -910,16 +910,9 @@ impl Machine<'_> {
         let mut touched: Vec<(u32, u64)> = Vec::new();
         for lane in 0..rows {
             let t = wi * WARP + lane;
-            let a = self.value(cta, t, addr, Ty::U64, pc)?.wrapping_add(offset as u64);
-            if a % 16 != 0 {
-                return Err(self.err(
-                    ErrorKind::Misaligned,
-                    cta,
-                    Some(pc),
-                    Some(t),
-                    format!("ldmatrix row address {a:#x} is not 16-byte aligned"),
-                ));
-            }
+            let a = self.lane_address(cta, t, pc, addr, offset, 16, |a| {
+                format!("ldmatrix row address {a:#x} is not 16-byte aligned")
+            })?;
             touched.push((lane, a));
         }
         self.shared(cta, w, wi, pc, inst, &touched, 16, 2, false)?;
@@ -963,16 +956,9 @@ impl Machine<'_> {
         let mut touched: Vec<(u32, u64)> = Vec::new();
         for lane in lanes(w.active) {
             let t = wi * WARP + lane;
-            let a = self.value(cta, t, addr, Ty::U64, pc)?.wrapping_add(offset as u64);
-            if a % size != 0 {
-                return Err(self.err(
-                    ErrorKind::Misaligned,
-                    cta,
-                    Some(pc),
-                    Some(t),
-                    format!("a {size}-byte {} access at address {a:#x}", space.name()),
-                ));
-            }
+            let a = self.lane_address(cta, t, pc, addr, offset, size, |a| {
+                format!("a {size}-byte {} access at address {a:#x}", space.name())
+            })?;
             touched.push((lane, a));
         }
         match space {
@@ -1026,6 +1012,41 @@ impl Machine<'_> {
             Inst::St { src, .. } => self.value(cta, t, src[k], ty, pc),
             _ => Ok(0),
         }
+    }
+
+    /// Thread `t`'s address `base + offset` (wrapping, as the hardware adds), which must be a
+    /// multiple of `align`; `describe` words the misaligned access.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn lane_address(
+        &self,
+        cta: &Cta,
+        t: u32,
+        pc: usize,
+        base: Operand,
+        offset: i64,
+        align: u64,
+        describe: impl FnOnce(u64) -> String,
+    ) -> Result<u64, SimError> {
+        let a = self.value(cta, t, base, Ty::U64, pc)?.wrapping_add(offset as u64);
+        if a % align != 0 {
+            return Err(self.err(ErrorKind::Misaligned, cta, Some(pc), Some(t), describe(a)));
+        }
+        Ok(a)
+    }
+
+    /// Shared bytes `[a, a + size)` lie inside the kernel's shared memory.
+    pub(super) fn shared_range(&self, cta: &Cta, t: u32, pc: usize, a: u64, size: u64) -> Result<(), SimError> {
+        let total = u64::from(self.k.shared_bytes);
+        if a.checked_add(size).is_none_or(|end| end > total) {
+            return Err(self.err(
+                ErrorKind::OutOfBounds,
+                cta,
+                Some(pc),
+                Some(t),
+                format!("shared bytes [{a}, {}) of {total}", a.saturating_add(size)),
+            ));
+        }
+        Ok(())
     }
 
     fn dst_write(&self, cta: &mut Cta, t: u32, inst: &Inst, k: usize, v: u64) {
@@ -1206,16 +1227,7 @@ impl Machine<'_> {
         how: Use,
     ) -> Result<(), SimError> {
         let t = wi * WARP + lane;
-        let total = u64::from(self.k.shared_bytes);
-        if a.checked_add(size).is_none_or(|end| end > total) {
-            return Err(self.err(
-                ErrorKind::OutOfBounds,
-                cta,
-                Some(pc),
-                Some(t),
-                format!("shared bytes [{a}, {}) of {total}", a.saturating_add(size)),
-            ));
-        }
+        self.shared_range(cta, t, pc, a, size)?;
         let atomic = how == Use::Atomic;
         let writes = how != Use::Read;
         let me = Touch { epoch: cta.epoch, warp: wi as u16, lane: lane as u8, wsync: w.wsync, serial, atomic };

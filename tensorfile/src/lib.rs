@@ -335,8 +335,10 @@ fn first_duplicate(entries: &[(String, Value)]) -> Option<&str> {
     entries.iter().map(|(k, _)| k.as_str()).find(|k| !seen.insert(*k))
 }
 
-/// Reads a small JSON file (an index) that must be a regular file of at most `max` bytes.
-fn read_small(path: &Path, max: u64) -> Result<String> {
+/// The text of an input file lathe reads whole (a shard index, `config.json`, IR or kernel
+/// text): a regular file — checked before it is opened, since a FIFO would block and a device
+/// may never end — of at most `max` bytes, read no further than that, in UTF-8.
+pub fn read_text(path: &Path, max: u64) -> Result<String> {
     let meta = std::fs::metadata(path).map_err(io_err(path))?;
     if !meta.is_file() {
         return Err(malformed(path, "not a regular file"));
@@ -344,9 +346,10 @@ fn read_small(path: &Path, max: u64) -> Result<String> {
     let mut bytes = Vec::new();
     File::open(path).map_err(io_err(path))?.take(max + 1).read_to_end(&mut bytes).map_err(io_err(path))?;
     if bytes.len() as u64 > max {
-        return Err(malformed(path, format!("larger than {max} bytes")));
+        return Err(malformed(path, format!("larger than {max} bytes, the most lathe reads (docs/limits.md)")));
     }
-    String::from_utf8(bytes).map_err(|_| malformed(path, "not UTF-8 text"))
+    String::from_utf8(bytes)
+        .map_err(|e| malformed(path, format!("not UTF-8 text (byte {})", e.utf8_error().valid_up_to())))
 }
 
 /// What a model directory holds of weights.
@@ -411,7 +414,7 @@ impl Checkpoint {
         let index = dir.join("model.safetensors.index.json");
         let single = dir.join("model.safetensors");
         let files: Vec<String> = if std::fs::symlink_metadata(&index).is_ok() {
-            let text = read_small(&index, MAX_HEADER_BYTES)?;
+            let text = read_text(&index, MAX_HEADER_BYTES)?;
             let IndexFile(map) =
                 serde_json::from_str(&text).map_err(|e| malformed(&index, format!("invalid JSON: {e}")))?;
             let Entries(map) = map.ok_or_else(|| malformed(&index, "missing `weight_map`"))?;

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use super::{binary, f, lanes, le, Arg, Cta, ErrorKind, GlobalUse, Machine, SimError, Use, Warp, WARP};
+use super::{binary, f, lanes, le, Arg, Cta, GlobalUse, Machine, SimError, Use, Warp, WARP};
 use crate::ir::{BinOp, Inst, Space, Ty};
 
 impl Machine<'_> {
@@ -19,16 +19,9 @@ impl Machine<'_> {
         let mut touched = Vec::new();
         for lane in lanes(w.active) {
             let t = wi * WARP + lane;
-            let a = self.value(cta, t, addr, Ty::U64, pc)?.wrapping_add(offset as u64);
-            if a % size != 0 {
-                return Err(self.err(
-                    ErrorKind::Misaligned,
-                    cta,
-                    Some(pc),
-                    Some(t),
-                    format!("a {size}-byte atomic at {} address {a:#x}", space.name()),
-                ));
-            }
+            let a = self.lane_address(cta, t, pc, addr, offset, size, |a| {
+                format!("a {size}-byte atomic at {} address {a:#x}", space.name())
+            })?;
             let v = self.value(cta, t, src, ty, pc)?;
             let n = size as usize;
             let old = match space {

@@ -32,7 +32,6 @@ impl Machine<'_> {
             return Ok(());
         };
         let size64 = u64::from(size);
-        let total = u64::from(self.k.shared_bytes);
         for lane in lanes(w.active) {
             let t = wi * WARP + lane;
             let d = self.value(cta, t, dst, Ty::U64, pc)?.wrapping_add(dst_offset as u64);
@@ -59,15 +58,7 @@ impl Machine<'_> {
                     format!("a source size of {n} bytes in a {size}-byte cp.async"),
                 ));
             }
-            if d.checked_add(size64).is_none_or(|end| end > total) {
-                return Err(self.err(
-                    ErrorKind::OutOfBounds,
-                    cta,
-                    Some(pc),
-                    Some(t),
-                    format!("shared bytes [{d}, {}) of {total}", d.saturating_add(size64)),
-                ));
-            }
+            self.shared_range(cta, t, pc, d, size64)?;
             if let Some(b) = (d..d + size64).find(|&b| cta.pending[b as usize] > 0) {
                 return Err(self.err(
                     ErrorKind::CpAsyncPending,
