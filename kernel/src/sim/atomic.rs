@@ -4,7 +4,9 @@
 
 use std::collections::BTreeSet;
 
-use super::{binary, f, lanes, le, Arg, Cta, GlobalUse, Machine, SimError, Use, Warp, WARP};
+use super::alu::{binary, f, lanes, le};
+use super::memory::Use;
+use super::{Arg, Cta, GlobalUse, Machine, SimError, Warp, WARP};
 use crate::ir::{BinOp, Inst, Space, Ty};
 
 impl Machine<'_> {

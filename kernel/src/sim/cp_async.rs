@@ -3,7 +3,9 @@
 //! them would see stale data on the hardware, writing them would be overwritten), a barrier
 //! does not complete them, and a thread must not exit with copies in flight.
 
-use super::{lanes, Arg, Cta, ErrorKind, GlobalUse, Machine, SimError, Use, Warp, WARP};
+use super::alu::lanes;
+use super::memory::Use;
+use super::{Arg, Cta, ErrorKind, GlobalUse, Machine, SimError, Warp, WARP};
 use crate::ir::{Inst, Ty};
 
 /// One copy in flight.

@@ -1,0 +1,472 @@
+//! Memory accesses: `ld`/`st` on global, shared and local memory, with the checks each takes
+//! (bounds, alignment, read-only and `.nc` discipline, uninitialized bytes, shared races by
+//! barrier epoch, `bar.warp.sync` between lanes, cross-CTA races) and the counters (requests,
+//! sectors, bank-conflict replays, bytes).
+
+use std::collections::{BTreeSet, HashMap};
+
+use super::alu::{lanes, le};
+use super::global_race::GlobalUse;
+use super::{buffer_base, Arg, Cta, ErrorKind, Machine, SimError, Warp, WARP};
+use crate::ir::{Access, Inst, Operand, Param, Space, Ty};
+
+/// The last access of one shared byte in the current barrier epoch.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Touch {
+    epoch: u32,
+    warp: u16,
+    lane: u8,
+    wsync: u32,
+    /// The instruction serial (accesses of one instruction do not race with each other).
+    serial: u64,
+    /// An atomic read-modify-write (atomics do not race with each other).
+    atomic: bool,
+}
+
+/// Per-byte record of shared memory.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct SharedByte {
+    written: bool,
+    write: Option<Touch>,
+    read: Option<Touch>,
+    /// Warps that read it in the current epoch (bit per warp), with the epoch.
+    readers: u32,
+    readers_epoch: u32,
+    /// Warps that updated it atomically in the current epoch (bit per warp), with the epoch:
+    /// the last writer alone would hide an earlier warp's atomic behind a later one's.
+    atomics: u32,
+    atomics_epoch: u32,
+}
+
+impl Machine<'_> {
+    pub(super) fn memory(&mut self, cta: &mut Cta, w: &Warp, wi: u32, pc: usize, inst: &Inst) -> Result<(), SimError> {
+        let (space, ty, n, addr, offset, nc, store) = match inst {
+            Inst::Ld { space, ty, dst, addr, offset, nc } => (*space, *ty, dst.len(), *addr, *offset, *nc, false),
+            Inst::St { space, ty, src, addr, offset } => (*space, *ty, src.len(), *addr, *offset, false, true),
+            _ => return Ok(()),
+        };
+        self.serial += 1;
+        let elem = ty.bytes() as u64;
+        let size = elem * n as u64;
+        let mut touched: Vec<(u32, u64)> = Vec::new();
+        for lane in lanes(w.active) {
+            let t = wi * WARP + lane;
+            let a = self.lane_address(cta, t, pc, addr, offset, size, |a| {
+                format!("a {size}-byte {} access at address {a:#x}", space.name())
+            })?;
+            touched.push((lane, a));
+        }
+        match space {
+            Space::Global => self.global(cta, wi, pc, inst, &touched, size, elem, nc, store),
+            Space::Shared => self.shared(cta, w, wi, pc, inst, &touched, size, elem, store),
+            Space::Local => {
+                for &(lane, a) in &touched {
+                    let t = wi * WARP + lane;
+                    let lb = u64::from(self.k.local_bytes);
+                    if a.checked_add(size).is_none_or(|end| end > lb) {
+                        return Err(self.err(
+                            ErrorKind::OutOfBounds,
+                            cta,
+                            Some(pc),
+                            Some(t),
+                            format!("local bytes [{a}, {}) of {lb}", a.saturating_add(size)),
+                        ));
+                    }
+                    let base = t as usize * self.k.local_bytes as usize + a as usize;
+                    if store {
+                        for k in 0..n {
+                            let v = self.src_bits(cta, t, inst, k, ty, pc)?;
+                            let at = base + k * elem as usize;
+                            cta.local[at..at + elem as usize].copy_from_slice(&v.to_le_bytes()[..elem as usize]);
+                            cta.local_init[at..at + elem as usize].fill(true);
+                        }
+                    } else {
+                        if !cta.local_init[base..base + size as usize].iter().all(|&b| b) {
+                            return Err(self.err(
+                                ErrorKind::UninitializedMemory,
+                                cta,
+                                Some(pc),
+                                Some(t),
+                                format!("local bytes [{a}, {}) are read before they are written", a + size),
+                            ));
+                        }
+                        for k in 0..n {
+                            let at = base + k * elem as usize;
+                            let v = le(&cta.local[at..at + elem as usize]);
+                            self.dst_write(cta, t, inst, k, v);
+                        }
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    pub(super) fn src_bits(
+        &self,
+        cta: &Cta,
+        t: u32,
+        inst: &Inst,
+        k: usize,
+        ty: Ty,
+        pc: usize,
+    ) -> Result<u64, SimError> {
+        match inst {
+            Inst::St { src, .. } => self.value(cta, t, src[k], ty, pc),
+            _ => Ok(0),
+        }
+    }
+
+    /// Thread `t`'s address `base + offset` (wrapping, as the hardware adds), which must be a
+    /// multiple of `align`; `describe` words the misaligned access.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn lane_address(
+        &self,
+        cta: &Cta,
+        t: u32,
+        pc: usize,
+        base: Operand,
+        offset: i64,
+        align: u64,
+        describe: impl FnOnce(u64) -> String,
+    ) -> Result<u64, SimError> {
+        let a = self.value(cta, t, base, Ty::U64, pc)?.wrapping_add(offset as u64);
+        if a % align != 0 {
+            return Err(self.err(ErrorKind::Misaligned, cta, Some(pc), Some(t), describe(a)));
+        }
+        Ok(a)
+    }
+
+    /// Shared bytes `[a, a + size)` lie inside the kernel's shared memory.
+    pub(super) fn shared_range(&self, cta: &Cta, t: u32, pc: usize, a: u64, size: u64) -> Result<(), SimError> {
+        let total = u64::from(self.k.shared_bytes);
+        if a.checked_add(size).is_none_or(|end| end > total) {
+            return Err(self.err(
+                ErrorKind::OutOfBounds,
+                cta,
+                Some(pc),
+                Some(t),
+                format!("shared bytes [{a}, {}) of {total}", a.saturating_add(size)),
+            ));
+        }
+        Ok(())
+    }
+
+    pub(super) fn dst_write(&self, cta: &mut Cta, t: u32, inst: &Inst, k: usize, v: u64) {
+        if let Inst::Ld { dst, .. } = inst {
+            self.write(cta, t, dst[k], v);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn global(
+        &mut self,
+        cta: &mut Cta,
+        wi: u32,
+        pc: usize,
+        inst: &Inst,
+        touched: &[(u32, u64)],
+        size: u64,
+        elem: u64,
+        nc: bool,
+        store: bool,
+    ) -> Result<(), SimError> {
+        if touched.is_empty() {
+            return Ok(());
+        }
+        self.counters.global_requests += 1;
+        let mut sectors = BTreeSet::new();
+        for &(lane, a) in touched {
+            let t = wi * WARP + lane;
+            let (i, off) = self.global_slot(cta, pc, t, a, size, store, nc)?;
+            let u = if store { GlobalUse::Write } else { GlobalUse::Read };
+            self.track_global(cta, pc, t, i, off, size, u)?;
+            for s in (a / 32)..(a + size).div_ceil(32) {
+                sectors.insert(s);
+            }
+            let n = (size / elem) as usize;
+            for k in 0..n {
+                let at = (off + k as u64 * elem) as usize;
+                if store {
+                    let v = self.src_bits(cta, t, inst, k, self.k_ty(inst), pc)?;
+                    if let Arg::Buffer(b) = &mut self.args[i] {
+                        b[at..at + elem as usize].copy_from_slice(&v.to_le_bytes()[..elem as usize]);
+                    }
+                } else {
+                    let v = match &self.args[i] {
+                        Arg::Buffer(b) => le(&b[at..at + elem as usize]),
+                        Arg::Scalar(_) => 0,
+                    };
+                    self.dst_write(cta, t, inst, k, v);
+                }
+            }
+            if store {
+                self.counters.bytes_stored += size;
+            } else {
+                self.counters.bytes_loaded += size;
+            }
+        }
+        self.counters.global_sectors += sectors.len() as u64;
+        Ok(())
+    }
+
+    /// The buffer and byte offset of a global access of `size` bytes at `a` by thread `t`, after
+    /// the checks every global access takes: inside a buffer, no store to a read-only one, no
+    /// `.nc` load of one the kernel writes.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn global_slot(
+        &self,
+        cta: &Cta,
+        pc: usize,
+        t: u32,
+        a: u64,
+        size: u64,
+        store: bool,
+        nc: bool,
+    ) -> Result<(usize, u64), SimError> {
+        let no_buffer =
+            || self.err(ErrorKind::OutOfBounds, cta, Some(pc), Some(t), format!("address {a:#x} is in no buffer"));
+        let index = (a >> 40).checked_sub(1).map(|i| i as usize);
+        let Some(i) = index.filter(|&i| i < self.args.len()) else {
+            return Err(no_buffer());
+        };
+        let Param::Buffer { name, access, .. } = &self.k.params[i] else {
+            return Err(no_buffer());
+        };
+        let off = a - buffer_base(i);
+        let len = match &self.args[i] {
+            Arg::Buffer(b) => b.len() as u64,
+            Arg::Scalar(_) => 0,
+        };
+        if off.checked_add(size).is_none_or(|end| end > len) {
+            return Err(self.err(
+                ErrorKind::OutOfBounds,
+                cta,
+                Some(pc),
+                Some(t),
+                format!("bytes [{off}, {}) of buffer `{name}` ({len} bytes)", off.saturating_add(size)),
+            ));
+        }
+        if store && *access == Access::ReadOnly {
+            return Err(self.err(
+                ErrorKind::WriteReadOnly,
+                cta,
+                Some(pc),
+                Some(t),
+                format!("a store to read-only buffer `{name}`"),
+            ));
+        }
+        if nc && *access == Access::Written {
+            return Err(self.err(
+                ErrorKind::NcOfWritten,
+                cta,
+                Some(pc),
+                Some(t),
+                format!("a .nc load of buffer `{name}`, which this kernel writes"),
+            ));
+        }
+        Ok((i, off))
+    }
+
+    pub(super) fn k_ty(&self, inst: &Inst) -> Ty {
+        match inst {
+            Inst::Ld { ty, .. } | Inst::St { ty, .. } => *ty,
+            _ => Ty::B32,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn shared(
+        &mut self,
+        cta: &mut Cta,
+        w: &Warp,
+        wi: u32,
+        pc: usize,
+        inst: &Inst,
+        touched: &[(u32, u64)],
+        size: u64,
+        elem: u64,
+        store: bool,
+    ) -> Result<(), SimError> {
+        if touched.is_empty() {
+            return Ok(());
+        }
+        self.counters.shared_requests += 1;
+        self.counters.bank_replays += bank_replays(touched, size);
+        let serial = self.serial;
+        let how = if store { Use::Write } else { Use::Read };
+        for &(lane, a) in touched {
+            let t = wi * WARP + lane;
+            self.track_shared(cta, w, wi, pc, lane, a, size, serial, how)?;
+            let n = (size / elem) as usize;
+            for k in 0..n {
+                let at = (a + k as u64 * elem) as usize;
+                if store {
+                    let v = self.src_bits(cta, t, inst, k, self.k_ty(inst), pc)?;
+                    cta.shared[at..at + elem as usize].copy_from_slice(&v.to_le_bytes()[..elem as usize]);
+                } else {
+                    let v = le(&cta.shared[at..at + elem as usize]);
+                    self.dst_write(cta, t, inst, k, v);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The checks of one lane's access to shared bytes `[a, a + size)` and their record: bounds,
+    /// races by epoch (atomics never race with atomics), `bar.warp.sync` between lanes, reads of
+    /// bytes never written, and bytes a `cp.async` has not delivered yet.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn track_shared(
+        &self,
+        cta: &mut Cta,
+        w: &Warp,
+        wi: u32,
+        pc: usize,
+        lane: u32,
+        a: u64,
+        size: u64,
+        serial: u64,
+        how: Use,
+    ) -> Result<(), SimError> {
+        let t = wi * WARP + lane;
+        self.shared_range(cta, t, pc, a, size)?;
+        let atomic = how == Use::Atomic;
+        let writes = how != Use::Read;
+        let me = Touch { epoch: cta.epoch, warp: wi as u16, lane: lane as u8, wsync: w.wsync, serial, atomic };
+        for byte in a..a + size {
+            let rec = cta.shared_meta[byte as usize];
+            let current = |x: Option<Touch>| x.filter(|x| x.epoch == cta.epoch && x.serial != serial);
+            let conflict = |other: Touch, what: &str| -> Option<SimError> {
+                if other.atomic && atomic {
+                    None
+                } else if u32::from(other.warp) != wi {
+                    Some(self.err(
+                        ErrorKind::SharedRace,
+                        cta,
+                        Some(pc),
+                        Some(t),
+                        format!(
+                            "shared byte {byte}: {what} by warp {} and warp {wi} with no bar.sync between",
+                            other.warp
+                        ),
+                    ))
+                } else if u32::from(other.lane) != lane && other.wsync == w.wsync {
+                    Some(self.err(
+                        ErrorKind::WarpSyncMissing,
+                        cta,
+                        Some(pc),
+                        Some(t),
+                        format!(
+                            "shared byte {byte}: {what} by lanes {} and {lane} of warp {wi} with no bar.warp.sync between",
+                            other.lane
+                        ),
+                    ))
+                } else {
+                    None
+                }
+            };
+            if cta.pending.get(byte as usize).is_some_and(|&n| n > 0) {
+                return Err(self.err(
+                    ErrorKind::CpAsyncPending,
+                    cta,
+                    Some(pc),
+                    Some(t),
+                    format!("shared byte {byte} is the destination of a cp.async no wait has completed yet"),
+                ));
+            }
+            if !atomic && rec.atomics_epoch == cta.epoch && rec.atomics & !(1u32 << (wi % 32)) != 0 {
+                return Err(self.err(
+                    ErrorKind::SharedRace,
+                    cta,
+                    Some(pc),
+                    Some(t),
+                    format!(
+                        "shared byte {byte}: updated atomically by another warp, then {} by warp {wi} with no bar.sync between",
+                        if writes { "written" } else { "read" }
+                    ),
+                ));
+            }
+            if let Some(prev) = current(rec.write) {
+                if let Some(e) = conflict(prev, if writes { "written" } else { "written then read" }) {
+                    return Err(e);
+                }
+            }
+            if writes {
+                if let Some(prev) = current(rec.read) {
+                    if let Some(e) = conflict(prev, "read then written") {
+                        return Err(e);
+                    }
+                }
+                if rec.readers_epoch == cta.epoch && rec.readers & !(1u32 << (wi % 32)) != 0 {
+                    return Err(self.err(
+                        ErrorKind::SharedRace,
+                        cta,
+                        Some(pc),
+                        Some(t),
+                        format!("shared byte {byte}: read by another warp, then written by warp {wi} with no bar.sync between"),
+                    ));
+                }
+            }
+            if how != Use::Write && !rec.written && cta.unwritten_read.is_none() {
+                cta.unwritten_read = Some(self.err(
+                    ErrorKind::UninitializedMemory,
+                    cta,
+                    Some(pc),
+                    Some(t),
+                    format!("shared byte {byte} is read before any thread writes it"),
+                ));
+            }
+            let m = &mut cta.shared_meta[byte as usize];
+            if writes {
+                m.written = true;
+                // An atomic keeps a plain write of this epoch on record: that write is what a
+                // later atomic of another warp races with (atomics among themselves are in
+                // `atomics`).
+                let plain_write = m.write.is_some_and(|x| x.epoch == cta.epoch && !x.atomic);
+                if !(atomic && plain_write) {
+                    m.write = Some(me);
+                }
+                if atomic {
+                    if m.atomics_epoch != cta.epoch {
+                        m.atomics_epoch = cta.epoch;
+                        m.atomics = 0;
+                    }
+                    m.atomics |= 1 << (wi % 32);
+                }
+            } else {
+                m.read = Some(me);
+                if m.readers_epoch != cta.epoch {
+                    m.readers_epoch = cta.epoch;
+                    m.readers = 0;
+                }
+                m.readers |= 1 << (wi % 32);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How an access uses shared bytes (for the race checker).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Use {
+    Read,
+    Write,
+    /// A read-modify-write by `atom`/`red`: a write that never races with another atomic.
+    Atomic,
+}
+
+/// Extra wavefronts of one shared access: lanes go in phases (32 lanes of 4-byte accesses,
+/// 16 of 8, 8 of 16); within a phase each bank serves one 4-byte word per wavefront (lanes
+/// reading the same word share it).
+pub fn bank_replays(touched: &[(u32, u64)], size: u64) -> u64 {
+    let per_phase = (128 / size.clamp(4, 16)) as u32;
+    let mut phases: HashMap<u32, HashMap<u64, BTreeSet<u64>>> = HashMap::new();
+    for &(lane, a) in touched {
+        let banks = phases.entry(lane / per_phase).or_default();
+        for word in (a / 4)..(a + size).div_ceil(4) {
+            banks.entry(word % 32).or_default().insert(word);
+        }
+    }
+    phases.values().map(|banks| banks.values().map(|w| w.len() as u64).max().unwrap_or(1) - 1).sum()
+}
