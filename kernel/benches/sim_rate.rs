@@ -83,7 +83,7 @@ fn rate(name: &str, k: &Kernel, launch: Launch, mut args: Vec<Arg>) {
 }
 
 fn main() {
-    rate("alu", &alu(2000), Launch { grid: [8, 1, 1], block: [256, 1, 1] }, vec![Arg::Buffer(vec![0; 8 * 256 * 4])]);
+    rate("alu", &alu(10_000), Launch { grid: [8, 1, 1], block: [256, 1, 1] }, vec![Arg::Buffer(vec![0; 8 * 256 * 4])]);
     let n = 1 << 20;
     let bytes = vec![0u8; n * 4];
     rate(

@@ -42,10 +42,7 @@
 
 use std::fmt;
 
-use crate::frag::{self, MmaInputs};
-use crate::ir::{
-    Axis, BinOp, Inst, Kernel, LoopKind, Mufu, Operand, Param, Reg, ShflMode, Special, Stmt, Ty, VoteMode,
-};
+use crate::ir::{Axis, Inst, Kernel, LoopKind, Operand, Param, Reg, Special, Stmt, Ty};
 use crate::verify::inst_name;
 use global_race::GlobalUse;
 
@@ -57,13 +54,16 @@ mod global_race;
 mod memory;
 mod orders;
 
-use alu::{binary, compare, convert, f, lanes, pack, truncate, unary};
 pub use alu::{convert_kind, ConvertKind};
+use alu::{lanes, truncate};
 pub use memory::bank_replays;
 use memory::SharedByte;
 
 /// Threads per warp.
 pub const WARP: u32 = 32;
+
+/// One value per lane of a warp.
+type Lanes = [u64; WARP as usize];
 
 /// The shape of a launch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -358,8 +358,10 @@ struct Machine<'a> {
 struct Cta {
     id: [u32; 3],
     threads: u32,
+    /// Registers, warp-major: warp `w`'s register `r` is 32 slots from `32 * (w * nregs + r)`.
     regs: Vec<u64>,
-    init: Vec<bool>,
+    /// Per warp and register, the lanes that have written it.
+    init: Vec<u32>,
     shared: Vec<u8>,
     shared_meta: Vec<SharedByte>,
     local: Vec<u8>,
@@ -394,11 +396,12 @@ impl Machine<'_> {
     fn run_cta(&mut self, id: [u32; 3]) -> Result<(), SimError> {
         let threads = self.launch.block.iter().product::<u32>();
         let nregs = self.k.regs.len();
+        let nwarps = threads.div_ceil(WARP);
         let mut cta = Cta {
             id,
             threads,
-            regs: vec![0; threads as usize * nregs],
-            init: vec![false; threads as usize * nregs],
+            regs: vec![0; nwarps as usize * WARP as usize * nregs],
+            init: vec![0; nwarps as usize * nregs],
             shared: vec![0; self.k.shared_bytes as usize],
             shared_meta: vec![SharedByte::default(); self.k.shared_bytes as usize],
             local: vec![0; threads as usize * self.k.local_bytes as usize],
@@ -409,7 +412,6 @@ impl Machine<'_> {
             copies: Vec::new(),
             groups: vec![0; threads as usize],
         };
-        let nwarps = threads.div_ceil(WARP);
         let mut warps: Vec<Warp> = (0..nwarps)
             .map(|w| {
                 let n = (threads - w * WARP).min(WARP);
@@ -497,12 +499,7 @@ impl Machine<'_> {
                     w.pc += 1;
                 }
                 &Flat::If { cond, else_pc, end_pc } => {
-                    let mut t = 0u32;
-                    for lane in lanes(w.active) {
-                        if self.read(cta, wi * WARP + lane, cond, pc)? & 1 == 1 {
-                            t |= 1 << lane;
-                        }
-                    }
+                    let t = self.true_lanes(cta, wi, w.active, cond, pc)?;
                     let e = w.active & !t;
                     w.stack.push(Entry::If { saved: w.active, else_mask: e });
                     if t != 0 {
@@ -533,14 +530,9 @@ impl Machine<'_> {
                 Flat::LoopStart { kind, end_pc } => {
                     w.stack.push(Entry::Loop { saved: w.active });
                     if let &LoopKind::Count { index, count } = kind {
-                        let mut go = 0u32;
-                        for lane in lanes(w.active) {
-                            let t = wi * WARP + lane;
-                            self.write(cta, t, index, 0);
-                            if self.value(cta, t, count, Ty::U32, pc)? as u32 > 0 {
-                                go |= 1 << lane;
-                            }
-                        }
+                        self.scatter(cta, wi, w.active, index, &[0; WARP as usize]);
+                        let n = self.gather(cta, wi, w.active, count, Ty::U32, pc)?;
+                        let go = lanes(w.active).filter(|&l| n[l as usize] > 0).fold(0u32, |m, l| m | 1 << l);
                         if go == 0 {
                             w.stack.pop();
                             w.pc = *end_pc + 1;
@@ -551,21 +543,18 @@ impl Machine<'_> {
                     w.pc += 1;
                 }
                 Flat::LoopEnd { kind, start_pc } => {
-                    let mut go = 0u32;
-                    for lane in lanes(w.active) {
-                        let t = wi * WARP + lane;
-                        let more = match kind {
-                            LoopKind::Count { index, count } => {
-                                let i = self.read(cta, t, *index, pc)? as u32 + 1;
-                                self.write(cta, t, *index, u64::from(i));
-                                i < self.value(cta, t, *count, Ty::U32, pc)? as u32
+                    let go = match *kind {
+                        LoopKind::Count { index, count } => {
+                            let mut i = self.gather(cta, wi, w.active, Operand::Reg(index), Ty::U32, pc)?;
+                            for x in &mut i {
+                                *x = u64::from((*x as u32).wrapping_add(1));
                             }
-                            LoopKind::While { cond } => self.read(cta, t, *cond, pc)? & 1 == 1,
-                        };
-                        if more {
-                            go |= 1 << lane;
+                            self.scatter(cta, wi, w.active, index, &i);
+                            let n = self.gather(cta, wi, w.active, count, Ty::U32, pc)?;
+                            lanes(w.active).filter(|&l| i[l as usize] < n[l as usize]).fold(0u32, |m, l| m | 1 << l)
                         }
-                    }
+                        LoopKind::While { cond } => self.true_lanes(cta, wi, w.active, cond, pc)?,
+                    };
                     if go != 0 {
                         w.active = go;
                         w.pc = *start_pc + 1;
@@ -582,18 +571,25 @@ impl Machine<'_> {
         Ok(())
     }
 
+    /// Where thread `t`'s register `r` lives: a warp's copy of a register is 32 consecutive
+    /// slots, so an instruction reads and writes whole warps at once.
     #[inline]
     fn reg_index(&self, t: u32, r: Reg) -> usize {
-        t as usize * self.k.regs.len() + r.0 as usize
+        self.reg_slot(t / WARP, r) * WARP as usize + (t % WARP) as usize
+    }
+
+    /// The index of warp `wi`'s copy of `r` in `Cta::init` (and, times 32, in `Cta::regs`).
+    #[inline]
+    fn reg_slot(&self, wi: u32, r: Reg) -> usize {
+        wi as usize * self.k.regs.len() + r.0 as usize
     }
 
     #[inline]
     fn read(&self, cta: &Cta, t: u32, r: Reg, pc: usize) -> Result<u64, SimError> {
-        let i = self.reg_index(t, r);
-        if !cta.init[i] {
+        if cta.init[self.reg_slot(t / WARP, r)] & (1 << (t % WARP)) == 0 {
             return Err(self.uninitialized(cta, t, r, pc));
         }
-        Ok(cta.regs[i])
+        Ok(cta.regs[self.reg_index(t, r)])
     }
 
     #[cold]
@@ -613,7 +609,7 @@ impl Machine<'_> {
         let i = self.reg_index(t, r);
         let ty = self.k.regs[r.0 as usize];
         cta.regs[i] = truncate(bits, ty);
-        cta.init[i] = true;
+        cta.init[self.reg_slot(t / WARP, r)] |= 1 << (t % WARP);
     }
 
     /// An operand's bits at type `ty`.
@@ -628,83 +624,70 @@ impl Machine<'_> {
         ))
     }
 
+    /// An operand's bits at type `ty` in every lane of warp `wi`, every lane of `active` checked
+    /// written (the other lanes' values are unspecified).
+    #[inline]
+    fn gather(&self, cta: &Cta, wi: u32, active: u32, o: Operand, ty: Ty, pc: usize) -> Result<Lanes, SimError> {
+        match o {
+            Operand::Imm(b) => Ok([truncate(b, ty); WARP as usize]),
+            Operand::Reg(r) => {
+                let slot = self.reg_slot(wi, r);
+                let missing = active & !cta.init[slot];
+                if missing != 0 {
+                    return Err(self.uninitialized(cta, wi * WARP + missing.trailing_zeros(), r, pc));
+                }
+                let at = slot * WARP as usize;
+                let mut v: Lanes = cta.regs[at..at + WARP as usize].try_into().expect("a warp's register is 32 slots");
+                if self.k.regs[r.0 as usize].bits() > ty.bits() {
+                    for x in &mut v {
+                        *x = truncate(*x, ty);
+                    }
+                }
+                Ok(v)
+            }
+        }
+    }
+
+    /// The lanes of `active` where predicate `p` is true.
+    fn true_lanes(&self, cta: &Cta, wi: u32, active: u32, p: Reg, pc: usize) -> Result<u32, SimError> {
+        let v = self.gather(cta, wi, active, Operand::Reg(p), Ty::Pred, pc)?;
+        Ok(lanes(active).filter(|&l| v[l as usize] & 1 == 1).fold(0, |m, l| m | 1 << l))
+    }
+
+    /// Writes `v` to `dst` in the lanes of `active`.
+    #[inline]
+    fn scatter(&self, cta: &mut Cta, wi: u32, active: u32, dst: Reg, v: &Lanes) {
+        let ty = self.k.regs[dst.0 as usize];
+        let slot = self.reg_slot(wi, dst);
+        let at = slot * WARP as usize;
+        let regs = &mut cta.regs[at..at + WARP as usize];
+        if active == u32::MAX {
+            for (r, &x) in regs.iter_mut().zip(v) {
+                *r = truncate(x, ty);
+            }
+        } else {
+            for lane in lanes(active) {
+                regs[lane as usize] = truncate(v[lane as usize], ty);
+            }
+        }
+        cta.init[slot] |= active;
+    }
+
     fn exec(&mut self, cta: &mut Cta, w: &mut Warp, wi: u32, pc: usize, inst: &Inst) -> Result<(), SimError> {
-        let base = wi * WARP;
         match inst {
             Inst::Ld { .. } | Inst::St { .. } => {
                 self.counters.memory += 1;
                 return self.memory(cta, w, wi, pc, inst);
             }
-            Inst::Shfl { mode, dst, a, b, mask, .. } => {
+            Inst::Shfl { .. } | Inst::Vote { .. } | Inst::Redux { .. } => {
                 self.counters.sync += 1;
-                self.check_mask(cta, w, wi, pc, *mask)?;
-                let mut vals = [0u64; 32];
-                for lane in lanes(w.active) {
-                    vals[lane as usize] = self.value(cta, base + lane, *a, Ty::B32, pc)?;
-                }
-                for lane in lanes(w.active) {
-                    let bv = self.value(cta, base + lane, *b, Ty::U32, pc)? as u32;
-                    let src = match mode {
-                        ShflMode::Idx => Some(bv & 31),
-                        ShflMode::Up => lane.checked_sub(bv),
-                        ShflMode::Down => lane.checked_add(bv).filter(|&j| j < WARP),
-                        ShflMode::Bfly => Some(lane ^ bv).filter(|&j| j < WARP),
-                    };
-                    let v = match src {
-                        Some(j) if w.active & (1 << j) == 0 => {
-                            return Err(self.err(
-                                ErrorKind::ShflInactiveSource,
-                                cta,
-                                Some(pc),
-                                Some(base + lane),
-                                format!("lane {lane} reads lane {j}, which does not execute the shuffle"),
-                            ))
-                        }
-                        Some(j) => vals[j as usize],
-                        None => vals[lane as usize],
-                    };
-                    self.write(cta, base + lane, *dst, v);
-                }
-                return Ok(());
+                self.collective(cta, w, wi, pc, inst)
             }
             Inst::BarWarp { mask } => {
                 self.counters.sync += 1;
                 self.check_mask(cta, w, wi, pc, *mask)?;
                 w.wsync += 1;
-                return Ok(());
-            }
-            Inst::Vote { mode, dst, a, mask } => {
-                self.counters.sync += 1;
-                self.check_mask(cta, w, wi, pc, *mask)?;
-                let mut ballot = 0u32;
-                for lane in lanes(w.active) {
-                    if self.read(cta, base + lane, *a, pc)? & 1 == 1 {
-                        ballot |= 1 << lane;
-                    }
-                }
-                let v = match mode {
-                    VoteMode::All => u64::from(ballot == w.active),
-                    VoteMode::Any => u64::from(ballot != 0),
-                    VoteMode::Ballot => u64::from(ballot),
-                };
-                for lane in lanes(w.active) {
-                    self.write(cta, base + lane, *dst, v);
-                }
-                return Ok(());
-            }
-            Inst::Redux { op, ty, dst, a, mask } => {
-                self.counters.sync += 1;
-                self.check_mask(cta, w, wi, pc, *mask)?;
-                let mut acc: Option<u64> = None;
-                for lane in lanes(w.active) {
-                    let x = self.value(cta, base + lane, *a, *ty, pc)?;
-                    // The verifier admits only ops that never divide.
-                    acc = Some(acc.map_or(Some(x), |y| binary(*op, *ty, y, x)).unwrap_or(0));
-                }
-                for lane in lanes(w.active) {
-                    self.write(cta, base + lane, *dst, acc.unwrap_or(0));
-                }
-                return Ok(());
+                Ok(())
             }
             Inst::CpAsync { .. } => {
                 self.counters.memory += 1;
@@ -722,114 +705,15 @@ impl Machine<'_> {
                 self.counters.memory += 1;
                 return self.ldmatrix(cta, w, wi, pc, inst, *trans, dst, *addr, *offset);
             }
-            Inst::Mma { shape, atype, btype, d, a, b, c } => {
+            Inst::Mma { .. } => {
                 self.counters.tensor += 1;
-                self.full_warp(cta, w, wi, pc)?;
-                let mut x = MmaInputs { a: [[0; 4]; 32], b: [[0; 2]; 32], c: [[0.0; 4]; 32] };
-                for lane in 0..WARP {
-                    let t = base + lane;
-                    let l = lane as usize;
-                    for i in 0..4 {
-                        x.a[l][i] = self.read(cta, t, a[i], pc)? as u32;
-                        x.c[l][i] = f(self.value(cta, t, c[i], Ty::F32, pc)?);
-                    }
-                    for (slot, r) in x.b[l].iter_mut().zip(b) {
-                        *slot = self.read(cta, t, *r, pc)? as u32;
-                    }
-                }
-                // Every input is read before any output is written: `d` may alias `c`.
-                let out = frag::mma(*shape, *atype, *btype, &x);
-                for lane in 0..WARP {
-                    for (r, v) in d.iter().zip(out[lane as usize]) {
-                        self.write(cta, base + lane, *r, u64::from(v.to_bits()));
-                    }
-                }
-                return Ok(());
+                self.mma(cta, w, wi, pc, inst)
             }
-            _ => self.counters.alu += 1,
+            _ => {
+                self.counters.alu += 1;
+                self.alu(cta, wi, w.active, pc, inst)
+            }
         }
-        for lane in lanes(w.active) {
-            let t = base + lane;
-            let (dst, bits) = match inst {
-                Inst::Mov { dst, src } => (*dst, self.value(cta, t, *src, self.k.regs[dst.0 as usize], pc)?),
-                Inst::Special { dst, reg } => (*dst, u64::from(self.special(cta, t, *reg))),
-                Inst::Param { dst, index } => (
-                    *dst,
-                    match &self.args[*index] {
-                        Arg::Buffer(_) => buffer_base(*index),
-                        Arg::Scalar(v) => *v,
-                    },
-                ),
-                Inst::Unary { op, ty, dst, a } => (*dst, unary(*op, *ty, self.value(cta, t, *a, *ty, pc)?)),
-                Inst::Binary { op, ty, dst, a, b } => {
-                    let x = self.value(cta, t, *a, *ty, pc)?;
-                    let bty = if matches!(op, BinOp::Shl | BinOp::Shr) { Ty::U32 } else { *ty };
-                    let y = self.value(cta, t, *b, bty, pc)?;
-                    let r = binary(*op, *ty, x, y).ok_or_else(|| {
-                        self.err(ErrorKind::DivisionByZero, cta, Some(pc), Some(t), "integer division by zero".into())
-                    })?;
-                    (*dst, r)
-                }
-                Inst::Fma { ty, dst, a, b, c } => {
-                    let (x, y, z) = (
-                        self.value(cta, t, *a, *ty, pc)?,
-                        self.value(cta, t, *b, *ty, pc)?,
-                        self.value(cta, t, *c, *ty, pc)?,
-                    );
-                    let r = if *ty == Ty::F32 {
-                        u64::from(f(x).mul_add(f(y), f(z)).to_bits())
-                    } else {
-                        x.wrapping_mul(y).wrapping_add(z)
-                    };
-                    (*dst, r)
-                }
-                Inst::Setp { cmp, ty, dst, a, b } => {
-                    let (x, y) = (self.value(cta, t, *a, *ty, pc)?, self.value(cta, t, *b, *ty, pc)?);
-                    (*dst, u64::from(compare(*cmp, *ty, x, y)))
-                }
-                Inst::Selp { ty, dst, a, b, p } => {
-                    let take_a = self.read(cta, t, *p, pc)? & 1 == 1;
-                    (*dst, self.value(cta, t, if take_a { *a } else { *b }, *ty, pc)?)
-                }
-                Inst::Cvt { to, from, rounding, satfinite, dst, src } => {
-                    let x = self.value(cta, t, *src, *from, pc)?;
-                    (*dst, convert(*to, *from, *rounding, *satfinite, x))
-                }
-                Inst::CvtPack { to, satfinite, dst, a, b } => {
-                    let hi = f(self.value(cta, t, *a, Ty::F32, pc)?);
-                    let lo = f(self.value(cta, t, *b, Ty::F32, pc)?);
-                    (*dst, pack(*to, *satfinite, hi, lo))
-                }
-                Inst::Mufu { op, dst, a } => {
-                    let x = f64::from(f(self.value(cta, t, *a, Ty::F32, pc)?));
-                    let y = match op {
-                        Mufu::Ex2 => x.exp2(),
-                        Mufu::Rsqrt => 1.0 / x.sqrt(),
-                        Mufu::Rcp => 1.0 / x,
-                        Mufu::Tanh => x.tanh(),
-                    };
-                    (*dst, u64::from((y as f32).to_bits()))
-                }
-                Inst::Ld { .. }
-                | Inst::St { .. }
-                | Inst::Shfl { .. }
-                | Inst::Bar
-                | Inst::BarWarp { .. }
-                | Inst::Ldmatrix { .. }
-                | Inst::Mma { .. }
-                | Inst::Atom { .. }
-                | Inst::Vote { .. }
-                | Inst::Redux { .. }
-                | Inst::CpAsync { .. }
-                | Inst::CpAsyncCommit
-                | Inst::CpAsyncWait { .. }
-                | Inst::CpAsyncWaitAll => {
-                    continue;
-                }
-            };
-            self.write(cta, t, dst, bits);
-        }
-        Ok(())
     }
 
     fn special(&self, cta: &Cta, t: u32, s: Special) -> u32 {

@@ -2,11 +2,19 @@
 
 use lathe_numerics as num;
 
-use super::WARP;
-use crate::ir::{BinOp, Cmp, Rounding, Ty, UnOp};
+use super::{buffer_base, Arg, Cta, ErrorKind, Lanes, Machine, SimError, WARP};
+use crate::ir::{BinOp, Cmp, Inst, Mufu, Operand, Rounding, Ty, UnOp};
 
+/// The lanes of `mask`, lowest first.
 pub(super) fn lanes(mask: u32) -> impl Iterator<Item = u32> {
-    (0..WARP).filter(move |l| mask & (1 << l) != 0)
+    let mut rest = mask;
+    std::iter::from_fn(move || {
+        (rest != 0).then(|| {
+            let l = rest.trailing_zeros();
+            rest &= rest - 1;
+            l
+        })
+    })
 }
 
 pub(super) fn le(bytes: &[u8]) -> u64 {
@@ -192,4 +200,130 @@ pub(super) fn pack(to: Ty, satfinite: bool, hi: f32, lo: f32) -> u64 {
     };
     let half = to.bits() / 2;
     one(hi) << half | one(lo)
+}
+
+/// `f` of every lane.
+#[inline]
+fn map1(x: &Lanes, f: impl Fn(u64) -> u64) -> Lanes {
+    std::array::from_fn(|l| f(x[l]))
+}
+
+/// `f` of every lane's pair.
+#[inline]
+fn map2(x: &Lanes, y: &Lanes, f: impl Fn(u64, u64) -> u64) -> Lanes {
+    std::array::from_fn(|l| f(x[l], y[l]))
+}
+
+/// `f` of every lane's triple.
+#[inline]
+fn map3(x: &Lanes, y: &Lanes, z: &Lanes, f: impl Fn(u64, u64, u64) -> u64) -> Lanes {
+    std::array::from_fn(|l| f(x[l], y[l], z[l]))
+}
+
+/// An f32 result as register bits.
+#[inline]
+fn bits(x: f32) -> u64 {
+    u64::from(x.to_bits())
+}
+
+/// `binary` over a warp, the common operations without a dispatch per lane. Inactive lanes
+/// compute garbage that is never written; a division by zero among them is not an error.
+fn binary_lanes(op: BinOp, ty: Ty, x: &Lanes, y: &Lanes) -> Lanes {
+    match (op, ty) {
+        (BinOp::Add, Ty::F32) => map2(x, y, |a, b| bits(f(a) + f(b))),
+        (BinOp::Sub, Ty::F32) => map2(x, y, |a, b| bits(f(a) - f(b))),
+        (BinOp::Mul, Ty::F32) => map2(x, y, |a, b| bits(f(a) * f(b))),
+        (_, Ty::F32) => map2(x, y, |a, b| binary(op, ty, a, b).unwrap_or(0)),
+        // Integer results are truncated to the destination's width when written.
+        (BinOp::Add, _) => map2(x, y, u64::wrapping_add),
+        (BinOp::Sub, _) => map2(x, y, u64::wrapping_sub),
+        (BinOp::Mul, _) => map2(x, y, u64::wrapping_mul),
+        (BinOp::And, _) => map2(x, y, |a, b| a & b),
+        (BinOp::Or, _) => map2(x, y, |a, b| a | b),
+        (BinOp::Xor, _) => map2(x, y, |a, b| a ^ b),
+        _ => map2(x, y, |a, b| binary(op, ty, a, b).unwrap_or(0)),
+    }
+}
+
+impl Machine<'_> {
+    /// An ALU instruction (no memory, no lane exchange) over the active lanes of warp `wi`:
+    /// operands are read for the whole warp, computed lane by lane, written back under the
+    /// active mask.
+    pub(super) fn alu(&self, cta: &mut Cta, wi: u32, active: u32, pc: usize, inst: &Inst) -> Result<(), SimError> {
+        let g = |o: Operand, ty: Ty, mask: u32| self.gather(cta, wi, mask, o, ty, pc);
+        let (dst, v) = match *inst {
+            Inst::Mov { dst, src } => (dst, g(src, self.k.regs[dst.0 as usize], active)?),
+            Inst::Special { dst, reg } => {
+                (dst, std::array::from_fn(|l| u64::from(self.special(cta, wi * WARP + l as u32, reg))))
+            }
+            Inst::Param { dst, index } => (
+                dst,
+                [match &self.args[index] {
+                    Arg::Buffer(_) => buffer_base(index),
+                    Arg::Scalar(v) => *v,
+                }; WARP as usize],
+            ),
+            Inst::Unary { op, ty, dst, a } => (dst, map1(&g(a, ty, active)?, |x| unary(op, ty, x))),
+            Inst::Binary { op, ty, dst, a, b } => {
+                let x = g(a, ty, active)?;
+                let y = g(b, if matches!(op, BinOp::Shl | BinOp::Shr) { Ty::U32 } else { ty }, active)?;
+                if matches!(op, BinOp::Div | BinOp::Rem) && ty != Ty::F32 {
+                    if let Some(lane) = lanes(active).find(|&l| y[l as usize] == 0) {
+                        return Err(self.err(
+                            ErrorKind::DivisionByZero,
+                            cta,
+                            Some(pc),
+                            Some(wi * WARP + lane),
+                            "integer division by zero".into(),
+                        ));
+                    }
+                }
+                (dst, binary_lanes(op, ty, &x, &y))
+            }
+            Inst::Fma { ty, dst, a, b, c } => {
+                let (x, y, z) = (g(a, ty, active)?, g(b, ty, active)?, g(c, ty, active)?);
+                let v = if ty == Ty::F32 {
+                    map3(&x, &y, &z, |a, b, c| bits(f(a).mul_add(f(b), f(c))))
+                } else {
+                    map3(&x, &y, &z, |a, b, c| a.wrapping_mul(b).wrapping_add(c))
+                };
+                (dst, v)
+            }
+            Inst::Setp { cmp, ty, dst, a, b } => {
+                let (x, y) = (g(a, ty, active)?, g(b, ty, active)?);
+                (dst, map2(&x, &y, |x, y| u64::from(compare(cmp, ty, x, y))))
+            }
+            Inst::Selp { ty, dst, a, b, p } => {
+                // Each lane reads only the operand it selects.
+                let p = g(Operand::Reg(p), Ty::Pred, active)?;
+                let take_a = lanes(active).filter(|&l| p[l as usize] & 1 == 1).fold(0u32, |m, l| m | 1 << l);
+                let (x, y) = (g(a, ty, take_a)?, g(b, ty, active & !take_a)?);
+                (dst, std::array::from_fn(|l| if take_a & (1 << l) != 0 { x[l] } else { y[l] }))
+            }
+            Inst::Cvt { to, from, rounding, satfinite, dst, src } => {
+                (dst, map1(&g(src, from, active)?, |x| convert(to, from, rounding, satfinite, x)))
+            }
+            Inst::CvtPack { to, satfinite, dst, a, b } => {
+                let (x, y) = (g(a, Ty::F32, active)?, g(b, Ty::F32, active)?);
+                (dst, map2(&x, &y, |hi, lo| pack(to, satfinite, f(hi), f(lo))))
+            }
+            Inst::Mufu { op, dst, a } => (dst, map1(&g(a, Ty::F32, active)?, |x| mufu(op, f(x)))),
+            _ => return Ok(()),
+        };
+        self.scatter(cta, wi, active, dst, &v);
+        Ok(())
+    }
+}
+
+/// A MUFU op: the correctly rounded value (the hardware's approximation lies within the error
+/// the PTX ISA documents for it; the tolerance of a comparison carries that term).
+fn mufu(op: Mufu, x: f32) -> u64 {
+    let x = f64::from(x);
+    let y = match op {
+        Mufu::Ex2 => x.exp2(),
+        Mufu::Rsqrt => 1.0 / x.sqrt(),
+        Mufu::Rcp => 1.0 / x,
+        Mufu::Tanh => x.tanh(),
+    };
+    bits(y as f32)
 }
