@@ -677,7 +677,7 @@ impl Machine<'_> {
         match inst {
             Inst::Ld { .. } | Inst::St { .. } => {
                 self.counters.memory += 1;
-                return self.memory(cta, w, wi, pc, inst);
+                self.memory(cta, w, wi, pc, inst)
             }
             Inst::Shfl { .. } | Inst::Vote { .. } | Inst::Redux { .. } => {
                 self.counters.sync += 1;
@@ -691,19 +691,19 @@ impl Machine<'_> {
             }
             Inst::CpAsync { .. } => {
                 self.counters.memory += 1;
-                return self.cp_async(cta, w, wi, pc, inst);
+                self.cp_async(cta, w, wi, pc, inst)
             }
             Inst::CpAsyncCommit | Inst::CpAsyncWait { .. } | Inst::CpAsyncWaitAll => {
                 self.counters.sync += 1;
-                return self.cp_async_group(cta, w, wi, pc, inst);
+                self.cp_async_group(cta, w, wi, pc, inst)
             }
             Inst::Atom { .. } => {
                 self.counters.memory += 1;
-                return self.atom(cta, w, wi, pc, inst);
+                self.atom(cta, w, wi, pc, inst)
             }
             Inst::Ldmatrix { trans, dst, addr, offset } => {
                 self.counters.memory += 1;
-                return self.ldmatrix(cta, w, wi, pc, inst, *trans, dst, *addr, *offset);
+                self.ldmatrix(cta, w, wi, pc, inst, *trans, dst, *addr, *offset)
             }
             Inst::Mma { .. } => {
                 self.counters.tensor += 1;

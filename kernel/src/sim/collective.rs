@@ -76,15 +76,15 @@ impl Machine<'_> {
         for i in 0..4 {
             let av = self.gather(cta, wi, u32::MAX, Operand::Reg(a[i]), Ty::B32, pc)?;
             let cv = self.gather(cta, wi, u32::MAX, c[i], Ty::F32, pc)?;
-            for l in 0..WARP as usize {
-                x.a[l][i] = av[l] as u32;
-                x.c[l][i] = f(cv[l]);
+            for (l, (av, cv)) in av.iter().zip(&cv).enumerate() {
+                x.a[l][i] = *av as u32;
+                x.c[l][i] = f(*cv);
             }
         }
         for (i, r) in b.iter().enumerate() {
             let bv = self.gather(cta, wi, u32::MAX, Operand::Reg(*r), Ty::B32, pc)?;
-            for l in 0..WARP as usize {
-                x.b[l][i] = bv[l] as u32;
+            for (slot, v) in x.b.iter_mut().zip(bv) {
+                slot[i] = v as u32;
             }
         }
         let out = frag::mma(shape, atype, btype, &x);
