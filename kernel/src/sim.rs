@@ -95,11 +95,17 @@ pub struct Options {
     /// (`OrderDependent` otherwise); the arguments end as the forward order leaves them. 0 and 1
     /// run forward only.
     pub cta_orders: usize,
+    /// Likewise for the order warps of a CTA run in between barriers: each further order runs
+    /// the launch again (reverse, round-robin one instruction at a time, then seeded
+    /// interleavings) and must leave the written buffers bit for bit as the forward order does.
+    /// A kernel the race checks pass gives the same bytes in every warp order; float atomics
+    /// of several warps on one shared word do not.
+    pub warp_orders: usize,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { max_instructions: 200_000_000, ctas: None, cta_orders: 1 }
+        Options { max_instructions: 200_000_000, ctas: None, cta_orders: 1, warp_orders: 1 }
     }
 }
 
@@ -140,8 +146,9 @@ pub enum ErrorKind {
     /// A plain access to global bytes another CTA of the launch writes, or reads or updates
     /// atomically while this access writes; an atomic on bytes another CTA accesses plainly.
     CrossCtaRace,
-    /// A written buffer differs between two CTA orders (`Options::cta_orders`): float atomics
-    /// whose rounding depends on the order CTAs run in.
+    /// A written buffer differs between two CTA orders (`Options::cta_orders`) or warp orders
+    /// (`Options::warp_orders`): float atomics whose rounding depends on the order CTAs or
+    /// warps run in.
     OrderDependent,
     /// The instruction cap was reached.
     InstructionCap,
@@ -323,7 +330,8 @@ pub fn run(k: &Kernel, launch: &Launch, args: &mut [Arg], opts: &Options) -> Res
     orders::run_orders(k, launch, program.into(), args, opts, ctas)
 }
 
-/// Runs the CTAs of `order` one after another on `args`.
+/// Runs the CTAs of `order` one after another on `args`, their warps in warp order
+/// `warp_order` (`orders`).
 fn run_in_order(
     k: &Kernel,
     launch: &Launch,
@@ -331,9 +339,10 @@ fn run_in_order(
     args: &mut [Arg],
     opts: &Options,
     order: Vec<[u32; 3]>,
+    warp_order: usize,
 ) -> Result<Counters, SimError> {
     let races = global_race::Tracker::new(k, args, order.clone());
-    let mut m = Machine { k, launch, program, args, opts, counters: Counters::default(), serial: 0, races };
+    let mut m = Machine { k, launch, program, args, opts, counters: Counters::default(), serial: 0, races, warp_order };
     for (position, &cta) in order.iter().enumerate() {
         m.races.enter(position);
         m.run_cta(cta)?;
@@ -352,6 +361,8 @@ struct Machine<'a> {
     serial: u64,
     /// Which CTAs touched which bytes of the written buffers (cross-CTA races).
     races: global_race::Tracker,
+    /// The order warps run in between barriers (`orders::run_epoch`).
+    warp_order: usize,
 }
 
 /// The state of one CTA.
@@ -420,11 +431,7 @@ impl Machine<'_> {
             })
             .collect();
         loop {
-            for (w, warp) in warps.iter_mut().enumerate() {
-                if !warp.done && !warp.at_barrier {
-                    self.run_warp(&mut cta, warp, w as u32)?;
-                }
-            }
+            self.run_epoch(&mut cta, &mut warps)?;
             if let Some(e) = cta.unwritten_read.take() {
                 return Err(e);
             }
@@ -463,9 +470,15 @@ impl Machine<'_> {
         }
     }
 
-    fn run_warp(&mut self, cta: &mut Cta, w: &mut Warp, wi: u32) -> Result<(), SimError> {
+    /// Runs warp `wi` until it reaches a barrier, exits, or has run `budget` instructions.
+    fn run_warp(&mut self, cta: &mut Cta, w: &mut Warp, wi: u32, budget: u64) -> Result<(), SimError> {
         let program = std::rc::Rc::clone(&self.program);
+        let mut left = budget;
         while w.pc < program.len() {
+            if left == 0 {
+                return Ok(());
+            }
+            left -= 1;
             self.counters.instructions += 1;
             if self.counters.instructions > self.opts.max_instructions {
                 return Err(self.err(
