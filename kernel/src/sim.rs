@@ -714,6 +714,11 @@ impl Machine<'_> {
                 self.counters.sync += 1;
                 return self.cp_async_group(cta, w, wi, pc, inst);
             }
+            // No-ops in a single launch; the PDL discipline belongs to the multi-launch runner.
+            Inst::GridDepWait | Inst::GridDepLaunchDependents => {
+                self.counters.sync += 1;
+                return Ok(());
+            }
             Inst::Atom { .. } => {
                 self.counters.memory += 1;
                 return self.atom(cta, w, wi, pc, inst);
@@ -823,7 +828,9 @@ impl Machine<'_> {
                 | Inst::CpAsync { .. }
                 | Inst::CpAsyncCommit
                 | Inst::CpAsyncWait { .. }
-                | Inst::CpAsyncWaitAll => {
+                | Inst::CpAsyncWaitAll
+                | Inst::GridDepWait
+                | Inst::GridDepLaunchDependents => {
                     continue;
                 }
             };
