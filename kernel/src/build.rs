@@ -156,6 +156,12 @@ impl KernelBuilder {
         dst
     }
 
+    /// Unpacks two fp8 values (`from`: `e4m3x2` or `e5m2x2`, a 16-bit source) into a new
+    /// `f16x2` register, `cvt.rn.f16x2.{from}`: the upper byte to the upper half.
+    pub fn cvt_unpack(&mut self, from: Ty, src: impl Into<Operand>) -> Reg {
+        self.cvt(Ty::F16x2, from, Some(Rounding::Rn), false, src)
+    }
+
     /// A MUFU approximation of `a` (f32).
     pub fn mufu(&mut self, op: Mufu, a: impl Into<Operand>) -> Reg {
         let dst = self.reg(Ty::F32);
@@ -285,6 +291,16 @@ impl KernelBuilder {
     /// `cp.async.wait_all`.
     pub fn cp_async_wait_all(&mut self) {
         self.push(Inst::CpAsyncWaitAll);
+    }
+
+    /// `griddepcontrol.wait`: the dependent launch's wait for its prerequisite grids.
+    pub fn grid_dep_wait(&mut self) {
+        self.push(Inst::GridDepWait);
+    }
+
+    /// `griddepcontrol.launch_dependents`: lets the dependent launch start early.
+    pub fn grid_dep_launch_dependents(&mut self) {
+        self.push(Inst::GridDepLaunchDependents);
     }
 
     /// Collects the statements `f` appends.

@@ -322,7 +322,9 @@ pub enum Inst {
     /// `dst = p ? a : b` at type `ty`.
     Selp { ty: Ty, dst: Reg, a: Operand, b: Operand, p: Reg },
     /// `dst (to) = cvt src (from)`, with a rounding where the conversion rounds and
-    /// `.satfinite` where asked.
+    /// `.satfinite` where asked. `cvt.rn.f16x2.{e4m3x2,e5m2x2}` unpacks two fp8 values (a
+    /// 16-bit source) into an `f16x2`, exactly: the UPPER byte becomes the UPPER half, the
+    /// inverse of the packing order of [`Inst::CvtPack`].
     Cvt { to: Ty, from: Ty, rounding: Option<Rounding>, satfinite: bool, dst: Reg, src: Operand },
     /// `dst (to) = cvt.rn[.satfinite].to.f32 a, b`: two f32 values rounded to nearest into one
     /// packed register (`f16x2`, `bf16x2`, `e4m3x2`, `e5m2x2`; the fp8 forms are always
@@ -391,6 +393,13 @@ pub enum Inst {
     CpAsyncWait { n: u32 },
     /// `cp.async.wait_all`: commits the open group and waits for every copy of the thread.
     CpAsyncWaitAll,
+    /// `griddepcontrol.wait` (programmatic dependent launch, sm_90): waits until the
+    /// prerequisite grids have completed and their memory is visible; a dependent launch
+    /// touches its predecessor's buffers only after it.
+    GridDepWait,
+    /// `griddepcontrol.launch_dependents` (sm_90): lets the dependent grid be scheduled before
+    /// this one completes (a hint; it orders no memory).
+    GridDepLaunchDependents,
 }
 
 /// How `vote.sync` combines the lanes' predicates.

@@ -710,6 +710,11 @@ impl Machine<'_> {
                 self.counters.sync += 1;
                 self.cp_async_group(cta, w, wi, pc, inst)
             }
+            // No-ops in a single launch; the PDL discipline belongs to the multi-launch runner.
+            Inst::GridDepWait | Inst::GridDepLaunchDependents => {
+                self.counters.sync += 1;
+                Ok(())
+            }
             Inst::Atom { .. } => {
                 self.counters.memory += 1;
                 self.atom(cta, w, wi, pc, inst)

@@ -1,7 +1,8 @@
 //! The target a kernel is compiled for — an SM architecture and a PTX ISA version — and what it
 //! makes legal. The verifier checks a kernel on its own; [`check`] adds what depends on the
-//! target (fp8 tensor cores need sm_89; each architecture needs a minimum PTX ISA version; the
-//! PTX lathe emits stays at or below 8.8, what the ptxas of CUDA 12.9 accepts).
+//! target (fp8 tensor cores and conversions need sm_89, `griddepcontrol` sm_90; each
+//! architecture needs a minimum PTX ISA version; the PTX lathe emits stays at or below 8.8,
+//! what the ptxas of CUDA 12.9 accepts).
 
 use std::fmt;
 
@@ -121,18 +122,24 @@ pub fn check(k: &Kernel, target: &Target) -> Result<(), Vec<KernelVerifyError>> 
 fn needs(inst: &Inst, target: &Target) -> Option<String> {
     match inst {
         Inst::Mma { atype, btype, .. } if [atype, btype].iter().any(|e| matches!(e, MmaElem::E4m3 | MmaElem::E5m2)) => {
-            if target.sm < Sm::Sm89 {
-                Some(format!("fp8 mma needs sm_89 or later, not {}", target.sm.name()))
-            } else if target.ptx < (8, 4) {
-                Some(format!("fp8 mma needs PTX ISA 8.4 or later, not {}.{}", target.ptx.0, target.ptx.1))
-            } else {
-                None
-            }
+            at_least("fp8 mma needs", Sm::Sm89, (8, 4), target)
         }
-        Inst::CvtPack { to: Ty::E4m3x2 | Ty::E5m2x2, .. } if target.sm < Sm::Sm89 => {
-            Some(format!("fp8 conversions need sm_89 or later, not {}", target.sm.name()))
+        Inst::CvtPack { to: Ty::E4m3x2 | Ty::E5m2x2, .. } | Inst::Cvt { from: Ty::E4m3x2 | Ty::E5m2x2, .. } => {
+            at_least("fp8 conversions need", Sm::Sm89, (7, 8), target)
         }
+        Inst::GridDepWait | Inst::GridDepLaunchDependents => at_least("griddepcontrol needs", Sm::Sm90, (7, 8), target),
         _ => None,
+    }
+}
+
+/// `what` (`"fp8 mma needs"`) `sm` or later and PTX ISA `ptx` or later, if `target` has less.
+fn at_least(what: &str, sm: Sm, ptx: (u32, u32), target: &Target) -> Option<String> {
+    if target.sm < sm {
+        Some(format!("{what} {} or later, not {}", sm.name(), target.sm.name()))
+    } else if target.ptx < ptx {
+        Some(format!("{what} PTX ISA {}.{} or later, not {}.{}", ptx.0, ptx.1, target.ptx.0, target.ptx.1))
+    } else {
+        None
     }
 }
 

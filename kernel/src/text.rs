@@ -31,6 +31,7 @@
 //!           | REG "=" "selp." TY operand "," operand "," REG
 //!           | REG "=" "cvt" [".rn" | ".rz"] [".satfinite"] "." TY "." TY operand   // to, from
 //!           | REG "=" "cvt.rn" [".satfinite"] "." PACKED ".f32" operand "," operand  // first → upper half
+//!           | REG "=" "cvt.rn.f16x2." ("e4m3x2" | "e5m2x2") operand    // fp8 unpack: upper byte → upper half
 //!           | REG "=" MUFU ".approx.f32" operand              // ex2 rsqrt rcp tanh
 //!           | regs "=" "ld." SPACE [".nc"] [".v"N] "." TY addr
 //!           | "st." SPACE [".v"N] "." TY addr "," operands
@@ -46,6 +47,7 @@
 //!           | REG "=" "redux.sync." BINOP "." TY operand "," INT                        // mask
 //!           | "cp.async." ("ca" | "cg") ".shared.global" addr "," addr "," INT ["," operand]
 //!           | "cp.async.commit_group" | "cp.async.wait_group" INT | "cp.async.wait_all"
+//!           | "griddepcontrol.wait" | "griddepcontrol.launch_dependents"
 //! regs     := REG | "{" [REG ("," REG)*] "}"               // a list when N ≠ 1
 //! operands := operand | "{" [operand ("," operand)*] "}"
 //! addr     := "[" operand [("+" | "-") INT] "]"            // the byte offset

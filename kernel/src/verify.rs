@@ -190,14 +190,16 @@ impl Verifier<'_> {
                 let Some(kind) = crate::sim::convert_kind(*to, *from) else {
                     return Err(format!("cvt.{}.{} is not supported", to.name(), from.name()));
                 };
-                // The rounding each conversion takes (what the simulator computes).
+                // The rounding each conversion takes (what the simulator computes); the fp8
+                // unpack is written `cvt.rn` in PTX, with nothing to round.
                 let (want, sat_ok) = match kind {
                     ConvertKind::IntInt | ConvertKind::NarrowF32 => (None, false),
-                    ConvertKind::IntF32 => (Some(Rounding::Rn), false),
+                    ConvertKind::IntF32 | ConvertKind::Fp8x2F16x2 => (Some(Rounding::Rn), false),
                     ConvertKind::F32Int => (Some(Rounding::Rz), false),
                     ConvertKind::F32Narrow => (Some(Rounding::Rn), true),
                 };
-                if *rounding != want && !(want == Some(Rounding::Rn) && rounding.is_none()) {
+                let implied_rn = want == Some(Rounding::Rn) && rounding.is_none() && kind != ConvertKind::Fp8x2F16x2;
+                if *rounding != want && !implied_rn {
                     return Err(format!("cvt.{}.{} takes rounding {want:?}, not {rounding:?}", to.name(), from.name()));
                 }
                 if *satfinite && !sat_ok {
@@ -326,6 +328,7 @@ impl Verifier<'_> {
                 self.operand(*src, Ty::U64)
             }
             Inst::CpAsyncCommit | Inst::CpAsyncWait { .. } | Inst::CpAsyncWaitAll => Ok(()),
+            Inst::GridDepWait | Inst::GridDepLaunchDependents => Ok(()),
             Inst::Vote { mode, dst, a, .. } => {
                 self.reg(*dst, if *mode == VoteMode::Ballot { Ty::B32 } else { Ty::Pred })?;
                 self.reg(*a, Ty::Pred)
@@ -411,6 +414,8 @@ pub fn inst_name(i: &Inst) -> String {
         Inst::CpAsyncCommit => "cp.async.commit_group".into(),
         Inst::CpAsyncWait { .. } => "cp.async.wait_group".into(),
         Inst::CpAsyncWaitAll => "cp.async.wait_all".into(),
+        Inst::GridDepWait => "griddepcontrol.wait".into(),
+        Inst::GridDepLaunchDependents => "griddepcontrol.launch_dependents".into(),
         Inst::Redux { op, ty, .. } => format!("redux.sync.{}.{}", format!("{op:?}").to_lowercase(), ty.name()),
     }
 }

@@ -1,9 +1,10 @@
 //! The instructions past the first increment — atomics, warp votes and reductions, `cp.async`,
-//! packed fp8 conversions — each checked against what it must compute, and in kernels written
-//! wrong on purpose (each failing with its exact error kind) next to their corrected twins.
+//! packed fp8 conversions and their unpacking to f16x2, `griddepcontrol` — each checked against
+//! what it must compute, and in kernels written wrong on purpose (each failing with its exact
+//! error kind) next to their corrected twins.
 
 use lathe_kernel::build::{f32_imm, int_imm, KernelBuilder};
-use lathe_kernel::ir::{Access, Axis, BinOp, Cmp, Inst, Kernel, Operand, Reg, Space, Special, Ty, VoteMode};
+use lathe_kernel::ir::{Access, Axis, BinOp, Cmp, Inst, Kernel, Operand, Reg, Rounding, Space, Special, Ty, VoteMode};
 use lathe_kernel::sim::{run, Arg, Counters, ErrorKind, Launch, Options, SimError};
 use lathe_kernel::verify::verify;
 use lathe_numerics::DType;
@@ -492,4 +493,165 @@ fn the_verifier_refuses_copy_sizes_cp_async_does_not_have() {
         b.cp_async(cg, size, int_imm(0), int_imm(0), src_size);
         assert!(verify(&b.finish()).is_err(), "{cg} {size} {src_size:?}");
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// fp8 → f16x2 unpacking
+
+/// Thread `i` (of 65,536) unpacks the code pair `x[i]` (16 bits) as e4m3x2 into `y[2i]` and as
+/// e5m2x2 into `y[2i + 1]` (f16x2 words).
+fn unpack_every_pair() -> Kernel {
+    let mut b = KernelBuilder::new("unpack", 256);
+    let x = b.buffer("x", DType::U8, Access::ReadOnly);
+    let y = b.buffer("y", DType::U8, Access::Written);
+    let t = tid(&mut b);
+    let cta = b.special(Special::Ctaid(Axis::X));
+    let i = b.fma(Ty::U32, cta, int_imm(256), t);
+    let p = addr(&mut b, x, i, 2);
+    let pair = b.ld1(Space::Global, Ty::B16, p, 0);
+    let e4 = b.cvt_unpack(Ty::E4m3x2, pair);
+    let e5 = b.cvt_unpack(Ty::E5m2x2, pair);
+    let q = addr(&mut b, y, i, 8);
+    b.st(Space::Global, Ty::B32, q, 0, &[e4.into(), e5.into()]);
+    b.finish()
+}
+
+/// An fp8 code as the f16 of the same value, by `lathe-numerics`' decoder and encoder.
+fn fp8_to_f16(e4m3: bool, code: u8) -> u32 {
+    let v = if e4m3 { lathe_numerics::e4m3_to_f32(code) } else { lathe_numerics::e5m2_to_f32(code) };
+    u32::from(lathe_numerics::f32_to_f16_bits(v))
+}
+
+#[test]
+fn unpacking_every_fp8_pair_matches_lathe_numerics_with_the_upper_byte_high() {
+    let k = unpack_every_pair();
+    verify(&k).expect("verifies");
+    let x: Vec<u8> = (0..=u16::MAX).flat_map(u16::to_le_bytes).collect();
+    let mut args = vec![Arg::Buffer(x), Arg::Buffer(vec![0; 65536 * 8])];
+    go(&k, launch(256, 256), &mut args).expect("clean");
+    let y = words(buffer(&args, 1));
+    for code in 0..=u16::MAX {
+        let (hi, lo) = ((code >> 8) as u8, code as u8);
+        let (e4, e5) = (y[2 * code as usize], y[2 * code as usize + 1]);
+        assert_eq!(e4, fp8_to_f16(true, hi) << 16 | fp8_to_f16(true, lo), "e4m3x2 {code:#06x}");
+        assert_eq!(e5, fp8_to_f16(false, hi) << 16 | fp8_to_f16(false, lo), "e5m2x2 {code:#06x}");
+    }
+    // Exact: each half holds the code's value (NaN stays NaN); e5m2 is the upper byte of an f16
+    // (checked without lathe-numerics' decoder), and its NaNs and e4m3's come out quiet, signed.
+    let half = |w: u32, upper: bool| (if upper { w >> 16 } else { w & 0xffff }) as u16;
+    for code in 0..=255u8 {
+        let (e4, e5) = (y[2 * (usize::from(code) << 8)], y[2 * usize::from(code) + 1]);
+        let v4 = lathe_numerics::f16_bits_to_f32(half(e4, true));
+        let want = lathe_numerics::e4m3_to_f32(code);
+        assert!(v4 == want || (v4.is_nan() && want.is_nan()), "e4m3 {code:#04x}: {v4} vs {want}");
+        let (sign, mag) = (u16::from(code & 0x80) << 8, code & 0x7f);
+        match mag {
+            0x7d..=0x7f => assert_eq!(half(e5, false), sign | 0x7e00, "e5m2 NaN {code:#04x}"),
+            _ => assert_eq!(half(e5, false), u16::from(code) << 8, "e5m2 {code:#04x}"),
+        }
+        if mag == 0x7f {
+            assert_eq!(half(e4, true), sign | 0x7e00, "e4m3 NaN {code:#04x}");
+        }
+    }
+}
+
+/// Thread `i` packs `(a[i], b[i])` into `pack` (e4m3x2 or e5m2x2), unpacks it, and stores the
+/// result beside the same pair packed straight into f16x2.
+fn pack_then_unpack(pack: Ty) -> Kernel {
+    let mut b = KernelBuilder::new("round_trip", 256);
+    let a = b.buffer("a", DType::F32, Access::ReadOnly);
+    let bb = b.buffer("b", DType::F32, Access::ReadOnly);
+    let y = b.buffer("y", DType::U8, Access::Written);
+    let i = tid(&mut b);
+    let pa = addr(&mut b, a, i, 4);
+    let pb = addr(&mut b, bb, i, 4);
+    let va = b.ld1(Space::Global, Ty::F32, pa, 0);
+    let vb = b.ld1(Space::Global, Ty::F32, pb, 0);
+    let fp8 = b.cvt_pack(pack, va, vb);
+    let back = b.cvt_unpack(pack, fp8);
+    let direct = b.cvt_pack(Ty::F16x2, va, vb);
+    let q = addr(&mut b, y, i, 8);
+    b.st(Space::Global, Ty::B32, q, 0, &[back.into(), direct.into()]);
+    b.finish()
+}
+
+#[test]
+fn packing_then_unpacking_a_representable_pair_is_the_identity() {
+    for (pack, decode) in [
+        (Ty::E4m3x2, lathe_numerics::e4m3_to_f32 as fn(u8) -> f32),
+        (Ty::E5m2x2, lathe_numerics::e5m2_to_f32 as fn(u8) -> f32),
+    ] {
+        // Every finite value of the format, high, beside the values in reverse order, low.
+        let vals: Vec<f32> = (0..=255u8).map(decode).filter(|v| v.is_finite()).collect();
+        let n = vals.len();
+        let rev: Vec<f32> = vals.iter().rev().copied().collect();
+        let bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+        let mut args = vec![Arg::Buffer(bytes(&vals)), Arg::Buffer(bytes(&rev)), Arg::Buffer(vec![0; n * 8])];
+        go(&pack_then_unpack(pack), launch(1, n as u32), &mut args).expect("clean");
+        let y = words(buffer(&args, 2));
+        for j in 0..n {
+            assert_eq!(y[2 * j], y[2 * j + 1], "{pack:?} ({}, {})", vals[j], rev[j]);
+            let hi = lathe_numerics::f16_bits_to_f32((y[2 * j] >> 16) as u16);
+            let lo = lathe_numerics::f16_bits_to_f32(y[2 * j] as u16);
+            assert_eq!((hi.to_bits(), lo.to_bits()), (vals[j].to_bits(), rev[j].to_bits()), "{pack:?}");
+        }
+    }
+}
+
+#[test]
+fn the_verifier_refuses_unpacks_this_ir_does_not_have() {
+    let refused = |rounding: Option<Rounding>, satfinite: bool, to: Ty, src_ty: Ty| {
+        let mut b = KernelBuilder::new("refused", 32);
+        let src = b.mov(src_ty, int_imm(0x3c38));
+        b.cvt(to, Ty::E4m3x2, rounding, satfinite, src);
+        let e = verify(&b.finish()).expect_err("refused");
+        e[0].to_string()
+    };
+    let e = refused(None, false, Ty::F16x2, Ty::B16);
+    assert!(e.contains("cvt.f16x2.e4m3x2 takes rounding Some(Rn), not None"), "{e}");
+    assert!(refused(Some(Rounding::Rz), false, Ty::F16x2, Ty::B16).contains("takes rounding"));
+    assert!(refused(Some(Rounding::Rn), true, Ty::F16x2, Ty::B16).contains("has no .satfinite"));
+    assert!(refused(Some(Rounding::Rn), false, Ty::F16x2, Ty::F16).contains("is f16, expected e4m3x2"));
+    assert!(refused(Some(Rounding::Rn), false, Ty::Bf16x2, Ty::B16).contains("is not supported"));
+    assert!(refused(Some(Rounding::Rn), false, Ty::F32, Ty::B16).contains("is not supported"));
+    // A b16 or e4m3x2 register is a source, and the result is 32 bits.
+    for src_ty in [Ty::B16, Ty::E4m3x2] {
+        let mut b = KernelBuilder::new("unpack", 32);
+        let src = b.mov(src_ty, int_imm(0x3c38));
+        b.cvt_unpack(Ty::E4m3x2, src);
+        verify(&b.finish()).unwrap_or_else(|e| panic!("{src_ty:?}: {e:?}"));
+    }
+    let mut b = KernelBuilder::new("narrow_dst", 32);
+    let (src, dst) = (b.mov(Ty::B16, int_imm(0)), b.reg(Ty::B16));
+    b.push(Inst::Cvt {
+        to: Ty::F16x2,
+        from: Ty::E5m2x2,
+        rounding: Some(Rounding::Rn),
+        satfinite: false,
+        dst,
+        src: src.into(),
+    });
+    assert!(verify(&b.finish()).is_err());
+}
+
+// ---------------------------------------------------------------------------------------------
+// griddepcontrol
+
+/// In one launch (no predecessor, no dependent) both PDL instructions are no-ops that count as
+/// synchronisation; the discipline between launches is the multi-launch runner's to check.
+#[test]
+fn griddepcontrol_alone_is_a_no_op_counted_as_sync() {
+    let mut b = KernelBuilder::new("pdl", 64);
+    let y = b.buffer("y", DType::I32, Access::Written);
+    b.grid_dep_wait();
+    let t = tid(&mut b);
+    let q = addr(&mut b, y, t, 4);
+    b.st(Space::Global, Ty::U32, q, 0, &[t.into()]);
+    b.grid_dep_launch_dependents();
+    let k = b.finish();
+    verify(&k).expect("verifies");
+    let mut args = vec![Arg::Buffer(vec![0; 64 * 4])];
+    let c = go(&k, launch(1, 64), &mut args).expect("clean");
+    assert_eq!(words(buffer(&args, 0)), (0..64).collect::<Vec<u32>>());
+    assert_eq!(c.sync, 2 * 2, "{c:?}");
 }

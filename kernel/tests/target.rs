@@ -1,5 +1,6 @@
-//! What a target makes legal: fp8 tensor cores need sm_89 and PTX ISA 8.4; every architecture
-//! has a minimum PTX ISA version; lathe emits at most PTX ISA 8.8.
+//! What a target makes legal: fp8 tensor cores need sm_89 and PTX ISA 8.4, fp8 conversions
+//! sm_89, `griddepcontrol` sm_90; every architecture has a minimum PTX ISA version; lathe emits
+//! at most PTX ISA 8.8.
 
 use lathe_kernel::build::{f32_imm, KernelBuilder};
 use lathe_kernel::ir::{Kernel, MmaElem, Operand, Ty};
@@ -38,4 +39,46 @@ fn ptx_versions_are_bounded_per_architecture() {
     assert!(e[0].message.contains("above 8.8"), "{}", e[0]);
     assert_eq!(Sm::from_name("sm_89"), Some(Sm::Sm89));
     assert_eq!(Target::HOPPER.to_string(), "sm_90 (PTX ISA 8.8)");
+}
+
+#[test]
+fn griddepcontrol_needs_sm_90() {
+    let mut b = KernelBuilder::new("pdl", 32);
+    b.grid_dep_wait();
+    b.grid_dep_launch_dependents();
+    let k = b.finish();
+    lathe_kernel::verify::verify(&k).expect("verifies");
+    for sm in [Sm::Sm80, Sm::Sm89] {
+        let e = check(&k, &Target::new(sm)).expect_err("before Hopper");
+        assert_eq!(e.len(), 2, "{e:?}");
+        let want = format!("griddepcontrol needs sm_90 or later, not {}", sm.name());
+        assert_eq!((e[0].at.as_str(), e[0].message.as_str()), ("body[0] (griddepcontrol.wait)", want.as_str()));
+        assert_eq!(e[1].at, "body[1] (griddepcontrol.launch_dependents)");
+        assert_eq!(e[1].message, want);
+    }
+    for sm in [Sm::Sm90, Sm::Sm90a] {
+        check(&k, &Target::new(sm)).unwrap_or_else(|e| panic!("{sm:?}: {e:?}"));
+    }
+    check(&k, &Target { sm: Sm::Sm90, ptx: (7, 8) }).expect("PTX ISA 7.8 has griddepcontrol");
+    let e = check(&k, &Target { sm: Sm::Sm90, ptx: (7, 7) }).expect_err("PTX ISA 7.7");
+    assert!(e.iter().any(|e| e.message == "griddepcontrol needs PTX ISA 7.8 or later, not 7.7"), "{e:?}");
+}
+
+#[test]
+fn fp8_unpack_needs_sm_89() {
+    for from in [Ty::E4m3x2, Ty::E5m2x2] {
+        let mut b = KernelBuilder::new("unpack", 32);
+        let pair = b.mov(Ty::B16, Operand::Imm(0x3c38));
+        let _ = b.cvt_unpack(from, pair);
+        let k = b.finish();
+        lathe_kernel::verify::verify(&k).expect("verifies");
+        let e = check(&k, &Target::new(Sm::Sm80)).expect_err("sm_80");
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].at, format!("body[1] (cvt.f16x2.{})", from.name()));
+        assert_eq!(e[0].message, "fp8 conversions need sm_89 or later, not sm_80");
+        for sm in [Sm::Sm89, Sm::Sm90, Sm::Sm90a] {
+            check(&k, &Target::new(sm)).unwrap_or_else(|e| panic!("{sm:?}: {e:?}"));
+        }
+        check(&k, &Target { sm: Sm::Sm89, ptx: (7, 8) }).expect("PTX ISA 7.8 has the unpack");
+    }
 }

@@ -154,6 +154,8 @@ fn everything() -> Kernel {
     for to in [Ty::E4m3x2, Ty::E5m2x2, Ty::F16x2, Ty::Bf16x2] {
         b.cvt_pack(to, f, f32_imm(-0.5));
     }
+    let e4 = b.cvt_pack(Ty::E4m3x2, f32_imm(2.0), f);
+    b.cvt_unpack(Ty::E4m3x2, e4);
     b.cvt(Ty::F32, Ty::F16, None, false, half);
     b.cvt(Ty::S32, Ty::F32, Some(Rounding::Rz), false, f);
     for op in [Mufu::Ex2, Mufu::Rsqrt, Mufu::Rcp, Mufu::Tanh] {
@@ -166,7 +168,8 @@ fn everything() -> Kernel {
     b.st(Space::Local, Ty::B32, base, 0, &[v2[1].into(), int_imm(7)]);
     b.st(Space::Shared, Ty::F32, base, 48, &[v4[3].into(), f32_imm(1.0), f.into(), v4[0].into()]);
     b.st(Space::Global, Ty::S64, y, 8, &[s.into()]);
-    b.ld(Space::Shared, Ty::B16, 1, base, -2, false);
+    let pair = b.ld(Space::Shared, Ty::B16, 1, base, -2, false)[0];
+    b.cvt_unpack(Ty::E5m2x2, pair);
     b.atom(Space::Global, BinOp::Add, Ty::U32, y, 0, lane);
     b.atom(Space::Shared, BinOp::Add, Ty::F32, base, -4, f);
     b.red(Space::Shared, BinOp::Max, Ty::U64, base, 8, int_imm(3));
@@ -193,6 +196,8 @@ fn everything() -> Kernel {
     b.cp_async_wait(1);
     b.cp_async_wait_all();
     b.redux(BinOp::Min, Ty::S32, int_imm(-3));
+    b.grid_dep_wait();
+    b.grid_dep_launch_dependents();
     b.if_else(
         p,
         |b| {
@@ -459,6 +464,31 @@ kernel @hand max_threads=32 shared=16 local=0 {
     assert_eq!(k.shared_bytes, 16);
 }
 
+#[test]
+fn griddepcontrol_and_the_fp8_unpack_read_as_ptx_spells_them() {
+    let text = "kernel @pdl max_threads=32 shared=0 local=0 {
+  reg %r0 : b16
+  reg %r1, %r2 : f16x2
+  griddepcontrol.wait
+  %r1 = cvt.rn.f16x2.e4m3x2 %r0
+  %r2 = cvt.rn.f16x2.e5m2x2 0x3c38
+  griddepcontrol.launch_dependents
+}
+";
+    let k = parse(text).unwrap_or_else(|e| panic!("{e}"));
+    let unpack =
+        |from, dst, src| Inst::Cvt { to: Ty::F16x2, from, rounding: Some(Rounding::Rn), satfinite: false, dst, src };
+    let want = [
+        Inst::GridDepWait,
+        unpack(Ty::E4m3x2, Reg(1), Operand::Reg(Reg(0))),
+        unpack(Ty::E5m2x2, Reg(2), Operand::Imm(0x3c38)),
+        Inst::GridDepLaunchDependents,
+    ];
+    assert_eq!(k.body, want.map(Stmt::Inst).to_vec());
+    verify(&k).expect("verifies");
+    assert_eq!(print(&k), text);
+}
+
 /// Each malformed text fails at its line and column.
 #[test]
 fn malformed_text_fails_where_it_is_wrong() {
@@ -530,6 +560,10 @@ fn malformed_text_fails_where_it_is_wrong() {
         (format!("{head}  %r0 = redux.sync.add.u32 %r0\n}}"), 4, 31, "expected `,`"),
         (format!("{head}  cp.async.cx.shared.global [%r0], [%r0], 16\n}}"), 4, 3, "unknown cache operator"),
         (format!("{head}  cp.async.wait_group\n}}"), 4, 22, "expected an integer"),
+        (format!("{head}  %r0 = griddepcontrol.wait\n}}"), 4, 9, "writes no register"),
+        (format!("{head}  griddepcontrol.wait %r0\n}}"), 4, 23, "expected end of line"),
+        (format!("{head}  griddepcontrol.launch\n}}"), 4, 3, "unknown instruction `griddepcontrol.launch`"),
+        (format!("{head}  %r0 = cvt.rn.f16x2.e4m3x2 1\n}}"), 4, 29, "hex bits"),
         (format!("{head}}}\n}}"), 5, 1, "expected end of input"),
     ];
     let mut wrong = Vec::new();

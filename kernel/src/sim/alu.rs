@@ -130,6 +130,8 @@ pub enum ConvertKind {
     F32Narrow,
     /// f16/bf16 to f32 (exact).
     NarrowF32,
+    /// Two fp8 (`e4m3x2`, `e5m2x2`) to `f16x2` (`.rn`, exact; the upper byte to the upper half).
+    Fp8x2F16x2,
 }
 
 /// What kind of conversion `cvt.to.from` is, if this version executes it.
@@ -141,6 +143,7 @@ pub fn convert_kind(to: Ty, from: Ty) -> Option<ConvertKind> {
         (a, Ty::F32) if int(a) => Some(ConvertKind::F32Int),
         (Ty::F16 | Ty::Bf16, Ty::F32) => Some(ConvertKind::F32Narrow),
         (Ty::F32, Ty::F16 | Ty::Bf16) => Some(ConvertKind::NarrowF32),
+        (Ty::F16x2, Ty::E4m3x2 | Ty::E5m2x2) => Some(ConvertKind::Fp8x2F16x2),
         _ => None,
     }
 }
@@ -184,6 +187,7 @@ pub(super) fn convert(to: Ty, from: Ty, _rounding: Option<Rounding>, satfinite: 
             let v = if from == Ty::F16 { num::f16_bits_to_f32(x as u16) } else { num::bf16_bits_to_f32(x as u16) };
             u64::from(v.to_bits())
         }
+        Some(ConvertKind::Fp8x2F16x2) => unpack(from, x),
         None => 0,
     }
 }
@@ -200,6 +204,15 @@ pub(super) fn pack(to: Ty, satfinite: bool, hi: f32, lo: f32) -> u64 {
     };
     let half = to.bits() / 2;
     one(hi) << half | one(lo)
+}
+
+/// Two fp8 codes of `from` (`e4m3x2` or `e5m2x2`) in the low 16 bits of `x` as an `f16x2`: the
+/// upper byte to the upper half, as [`pack`] put it there. Every fp8 value is an f16 value, so
+/// nothing rounds; a NaN code becomes the quiet f16 NaN of its sign (`0x7e00` / `0xfe00`).
+pub(super) fn unpack(from: Ty, x: u64) -> u64 {
+    let decode = if from == Ty::E4m3x2 { num::e4m3_to_f32 } else { num::e5m2_to_f32 };
+    let half = |code: u64| u64::from(num::f32_to_f16_bits(decode(code as u8)));
+    half((x >> 8) & 0xff) << 16 | half(x & 0xff)
 }
 
 /// `f` of every lane.

@@ -709,6 +709,11 @@ impl Parser<'_> {
                 let mask = self.mask()?;
                 Ok(Inst::Redux { op, ty, dst, a, mask })
             }
+            ["griddepcontrol", what @ ("wait" | "launch_dependents")] => match dsts {
+                Dsts::None if *what == "wait" => Ok(Inst::GridDepWait),
+                Dsts::None => Ok(Inst::GridDepLaunchDependents),
+                _ => bad(format!("`{mnemonic}` writes no register")),
+            },
             ["bar", "sync"] => match dsts {
                 Dsts::None => Ok(Inst::Bar),
                 _ => bad("`bar.sync` writes no register".into()),
