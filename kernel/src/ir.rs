@@ -574,6 +574,63 @@ pub struct Kernel {
     pub body: Vec<Stmt>,
 }
 
+impl Inst {
+    /// Calls `f` with every register the instruction reads (not the ones it only writes).
+    pub fn for_each_source(&self, mut f: impl FnMut(Reg)) {
+        let mut op = |o: &Operand| {
+            if let Operand::Reg(r) = o {
+                f(*r);
+            }
+        };
+        match self {
+            Inst::Mov { src, .. } | Inst::Cvt { src, .. } => op(src),
+            Inst::Unary { a, .. } | Inst::Mufu { a, .. } | Inst::Redux { a, .. } => op(a),
+            Inst::Binary { a, b, .. } | Inst::Setp { a, b, .. } | Inst::CvtPack { a, b, .. } => {
+                op(a);
+                op(b);
+            }
+            Inst::Fma { a, b, c, .. } | Inst::Shfl { a, b, c, .. } => {
+                op(a);
+                op(b);
+                op(c);
+            }
+            Inst::Selp { a, b, p, .. } => {
+                op(a);
+                op(b);
+                op(&Operand::Reg(*p));
+            }
+            Inst::Ld { addr, .. } | Inst::Ldmatrix { addr, .. } => op(addr),
+            Inst::St { src, addr, .. } => {
+                src.iter().for_each(&mut op);
+                op(addr);
+            }
+            Inst::Mma { a, b, c, .. } => {
+                a.iter().chain(b).for_each(|r| op(&Operand::Reg(*r)));
+                c.iter().for_each(op);
+            }
+            Inst::Atom { addr, src, .. } => {
+                op(addr);
+                op(src);
+            }
+            Inst::Vote { a, .. } => op(&Operand::Reg(*a)),
+            Inst::CpAsync { dst, src, src_size, .. } => {
+                op(dst);
+                op(src);
+                src_size.iter().for_each(op);
+            }
+            Inst::Special { .. }
+            | Inst::Param { .. }
+            | Inst::Bar
+            | Inst::BarWarp { .. }
+            | Inst::CpAsyncCommit
+            | Inst::CpAsyncWait { .. }
+            | Inst::CpAsyncWaitAll
+            | Inst::GridDepWait
+            | Inst::GridDepLaunchDependents => {}
+        }
+    }
+}
+
 impl Kernel {
     /// The type of register `r` (`None` if it is not declared).
     pub fn ty(&self, r: Reg) -> Option<Ty> {

@@ -208,6 +208,12 @@ pub struct Counters {
     pub shared_requests: u64,
     /// Extra shared wavefronts caused by bank conflicts.
     pub bank_replays: u64,
+    /// The most bytes of global memory one warp had in flight at once: loaded into registers
+    /// no instruction has read yet (a load's bytes retire at the first read of its
+    /// destination), plus `cp.async` bytes no wait has completed yet. With the occupancy
+    /// (warps per SM) this is the Little's-law quantity — bytes in flight per SM — that
+    /// decides whether a kernel can keep the memory system busy.
+    pub max_bytes_in_flight: u64,
     /// Bytes read from global memory by active lanes.
     pub bytes_loaded: u64,
     /// Bytes written to global memory by active lanes.
@@ -387,6 +393,11 @@ struct Cta {
     copies: Vec<cp_async::Copy>,
     /// Per thread, the groups of copies it has committed so far.
     groups: Vec<u64>,
+    /// Per warp and register (`reg_slot`), bytes a global load put there that no instruction
+    /// has read yet.
+    unread: Vec<u64>,
+    /// Per warp, the bytes in flight (`Counters::max_bytes_in_flight`).
+    in_flight: Vec<u64>,
 }
 
 impl Machine<'_> {
@@ -422,6 +433,8 @@ impl Machine<'_> {
             pending: vec![0; self.k.shared_bytes as usize],
             copies: Vec::new(),
             groups: vec![0; threads as usize],
+            unread: vec![0; nwarps as usize * nregs],
+            in_flight: vec![0; nwarps as usize],
         };
         let mut warps: Vec<Warp> = (0..nwarps)
             .map(|w| {
@@ -508,6 +521,9 @@ impl Machine<'_> {
                     return Ok(());
                 }
                 Flat::Inst(inst) => {
+                    if cta.in_flight[wi as usize] > 0 {
+                        self.retire_loads(cta, wi, inst);
+                    }
                     self.exec(cta, w, wi, pc, inst)?;
                     w.pc += 1;
                 }
@@ -659,6 +675,22 @@ impl Machine<'_> {
                 Ok(v)
             }
         }
+    }
+
+    /// The loads whose destinations `inst` reads are no longer in flight.
+    fn retire_loads(&self, cta: &mut Cta, wi: u32, inst: &Inst) {
+        inst.for_each_source(|r| {
+            let slot = self.reg_slot(wi, r);
+            let bytes = std::mem::take(&mut cta.unread[slot]);
+            cta.in_flight[wi as usize] -= bytes;
+        });
+    }
+
+    /// Warp `wi` has `bytes` more in flight (`retire` less).
+    fn in_flight(&mut self, cta: &mut Cta, wi: u32, bytes: u64, retire: u64) {
+        let v = &mut cta.in_flight[wi as usize];
+        *v = *v + bytes - retire;
+        self.counters.max_bytes_in_flight = self.counters.max_bytes_in_flight.max(*v);
     }
 
     /// The lanes of `active` where predicate `p` is true.

@@ -19,6 +19,8 @@ pub(super) struct Copy {
     dst: u64,
     /// The bytes to land: the source's first `src_size`, then zeros.
     data: Vec<u8>,
+    /// The bytes read from global memory (`src_size`): in flight until the copy lands.
+    read: u64,
 }
 
 impl Machine<'_> {
@@ -86,7 +88,8 @@ impl Machine<'_> {
             for b in d..d + size64 {
                 cta.pending[b as usize] += 1;
             }
-            cta.copies.push(Copy { thread: t, group: None, dst: d, data });
+            self.in_flight(cta, wi, n, 0);
+            cta.copies.push(Copy { thread: t, group: None, dst: d, data, read: n });
         }
         Ok(())
     }
@@ -122,6 +125,7 @@ impl Machine<'_> {
             cta.copies = rest;
             for c in landing {
                 let size = c.data.len() as u64;
+                self.in_flight(cta, wi, 0, c.read);
                 for b in c.dst..c.dst + size {
                     cta.pending[b as usize] -= 1;
                 }

@@ -207,6 +207,15 @@ impl Machine<'_> {
             }
         }
         self.counters.global_sectors += sectors.len() as u64;
+        if let Inst::Ld { dst, .. } = inst {
+            // The loaded bytes are in flight until their registers are first read.
+            let per_reg = elem * touched.len() as u64;
+            for r in dst {
+                let slot = self.reg_slot(wi, *r);
+                let overwritten = std::mem::replace(&mut cta.unread[slot], per_reg);
+                self.in_flight(cta, wi, per_reg, overwritten);
+            }
+        }
         Ok(())
     }
 
