@@ -1933,7 +1933,7 @@ kernel @float_total max_threads=32 shared=0 local=0 {
                 at: None,
                 cta: [0, 0, 0],
                 thread: None,
-                says: "buffer `total` differs at byte 0 between CTA orders forward and reverse",
+                says: "buffer `total` differs at byte 0 between the forward order and CTA order reverse",
             },
         )
         .options(Options { cta_orders: 3, ..Options::default() })
@@ -1996,7 +1996,7 @@ kernel @split_sum max_threads=32 shared=0 local=0 {
                 at: None,
                 cta: [0, 0, 0],
                 thread: None,
-                says: "buffer `partials` differs at byte 0 between CTA orders forward and reverse",
+                says: "buffer `partials` differs at byte 0 between the forward order and CTA order reverse",
             },
         )
         .options(Options { cta_orders: 3, ..Options::default() })
