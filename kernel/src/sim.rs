@@ -50,6 +50,7 @@ mod alu;
 mod atomic;
 mod collective;
 mod cp_async;
+mod epoch;
 mod global_race;
 mod memory;
 mod orders;

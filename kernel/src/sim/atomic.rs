@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use super::alu::{binary, f, lanes, le};
-use super::memory::Use;
+use super::epoch::Use;
 use super::{Arg, Cta, GlobalUse, Machine, SimError, Warp, WARP};
 use crate::ir::{BinOp, Inst, Space, Ty};
 

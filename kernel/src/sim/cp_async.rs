@@ -4,7 +4,7 @@
 //! does not complete them, and a thread must not exit with copies in flight.
 
 use super::alu::lanes;
-use super::memory::Use;
+use super::epoch::Use;
 use super::{Arg, Cta, ErrorKind, GlobalUse, Machine, SimError, Warp, WARP};
 use crate::ir::{Inst, Ty};
 

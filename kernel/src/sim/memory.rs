@@ -6,36 +6,18 @@
 use std::collections::{BTreeSet, HashMap};
 
 use super::alu::{lanes, le};
+use super::epoch::{EpochLog, Touch, Use};
 use super::global_race::GlobalUse;
 use super::{buffer_base, Arg, Cta, ErrorKind, Machine, SimError, Warp, WARP};
 use crate::ir::{Access, Inst, Operand, Param, Space, Ty};
 
-/// The last access of one shared byte in the current barrier epoch.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Touch {
-    epoch: u32,
-    warp: u16,
-    lane: u8,
-    wsync: u32,
-    /// The instruction serial (accesses of one instruction do not race with each other).
-    serial: u64,
-    /// An atomic read-modify-write (atomics do not race with each other).
-    atomic: bool,
-}
-
 /// Per-byte record of shared memory.
 #[derive(Debug, Clone, Copy, Default)]
 pub(super) struct SharedByte {
+    /// Some thread of the CTA has written it.
     written: bool,
-    write: Option<Touch>,
-    read: Option<Touch>,
-    /// Warps that read it in the current epoch (bit per warp), with the epoch.
-    readers: u32,
-    readers_epoch: u32,
-    /// Warps that updated it atomically in the current epoch (bit per warp), with the epoch:
-    /// the last writer alone would hide an earlier warp's atomic behind a later one's.
-    atomics: u32,
-    atomics_epoch: u32,
+    /// The race record of the current epoch.
+    log: EpochLog,
 }
 
 impl Machine<'_> {
@@ -340,41 +322,8 @@ impl Machine<'_> {
     ) -> Result<(), SimError> {
         let t = wi * WARP + lane;
         self.shared_range(cta, t, pc, a, size)?;
-        let atomic = how == Use::Atomic;
-        let writes = how != Use::Read;
-        let me = Touch { epoch: cta.epoch, warp: wi as u16, lane: lane as u8, wsync: w.wsync, serial, atomic };
+        let me = Touch { serial, ..self.touch(cta, w, t, how == Use::Atomic) };
         for byte in a..a + size {
-            let rec = cta.shared_meta[byte as usize];
-            let current = |x: Option<Touch>| x.filter(|x| x.epoch == cta.epoch && x.serial != serial);
-            let conflict = |other: Touch, what: &str| -> Option<SimError> {
-                if other.atomic && atomic {
-                    None
-                } else if u32::from(other.warp) != wi {
-                    Some(self.err(
-                        ErrorKind::SharedRace,
-                        cta,
-                        Some(pc),
-                        Some(t),
-                        format!(
-                            "shared byte {byte}: {what} by warp {} and warp {wi} with no bar.sync between",
-                            other.warp
-                        ),
-                    ))
-                } else if u32::from(other.lane) != lane && other.wsync == w.wsync {
-                    Some(self.err(
-                        ErrorKind::WarpSyncMissing,
-                        cta,
-                        Some(pc),
-                        Some(t),
-                        format!(
-                            "shared byte {byte}: {what} by lanes {} and {lane} of warp {wi} with no bar.warp.sync between",
-                            other.lane
-                        ),
-                    ))
-                } else {
-                    None
-                }
-            };
             if cta.pending.get(byte as usize).is_some_and(|&n| n > 0) {
                 return Err(self.err(
                     ErrorKind::CpAsyncPending,
@@ -384,38 +333,9 @@ impl Machine<'_> {
                     format!("shared byte {byte} is the destination of a cp.async no wait has completed yet"),
                 ));
             }
-            if !atomic && rec.atomics_epoch == cta.epoch && rec.atomics & !(1u32 << (wi % 32)) != 0 {
-                return Err(self.err(
-                    ErrorKind::SharedRace,
-                    cta,
-                    Some(pc),
-                    Some(t),
-                    format!(
-                        "shared byte {byte}: updated atomically by another warp, then {} by warp {wi} with no bar.sync between",
-                        if writes { "written" } else { "read" }
-                    ),
-                ));
-            }
-            if let Some(prev) = current(rec.write) {
-                if let Some(e) = conflict(prev, if writes { "written" } else { "written then read" }) {
-                    return Err(e);
-                }
-            }
-            if writes {
-                if let Some(prev) = current(rec.read) {
-                    if let Some(e) = conflict(prev, "read then written") {
-                        return Err(e);
-                    }
-                }
-                if rec.readers_epoch == cta.epoch && rec.readers & !(1u32 << (wi % 32)) != 0 {
-                    return Err(self.err(
-                        ErrorKind::SharedRace,
-                        cta,
-                        Some(pc),
-                        Some(t),
-                        format!("shared byte {byte}: read by another warp, then written by warp {wi} with no bar.sync between"),
-                    ));
-                }
+            let mut rec = cta.shared_meta[byte as usize];
+            if let Err(race) = rec.log.access(me, how) {
+                return Err(self.race_error(cta, pc, t, race, ErrorKind::SharedRace, &format!("shared byte {byte}")));
             }
             if how != Use::Write && !rec.written && cta.unwritten_read.is_none() {
                 cta.unwritten_read = Some(self.err(
@@ -426,43 +346,11 @@ impl Machine<'_> {
                     format!("shared byte {byte} is read before any thread writes it"),
                 ));
             }
-            let m = &mut cta.shared_meta[byte as usize];
-            if writes {
-                m.written = true;
-                // An atomic keeps a plain write of this epoch on record: that write is what a
-                // later atomic of another warp races with (atomics among themselves are in
-                // `atomics`).
-                let plain_write = m.write.is_some_and(|x| x.epoch == cta.epoch && !x.atomic);
-                if !(atomic && plain_write) {
-                    m.write = Some(me);
-                }
-                if atomic {
-                    if m.atomics_epoch != cta.epoch {
-                        m.atomics_epoch = cta.epoch;
-                        m.atomics = 0;
-                    }
-                    m.atomics |= 1 << (wi % 32);
-                }
-            } else {
-                m.read = Some(me);
-                if m.readers_epoch != cta.epoch {
-                    m.readers_epoch = cta.epoch;
-                    m.readers = 0;
-                }
-                m.readers |= 1 << (wi % 32);
-            }
+            rec.written |= how != Use::Read;
+            cta.shared_meta[byte as usize] = rec;
         }
         Ok(())
     }
-}
-
-/// How an access uses shared bytes (for the race checker).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Use {
-    Read,
-    Write,
-    /// A read-modify-write by `atom`/`red`: a write that never races with another atomic.
-    Atomic,
 }
 
 /// Extra wavefronts of one shared access: lanes go in phases (32 lanes of 4-byte accesses,
