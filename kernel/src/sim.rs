@@ -44,7 +44,6 @@ use std::fmt;
 
 use crate::ir::{Axis, Inst, Kernel, LoopKind, Operand, Param, Reg, Special, Stmt, Ty};
 use crate::verify::inst_name;
-use global_race::GlobalUse;
 
 mod alu;
 mod atomic;
@@ -147,6 +146,8 @@ pub enum ErrorKind {
     /// A plain access to global bytes another CTA of the launch writes, or reads or updates
     /// atomically while this access writes; an atomic on bytes another CTA accesses plainly.
     CrossCtaRace,
+    /// Two warps of a CTA touch the same global bytes between two barriers, one writing.
+    GlobalRace,
     /// A written buffer differs between two CTA orders (`Options::cta_orders`) or warp orders
     /// (`Options::warp_orders`): float atomics whose rounding depends on the order CTAs or
     /// warps run in.
@@ -349,7 +350,18 @@ fn run_in_order(
     warp_order: usize,
 ) -> Result<Counters, SimError> {
     let races = global_race::Tracker::new(k, args, order.clone());
-    let mut m = Machine { k, launch, program, args, opts, counters: Counters::default(), serial: 0, races, warp_order };
+    let mut m = Machine {
+        k,
+        launch,
+        program,
+        args,
+        opts,
+        counters: Counters::default(),
+        serial: 0,
+        races,
+        warp_order,
+        epochs: 0,
+    };
     for (position, &cta) in order.iter().enumerate() {
         m.races.enter(position);
         m.run_cta(cta)?;
@@ -370,6 +382,9 @@ struct Machine<'a> {
     races: global_race::Tracker,
     /// The order warps run in between barriers (`orders::run_epoch`).
     warp_order: usize,
+    /// The last barrier epoch begun: epochs are numbered across the CTAs of a run, so one
+    /// CTA's race records are stale for the next (`epoch`).
+    epochs: u32,
 }
 
 /// The state of one CTA.
@@ -411,6 +426,11 @@ impl Machine<'_> {
         SimError { kind, kernel: self.k.name.clone(), at, cta: cta.id, thread: thread.map(|t| self.tid(t)), message }
     }
 
+    fn next_epoch(&mut self) -> u32 {
+        self.epochs += 1;
+        self.epochs
+    }
+
     fn tid(&self, linear: u32) -> [u32; 3] {
         let [bx, by, _] = self.launch.block;
         [linear % bx, (linear / bx) % by, linear / (bx * by)]
@@ -429,7 +449,7 @@ impl Machine<'_> {
             shared_meta: vec![SharedByte::default(); self.k.shared_bytes as usize],
             local: vec![0; threads as usize * self.k.local_bytes as usize],
             local_init: vec![false; threads as usize * self.k.local_bytes as usize],
-            epoch: 1,
+            epoch: self.next_epoch(),
             unwritten_read: None,
             pending: vec![0; self.k.shared_bytes as usize],
             copies: Vec::new(),
@@ -480,7 +500,7 @@ impl Machine<'_> {
             for w in &mut warps {
                 w.at_barrier = false;
             }
-            cta.epoch += 1;
+            cta.epoch = self.next_epoch();
         }
     }
 

@@ -1697,6 +1697,99 @@ kernel @stage_reuse max_threads=32 shared=256 local=0 {
         )
         .output(|a| floats_are(a, 1, (0..32).map(|i| (2 * i + 32) as f32))),
     );
+    // A shift through global memory inside one CTA: each thread stores its index, then reads
+    // the element 32 places on, which the other warp stores — with no barrier between, warp 0
+    // reads before warp 1 writes. The twin puts the barrier in.
+    let kernels = text_pair(
+        r#"
+kernel @global_shift max_threads=64 shared=0 local=0 {
+  param %p0 : buffer i32 align=16 written "y"
+  param %p1 : buffer i32 align=16 written "z"
+  reg %r0, %r1 : u64
+  reg %r2, %r3 : u32
+  reg %r4, %r5, %r6 : u64
+  reg %r7 : u32
+  %r0 = ld.param %p0
+  %r1 = ld.param %p1
+  %r2 = mov.special %tid.x
+  %r4 = cvt.u64.u32 %r2
+  %r4 = mul.u64 %r4, 4
+  %r5 = add.u64 %r0, %r4
+  st.global.u32 [%r5], %r2
+  %r3 = add.u32 %r2, 32
+  %r3 = and.u32 %r3, 63
+  %r6 = cvt.u64.u32 %r3
+  %r6 = fma.u64 %r6, 4, %r0
+  %r7 = ld.global.u32 [%r6]
+  %r6 = add.u64 %r1, %r4
+  st.global.u32 [%r6], %r7
+}
+"#,
+        &[("  %r3 = add.u32 %r2, 32", "  bar.sync\n  %r3 = add.u32 %r2, 32")],
+    );
+    v.push(
+        Case::new(
+            "a shift through global memory with no barrier between the warps",
+            kernels,
+            1,
+            64,
+            vec![zeros(64 * 4), zeros(64 * 4)],
+            Want {
+                kind: ErrorKind::GlobalRace,
+                at: Some("st.global.u32"),
+                cta: [0, 0, 0],
+                thread: Some([32, 0, 0]),
+                says: "byte 128 of buffer `y`: read then written by warp 0 and warp 1 with no bar.sync between",
+            },
+        )
+        .output(|a| words_are(a, 1, (0..64).map(|t| (t + 32) % 64))),
+    );
+
+    // A neighbour exchange through global memory within one warp: lanes are scheduled
+    // independently, so the reads need a bar.warp.sync after the stores.
+    let kernels = text_pair(
+        r#"
+kernel @global_neighbour max_threads=32 shared=0 local=0 {
+  param %p0 : buffer i32 align=16 written "y"
+  param %p1 : buffer i32 align=16 written "z"
+  reg %r0, %r1 : u64
+  reg %r2, %r3 : u32
+  reg %r4, %r5, %r6 : u64
+  reg %r7 : u32
+  %r0 = ld.param %p0
+  %r1 = ld.param %p1
+  %r2 = mov.special %tid.x
+  %r4 = cvt.u64.u32 %r2
+  %r4 = mul.u64 %r4, 4
+  %r5 = add.u64 %r0, %r4
+  st.global.u32 [%r5], %r2
+  %r3 = xor.u32 %r2, 1
+  %r6 = cvt.u64.u32 %r3
+  %r6 = fma.u64 %r6, 4, %r0
+  %r7 = ld.global.u32 [%r6]
+  %r6 = add.u64 %r1, %r4
+  st.global.u32 [%r6], %r7
+}
+"#,
+        &[("  %r3 = xor.u32 %r2, 1", "  bar.warp.sync 0xffffffff\n  %r3 = xor.u32 %r2, 1")],
+    );
+    v.push(
+        Case::new(
+            "a neighbour exchange through global memory without bar.warp.sync",
+            kernels,
+            1,
+            32,
+            vec![zeros(32 * 4), zeros(32 * 4)],
+            Want {
+                kind: ErrorKind::WarpSyncMissing,
+                at: Some("ld.global.u32"),
+                cta: [0, 0, 0],
+                thread: Some([0, 0, 0]),
+                says: "byte 4 of buffer `y`: written then read by lanes 1 and 0 of warp 0 with no bar.warp.sync between",
+            },
+        )
+        .output(|a| words_are(a, 1, (0..32).map(|t| t ^ 1))),
+    );
 }
 
 fn cross_cta(v: &mut Vec<Case>) {
@@ -1727,6 +1820,7 @@ kernel @halo max_threads=32 shared=0 local=0 {
   %r11 = ld.global.f32 [%r8]
   %r11 = mul.f32 %r11, 2
   st.global.f32 [%r9], %r11
+  bar.sync
   %r12 = ld.global.f32 [%r9 + 4]
   %r12 = add.f32 %r11, %r12
   st.global.f32 [%r10], %r12
@@ -1861,6 +1955,7 @@ kernel @ticket max_threads=32 shared=0 local=0 {
   %r2 = mov.special %tid.x
   %r3 = mov.special %ctaid.x
   red.global.add.u32 [%r0], 1
+  bar.warp.sync 0xffffffff
   %r5 = setp.eq.u32 %r2, 0
   if %r5 {
     %r4 = ld.global.u32 [%r0]
@@ -2154,6 +2249,7 @@ fn every_error_kind_is_in_the_corpus() {
         | ErrorKind::DivisionByZero
         | ErrorKind::CpAsyncPending
         | ErrorKind::CrossCtaRace
+        | ErrorKind::GlobalRace
         | ErrorKind::OrderDependent
         | ErrorKind::InstructionCap => true,
     };
@@ -2174,6 +2270,7 @@ fn every_error_kind_is_in_the_corpus() {
         ErrorKind::DivisionByZero,
         ErrorKind::CpAsyncPending,
         ErrorKind::CrossCtaRace,
+        ErrorKind::GlobalRace,
         ErrorKind::OrderDependent,
         ErrorKind::InstructionCap,
     ];

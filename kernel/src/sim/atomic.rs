@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use super::alu::{binary, f, lanes, le};
 use super::epoch::Use;
-use super::{Arg, Cta, GlobalUse, Machine, SimError, Warp, WARP};
+use super::{Arg, Cta, Machine, SimError, Warp, WARP};
 use crate::ir::{BinOp, Inst, Space, Ty};
 
 impl Machine<'_> {
@@ -29,7 +29,7 @@ impl Machine<'_> {
             let old = match space {
                 Space::Global => {
                     let (i, off) = self.global_slot(cta, pc, t, a, size, true, false)?;
-                    self.track_global(cta, pc, t, i, off, size, GlobalUse::Atomic)?;
+                    self.track_global(cta, w, pc, t, i, off, size, Use::Atomic)?;
                     sectors.insert(a / 32);
                     let Arg::Buffer(b) = &mut self.args[i] else {
                         return Ok(());

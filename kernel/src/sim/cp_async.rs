@@ -5,7 +5,7 @@
 
 use super::alu::lanes;
 use super::epoch::Use;
-use super::{Arg, Cta, ErrorKind, GlobalUse, Machine, SimError, Warp, WARP};
+use super::{Arg, Cta, ErrorKind, Machine, SimError, Warp, WARP};
 use crate::ir::{Inst, Ty};
 
 /// One copy in flight.
@@ -77,7 +77,7 @@ impl Machine<'_> {
             // nothing, the way kernels guard a tile's ragged edge.
             if n > 0 {
                 let (i, off) = self.global_slot(cta, pc, t, s, n, false, false)?;
-                self.track_global(cta, pc, t, i, off, n, GlobalUse::Read)?;
+                self.track_global(cta, w, pc, t, i, off, n, Use::Read)?;
                 if let Arg::Buffer(b) = &self.args[i] {
                     data[..n as usize].copy_from_slice(&b[off as usize..(off + n) as usize]);
                 }

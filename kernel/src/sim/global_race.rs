@@ -20,7 +20,8 @@
 //! touches it. Sampled CTAs (`Options::ctas`) are the only CTAs that run, so only they are
 //! tracked — a race with a CTA outside the sample is not seen.
 
-use super::{Arg, Cta, ErrorKind, Machine, SimError};
+use super::epoch::{EpochLog, Race, Touch, Use};
+use super::{Arg, Cta, ErrorKind, Machine, SimError, Warp};
 use crate::ir::{Access, Kernel, Param};
 
 /// Bytes of buffer per lazily allocated page of log.
@@ -39,25 +40,18 @@ struct ByteLog {
     reader: u32,
     /// The first CTA that updated it atomically, `| MORE` once another CTA has too.
     atomic: u32,
+    /// What the warps of the running CTA did to it in the current barrier epoch.
+    within: EpochLog,
 }
 
-/// How an instruction touches global bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum GlobalUse {
-    /// A plain load (or the source of a `cp.async`).
-    Read,
-    /// A plain store.
-    Write,
-    /// An atomic read-modify-write.
-    Atomic,
-}
-
-/// The earlier access of another CTA that an access races with.
+/// The earlier access that an access races with.
 #[derive(Debug, Clone, Copy)]
 enum Other {
     Wrote(u32),
     Read(u32),
     Atomic(u32),
+    /// A thread of the same CTA, in the same barrier epoch.
+    Within(Race),
 }
 
 /// The per-launch record of which CTAs touched which global bytes.
@@ -106,7 +100,7 @@ impl Tracker {
 
     /// Records that the running CTA touches bytes `[off, off + size)` of buffer `i`; the first
     /// byte that races and the other CTA's access, if one does.
-    fn record(&mut self, i: usize, off: u64, size: u64, u: GlobalUse) -> Option<(u64, Other)> {
+    fn record(&mut self, i: usize, off: u64, size: u64, u: Use, me_thread: Touch) -> Option<(u64, Other)> {
         if !self.tracked.get(i).copied().unwrap_or(false) {
             return None;
         }
@@ -124,15 +118,18 @@ impl Tracker {
                 // recorded CTA being this one with MORE set means someone else too).
                 let other = |f: u32| (f != 0 && f != me).then_some(f);
                 let conflict = match u {
-                    GlobalUse::Read => other(log.writer).map(Other::Wrote).or(other(log.atomic).map(Other::Atomic)),
-                    GlobalUse::Write => other(log.writer)
+                    Use::Read => other(log.writer).map(Other::Wrote).or(other(log.atomic).map(Other::Atomic)),
+                    Use::Write => other(log.writer)
                         .map(Other::Wrote)
                         .or(other(log.atomic).map(Other::Atomic))
                         .or(other(log.reader).map(Other::Read)),
-                    GlobalUse::Atomic => other(log.writer).map(Other::Wrote).or(other(log.reader).map(Other::Read)),
+                    Use::Atomic => other(log.writer).map(Other::Wrote).or(other(log.reader).map(Other::Read)),
                 };
                 if let Some(c) = conflict {
                     return Some((at as u64, c));
+                }
+                if let Err(race) = log.within.access(me_thread, u) {
+                    return Some((at as u64, Other::Within(race)));
                 }
                 let add = |f: &mut u32| {
                     if *f == 0 {
@@ -142,9 +139,9 @@ impl Tracker {
                     }
                 };
                 match u {
-                    GlobalUse::Read => add(&mut log.reader),
-                    GlobalUse::Write => log.writer = me,
-                    GlobalUse::Atomic => add(&mut log.atomic),
+                    Use::Read => add(&mut log.reader),
+                    Use::Write => log.writer = me,
+                    Use::Atomic => add(&mut log.atomic),
                 }
             }
             b = upto;
@@ -160,26 +157,33 @@ impl Machine<'_> {
     pub(super) fn track_global(
         &mut self,
         cta: &Cta,
+        w: &Warp,
         pc: usize,
         t: u32,
         i: usize,
         off: u64,
         size: u64,
-        u: GlobalUse,
+        u: Use,
     ) -> Result<(), SimError> {
-        let Some((byte, other)) = self.races.record(i, off, size, u) else {
+        let me = self.touch(cta, w, t, u == Use::Atomic);
+        let Some((byte, other)) = self.races.record(i, off, size, u, me) else {
             return Ok(());
         };
         let name = self.k.params.get(i).map(Param::name).unwrap_or("?");
+        if let Other::Within(race) = other {
+            let what = format!("byte {byte} of buffer `{name}`");
+            return Err(self.race_error(cta, pc, t, race, ErrorKind::GlobalRace, &what));
+        }
         let what = match u {
-            GlobalUse::Read => "a plain read of",
-            GlobalUse::Write => "a plain write to",
-            GlobalUse::Atomic => "an atomic on",
+            Use::Read => "a plain read of",
+            Use::Write => "a plain write to",
+            Use::Atomic => "an atomic on",
         };
         let (n, did) = match other {
             Other::Wrote(n) => (n, "wrote"),
             Other::Read(n) => (n, "read"),
             Other::Atomic(n) => (n, "updated atomically"),
+            Other::Within(_) => (0, ""),
         };
         // With MORE set and this CTA recorded first, the other readers are not named.
         let who = if n & !MORE == self.races.current {

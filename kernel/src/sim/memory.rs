@@ -7,7 +7,6 @@ use std::collections::{BTreeSet, HashMap};
 
 use super::alu::{lanes, le};
 use super::epoch::{EpochLog, Touch, Use};
-use super::global_race::GlobalUse;
 use super::{buffer_base, Arg, Cta, ErrorKind, Machine, SimError, Warp, WARP};
 use crate::ir::{Access, Inst, Operand, Param, Space, Ty};
 
@@ -39,7 +38,7 @@ impl Machine<'_> {
             touched.push((lane, a));
         }
         match space {
-            Space::Global => self.global(cta, wi, pc, inst, &touched, size, elem, nc, store),
+            Space::Global => self.global(cta, w, wi, pc, inst, &touched, size, elem, nc, store),
             Space::Shared => self.shared(cta, w, wi, pc, inst, &touched, size, elem, store),
             Space::Local => {
                 for &(lane, a) in &touched {
@@ -144,6 +143,7 @@ impl Machine<'_> {
     pub(super) fn global(
         &mut self,
         cta: &mut Cta,
+        w: &Warp,
         wi: u32,
         pc: usize,
         inst: &Inst,
@@ -161,8 +161,8 @@ impl Machine<'_> {
         for &(lane, a) in touched {
             let t = wi * WARP + lane;
             let (i, off) = self.global_slot(cta, pc, t, a, size, store, nc)?;
-            let u = if store { GlobalUse::Write } else { GlobalUse::Read };
-            self.track_global(cta, pc, t, i, off, size, u)?;
+            let u = if store { Use::Write } else { Use::Read };
+            self.track_global(cta, w, pc, t, i, off, size, u)?;
             for s in (a / 32)..(a + size).div_ceil(32) {
                 sectors.insert(s);
             }
