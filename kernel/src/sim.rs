@@ -476,7 +476,10 @@ impl Machine<'_> {
                         &cta,
                         None,
                         Some(c.thread),
-                        format!("the thread exits with {} cp.async copies no wait completed", cta.copies.len()),
+                        format!(
+                            "the thread exits with {} cp.async copies no wait completed",
+                            cta.copies.iter().filter(|x| x.thread == c.thread).count()
+                        ),
                     ));
                 }
                 return Ok(());

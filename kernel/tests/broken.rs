@@ -409,7 +409,7 @@ kernel @pairs max_threads=32 shared=264 local=0 {
             at: Some("st.shared.v2.f32"),
             cta: [0, 0, 0],
             thread: Some([0, 0, 0]),
-            says: "a 8-byte shared access",
+            says: "an 8-byte shared access",
         },
     ));
 
@@ -1360,7 +1360,7 @@ kernel @readonly_counter max_threads=32 shared=0 local=0 {
                 at: Some("red.global.add.u32"),
                 cta: [0, 0, 0],
                 thread: Some([0, 0, 0]),
-                says: "a store to read-only buffer `counter`",
+                says: "an atomic to read-only buffer `counter`",
             },
         )
         .output(|a| words_are(a, 0, [32])),
@@ -1785,7 +1785,8 @@ kernel @global_neighbour max_threads=32 shared=0 local=0 {
                 at: Some("ld.global.u32"),
                 cta: [0, 0, 0],
                 thread: Some([0, 0, 0]),
-                says: "byte 4 of buffer `y`: written then read by lanes 1 and 0 of warp 0 with no bar.warp.sync between",
+                says:
+                    "byte 4 of buffer `y`: written then read by lanes 1 and 0 of warp 0 with no bar.warp.sync between",
             },
         )
         .output(|a| words_are(a, 1, (0..32).map(|t| t ^ 1))),

@@ -215,6 +215,15 @@ pub(super) fn unpack(from: Ty, x: u64) -> u64 {
     half((x >> 8) & 0xff) << 16 | half(x & 0xff)
 }
 
+/// "a" or "an" before a number of bytes spelled in digits ("an 8-byte", "a 16-byte").
+pub(super) fn article(n: u64) -> &'static str {
+    if n == 11 || n == 18 || n.to_string().starts_with('8') {
+        "an"
+    } else {
+        "a"
+    }
+}
+
 /// `f` of every lane.
 #[inline]
 fn map1(x: &Lanes, f: impl Fn(u64) -> u64) -> Lanes {

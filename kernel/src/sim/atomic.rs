@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use super::alu::{binary, f, lanes, le};
+use super::alu::{article, binary, f, lanes, le};
 use super::epoch::Use;
 use super::{Arg, Cta, Machine, SimError, Warp, WARP};
 use crate::ir::{BinOp, Inst, Space, Ty};
@@ -22,13 +22,13 @@ impl Machine<'_> {
         for lane in lanes(w.active) {
             let t = wi * WARP + lane;
             let a = self.lane_address(cta, t, pc, addr, offset, size, |a| {
-                format!("a {size}-byte atomic at {} address {a:#x}", space.name())
+                format!("{} {size}-byte atomic at {} address {a:#x}", article(size), space.name())
             })?;
             let v = self.value(cta, t, src, ty, pc)?;
             let n = size as usize;
             let old = match space {
                 Space::Global => {
-                    let (i, off) = self.global_slot(cta, pc, t, a, size, true, false)?;
+                    let (i, off) = self.global_slot(cta, pc, t, a, size, Use::Atomic, false)?;
                     self.track_global(cta, w, pc, t, i, off, size, Use::Atomic)?;
                     sectors.insert(a / 32);
                     let Arg::Buffer(b) = &mut self.args[i] else {

@@ -3,7 +3,7 @@
 //! them would see stale data on the hardware, writing them would be overwritten), a barrier
 //! does not complete them, and a thread must not exit with copies in flight.
 
-use super::alu::lanes;
+use super::alu::{article, lanes};
 use super::epoch::Use;
 use super::{Arg, Cta, ErrorKind, Machine, SimError, Warp, WARP};
 use crate::ir::{Inst, Ty};
@@ -50,7 +50,7 @@ impl Machine<'_> {
                     cta,
                     Some(pc),
                     Some(t),
-                    format!("a {size}-byte cp.async from {s:#x} to shared {d:#x}"),
+                    format!("{} {size}-byte cp.async from {s:#x} to shared {d:#x}", article(size.into())),
                 ));
             }
             if n > size64 {
@@ -59,7 +59,7 @@ impl Machine<'_> {
                     cta,
                     Some(pc),
                     Some(t),
-                    format!("a source size of {n} bytes in a {size}-byte cp.async"),
+                    format!("a source size of {n} bytes in {} {size}-byte cp.async", article(size.into())),
                 ));
             }
             self.shared_range(cta, t, pc, d, size64)?;
@@ -76,7 +76,7 @@ impl Machine<'_> {
             // Only the bytes actually read are bounds-checked: a zero source size reads
             // nothing, the way kernels guard a tile's ragged edge.
             if n > 0 {
-                let (i, off) = self.global_slot(cta, pc, t, s, n, false, false)?;
+                let (i, off) = self.global_slot(cta, pc, t, s, n, Use::Read, false)?;
                 self.track_global(cta, w, pc, t, i, off, n, Use::Read)?;
                 if let Arg::Buffer(b) = &self.args[i] {
                     data[..n as usize].copy_from_slice(&b[off as usize..(off + n) as usize]);

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use super::alu::{lanes, le};
+use super::alu::{article, lanes, le};
 use super::epoch::{EpochLog, Touch, Use};
 use super::{buffer_base, Arg, Cta, ErrorKind, Machine, SimError, Warp, WARP};
 use crate::ir::{Access, Inst, Operand, Param, Space, Ty};
@@ -33,7 +33,7 @@ impl Machine<'_> {
         for lane in lanes(w.active) {
             let t = wi * WARP + lane;
             let a = self.lane_address(cta, t, pc, addr, offset, size, |a| {
-                format!("a {size}-byte {} access at address {a:#x}", space.name())
+                format!("{} {size}-byte {} access at address {a:#x}", article(size), space.name())
             })?;
             touched.push((lane, a));
         }
@@ -160,8 +160,8 @@ impl Machine<'_> {
         let mut sectors = BTreeSet::new();
         for &(lane, a) in touched {
             let t = wi * WARP + lane;
-            let (i, off) = self.global_slot(cta, pc, t, a, size, store, nc)?;
             let u = if store { Use::Write } else { Use::Read };
+            let (i, off) = self.global_slot(cta, pc, t, a, size, u, nc)?;
             self.track_global(cta, w, pc, t, i, off, size, u)?;
             for s in (a / 32)..(a + size).div_ceil(32) {
                 sectors.insert(s);
@@ -212,9 +212,10 @@ impl Machine<'_> {
         t: u32,
         a: u64,
         size: u64,
-        store: bool,
+        how: Use,
         nc: bool,
     ) -> Result<(usize, u64), SimError> {
+        let (store, atomic) = (how != Use::Read, how == Use::Atomic);
         let no_buffer =
             || self.err(ErrorKind::OutOfBounds, cta, Some(pc), Some(t), format!("address {a:#x} is in no buffer"));
         let index = (a >> 40).checked_sub(1).map(|i| i as usize);
@@ -244,7 +245,7 @@ impl Machine<'_> {
                 cta,
                 Some(pc),
                 Some(t),
-                format!("a store to read-only buffer `{name}`"),
+                format!("{} to read-only buffer `{name}`", if atomic { "an atomic" } else { "a store" }),
             ));
         }
         if nc && *access == Access::Written {
