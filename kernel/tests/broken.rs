@@ -2036,6 +2036,54 @@ kernel @float_total max_threads=32 shared=0 local=0 {
         .output(|a| words_are(a, 1, [16_777_218])),
     );
 
+    // The lanes of one warp add their floats into one word with a float atomic: the hardware
+    // applies them in no specified order, so 2^24 + 1 + 1 + ... rounds differently when the
+    // last lane goes first (the odd warp orders). The twin adds integers.
+    let kernels = text_pair(
+        r#"
+kernel @warp_float_total max_threads=32 shared=0 local=0 {
+  param %p0 : buffer f32 align=16 readonly "x"
+  param %p1 : buffer f32 align=16 written "total"
+  reg %r0, %r1 : u64
+  reg %r2 : u32
+  reg %r3 : u64
+  reg %r4 : f32
+  %r0 = ld.param %p0
+  %r1 = ld.param %p1
+  %r2 = mov.special %tid.x
+  %r3 = cvt.u64.u32 %r2
+  %r3 = fma.u64 %r3, 4, %r0
+  %r4 = ld.global.f32 [%r3]
+  red.global.add.f32 [%r1], %r4
+}
+"#,
+        &[
+            ("buffer f32 align=16 written", "buffer i32 align=16 written"),
+            ("  reg %r4 : f32", "  reg %r4 : f32\n  reg %r5 : u32"),
+            ("  red.global.add.f32 [%r1], %r4", "  %r5 = cvt.rz.u32.f32 %r4\n  red.global.add.u32 [%r1], %r5"),
+        ],
+    );
+    let mut x = vec![1.0f32; 32];
+    x[0] = 16_777_216.0;
+    v.push(
+        Case::new(
+            "a float atomic sum across the lanes of one warp",
+            kernels,
+            1,
+            32,
+            vec![f32s(&x), zeros(4)],
+            Want {
+                kind: ErrorKind::OrderDependent,
+                at: None,
+                cta: [0, 0, 0],
+                thread: None,
+                says: "buffer `total` differs at byte 0 between the forward order and warp order reverse",
+            },
+        )
+        .options(Options { warp_orders: 2, ..Options::default() })
+        .output(|a| words_are(a, 1, [16_777_216 + 31])),
+    );
+
     // A split reduction: each CTA sums its slice with shuffles, and lane 0 adds the partial to
     // one float with an atomic, so the total rounds in the order the CTAs run. The twin stores
     // each partial to its own slot (the last level of the sum belongs to a second launch).

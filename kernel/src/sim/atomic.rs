@@ -19,7 +19,14 @@ impl Machine<'_> {
         let size = u64::from(ty.bytes());
         let mut sectors = BTreeSet::new();
         let mut touched = Vec::new();
-        for lane in lanes(w.active) {
+        // The hardware applies the lanes' updates in no specified order: forward here, and
+        // from the last lane in the odd warp orders (`Options::warp_orders`), so a float sum
+        // whose rounding depends on it shows as `OrderDependent`.
+        let mut order: Vec<u32> = lanes(w.active).collect();
+        if self.warp_order % 2 == 1 {
+            order.reverse();
+        }
+        for lane in order {
             let t = wi * WARP + lane;
             let a = self.lane_address(cta, t, pc, addr, offset, size, |a| {
                 format!("{} {size}-byte atomic at {} address {a:#x}", article(size), space.name())

@@ -14,9 +14,10 @@
 //! Warps of a CTA likewise run in no specified order between barriers. By default each warp
 //! runs until it reaches a barrier or exits, in index order; `Options::warp_orders` adds runs
 //! with the warps in reverse order, round-robin one instruction at a time, and seeded
-//! interleavings (a shuffled turn order each round, each turn 1 to 8 instructions). The shared
-//! race checks make every race-free kernel independent of this order; what remains is float
-//! atomics of several warps on one shared word, which such a run reports as `OrderDependent`.
+//! interleavings (a shuffled turn order each round, each turn 1 to 8 instructions); in the odd
+//! orders the lanes of a warp also apply their atomics last lane first. The race checks make
+//! every race-free kernel independent of these orders; what remains is float atomics of
+//! several threads on one word, which such a run reports as `OrderDependent`.
 
 use std::rc::Rc;
 
@@ -34,10 +35,9 @@ pub(super) fn run_orders(
     opts: &Options,
     ctas: Vec<[u32; 3]>,
 ) -> Result<Counters, SimError> {
-    // One CTA has one order; one warp, likewise.
+    // One CTA has one order (a single warp has several: its lanes' atomics).
     let cta_extra = if ctas.len() > 1 { opts.cta_orders.saturating_sub(1) } else { 0 };
-    let warp_extra =
-        if launch.block.iter().product::<u32>() > super::WARP { opts.warp_orders.saturating_sub(1) } else { 0 };
+    let warp_extra = opts.warp_orders.saturating_sub(1);
     let before = if cta_extra + warp_extra > 0 { args.to_vec() } else { Vec::new() };
     let counters = run_in_order(k, launch, Rc::clone(&program), args, opts, ctas.clone(), 0)?;
     let runs = (1..=cta_extra).map(|i| (i, 0)).chain((1..=warp_extra).map(|i| (0, i)));
