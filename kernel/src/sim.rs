@@ -53,11 +53,13 @@ mod epoch;
 mod global_race;
 mod memory;
 mod orders;
+mod program;
 
 pub use alu::{convert_kind, ConvertKind};
 use alu::{lanes, truncate};
 pub use memory::bank_replays;
 use memory::SharedByte;
+pub use program::{run_program, Bind, Buffer, Step, POISON};
 
 /// Threads per warp.
 pub const WARP: u32 = 32;
@@ -148,6 +150,9 @@ pub enum ErrorKind {
     CrossCtaRace,
     /// Two warps of a CTA touch the same global bytes between two barriers, one writing.
     GlobalRace,
+    /// A dependent launch (programmatic dependent launch) touches a buffer a launch still in
+    /// flight writes, or writes one it reads, before its `griddepcontrol.wait` (`program`).
+    DependentBeforeWait,
     /// A written buffer differs between two CTA orders (`Options::cta_orders`) or warp orders
     /// (`Options::warp_orders`): float atomics whose rounding depends on the order CTAs or
     /// warps run in.
@@ -289,6 +294,18 @@ fn buffer_base(k: usize) -> u64 {
 /// Runs `k` over `launch` with `args` (buffers are updated in place); the counters, or the
 /// first error.
 pub fn run(k: &Kernel, launch: &Launch, args: &mut [Arg], opts: &Options) -> Result<Counters, SimError> {
+    run_with(k, launch, args, opts, &mut program::Context::default())
+}
+
+/// [`run`] as a step of a program (`program`): `ctx` says which bytes hold data (and is updated
+/// with what the launch writes) and what a dependent launch may touch before its wait.
+fn run_with(
+    k: &Kernel,
+    launch: &Launch,
+    args: &mut [Arg],
+    opts: &Options,
+    ctx: &mut program::Context,
+) -> Result<Counters, SimError> {
     let bad = |message: String| SimError {
         kind: ErrorKind::BadLaunch,
         kernel: k.name.clone(),
@@ -335,11 +352,12 @@ pub fn run(k: &Kernel, launch: &Launch, args: &mut [Arg], opts: &Options) -> Res
     if let Some(cta) = ctas.iter().find(|c| (0..3).any(|i| c[i] >= launch.grid[i])) {
         return Err(bad(format!("CTA {cta:?} is outside the grid {:?}", launch.grid)));
     }
-    orders::run_orders(k, launch, program.into(), args, opts, ctas)
+    orders::run_orders(k, launch, program.into(), args, opts, ctas, ctx)
 }
 
 /// Runs the CTAs of `order` one after another on `args`, their warps in warp order
 /// `warp_order` (`orders`).
+#[allow(clippy::too_many_arguments)]
 fn run_in_order(
     k: &Kernel,
     launch: &Launch,
@@ -348,8 +366,10 @@ fn run_in_order(
     opts: &Options,
     order: Vec<[u32; 3]>,
     warp_order: usize,
+    ctx: &mut program::Context,
 ) -> Result<Counters, SimError> {
     let races = global_race::Tracker::new(k, args, order.clone());
+    let checks = !ctx.early.is_empty() || ctx.written.iter().any(Option::is_some);
     let mut m = Machine {
         k,
         launch,
@@ -361,6 +381,8 @@ fn run_in_order(
         races,
         warp_order,
         epochs: 0,
+        ctx,
+        checks,
     };
     for (position, &cta) in order.iter().enumerate() {
         m.races.enter(position);
@@ -385,6 +407,10 @@ struct Machine<'a> {
     /// The last barrier epoch begun: epochs are numbered across the CTAs of a run, so one
     /// CTA's race records are stale for the next (`epoch`).
     epochs: u32,
+    /// What the program knows beyond the arguments (`program`).
+    ctx: &'a mut program::Context,
+    /// Whether `ctx` asks for any check (unwritten bytes, a dependent launch's limits).
+    checks: bool,
 }
 
 /// The state of one CTA.
@@ -414,6 +440,8 @@ struct Cta {
     unread: Vec<u64>,
     /// Per warp, the bytes in flight (`Counters::max_bytes_in_flight`).
     in_flight: Vec<u64>,
+    /// Per warp, the lanes past `griddepcontrol.wait`.
+    waited: Vec<u32>,
 }
 
 impl Machine<'_> {
@@ -456,6 +484,7 @@ impl Machine<'_> {
             groups: vec![0; threads as usize],
             unread: vec![0; nwarps as usize * nregs],
             in_flight: vec![0; nwarps as usize],
+            waited: vec![0; nwarps as usize],
         };
         let mut warps: Vec<Warp> = (0..nwarps)
             .map(|w| {
@@ -766,8 +795,14 @@ impl Machine<'_> {
                 self.counters.sync += 1;
                 self.cp_async_group(cta, w, wi, pc, inst)
             }
-            // No-ops in a single launch; the PDL discipline belongs to the multi-launch runner.
-            Inst::GridDepWait | Inst::GridDepLaunchDependents => {
+            // Past the wait, the lanes may touch what the launches in flight touch (`program`);
+            // letting dependents start early changes nothing a kernel can observe.
+            Inst::GridDepWait => {
+                self.counters.sync += 1;
+                cta.waited[wi as usize] |= w.active;
+                Ok(())
+            }
+            Inst::GridDepLaunchDependents => {
                 self.counters.sync += 1;
                 Ok(())
             }

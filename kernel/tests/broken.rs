@@ -23,7 +23,7 @@
 //! case's arguments and returns the first error; the expectations and the twin stay as they are.
 
 use lathe_kernel::ir::Kernel;
-use lathe_kernel::sim::{run, Arg, ErrorKind, Launch, Options, SimError};
+use lathe_kernel::sim::{run, run_program, Arg, Bind, Buffer, ErrorKind, Launch, Options, SimError, Step};
 use lathe_kernel::text::parse;
 
 /// How a case runs a kernel (the broken one, then the twin) on its launch, arguments and
@@ -90,6 +90,11 @@ impl Case {
         self
     }
 
+    fn runner(mut self, runner: Runner) -> Case {
+        self.runner = runner;
+        self
+    }
+
     fn output(mut self, check: Check) -> Case {
         self.output = Some(check);
         self
@@ -139,6 +144,10 @@ fn text_pair(text: &str, edits: &[(&str, &str)]) -> (Kernel, Kernel) {
 // Arguments and outputs
 
 fn f32s(v: &[f32]) -> Arg {
+    Arg::Buffer(v.iter().flat_map(|x| x.to_le_bytes()).collect())
+}
+
+fn i32s(v: &[u32]) -> Arg {
     Arg::Buffer(v.iter().flat_map(|x| x.to_le_bytes()).collect())
 }
 
@@ -204,6 +213,7 @@ fn corpus() -> Vec<Case> {
     cp_async(&mut v);
     cross_cta(&mut v);
     runaway(&mut v);
+    programs(&mut v);
     v
 }
 
@@ -2299,6 +2309,7 @@ fn every_error_kind_is_in_the_corpus() {
         | ErrorKind::CpAsyncPending
         | ErrorKind::CrossCtaRace
         | ErrorKind::GlobalRace
+        | ErrorKind::DependentBeforeWait
         | ErrorKind::OrderDependent
         | ErrorKind::InstructionCap => true,
     };
@@ -2320,6 +2331,7 @@ fn every_error_kind_is_in_the_corpus() {
         ErrorKind::CpAsyncPending,
         ErrorKind::CrossCtaRace,
         ErrorKind::GlobalRace,
+        ErrorKind::DependentBeforeWait,
         ErrorKind::OrderDependent,
         ErrorKind::InstructionCap,
     ];
@@ -2335,4 +2347,177 @@ fn every_error_kind_is_in_the_corpus() {
     let unlisted: Vec<ErrorKind> =
         cases.iter().map(|c| c.want.kind).filter(|k| !kinds.contains(k) || !wanted(*k)).collect();
     assert!(unlisted.is_empty(), "cases of kinds outside the list: {unlisted:?}");
+}
+
+/// Runs a program of this case's kernel: every buffer argument is program buffer of the same
+/// index, the written ones poisoned (they hold nothing until a launch writes them), the
+/// read-only ones holding the case's data; the buffers end in `args`.
+fn program_of(
+    steps_before: &[(&Kernel, Launch, Vec<Bind>)],
+    k: &Kernel,
+    launch: &Launch,
+    args: &mut [Arg],
+    dependent: bool,
+) -> Result<(), SimError> {
+    let mut buffers: Vec<Buffer> = k
+        .params
+        .iter()
+        .zip(args.iter())
+        .map(|(p, a)| match (p, a) {
+            (
+                lathe_kernel::ir::Param::Buffer { name, access: lathe_kernel::ir::Access::Written, .. },
+                Arg::Buffer(b),
+            ) => Buffer::poisoned(name.clone(), b.len()),
+            (p, Arg::Buffer(b)) => Buffer::data(p.name(), b.clone()),
+            (p, Arg::Scalar(_)) => Buffer::data(p.name(), Vec::new()),
+        })
+        .collect();
+    let binds: Vec<Bind> = args
+        .iter()
+        .enumerate()
+        .map(|(i, a)| match a {
+            Arg::Buffer(_) => Bind::Buffer(i),
+            Arg::Scalar(v) => Bind::Scalar(*v),
+        })
+        .collect();
+    let mut steps: Vec<Step> = steps_before
+        .iter()
+        .map(|(k, l, b)| Step::Launch { kernel: k, launch: *l, args: b.clone(), dependent: false })
+        .collect();
+    steps.push(Step::Launch { kernel: k, launch: *launch, args: binds, dependent });
+    let result = run_program(&steps, &mut buffers, &Options::default()).map(|_| ());
+    for (a, b) in args.iter_mut().zip(buffers) {
+        if let Arg::Buffer(bytes) = a {
+            *bytes = b.bytes;
+        }
+    }
+    result
+}
+
+/// The case's kernel alone, its written buffers poisoned.
+fn poisoned_launch(k: &Kernel, launch: &Launch, args: &mut [Arg], _: &Options) -> Result<(), SimError> {
+    program_of(&[], k, launch, args, false)
+}
+
+/// `h[tid] = 2 * tid`, writing the second argument of the case's kernel.
+const PRODUCE_H: &str = r#"
+kernel @produce max_threads=32 shared=0 local=0 {
+  param %p0 : buffer i32 align=16 written "h"
+  reg %r0 : u64
+  reg %r1 : u32
+  reg %r2 : u64
+  %r0 = ld.param %p0
+  %r1 = mov.special %tid.x
+  %r2 = cvt.u64.u32 %r1
+  %r2 = fma.u64 %r2, 4, %r0
+  %r1 = mul.u32 %r1, 2
+  st.global.u32 [%r2], %r1
+}
+"#;
+
+/// A producer writing argument 1 (`h`), then the case's kernel as a dependent launch.
+fn after_producer(k: &Kernel, launch: &Launch, args: &mut [Arg], _: &Options) -> Result<(), SimError> {
+    let producer = parse(PRODUCE_H).expect("the producer parses");
+    program_of(
+        &[(&producer, Launch { grid: [1, 1, 1], block: [32, 1, 1] }, vec![Bind::Buffer(1)])],
+        k,
+        launch,
+        args,
+        true,
+    )
+}
+
+fn programs(v: &mut Vec<Case>) {
+    // A split reduction's last level adds into a total no launch zeroed: the atomic reads the
+    // poison. The twin stores each thread's value to its own slot instead (a second launch
+    // would sum them).
+    let kernels = text_pair(
+        r#"
+kernel @unzeroed_total max_threads=32 shared=0 local=0 {
+  param %p0 : buffer i32 align=16 readonly "x"
+  param %p1 : buffer i32 align=16 written "total"
+  reg %r0, %r1 : u64
+  reg %r2 : u32
+  reg %r3 : u64
+  reg %r4 : u32
+  %r0 = ld.param %p0
+  %r1 = ld.param %p1
+  %r2 = mov.special %tid.x
+  %r3 = cvt.u64.u32 %r2
+  %r3 = mul.u64 %r3, 4
+  %r0 = add.u64 %r0, %r3
+  %r4 = ld.global.u32 [%r0]
+  red.global.add.u32 [%r1], %r4
+}
+"#,
+        &[("  red.global.add.u32 [%r1], %r4", "  %r1 = add.u64 %r1, %r3\n  st.global.u32 [%r1], %r4")],
+    );
+    v.push(
+        Case::new(
+            "an atomic sum into scratch no launch zeroed",
+            kernels,
+            1,
+            32,
+            vec![i32s(&(0..32).collect::<Vec<_>>()), zeros(128)],
+            Want {
+                kind: ErrorKind::UninitializedMemory,
+                at: Some("red.global.add.u32"),
+                cta: [0, 0, 0],
+                thread: Some([0, 0, 0]),
+                says: "byte 0 of buffer `total` (program buffer `total`) holds no data",
+            },
+        )
+        .runner(poisoned_launch)
+        .output(|a| words_are(a, 1, 0..32)),
+    );
+
+    // A dependent launch reads its predecessor's output before griddepcontrol.wait: the
+    // predecessor may not have written it yet. The twin loads the weight early (what the
+    // early start is for) and the activation after the wait.
+    let kernels = text_pair(
+        r#"
+kernel @early_activation max_threads=32 shared=0 local=0 {
+  param %p0 : buffer i32 align=16 readonly "w"
+  param %p1 : buffer i32 align=16 readonly "h"
+  param %p2 : buffer i32 align=16 written "y"
+  reg %r0, %r1, %r2 : u64
+  reg %r3 : u32
+  reg %r4 : u64
+  reg %r5, %r6 : u32
+  %r0 = ld.param %p0
+  %r1 = ld.param %p1
+  %r2 = ld.param %p2
+  %r3 = mov.special %tid.x
+  %r4 = cvt.u64.u32 %r3
+  %r4 = mul.u64 %r4, 4
+  %r0 = add.u64 %r0, %r4
+  %r1 = add.u64 %r1, %r4
+  %r5 = ld.global.u32 [%r0]
+  %r6 = ld.global.u32 [%r1]
+  griddepcontrol.wait
+  %r5 = add.u32 %r5, %r6
+  %r2 = add.u64 %r2, %r4
+  st.global.u32 [%r2], %r5
+}
+"#,
+        &[("  %r6 = ld.global.u32 [%r1]\n  griddepcontrol.wait", "  griddepcontrol.wait\n  %r6 = ld.global.u32 [%r1]")],
+    );
+    v.push(
+        Case::new(
+            "a dependent launch reading its predecessor's output before griddepcontrol.wait",
+            kernels,
+            1,
+            32,
+            vec![i32s(&[100; 32]), zeros(128), zeros(128)],
+            Want {
+                kind: ErrorKind::DependentBeforeWait,
+                at: Some("ld.global.u32"),
+                cta: [0, 0, 0],
+                thread: Some([0, 0, 0]),
+                says: "a read of bytes [0, 4) of buffer `h` (program buffer `h`, which step 0 (`produce`) writes",
+            },
+        )
+        .runner(after_producer)
+        .output(|a| words_are(a, 2, (0..32).map(|t| 100 + 2 * t))),
+    );
 }

@@ -165,6 +165,9 @@ impl Machine<'_> {
         size: u64,
         u: Use,
     ) -> Result<(), SimError> {
+        if self.checks {
+            self.program_checks(cta, pc, t, i, off, size, u)?;
+        }
         let me = self.touch(cta, w, t, u == Use::Atomic);
         let Some((byte, other)) = self.races.record(i, off, size, u, me) else {
             return Ok(());

@@ -21,6 +21,7 @@
 
 use std::rc::Rc;
 
+use super::program::Context;
 use super::{run_in_order, Arg, Counters, Cta, ErrorKind, Flat, Launch, Machine, Options, SimError, Warp};
 use crate::ir::{Access, Kernel, Param};
 
@@ -34,12 +35,14 @@ pub(super) fn run_orders(
     args: &mut [Arg],
     opts: &Options,
     ctas: Vec<[u32; 3]>,
+    ctx: &mut Context,
 ) -> Result<Counters, SimError> {
     // One CTA has one order (a single warp has several: its lanes' atomics).
     let cta_extra = if ctas.len() > 1 { opts.cta_orders.saturating_sub(1) } else { 0 };
     let warp_extra = opts.warp_orders.saturating_sub(1);
-    let before = if cta_extra + warp_extra > 0 { args.to_vec() } else { Vec::new() };
-    let counters = run_in_order(k, launch, Rc::clone(&program), args, opts, ctas.clone(), 0)?;
+    let (before, ctx_before) =
+        if cta_extra + warp_extra > 0 { (args.to_vec(), ctx.clone()) } else { Default::default() };
+    let counters = run_in_order(k, launch, Rc::clone(&program), args, opts, ctas.clone(), 0, ctx)?;
     let runs = (1..=cta_extra).map(|i| (i, 0)).chain((1..=warp_extra).map(|i| (0, i)));
     for (cta_order, warp_order) in runs {
         let what = if warp_order == 0 {
@@ -48,11 +51,14 @@ pub(super) fn run_orders(
             format!("warp order {}", warp_order_name(warp_order))
         };
         let mut copy = before.clone();
-        run_in_order(k, launch, Rc::clone(&program), &mut copy, opts, permutation(&ctas, cta_order), warp_order)
-            .map_err(|mut e| {
+        let mut ctx = ctx_before.clone();
+        let order = permutation(&ctas, cta_order);
+        run_in_order(k, launch, Rc::clone(&program), &mut copy, opts, order, warp_order, &mut ctx).map_err(
+            |mut e| {
                 e.message = format!("{} (in {what})", e.message);
                 e
-            })?;
+            },
+        )?;
         compare(k, args, &copy, &what)?;
     }
     Ok(counters)
