@@ -1,21 +1,23 @@
-//! `sim`: a functional simulator of one launch, built to find what makes kernels wrong.
+//! `sim`: a functional simulator of a launch (and of programs of launches, `program`), built to
+//! find what makes kernels wrong.
 //!
 //! # Execution model
 //! A CTA's threads form warps of 32 consecutive linear thread indices. A warp executes the
 //! flattened kernel in lock-step under an active mask, with a reconvergence stack: at an `if`
 //! the lanes split (then first), at the end of the construct they join; a loop keeps the warp
 //! while any lane iterates. Warps of a CTA run one after another until each reaches a barrier
-//! or exits; when every warp waits, the barrier opens. Nothing depends on a random schedule:
-//! every check below is decided from what the accesses are, so a result never flakes.
+//! or exits; when every warp waits, the barrier opens (`Options::warp_orders` adds runs in
+//! other, deterministic warp orders). Nothing depends on a random schedule: every check below
+//! is decided from what the accesses are, so a result never flakes.
 //!
 //! # What it catches, each a typed error located by instruction, CTA and thread
 //! - out-of-bounds global (per buffer), shared and local accesses, and misaligned vectors;
 //! - reads of registers, shared or local bytes never written;
 //! - `bar.sync` under divergence (it is `.aligned`), and barriers some threads of the CTA never
 //!   reach (they exited: unequal loop trips, a barrier in one branch);
-//! - shared-memory races by barrier epoch: two warps touching the same bytes between two
-//!   barriers, one writing; and lanes of one warp exchanging data through shared memory
-//!   without `bar.warp.sync` in between (threads of a warp are scheduled independently since
+//! - races within a CTA by barrier epoch, in shared and global memory (`epoch`): two warps
+//!   touching the same bytes between two barriers, one writing; and lanes of one warp
+//!   exchanging data without `bar.warp.sync` in between (threads of a warp are scheduled independently since
 //!   Volta: lock-step here must not hide that); atomics never race with atomics, but a plain
 //!   access to bytes another warp updates atomically in the epoch does;
 //! - `shfl.sync` / `bar.warp.sync` / `vote.sync` / `redux.sync` with a member mask that does not match the lanes executing
@@ -25,8 +27,10 @@
 //!   in flight when a thread exits (a barrier completes none);
 //! - races between CTAs on global memory: a plain access to bytes another CTA of the launch
 //!   writes, or updates atomically, or reads while this access writes (`global_race`);
-//! - with `Options::cta_orders`, written buffers that differ between CTA orders: float atomics
-//!   whose rounding depends on the order CTAs run in (`orders`);
+//! - with `Options::cta_orders` / `warp_orders`, written buffers that differ between orders:
+//!   float atomics whose rounding depends on the order CTAs, warps or lanes run in (`orders`);
+//! - in a program (`program`): reads of scratch or arena bytes no launch wrote, and a dependent
+//!   launch touching its predecessors' buffers before `griddepcontrol.wait`;
 //! - integer division by zero; a runaway kernel (an instruction cap per launch).
 //!
 //! # Numerics
@@ -38,7 +42,8 @@
 //! # Counters
 //! Warp instructions by class, global requests and the 32-byte sectors they touch, shared
 //! requests and bank-conflict replays (per phase: 32 lanes for 4-byte accesses, 16 for 8, 8
-//! for 16), bytes loaded and stored.
+//! for 16), bytes loaded and stored, and the most global bytes a warp had in flight (loaded, not
+//! yet used).
 
 use std::fmt;
 
