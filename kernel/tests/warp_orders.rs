@@ -901,8 +901,6 @@ fn random_straight_line_kernels_give_the_same_result_at_every_warp_order() {
 }
 
 #[test]
-#[ignore = "simulator bug: warps of one CTA racing on global memory are not checked (only CTAs are), \
-            so such a kernel runs clean in one order and is OrderDependent under warp_orders"]
 fn random_kernels_racing_on_global_memory_inside_a_cta_fail_with_a_race() {
     // The same generator, with epochs that store to and load from other threads' global
     // scratch words of their own CTA freely: a race between warps unless a `bar.sync` is
@@ -1100,8 +1098,6 @@ fn a_global_exchange_between_warps_across_a_barrier_runs_clean_in_every_warp_ord
 }
 
 #[test]
-#[ignore = "simulator bug: a global-memory race between warps of one CTA is not checked (global_race.rs \
-            tracks CTAs only): it runs clean in one order, stale values and all"]
 fn a_global_exchange_between_warps_without_a_barrier_is_a_race_in_the_forward_order() {
     // Today the forward order runs clean and `out[64..]` holds the zeros warp 0 read before
     // warp 1 wrote; with `warp_orders` ≥ 2 it is `OrderDependent`, whose message blames float
@@ -1149,8 +1145,6 @@ fn a_lane_overwriting_what_its_neighbour_read_needs_bar_warp_sync() {
 }
 
 #[test]
-#[ignore = "simulator bug: a shared byte remembers only its last reader, so a lane that reads \
-            its own slot after its neighbour did hides the neighbour's read from its write"]
 fn a_lane_overwriting_what_its_neighbour_read_needs_bar_warp_sync_after_reading_it_too() {
     // The same exchange with one more instruction: each lane also reads its own slot before
     // overwriting it. The neighbour's read is still unordered with the write (no
@@ -1190,8 +1184,6 @@ fn a_lane_reading_what_another_lane_updated_atomically_needs_bar_warp_sync() {
 }
 
 #[test]
-#[ignore = "simulator bug: a shared byte remembers only its last writer, so a lane's own atomic \
-            hides another lane's earlier atomic from the lane's plain read"]
 fn a_lane_reading_what_another_lane_updated_atomically_needs_bar_warp_sync_after_its_own_atomic() {
     // Lane 1 reads 12 here, but lane 0's add is unordered with the read (no `bar.warp.sync`):
     // on the hardware lane 1 may run ahead and read 7.

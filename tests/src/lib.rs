@@ -43,6 +43,41 @@ pub fn tolerance(dtype: DType, reduction_len: usize) -> f64 {
     2.0 * unit_roundoff(dtype) + 8.0 * k.sqrt() * unit_roundoff(DType::F32)
 }
 
+/// An approximate operation of the GPU's multi-function unit (the kernel IR's MUFU ops).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Approx {
+    /// `ex2.approx.f32`.
+    Ex2,
+    /// `rsqrt.approx.f32`.
+    Rsqrt,
+    /// `rcp.approx.f32`.
+    Rcp,
+    /// `tanh.approx.f32`.
+    Tanh,
+}
+
+/// The relative error bound of one MUFU op, taken from what the PTX ISA documents for the
+/// hardware, rounded up to a power of two: `ex2` 2^-22, `rsqrt` 2^-22 (2^-22.9 documented),
+/// `rcp` 2^-23 (one ulp), `tanh` 2^-11 (measured on hardware nearer 2^-16.5; the documented bound
+/// is what kernels may rely on). The simulator returns the correctly rounded value, so this is
+/// how far a GPU's result may lie from the simulator's.
+pub fn approx_error(op: Approx) -> f64 {
+    match op {
+        Approx::Ex2 | Approx::Rsqrt => 2f64.powi(-22),
+        Approx::Rcp => 2f64.powi(-23),
+        Approx::Tanh => 2f64.powi(-11),
+    }
+}
+
+/// [`tolerance`] for results computed through the MUFU ops `approx` (each use on the path to
+/// the result once): their relative errors add to the rounding terms, to first order.
+pub fn tolerance_with_approx(dtype: DType, reduction_len: usize, approx: &[Approx]) -> f64 {
+    if !dtype.is_float() {
+        return 0.0;
+    }
+    tolerance(dtype, reduction_len) + approx.iter().map(|&op| approx_error(op)).sum::<f64>()
+}
+
 /// The tolerance for whole-model logits: rounding errors of each layer's reductions add up
 /// through the residual stream, so a model of `layers` blocks whose widest reduction is `width`
 /// is held to `tolerance(dtype, layers · width)`.
@@ -92,6 +127,17 @@ mod tests {
         assert_eq!(tolerance(DType::I64, 100), 0.0);
         // An f32 GEMM with K = 4096 must be held far tighter than the 1e-4 model-level budget.
         assert!(tolerance(DType::F32, 4096) < 4e-5);
+    }
+
+    #[test]
+    fn approximate_ops_widen_the_tolerance_by_their_documented_error() {
+        let plain = tolerance(DType::F32, 64);
+        assert_eq!(tolerance_with_approx(DType::F32, 64, &[]), plain);
+        let softmax = tolerance_with_approx(DType::F32, 64, &[Approx::Ex2, Approx::Rcp]);
+        assert!((softmax - plain - 2f64.powi(-22) - 2f64.powi(-23)).abs() < 1e-18);
+        // A tanh-approximated GELU is held to about 2^-11, far looser than f32 rounding.
+        assert!(tolerance_with_approx(DType::F32, 1, &[Approx::Tanh]) > 4.8e-4);
+        assert_eq!(tolerance_with_approx(DType::I32, 64, &[Approx::Tanh]), 0.0);
     }
 
     #[test]

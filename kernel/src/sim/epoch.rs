@@ -46,6 +46,28 @@ pub(super) struct EpochLog {
     /// earlier warp's atomic behind a later one's.
     atomics: u32,
     atomics_epoch: u32,
+    /// Lanes of one warp that read it since that warp's last `bar.warp.sync` of the epoch, and
+    /// whose (`Touch::key`): the last reader alone would let a lane's own read hide another
+    /// lane's earlier one.
+    read_lanes: u32,
+    read_key: (u32, u16, u32),
+    /// Likewise for atomics.
+    atomic_lanes: u32,
+    atomic_key: (u32, u16, u32),
+}
+
+impl Touch {
+    /// The epoch, warp and `bar.warp.sync` count: accesses of one key are unordered between
+    /// the warp's lanes.
+    fn key(&self) -> (u32, u16, u32) {
+        (self.epoch, self.warp, self.wsync)
+    }
+}
+
+/// The lanes of `lanes` other than `me`, if `key` is `mine`.
+fn other_lanes(lanes: u32, key: (u32, u16, u32), mine: (u32, u16, u32), me: u8) -> Option<u8> {
+    let rest = lanes & !(1u32 << me);
+    (key == mine && rest != 0).then(|| rest.trailing_zeros() as u8)
 }
 
 /// A race found by [`EpochLog::access`].
@@ -88,6 +110,18 @@ impl EpochLog {
         if let Some(prev) = current(self.write) {
             conflict(prev, if writes { "written" } else { "written then read" })?;
         }
+        let mine = me.key();
+        if !atomic {
+            if let Some(other) = other_lanes(self.atomic_lanes, self.atomic_key, mine, me.lane) {
+                let what = if writes { "updated atomically then written" } else { "updated atomically then read" };
+                return Err(Race::Lanes { other, what });
+            }
+        }
+        if writes {
+            if let Some(other) = other_lanes(self.read_lanes, self.read_key, mine, me.lane) {
+                return Err(Race::Lanes { other, what: "read then written" });
+            }
+        }
         if writes {
             if let Some(prev) = current(self.read) {
                 conflict(prev, "read then written")?;
@@ -108,8 +142,18 @@ impl EpochLog {
                     self.atomics = 0;
                 }
                 self.atomics |= bit;
+                if self.atomic_key != mine {
+                    self.atomic_key = mine;
+                    self.atomic_lanes = 0;
+                }
+                self.atomic_lanes |= 1 << me.lane;
             }
         } else {
+            if self.read_key != mine {
+                self.read_key = mine;
+                self.read_lanes = 0;
+            }
+            self.read_lanes |= 1 << me.lane;
             self.read = Some(me);
             if self.readers_epoch != me.epoch {
                 self.readers_epoch = me.epoch;

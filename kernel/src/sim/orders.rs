@@ -16,8 +16,10 @@
 //! with the warps in reverse order, round-robin one instruction at a time, and seeded
 //! interleavings (a shuffled turn order each round, each turn 1 to 8 instructions); in the odd
 //! orders the lanes of a warp also apply their atomics last lane first. The race checks make
-//! every race-free kernel independent of these orders; what remains is float atomics of
-//! several threads on one word, which such a run reports as `OrderDependent`.
+//! every race-free kernel independent of these orders; what remains is what atomics leave to
+//! the order — float sums of several threads on one word, the old values `atom` returns,
+//! different atomic operations (`add`, `max`) on one word — which such a run reports as
+//! `OrderDependent`.
 
 use std::rc::Rc;
 
