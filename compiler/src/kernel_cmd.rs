@@ -49,6 +49,10 @@ pub struct RunArgs {
     /// Run only N CTAs: the first, the last and evenly spaced others.
     #[arg(long)]
     sample_ctas: Option<u32>,
+    /// Bytes of dynamic shared memory the launch provides after the kernel's static shared
+    /// memory (default 0).
+    #[arg(long, value_name = "BYTES", default_value_t = 0)]
+    shared: u32,
 }
 
 /// Runs a `lathe kernel` command.
@@ -166,7 +170,7 @@ fn run_kernel(a: &RunArgs) -> Result<(), CliError> {
     }
     error::refuse_overwrite(&a.out, "--out", &inputs)?;
     let ctas = a.sample_ctas.map(|n| sample(&launch, n));
-    let opts = Options { ctas, ..Options::default() };
+    let opts = Options { ctas, dynamic_shared: a.shared, ..Options::default() };
     let counters = sim::run(&k, &launch, &mut args, &opts).map_err(|e| CliError {
         code: 1,
         message: format!("{}: {e}", a.file.display()),

@@ -184,3 +184,47 @@ fn bad_arguments_are_refused_in_one_line() {
     assert!(stderr(&o).contains("--grid \"0\""), "{}", stderr(&o));
     let _ = fs::remove_dir_all(dir);
 }
+
+#[test]
+fn shared_gives_the_launch_dynamic_shared_memory() {
+    let dir = scratch("shared");
+    // Each thread writes its word 64 bytes past the 64 static shared bytes and reads it back.
+    let text = r#"
+kernel @dynamic max_threads=32 shared=64 local=0 {
+  param %p0 : buffer i32 align=16 written "y"
+  reg %r0 : u64
+  reg %r1 : u32
+  reg %r2, %r3 : u64
+  reg %r4 : u32
+  %r0 = ld.param %p0
+  %r1 = mov.special %tid.x
+  %r2 = cvt.u64.u32 %r1
+  %r2 = mul.u64 %r2, 4
+  st.shared.u32 [%r2 + 64], %r1
+  bar.warp.sync 0xffffffff
+  %r4 = ld.shared.u32 [%r2 + 64]
+  %r3 = add.u64 %r0, %r2
+  st.global.u32 [%r3], %r4
+}
+"#;
+    let k = dir.join("dynamic.lk");
+    fs::write(&k, text).expect("kernel file");
+    let out = dir.join("out.safetensors");
+    let run = |extra: &[&dyn AsRef<std::ffi::OsStr>]| {
+        let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> =
+            vec![&"kernel", &"run", &k, &"--grid", &"1", &"--block", &"32", &"--arg", &"y=zeros:32", &"--out", &out];
+        args.extend_from_slice(extra);
+        lathe(&args)
+    };
+    let o = run(&[]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("OutOfBounds") && stderr(&o).contains("shared bytes [64, 68) of 64"), "{}", stderr(&o));
+    assert!(!out.exists(), "no output after a simulator error");
+    let o = run(&[&"--shared", &"128"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let h = lathe_tensorfile::Header::read(&out).expect("output");
+    let y: Vec<u32> =
+        h.read_bytes("y").expect("y").chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    assert_eq!(y, (0..32).collect::<Vec<_>>());
+    let _ = fs::remove_dir_all(dir);
+}

@@ -108,11 +108,19 @@ pub struct Options {
     /// A kernel the race checks pass gives the same bytes in every warp order; float atomics
     /// of several warps on one shared word do not.
     pub warp_orders: usize,
+    /// Bytes of dynamic shared memory the launch provides, after the kernel's static shared
+    /// memory (as a CUDA launch's dynamic shared size extends `extern __shared__`): kernels
+    /// whose tiles need more than the 48 KiB of static shared memory address it from offset
+    /// `Kernel::shared_bytes` on. Static plus dynamic is at most [`MAX_SHARED_PER_CTA`].
+    pub dynamic_shared: u32,
 }
+
+/// The most shared memory one CTA can have (sm_90: 227 KiB).
+pub const MAX_SHARED_PER_CTA: u32 = 227 << 10;
 
 impl Default for Options {
     fn default() -> Self {
-        Options { max_instructions: 200_000_000, ctas: None, cta_orders: 1, warp_orders: 1 }
+        Options { max_instructions: 200_000_000, ctas: None, cta_orders: 1, warp_orders: 1, dynamic_shared: 0 }
     }
 }
 
@@ -329,6 +337,12 @@ fn run_with(
     if launch.grid.contains(&0) {
         return Err(bad("an empty grid".into()));
     }
+    if k.shared_bytes.checked_add(opts.dynamic_shared).is_none_or(|t| t > MAX_SHARED_PER_CTA) {
+        return Err(bad(format!(
+            "{} bytes of static and {} of dynamic shared memory; a CTA has at most {MAX_SHARED_PER_CTA}",
+            k.shared_bytes, opts.dynamic_shared
+        )));
+    }
     if args.len() != k.params.len() {
         return Err(bad(format!("{} arguments for {} parameters", args.len(), k.params.len())));
     }
@@ -459,6 +473,11 @@ impl Machine<'_> {
         SimError { kind, kernel: self.k.name.clone(), at, cta: cta.id, thread: thread.map(|t| self.tid(t)), message }
     }
 
+    /// The CTA's shared memory: static plus the launch's dynamic bytes.
+    fn shared_total(&self) -> u32 {
+        self.k.shared_bytes + self.opts.dynamic_shared
+    }
+
     fn next_epoch(&mut self) -> u32 {
         self.epochs += 1;
         self.epochs
@@ -478,13 +497,13 @@ impl Machine<'_> {
             threads,
             regs: vec![0; nwarps as usize * WARP as usize * nregs],
             init: vec![0; nwarps as usize * nregs],
-            shared: vec![0; self.k.shared_bytes as usize],
-            shared_meta: vec![SharedByte::default(); self.k.shared_bytes as usize],
+            shared: vec![0; self.shared_total() as usize],
+            shared_meta: vec![SharedByte::default(); self.shared_total() as usize],
             local: vec![0; threads as usize * self.k.local_bytes as usize],
             local_init: vec![false; threads as usize * self.k.local_bytes as usize],
             epoch: self.next_epoch(),
             unwritten_read: None,
-            pending: vec![0; self.k.shared_bytes as usize],
+            pending: vec![0; self.shared_total() as usize],
             copies: Vec::new(),
             groups: vec![0; threads as usize],
             unread: vec![0; nwarps as usize * nregs],

@@ -302,3 +302,43 @@ fn packed_conversions_put_the_first_source_high_and_match_lathe_numerics() {
         assert_eq!((hi, lo), (lathe_numerics::f32_to_f16_bits(v), lathe_numerics::f32_to_f16_bits(-v)), "f16 of {v:e}");
     }
 }
+
+#[test]
+fn dynamic_shared_memory_extends_the_static_shared_memory() {
+    // Each thread stores to and loads back its word at 64 + 4·tid: past the 64 static bytes,
+    // in the launch's dynamic shared memory.
+    let k = lathe_kernel::text::parse(
+        r#"
+kernel @dynamic max_threads=32 shared=64 local=0 {
+  param %p0 : buffer i32 align=16 written "y"
+  reg %r0 : u64
+  reg %r1 : u32
+  reg %r2, %r3 : u64
+  reg %r4 : u32
+  %r0 = ld.param %p0
+  %r1 = mov.special %tid.x
+  %r2 = cvt.u64.u32 %r1
+  %r2 = mul.u64 %r2, 4
+  st.shared.u32 [%r2 + 64], %r1
+  bar.warp.sync 0xffffffff
+  %r4 = ld.shared.u32 [%r2 + 64]
+  %r3 = add.u64 %r0, %r2
+  st.global.u32 [%r3], %r4
+}
+"#,
+    )
+    .expect("parses");
+    let l = launch(1, 32);
+    let mut args = vec![Arg::Buffer(vec![0; 128])];
+    let e = run(&k, &l, &mut args, &Options::default()).expect_err("no dynamic shared memory");
+    assert_eq!(e.kind, ErrorKind::OutOfBounds, "{e}");
+    assert!(e.message.contains("shared bytes [64, 68) of 64"), "{e}");
+    let opts = Options { dynamic_shared: 128, ..Options::default() };
+    run(&k, &l, &mut args, &opts).expect("128 dynamic bytes hold the 32 words");
+    let Arg::Buffer(out) = &args[0] else { panic!("buffer") };
+    let words: Vec<u32> = out.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    assert_eq!(words, (0..32).collect::<Vec<_>>());
+    let too_much = Options { dynamic_shared: lathe_kernel::sim::MAX_SHARED_PER_CTA, ..Options::default() };
+    let e = run(&k, &l, &mut args, &too_much).expect_err("past 227 KiB");
+    assert_eq!(e.kind, ErrorKind::BadLaunch, "{e}");
+}

@@ -120,7 +120,7 @@ impl Machine<'_> {
 
     /// Shared bytes `[a, a + size)` lie inside the kernel's shared memory.
     pub(super) fn shared_range(&self, cta: &Cta, t: u32, pc: usize, a: u64, size: u64) -> Result<(), SimError> {
-        let total = u64::from(self.k.shared_bytes);
+        let total = u64::from(self.shared_total());
         if a.checked_add(size).is_none_or(|end| end > total) {
             return Err(self.err(
                 ErrorKind::OutOfBounds,
