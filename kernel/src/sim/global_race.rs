@@ -40,8 +40,36 @@ struct ByteLog {
     reader: u32,
     /// The first CTA that updated it atomically, `| MORE` once another CTA has too.
     atomic: u32,
-    /// What the warps of the running CTA did to it in the current barrier epoch.
-    within: EpochLog,
+}
+
+/// Bytes of buffer per page of the log within a CTA.
+const WITHIN_PAGE: usize = 256;
+
+/// What the warps of the running CTA did to global bytes in its barrier epochs, for the bytes
+/// it touches only: pages are handed out as the CTA reaches them and taken back, uncleared,
+/// when the next CTA starts (epochs are numbered across CTAs, so an earlier CTA's records are
+/// stale by their epoch). Memory is the most any one CTA touches.
+#[derive(Default)]
+struct Within {
+    /// (buffer, page) to its index in `pages`.
+    map: std::collections::HashMap<(usize, usize), usize>,
+    pages: Vec<Box<[EpochLog]>>,
+    /// Pages handed out to the running CTA.
+    used: usize,
+}
+
+impl Within {
+    fn page(&mut self, buffer: usize, page: usize) -> &mut [EpochLog] {
+        let next = self.used;
+        let slot = *self.map.entry((buffer, page)).or_insert(next);
+        if slot == next {
+            self.used += 1;
+            if self.pages.len() < self.used {
+                self.pages.push(vec![EpochLog::default(); WITHIN_PAGE].into_boxed_slice());
+            }
+        }
+        &mut self.pages[slot]
+    }
 }
 
 /// The earlier access that an access races with.
@@ -64,6 +92,8 @@ pub(super) struct Tracker {
     logs: Vec<Vec<Option<Box<[ByteLog]>>>>,
     /// Which parameters are tracked.
     tracked: Vec<bool>,
+    /// Races between the warps of the running CTA.
+    within: Within,
 }
 
 impl Tracker {
@@ -83,7 +113,7 @@ impl Tracker {
                 _ => Vec::new(),
             })
             .collect();
-        Tracker { order, current: 0, logs, tracked }
+        Tracker { order, current: 0, logs, tracked, within: Within::default() }
     }
 
     /// The CTA at `position` of the run order starts.
@@ -91,6 +121,8 @@ impl Tracker {
         // More than 2^31 CTAs cannot be simulated in any reasonable time; saturating keeps
         // the numbering total without a panic path.
         self.current = u32::try_from(position + 1).unwrap_or(MORE - 1).min(MORE - 1);
+        self.within.map.clear();
+        self.within.used = 0;
     }
 
     /// The CTA numbered `n` (one past its position).
@@ -128,9 +160,6 @@ impl Tracker {
                 if let Some(c) = conflict {
                     return Some((at as u64, c));
                 }
-                if let Err(race) = log.within.access(me_thread, u) {
-                    return Some((at as u64, Other::Within(race)));
-                }
                 let add = |f: &mut u32| {
                     if *f == 0 {
                         *f = me;
@@ -142,6 +171,18 @@ impl Tracker {
                     Use::Read => add(&mut log.reader),
                     Use::Write => log.writer = me,
                     Use::Atomic => add(&mut log.atomic),
+                }
+            }
+            b = upto;
+        }
+        let mut b = start;
+        while b < end {
+            let p = b / WITHIN_PAGE;
+            let upto = end.min((p + 1) * WITHIN_PAGE);
+            let page = self.within.page(i, p);
+            for at in b..upto {
+                if let Err(race) = page[at % WITHIN_PAGE].access(me_thread, u) {
+                    return Some((at as u64, Other::Within(race)));
                 }
             }
             b = upto;
