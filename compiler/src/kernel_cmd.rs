@@ -46,7 +46,7 @@ pub struct RunArgs {
     /// Print the simulator's counters.
     #[arg(long)]
     stats: bool,
-    /// Run only N CTAs: the first, the last and evenly spaced others.
+    /// Run only N CTAs: the first, the last and N - 2 others drawn with a fixed seed.
     #[arg(long)]
     sample_ctas: Option<u32>,
     /// Bytes of dynamic shared memory the launch provides after the kernel's static shared
@@ -169,7 +169,8 @@ fn run_kernel(a: &RunArgs) -> Result<(), CliError> {
         });
     }
     error::refuse_overwrite(&a.out, "--out", &inputs)?;
-    let ctas = a.sample_ctas.map(|n| sample(&launch, n));
+    // The first, the last and N - 2 others drawn with a fixed seed (a run reproduces).
+    let ctas = a.sample_ctas.map(|n| sim::sample_ctas(launch.grid, n.max(2) as usize - 2, 0));
     let opts = Options { ctas, dynamic_shared: a.shared, ..Options::default() };
     let counters = sim::run(&k, &launch, &mut args, &opts).map_err(|e| CliError {
         code: 1,
@@ -209,30 +210,4 @@ fn read_buffer(path: &Path, name: &str, elem: DType) -> Result<Vec<u8>, CliError
         )));
     }
     Ok(bytes)
-}
-
-/// `n` CTAs of the grid: the first, the last and evenly spaced others (deterministic).
-fn sample(launch: &Launch, n: u32) -> Vec<[u32; 3]> {
-    let [gx, gy, gz] = launch.grid;
-    let total = u64::from(gx) * u64::from(gy) * u64::from(gz);
-    let n = u64::from(n.max(1)).min(total);
-    let pick = |i: u64| -> u64 {
-        if n == 1 {
-            0
-        } else {
-            i * (total - 1) / (n - 1)
-        }
-    };
-    let mut out: Vec<[u32; 3]> = (0..n)
-        .map(pick)
-        .map(|l| {
-            [
-                (l % u64::from(gx)) as u32,
-                ((l / u64::from(gx)) % u64::from(gy)) as u32,
-                (l / (u64::from(gx) * u64::from(gy))) as u32,
-            ]
-        })
-        .collect();
-    out.dedup();
-    out
 }

@@ -115,6 +115,24 @@ pub struct Options {
     pub dynamic_shared: u32,
 }
 
+/// CTAs to sample from `grid` (`Options::ctas`): the first, the last and up to `others` more
+/// drawn without repetition by a generator seeded with `seed` (so a run reproduces), in linear
+/// order. A grid of no more than `others + 2` CTAs is sampled whole.
+pub fn sample_ctas(grid: [u32; 3], others: usize, seed: u64) -> Vec<[u32; 3]> {
+    let [gx, gy, gz] = grid.map(u64::from);
+    let total = gx * gy * gz;
+    let at = |l: u64| [(l % gx) as u32, ((l / gx) % gy) as u32, (l / (gx * gy)) as u32];
+    if total <= others as u64 + 2 {
+        return (0..total).map(at).collect();
+    }
+    let mut picked = std::collections::BTreeSet::from([0, total - 1]);
+    let mut next = orders::splitmix(seed);
+    while picked.len() < others + 2 {
+        picked.insert(1 + next() % (total - 2));
+    }
+    picked.into_iter().map(at).collect()
+}
+
 /// The most shared memory one CTA can have (sm_90: 227 KiB).
 pub const MAX_SHARED_PER_CTA: u32 = 227 << 10;
 

@@ -119,7 +119,7 @@ fn warp_order_name(index: usize) -> String {
 }
 
 /// A splitmix64 stream seeded with `seed` (fixed, so a failure reproduces).
-fn splitmix(seed: u64) -> impl FnMut() -> u64 {
+pub(super) fn splitmix(seed: u64) -> impl FnMut() -> u64 {
     let mut state = seed;
     move || {
         state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
