@@ -261,11 +261,13 @@ fn conversions_match_lathe_numerics_bit_for_bit() {
 
 #[test]
 fn packed_conversions_put_the_first_source_high_and_match_lathe_numerics() {
-    // Every e4m3 and e5m2 code decoded, and the midpoints between neighbouring e4m3 codes, each
+    // Every e4m3 and e5m2 code decoded, and the midpoints between neighbouring codes of both, each
     // packed as the high source beside its negation as the low one.
     let mut xs: Vec<f32> = (0..=255u8).map(lathe_numerics::e4m3_to_f32).collect();
     xs.extend((0..=255u8).map(lathe_numerics::e5m2_to_f32));
     xs.extend((0..127u8).map(|c| (lathe_numerics::e4m3_to_f32(c) + lathe_numerics::e4m3_to_f32(c + 1)) / 2.0));
+    // e5m2's finite codes end at 0x7b (0x7c is infinity).
+    xs.extend((0..0x7bu8).map(|c| (lathe_numerics::e5m2_to_f32(c) + lathe_numerics::e5m2_to_f32(c + 1)) / 2.0));
     xs.extend([1e6, -1e6, f32::INFINITY, 1e-12]);
     let n = xs.len();
     let mut b = KernelBuilder::new("pack", 256);
