@@ -4,8 +4,8 @@
 use lathe_numerics::DType;
 
 use crate::ir::{
-    Access, BinOp, Cmp, Inst, Kernel, LoopKind, MmaElem, Mufu, Operand, Param, Reg, Rounding, ShflMode, Space, Special,
-    Stmt, Ty, UnOp, VoteMode,
+    Access, BinOp, CacheHint, Cmp, Inst, Kernel, LoopKind, MmaElem, Mufu, Operand, Param, Reg, Rounding, ShflMode,
+    Space, Special, Stmt, Ty, UnOp, VoteMode,
 };
 
 /// Builds one [`Kernel`].
@@ -169,23 +169,52 @@ impl KernelBuilder {
         dst
     }
 
-    /// A load of `n` values of `ty` from `space` at `addr + offset`.
+    /// A load of `n` values of `ty` from `space` at `addr + offset` (no cache hint).
     pub fn ld(&mut self, space: Space, ty: Ty, n: usize, addr: impl Into<Operand>, offset: i64, nc: bool) -> Vec<Reg> {
+        self.ld_hint(space, ty, n, addr, offset, nc, None)
+    }
+
+    /// [`KernelBuilder::ld`] with a cache hint (`Some`: a global load's cache operator or L1
+    /// eviction priority; the verifier checks which).
+    #[allow(clippy::too_many_arguments)]
+    pub fn ld_hint(
+        &mut self,
+        space: Space,
+        ty: Ty,
+        n: usize,
+        addr: impl Into<Operand>,
+        offset: i64,
+        nc: bool,
+        hint: Option<CacheHint>,
+    ) -> Vec<Reg> {
         let dst: Vec<Reg> = (0..n).map(|_| self.reg(ty)).collect();
-        self.push(Inst::Ld { space, ty, dst: dst.clone(), addr: addr.into(), offset, nc });
+        self.push(Inst::Ld { space, ty, dst: dst.clone(), addr: addr.into(), offset, nc, hint });
         dst
     }
 
     /// A load of one value.
     pub fn ld1(&mut self, space: Space, ty: Ty, addr: impl Into<Operand>, offset: i64) -> Reg {
         let dst = self.reg(ty);
-        self.push(Inst::Ld { space, ty, dst: vec![dst], addr: addr.into(), offset, nc: false });
+        self.push(Inst::Ld { space, ty, dst: vec![dst], addr: addr.into(), offset, nc: false, hint: None });
         dst
     }
 
-    /// A store of `src` values of `ty`.
+    /// A store of `src` values of `ty` (no cache hint).
     pub fn st(&mut self, space: Space, ty: Ty, addr: impl Into<Operand>, offset: i64, src: &[Operand]) {
-        self.push(Inst::St { space, ty, src: src.to_vec(), addr: addr.into(), offset });
+        self.st_hint(space, ty, addr, offset, src, None);
+    }
+
+    /// [`KernelBuilder::st`] with a cache hint.
+    pub fn st_hint(
+        &mut self,
+        space: Space,
+        ty: Ty,
+        addr: impl Into<Operand>,
+        offset: i64,
+        src: &[Operand],
+        hint: Option<CacheHint>,
+    ) {
+        self.push(Inst::St { space, ty, src: src.to_vec(), addr: addr.into(), offset, hint });
     }
 
     /// `shfl.sync` among the whole warp.

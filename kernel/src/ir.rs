@@ -172,6 +172,100 @@ impl Space {
     }
 }
 
+/// A cache hint of a global load or store: one PTX cache operator (`.ca .cg .cs .lu .cv` on
+/// loads, `.wb .cg .cs .wt` on stores) or one L1 eviction priority (`.L1::evict_first`,
+/// `.L1::evict_last`, `.L1::no_allocate` on either; PTX ISA 7.4, sm_70). PTX spells the two
+/// kinds in separate forms of `ld`/`st` (`ld{.ss}{.cop}...` and
+/// `ld{.ss}{.level1::eviction_priority}...`), so an instruction carries at most one of all of
+/// them: one enum, held as `Option` (`None` is the default operator, `.ca` or `.wb`, printed as
+/// nothing). Only global accesses take one (see the verifier). A hint changes where the bytes
+/// are cached, never their value; the simulator models no caches and ignores it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum CacheHint {
+    /// `.ca` (loads): cache at all levels, L1 and L2, normal eviction (the default load).
+    Ca,
+    /// `.cg` (loads and stores): cache at the global level, L2 and below, not L1.
+    Cg,
+    /// `.cs` (loads and stores): streaming, likely accessed once: allocated evict-first in L1
+    /// and L2 so it does not displace what is reused (weights a decode GEMV reads once).
+    Cs,
+    /// `.lu` (loads): last use: the line is not needed again (on a global address PTX performs
+    /// it as `.cs`).
+    Lu,
+    /// `.cv` (loads): volatile: do not cache, fetch again on every load (a matching L2 line of
+    /// system memory is discarded).
+    Cv,
+    /// `.wb` (stores): write back at all coherent levels (the default store).
+    Wb,
+    /// `.wt` (stores): write through the L2 to system memory.
+    Wt,
+    /// `.L1::evict_first` (loads and stores): the L1 line is among the first evicted.
+    L1EvictFirst,
+    /// `.L1::evict_last` (loads and stores): the L1 line is among the last evicted (data reused
+    /// within the CTA, a KV-cache block read by every head of a group).
+    L1EvictLast,
+    /// `.L1::no_allocate` (loads and stores): no L1 line is allocated.
+    L1NoAllocate,
+}
+
+impl CacheHint {
+    /// Every hint, for tables and tests.
+    pub const ALL: [CacheHint; 10] = [
+        CacheHint::Ca,
+        CacheHint::Cg,
+        CacheHint::Cs,
+        CacheHint::Lu,
+        CacheHint::Cv,
+        CacheHint::Wb,
+        CacheHint::Wt,
+        CacheHint::L1EvictFirst,
+        CacheHint::L1EvictLast,
+        CacheHint::L1NoAllocate,
+    ];
+
+    /// The PTX spelling without its dot (`cg`, `L1::no_allocate`).
+    pub fn name(self) -> &'static str {
+        match self {
+            CacheHint::Ca => "ca",
+            CacheHint::Cg => "cg",
+            CacheHint::Cs => "cs",
+            CacheHint::Lu => "lu",
+            CacheHint::Cv => "cv",
+            CacheHint::Wb => "wb",
+            CacheHint::Wt => "wt",
+            CacheHint::L1EvictFirst => "L1::evict_first",
+            CacheHint::L1EvictLast => "L1::evict_last",
+            CacheHint::L1NoAllocate => "L1::no_allocate",
+        }
+    }
+
+    /// The hint of a PTX spelling (without its dot).
+    pub fn from_name(name: &str) -> Option<CacheHint> {
+        CacheHint::ALL.into_iter().find(|h| h.name() == name)
+    }
+
+    /// An L1 eviction priority (PTX ISA 7.4, sm_70), not a cache operator.
+    pub fn is_eviction_priority(self) -> bool {
+        matches!(self, CacheHint::L1EvictFirst | CacheHint::L1EvictLast | CacheHint::L1NoAllocate)
+    }
+
+    /// Legal on a load: `.ca .cg .cs .lu .cv` and the eviction priorities.
+    pub fn on_load(self) -> bool {
+        !matches!(self, CacheHint::Wb | CacheHint::Wt)
+    }
+
+    /// Legal on a store: `.wb .cg .cs .wt` and the eviction priorities.
+    pub fn on_store(self) -> bool {
+        !matches!(self, CacheHint::Ca | CacheHint::Lu | CacheHint::Cv)
+    }
+
+    /// Legal on a `.nc` load: the cache operators `.ca .cg .cs` (PTX spells them before `.nc`,
+    /// `ld.global.cg.nc`) and the eviction priorities (after it, `ld.global.nc.L1::evict_last`).
+    pub fn on_nc_load(self) -> bool {
+        !matches!(self, CacheHint::Lu | CacheHint::Cv | CacheHint::Wb | CacheHint::Wt)
+    }
+}
+
 /// The axis of a three-dimensional special register.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Axis {
@@ -333,10 +427,30 @@ pub enum Inst {
     /// `dst = mufu(a)` (f32).
     Mufu { op: Mufu, dst: Reg, a: Operand },
     /// A load of `dst.len()` (1, 2 or 4) consecutive values of type `ty` from `space` at
-    /// `addr + offset` (aligned to the whole vector); `nc` marks a read-only global load.
-    Ld { space: Space, ty: Ty, dst: Vec<Reg>, addr: Operand, offset: i64, nc: bool },
-    /// A store of `src.len()` (1, 2 or 4) values.
-    St { space: Space, ty: Ty, src: Vec<Operand>, addr: Operand, offset: i64 },
+    /// `addr + offset` (aligned to the whole vector); `nc` marks a read-only global load, `hint`
+    /// a cache operator or L1 eviction priority (global only; `None`: the default, `.ca`).
+    Ld {
+        space: Space,
+        ty: Ty,
+        dst: Vec<Reg>,
+        addr: Operand,
+        offset: i64,
+        nc: bool,
+        /// Absent from the serde form when `None`, so unhinted kernels serialize as before.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        hint: Option<CacheHint>,
+    },
+    /// A store of `src.len()` (1, 2 or 4) values; `hint` as for [`Inst::Ld`] (`None`: `.wb`).
+    St {
+        space: Space,
+        ty: Ty,
+        src: Vec<Operand>,
+        addr: Operand,
+        offset: i64,
+        /// Absent from the serde form when `None`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        hint: Option<CacheHint>,
+    },
     /// `shfl.sync` of a 32-bit value among the lanes of `mask` (`b`: lane or delta; `c`: the
     /// segment clamp, 31 for a whole warp).
     Shfl { mode: ShflMode, dst: Reg, a: Operand, b: Operand, c: Operand, mask: u32 },

@@ -1,8 +1,8 @@
 //! The target a kernel is compiled for — an SM architecture and a PTX ISA version — and what it
 //! makes legal. The verifier checks a kernel on its own; [`check`] adds what depends on the
-//! target (fp8 tensor cores and conversions need sm_89, `griddepcontrol` sm_90; each
-//! architecture needs a minimum PTX ISA version; the PTX lathe emits stays at or below 8.8,
-//! what the ptxas of CUDA 12.9 accepts).
+//! target (fp8 tensor cores and conversions need sm_89, `griddepcontrol` sm_90, L1 eviction
+//! priorities on loads and stores PTX ISA 7.4; each architecture needs a minimum PTX ISA
+//! version; the PTX lathe emits stays at or below 8.8, what the ptxas of CUDA 12.9 accepts).
 
 use std::fmt;
 
@@ -128,6 +128,10 @@ fn needs(inst: &Inst, target: &Target) -> Option<String> {
             at_least("fp8 conversions need", Sm::Sm89, (7, 8), target)
         }
         Inst::GridDepWait | Inst::GridDepLaunchDependents => at_least("griddepcontrol needs", Sm::Sm90, (7, 8), target),
+        // sm_70 and later, which every architecture here is.
+        Inst::Ld { hint: Some(h), .. } | Inst::St { hint: Some(h), .. } if h.is_eviction_priority() => {
+            at_least("L1 eviction priorities need", Sm::Sm80, (7, 4), target)
+        }
         _ => None,
     }
 }

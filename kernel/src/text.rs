@@ -33,8 +33,9 @@
 //!           | REG "=" "cvt.rn" [".satfinite"] "." PACKED ".f32" operand "," operand  // first → upper half
 //!           | REG "=" "cvt.rn.f16x2." ("e4m3x2" | "e5m2x2") operand    // fp8 unpack: upper byte → upper half
 //!           | REG "=" MUFU ".approx.f32" operand              // ex2 rsqrt rcp tanh
-//!           | regs "=" "ld." SPACE [".nc"] [".v"N] "." TY addr
-//!           | "st." SPACE [".v"N] "." TY addr "," operands
+//!           | regs "=" "ld." SPACE ["." COP] [".nc"] ["." EVICT] [".v"N] "." TY addr  // one hint at most
+//!           | "st." SPACE ["." (COP | EVICT)] [".v"N] "." TY addr "," operands
+//!                 // COP: ca cg cs lu cv wb wt; EVICT: L1::evict_first L1::evict_last L1::no_allocate
 //!           | REG "=" "shfl.sync." MODE ".b32" operand "," operand "," operand "," INT
 //!           | "bar.sync"
 //!           | "bar.warp.sync" INT
@@ -55,7 +56,11 @@
 //! REG      := "%r"N
 //! ```
 //!
-//! `.vN` must equal the number of registers or operands listed (absent means 1). A `mov`
+//! `.vN` must equal the number of registers or operands listed (absent means 1). A load or store
+//! carries at most one cache hint, spelled where PTX puts it: a cache operator before `.nc`
+//! (`ld.global.cg.nc.v4.f32`), an eviction priority after it (`ld.global.nc.L1::no_allocate`);
+//! which hint suits which access (global only, load or store operators) is the verifier's to
+//! judge, so `ld.shared.wb.f32` reads and prints back. A `mov`
 //! without a type takes its destination's declared type for decimal literals.
 //!
 //! # Immediates

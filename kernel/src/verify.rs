@@ -6,7 +6,7 @@
 use std::fmt;
 
 use crate::ir::{
-    BinOp, Inst, Kernel, LoopKind, MmaShape, Operand, Param, Reg, ShflMode, Space, Stmt, Ty, UnOp, VoteMode,
+    BinOp, CacheHint, Inst, Kernel, LoopKind, MmaShape, Operand, Param, Reg, ShflMode, Space, Stmt, Ty, UnOp, VoteMode,
 };
 
 /// One verifier error.
@@ -224,15 +224,17 @@ impl Verifier<'_> {
                 self.reg(*dst, Ty::F32)?;
                 self.operand(*a, Ty::F32)
             }
-            Inst::Ld { ty, dst, addr, .. } => {
+            Inst::Ld { space, ty, dst, addr, nc, hint, .. } => {
                 vector(dst.len(), *ty)?;
+                cache_hint(*space, *hint, Some(*nc))?;
                 for r in dst {
                     self.reg(*r, *ty)?;
                 }
                 self.operand(*addr, Ty::U64)
             }
-            Inst::St { ty, src, addr, .. } => {
+            Inst::St { space, ty, src, addr, hint, .. } => {
                 vector(src.len(), *ty)?;
+                cache_hint(*space, *hint, None)?;
                 for o in src {
                     self.operand(*o, *ty)?;
                 }
@@ -372,7 +374,49 @@ fn vector(n: usize, ty: Ty) -> Result<(), String> {
     Ok(())
 }
 
-/// A short name of an instruction for messages (`ld.global.v4.f32`).
+/// Whether a load (`load`: `Some(nc)`) or a store (`None`) in `space` takes `hint`: only global
+/// accesses take one (strict: PTX also allows cache operators on local memory, which no kernel
+/// here needs), loads the load operators, stores the store operators, both the L1 eviction
+/// priorities, and `ld.global.nc` only `.ca`, `.cg`, `.cs` and the eviction priorities.
+fn cache_hint(space: Space, hint: Option<CacheHint>, load: Option<bool>) -> Result<(), String> {
+    let Some(h) = hint else { return Ok(()) };
+    let what = if load.is_some() { "load" } else { "store" };
+    if space != Space::Global {
+        return Err(format!(
+            "cache hint `.{}` on a {} {what}: only global loads and stores take a cache hint",
+            h.name(),
+            space.name()
+        ));
+    }
+    match load {
+        Some(_) if !h.on_load() => {
+            Err(format!("`.{}` is a store cache operator; a load takes .ca, .cg, .cs, .lu or .cv", h.name()))
+        }
+        Some(true) if !h.on_nc_load() => Err(format!(
+            "`.{}` on a .nc load: ld.global.nc takes .ca, .cg, .cs or an L1 eviction priority{}",
+            h.name(),
+            if h == CacheHint::Cv { " (a volatile load of data read-only for the kernel makes no sense)" } else { "" }
+        )),
+        None if !h.on_store() => {
+            Err(format!("`.{}` is a load cache operator; a store takes .wb, .cg, .cs or .wt", h.name()))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The modifiers of a load between its space and its vector width, in PTX's order: a cache
+/// operator before `.nc` (`.cg.nc`), an eviction priority after it (`.nc.L1::evict_last`).
+pub(crate) fn ld_modifiers(nc: bool, hint: Option<CacheHint>) -> String {
+    let nc = if nc { ".nc" } else { "" };
+    match hint {
+        None => nc.into(),
+        Some(h) if h.is_eviction_priority() => format!("{nc}.{}", h.name()),
+        Some(h) => format!(".{}{nc}", h.name()),
+    }
+}
+
+/// A short name of an instruction for messages (`ld.global.v4.f32`); loads and stores with
+/// their cache hint (`ld.global.cg.nc.v4.f32`, `st.global.L1::no_allocate.f32`).
 pub fn inst_name(i: &Inst) -> String {
     let v = |n: usize| if n > 1 { format!(".v{n}") } else { String::new() };
     match i {
@@ -387,10 +431,13 @@ pub fn inst_name(i: &Inst) -> String {
         Inst::Cvt { to, from, .. } => format!("cvt.{}.{}", to.name(), from.name()),
         Inst::CvtPack { to, .. } => format!("cvt.{}.f32", to.name()),
         Inst::Mufu { op, .. } => format!("{}.approx.f32", format!("{op:?}").to_lowercase()),
-        Inst::Ld { space, ty, dst, nc, .. } => {
-            format!("ld.{}{}{}.{}", space.name(), if *nc { ".nc" } else { "" }, v(dst.len()), ty.name())
+        Inst::Ld { space, ty, dst, nc, hint, .. } => {
+            format!("ld.{}{}{}.{}", space.name(), ld_modifiers(*nc, *hint), v(dst.len()), ty.name())
         }
-        Inst::St { space, ty, src, .. } => format!("st.{}{}.{}", space.name(), v(src.len()), ty.name()),
+        Inst::St { space, ty, src, hint, .. } => {
+            let h = hint.map_or(String::new(), |h| format!(".{}", h.name()));
+            format!("st.{}{h}{}.{}", space.name(), v(src.len()), ty.name())
+        }
         Inst::Shfl { mode, .. } => format!("shfl.sync.{}.b32", format!("{mode:?}").to_lowercase()),
         Inst::Bar => "bar.sync".into(),
         Inst::BarWarp { .. } => "bar.warp.sync".into(),

@@ -1,10 +1,13 @@
 //! The instructions past the first increment — atomics, warp votes and reductions, `cp.async`,
-//! packed fp8 conversions and their unpacking to f16x2, `griddepcontrol` — each checked against
+//! packed fp8 conversions and their unpacking to f16x2, `griddepcontrol`, cache hints on loads
+//! and stores — each checked against
 //! what it must compute, and in kernels written wrong on purpose (each failing with its exact
 //! error kind) next to their corrected twins.
 
 use lathe_kernel::build::{f32_imm, int_imm, KernelBuilder};
-use lathe_kernel::ir::{Access, Axis, BinOp, Cmp, Inst, Kernel, Operand, Reg, Rounding, Space, Special, Ty, VoteMode};
+use lathe_kernel::ir::{
+    Access, Axis, BinOp, CacheHint, Cmp, Inst, Kernel, Operand, Reg, Rounding, Space, Special, Ty, VoteMode,
+};
 use lathe_kernel::sim::{run, Arg, Counters, ErrorKind, Launch, Options, SimError};
 use lathe_kernel::verify::verify;
 use lathe_numerics::DType;
@@ -654,4 +657,66 @@ fn griddepcontrol_alone_is_a_no_op_counted_as_sync() {
     let c = go(&k, launch(1, 64), &mut args).expect("clean");
     assert_eq!(words(buffer(&args, 0)), (0..64).collect::<Vec<u32>>());
     assert_eq!(c.sync, 2 * 2, "{c:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cache hints
+
+/// `y[4g..4g+4] = 1.5 · x[4g..4g+4] + 0.25` for thread `g` of the grid, with one v4 load and
+/// one v4 store carrying the given hints.
+fn scale4(nc: bool, load: Option<CacheHint>, store: Option<CacheHint>) -> Kernel {
+    let mut b = KernelBuilder::new("scale4", 64);
+    let x = b.buffer("x", DType::F32, Access::ReadOnly);
+    let y = b.buffer("y", DType::F32, Access::Written);
+    let t = tid(&mut b);
+    let cta = b.special(Special::Ctaid(Axis::X));
+    let g = b.fma(Ty::U32, cta, int_imm(64), t);
+    let src = addr(&mut b, x, g, 16);
+    let v = b.ld_hint(Space::Global, Ty::F32, 4, src, 0, nc, load);
+    let out: Vec<Operand> = v.iter().map(|r| b.fma(Ty::F32, *r, f32_imm(1.5), f32_imm(0.25)).into()).collect();
+    let dst = addr(&mut b, y, g, 16);
+    b.st_hint(Space::Global, Ty::F32, dst, 0, &out, store);
+    b.finish()
+}
+
+fn scale4_args() -> Vec<Arg> {
+    let x: Vec<u8> = (0..2 * 64 * 4).flat_map(|i| (i as f32 * 0.375 - 17.0).to_bits().to_le_bytes()).collect();
+    let n = x.len();
+    vec![Arg::Buffer(x), Arg::Buffer(vec![0; n])]
+}
+
+/// The simulator models no caches: every legal hint gives the unhinted kernel's output bit for
+/// bit and the same counters, and keeps every check (an out-of-bounds hinted load fails,
+/// named with its hint).
+#[test]
+fn cache_hints_change_no_result_and_no_counter() {
+    let mut want = scale4_args();
+    let plain = go(&scale4(false, None, None), launch(2, 64), &mut want).expect("clean");
+    let y = buffer(&want, 1).to_vec();
+    assert!(y.iter().any(|&b| b != 0));
+    let mut runs = 0;
+    for nc in [false, true] {
+        for load in std::iter::once(None).chain(CacheHint::ALL.map(Some)) {
+            let legal = load.is_none_or(|h| if nc { h.on_nc_load() } else { h.on_load() });
+            if !legal {
+                continue;
+            }
+            for store in [None, Some(CacheHint::Cs), Some(CacheHint::Wt), Some(CacheHint::L1NoAllocate)] {
+                let k = scale4(nc, load, store);
+                verify(&k).unwrap_or_else(|e| panic!("{nc} {load:?} {store:?}: {e:?}"));
+                let mut args = scale4_args();
+                let c = go(&k, launch(2, 64), &mut args).unwrap_or_else(|e| panic!("{e}"));
+                assert_eq!(buffer(&args, 1), &y[..], "{nc} {load:?} {store:?}");
+                assert_eq!(c, plain, "{nc} {load:?} {store:?}");
+                runs += 1;
+            }
+        }
+    }
+    assert_eq!(runs, 4 * (1 + 8) + 4 * (1 + 6));
+    // Three CTAs for two CTAs' data: the third CTA's hinted load is out of bounds.
+    let mut args = scale4_args();
+    let e = go(&scale4(true, Some(CacheHint::Cs), Some(CacheHint::Cs)), launch(3, 64), &mut args).expect_err("oob");
+    assert_eq!(e.kind, ErrorKind::OutOfBounds, "{e}");
+    assert_eq!(e.at.as_ref().map(|(_, n)| n.as_str()), Some("ld.global.cs.nc.v4.f32"), "{e}");
+    assert_eq!(e.cta, [2, 0, 0], "{e}");
 }

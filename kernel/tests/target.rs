@@ -1,9 +1,9 @@
 //! What a target makes legal: fp8 tensor cores need sm_89 and PTX ISA 8.4, fp8 conversions
-//! sm_89, `griddepcontrol` sm_90; every architecture has a minimum PTX ISA version; lathe emits
-//! at most PTX ISA 8.8.
+//! sm_89, `griddepcontrol` sm_90, L1 eviction priorities PTX ISA 7.4; every architecture has a
+//! minimum PTX ISA version; lathe emits at most PTX ISA 8.8.
 
 use lathe_kernel::build::{f32_imm, KernelBuilder};
-use lathe_kernel::ir::{Kernel, MmaElem, Operand, Ty};
+use lathe_kernel::ir::{CacheHint, Kernel, MmaElem, Operand, Space, Ty};
 use lathe_kernel::target::{check, Sm, Target};
 
 fn mma_kernel(elem: MmaElem) -> Kernel {
@@ -81,4 +81,40 @@ fn fp8_unpack_needs_sm_89() {
         }
         check(&k, &Target { sm: Sm::Sm89, ptx: (7, 8) }).expect("PTX ISA 7.8 has the unpack");
     }
+}
+
+#[test]
+fn l1_eviction_priorities_need_ptx_isa_7_4_and_cache_operators_nothing() {
+    let mut b = KernelBuilder::new("hints", 32);
+    let p = b.mov(Ty::U64, Operand::Imm(0));
+    let v = b.ld_hint(Space::Global, Ty::F32, 4, p, 0, true, Some(CacheHint::L1EvictLast));
+    b.st_hint(Space::Global, Ty::F32, p, 16, &[v[0].into()], Some(CacheHint::L1NoAllocate));
+    let k = b.finish();
+    lathe_kernel::verify::verify(&k).expect("verifies");
+    let old = Target { sm: Sm::Sm80, ptx: (7, 0) };
+    let e = check(&k, &old).expect_err("PTX ISA 7.0");
+    assert_eq!(e.len(), 2, "{e:?}");
+    assert_eq!(e[0].at, "body[1] (ld.global.nc.L1::evict_last.v4.f32)");
+    assert_eq!(e[1].at, "body[2] (st.global.L1::no_allocate.f32)");
+    for e in &e {
+        assert_eq!(e.message, "L1 eviction priorities need PTX ISA 7.4 or later, not 7.0");
+    }
+    let e = check(&k, &Target { sm: Sm::Sm80, ptx: (7, 3) }).expect_err("PTX ISA 7.3");
+    assert_eq!(e.len(), 2, "{e:?}");
+    check(&k, &Target { sm: Sm::Sm80, ptx: (7, 4) }).expect("PTX ISA 7.4 has them");
+    for sm in Sm::ALL {
+        check(&k, &Target::new(sm)).unwrap_or_else(|e| panic!("{sm:?}: {e:?}"));
+    }
+    // The cache operators are as old as the architectures: legal at every target.
+    let mut b = KernelBuilder::new("operators", 32);
+    let p = b.mov(Ty::U64, Operand::Imm(0));
+    for h in [CacheHint::Ca, CacheHint::Cg, CacheHint::Cs, CacheHint::Lu, CacheHint::Cv] {
+        b.ld_hint(Space::Global, Ty::F32, 1, p, 0, false, Some(h));
+    }
+    for h in [CacheHint::Wb, CacheHint::Cg, CacheHint::Cs, CacheHint::Wt] {
+        b.st_hint(Space::Global, Ty::F32, p, 0, &[Operand::Imm(0)], Some(h));
+    }
+    let k = b.finish();
+    lathe_kernel::verify::verify(&k).expect("verifies");
+    check(&k, &old).expect("cache operators on sm_80 at PTX ISA 7.0");
 }

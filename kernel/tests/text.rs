@@ -4,8 +4,8 @@
 
 use lathe_kernel::build::{f32_imm, int_imm, KernelBuilder};
 use lathe_kernel::ir::{
-    Access, Axis, BinOp, Cmp, Inst, Kernel, LoopKind, MmaElem, Mufu, Operand, Param, Reg, Rounding, ShflMode, Space,
-    Special, Stmt, Ty, UnOp, VoteMode,
+    Access, Axis, BinOp, CacheHint, Cmp, Inst, Kernel, LoopKind, MmaElem, Mufu, Operand, Param, Reg, Rounding,
+    ShflMode, Space, Special, Stmt, Ty, UnOp, VoteMode,
 };
 use lathe_kernel::text::{parse, print, MAX_INPUT_BYTES, MAX_NESTING};
 use lathe_kernel::verify::{inst_name, verify};
@@ -168,6 +168,21 @@ fn everything() -> Kernel {
     b.st(Space::Local, Ty::B32, base, 0, &[v2[1].into(), int_imm(7)]);
     b.st(Space::Shared, Ty::F32, base, 48, &[v4[3].into(), f32_imm(1.0), f.into(), v4[0].into()]);
     b.st(Space::Global, Ty::S64, y, 8, &[s.into()]);
+    // Every cache hint where it is legal: the load operators and eviction priorities on plain
+    // global loads, those `.nc` takes on `.nc` loads, the store operators and eviction
+    // priorities on stores.
+    for hint in CacheHint::ALL {
+        if hint.on_load() {
+            b.ld_hint(Space::Global, Ty::F32, 4, x, 32, false, Some(hint));
+        }
+        if hint.on_nc_load() {
+            b.ld_hint(Space::Global, Ty::B32, 2, x, 0, true, Some(hint));
+        }
+        if hint.on_store() {
+            b.st_hint(Space::Global, Ty::S64, y, 16, &[s.into()], Some(hint));
+        }
+    }
+    b.st_hint(Space::Global, Ty::F32, y, 0, &[f.into(), f32_imm(2.0)], Some(CacheHint::Cs));
     let pair = b.ld(Space::Shared, Ty::B16, 1, base, -2, false)[0];
     b.cvt_unpack(Ty::E5m2x2, pair);
     b.atom(Space::Global, BinOp::Add, Ty::U32, y, 0, lane);
@@ -239,6 +254,7 @@ fn oddities() -> Kernel {
                 addr: Operand::Imm(0x100),
                 offset: i64::MIN,
                 nc: true,
+                hint: Some(CacheHint::Wb),
             }),
             Stmt::Inst(Inst::Ld {
                 space: Space::Global,
@@ -247,6 +263,16 @@ fn oddities() -> Kernel {
                 addr: Operand::Reg(big),
                 offset: i64::MAX,
                 nc: false,
+                hint: Some(CacheHint::L1NoAllocate),
+            }),
+            Stmt::Inst(Inst::Ld {
+                space: Space::Shared,
+                ty: Ty::F32,
+                dst: vec![Reg(1)],
+                addr: Operand::Imm(0),
+                offset: 0,
+                nc: true,
+                hint: Some(CacheHint::Cv),
             }),
             Stmt::Inst(Inst::St {
                 space: Space::Shared,
@@ -254,6 +280,7 @@ fn oddities() -> Kernel {
                 src: vec![],
                 addr: Operand::Imm(0),
                 offset: -1,
+                hint: Some(CacheHint::Lu),
             }),
             Stmt::Inst(Inst::Shfl {
                 mode: ShflMode::Up,
@@ -457,7 +484,8 @@ kernel @hand max_threads=32 shared=16 local=0 {
             ty: Ty::F32,
             src: vec![Operand::Reg(Reg(1)), f32_imm(0.25)],
             addr: Operand::Imm(0),
-            offset: 8
+            offset: 8,
+            hint: None,
         }
     );
     assert!(matches!(insts[7], Inst::St { offset: -4, .. }));
@@ -487,6 +515,106 @@ fn griddepcontrol_and_the_fp8_unpack_read_as_ptx_spells_them() {
     assert_eq!(k.body, want.map(Stmt::Inst).to_vec());
     verify(&k).expect("verifies");
     assert_eq!(print(&k), text);
+}
+
+/// Cache hints read and print as PTX spells them: a cache operator before `.nc`, an eviction
+/// priority after it, before the vector width.
+#[test]
+fn cache_hints_read_as_ptx_spells_them() {
+    let text = "kernel @hints max_threads=32 shared=0 local=0 {
+  reg %r0 : u64
+  reg %r1, %r2, %r3, %r4, %r5 : f32
+  {%r1, %r2, %r3, %r4} = ld.global.cg.v4.f32 [%r0]
+  {%r1, %r2, %r3, %r4} = ld.global.nc.L1::no_allocate.v4.f32 [%r0 + 16]
+  %r5 = ld.global.cs.nc.f32 [%r0]
+  %r5 = ld.global.L1::evict_last.f32 [%r0 - 4]
+  %r5 = ld.global.nc.f32 [%r0]
+  st.global.cs.f32 [%r0], %r5
+  st.global.L1::evict_first.v2.f32 [%r0 + 8], {%r1, %r2}
+  st.global.wt.f32 [%r0], 0x3f800000
+}
+";
+    let k = parse(text).unwrap_or_else(|e| panic!("{e}"));
+    let ld = |dst: Vec<Reg>, offset, nc, hint| Inst::Ld {
+        space: Space::Global,
+        ty: Ty::F32,
+        dst,
+        addr: Operand::Reg(Reg(0)),
+        offset,
+        nc,
+        hint,
+    };
+    let st = |src: Vec<Operand>, offset, hint| Inst::St {
+        space: Space::Global,
+        ty: Ty::F32,
+        src,
+        addr: Operand::Reg(Reg(0)),
+        offset,
+        hint,
+    };
+    let v4 = vec![Reg(1), Reg(2), Reg(3), Reg(4)];
+    let r = |i| Operand::Reg(Reg(i));
+    let want = [
+        ld(v4.clone(), 0, false, Some(CacheHint::Cg)),
+        ld(v4, 16, true, Some(CacheHint::L1NoAllocate)),
+        ld(vec![Reg(5)], 0, true, Some(CacheHint::Cs)),
+        ld(vec![Reg(5)], -4, false, Some(CacheHint::L1EvictLast)),
+        ld(vec![Reg(5)], 0, true, None),
+        st(vec![r(5)], 0, Some(CacheHint::Cs)),
+        st(vec![r(1), r(2)], 8, Some(CacheHint::L1EvictFirst)),
+        st(vec![f32_imm(1.0)], 0, Some(CacheHint::Wt)),
+    ];
+    assert_eq!(k.body, want.map(Stmt::Inst).to_vec());
+    verify(&k).expect("verifies");
+    assert_eq!(print(&k), text);
+    let names: Vec<String> =
+        k.body.iter().filter_map(|s| if let Stmt::Inst(i) = s { Some(inst_name(i)) } else { None }).collect();
+    assert_eq!(names[1], "ld.global.nc.L1::no_allocate.v4.f32");
+    assert_eq!(names[2], "ld.global.cs.nc.f32");
+    // Without a hint a load keeps the name it always had.
+    assert_eq!(names[4], "ld.global.nc.f32");
+    for h in CacheHint::ALL {
+        assert_eq!(CacheHint::from_name(h.name()), Some(h));
+    }
+}
+
+/// Hints the verifier refuses still read and print back (the parser is syntactic), and the
+/// verifier names the statement and the hint: hints off global memory, store operators on
+/// loads and load operators on stores, `.lu` and `.cv` on `.nc` loads.
+#[test]
+fn the_verifier_refuses_hints_where_ptx_has_none() {
+    let cases = [
+        ("%r1 = ld.shared.cg.f32 [%r0]", "ld.shared.cg.f32", "on a shared load: only global"),
+        ("%r1 = ld.local.L1::evict_last.f32 [%r0]", "ld.local.L1::evict_last.f32", "on a local load"),
+        ("st.shared.cs.f32 [%r0], %r1", "st.shared.cs.f32", "on a shared store"),
+        ("%r1 = ld.global.wb.f32 [%r0]", "ld.global.wb.f32", "`.wb` is a store cache operator"),
+        ("%r1 = ld.global.wt.f32 [%r0]", "ld.global.wt.f32", "`.wt` is a store cache operator"),
+        ("st.global.ca.f32 [%r0], %r1", "st.global.ca.f32", "`.ca` is a load cache operator"),
+        ("st.global.lu.f32 [%r0], %r1", "st.global.lu.f32", "`.lu` is a load cache operator"),
+        ("st.global.cv.f32 [%r0], %r1", "st.global.cv.f32", "`.cv` is a load cache operator"),
+        ("%r1 = ld.global.cv.nc.f32 [%r0]", "ld.global.cv.nc.f32", "a volatile load"),
+        ("%r1 = ld.global.lu.nc.f32 [%r0]", "ld.global.lu.nc.f32", "ld.global.nc takes .ca, .cg, .cs"),
+    ];
+    for (line, name, msg) in cases {
+        let text =
+            format!("kernel @k max_threads=32 shared=16 local=16 {{\n  reg %r0 : u64\n  reg %r1 : f32\n  {line}\n}}\n");
+        let k = parse(&text).unwrap_or_else(|e| panic!("{line}: {e}"));
+        assert_eq!(print(&k), text);
+        let e = verify(&k).expect_err(line);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].at, format!("body[0] ({name})"), "{e:?}");
+        assert!(e[0].message.contains(msg), "{line}: {}", e[0]);
+    }
+    // The same refusals from the builder.
+    let mut b = KernelBuilder::new("built", 32);
+    let p = b.mov(Ty::U64, int_imm(0));
+    b.ld_hint(Space::Shared, Ty::F32, 1, p, 0, false, Some(CacheHint::Ca));
+    b.st_hint(Space::Global, Ty::F32, p, 0, &[f32_imm(1.0)], Some(CacheHint::Lu));
+    b.ld_hint(Space::Global, Ty::F32, 1, p, 0, true, Some(CacheHint::Cv));
+    b.ld_hint(Space::Global, Ty::F32, 1, p, 0, true, Some(CacheHint::Cg));
+    let e = verify(&b.finish()).expect_err("three refusals");
+    let at: Vec<&str> = e.iter().map(|e| e.at.as_str()).collect();
+    assert_eq!(at, ["body[1] (ld.shared.ca.f32)", "body[2] (st.global.lu.f32)", "body[3] (ld.global.cv.nc.f32)"]);
 }
 
 /// Each malformed text fails at its line and column.
@@ -564,6 +692,17 @@ fn malformed_text_fails_where_it_is_wrong() {
         (format!("{head}  griddepcontrol.wait %r0\n}}"), 4, 23, "expected end of line"),
         (format!("{head}  griddepcontrol.launch\n}}"), 4, 3, "unknown instruction `griddepcontrol.launch`"),
         (format!("{head}  %r0 = cvt.rn.f16x2.e4m3x2 1\n}}"), 4, 29, "hex bits"),
+        (format!("{head}  %r0 = ld.global.cx.u32 [%r0]\n}}"), 4, 9, "unknown cache hint or modifier `.cx`"),
+        (format!("{head}  %r0 = ld.global.L1::evict_normal.u32 [%r0]\n}}"), 4, 9, "unknown cache hint"),
+        (format!("{head}  %r0 = ld.global.cg.cs.u32 [%r0]\n}}"), 4, 9, "a second cache hint `.cs` after `.cg`"),
+        (format!("{head}  %r0 = ld.global.cg.L1::evict_last.u32 [%r0]\n}}"), 4, 9, "a second cache hint"),
+        (format!("{head}  st.global.L1::no_allocate.wt.u32 [%r0], %r0\n}}"), 4, 3, "a second cache hint"),
+        (format!("{head}  %r0 = ld.global.nc.cg.u32 [%r0]\n}}"), 4, 9, "`.cg` goes before `.nc`"),
+        (format!("{head}  %r0 = ld.global.L1::evict_last.nc.u32 [%r0]\n}}"), 4, 9, "`.nc` goes before"),
+        (format!("{head}  %r0 = ld.global.nc.nc.u32 [%r0]\n}}"), 4, 9, "a second `.nc`"),
+        (format!("{head}  {{%r0, %r0}} = ld.global.v2.cs.u32 [%r0]\n}}"), 4, 16, "`.cs` goes before `.vN`"),
+        (format!("{head}  st.global.nc.u32 [%r0], %r0\n}}"), 4, 3, "unexpected `.nc`"),
+        (format!("{head}  %r0 = ld.global.L1:evict_last.u32 [%r0]\n}}"), 4, 9, "unknown type `L1`"),
         (format!("{head}}}\n}}"), 5, 1, "expected end of input"),
     ];
     let mut wrong = Vec::new();
@@ -730,6 +869,13 @@ fn every_kernel_survives_the_serde_form() {
         let back = back.unwrap_or_else(|e| panic!("{}: {e}", k.name));
         assert!(back == k, "{}: the serde form changed the kernel", k.name);
     }
+    // A hint travels by name; a load or store without one serializes without the field, as
+    // before hints existed, and JSON without it reads as no hint.
+    let plain = serde_json::to_string(&vector_add()).expect("serialize");
+    assert!(!plain.contains("hint"), "{plain}");
+    assert!(serde_json::from_str::<Kernel>(&plain).expect("reads") == vector_add());
+    let hinted = serde_json::to_string(&everything()).expect("serialize");
+    assert!(hinted.contains(r#""hint":"L1NoAllocate""#), "{hinted}");
     let shallow = nested(24);
     let json = serde_json::to_string(&shallow).expect("serialize");
     assert!(serde_json::from_str::<Kernel>(&json).expect("24 levels") == shallow);

@@ -22,8 +22,8 @@ pub(super) struct SharedByte {
 impl Machine<'_> {
     pub(super) fn memory(&mut self, cta: &mut Cta, w: &Warp, wi: u32, pc: usize, inst: &Inst) -> Result<(), SimError> {
         let (space, ty, n, addr, offset, nc, store) = match inst {
-            Inst::Ld { space, ty, dst, addr, offset, nc } => (*space, *ty, dst.len(), *addr, *offset, *nc, false),
-            Inst::St { space, ty, src, addr, offset } => (*space, *ty, src.len(), *addr, *offset, false, true),
+            Inst::Ld { space, ty, dst, addr, offset, nc, .. } => (*space, *ty, dst.len(), *addr, *offset, *nc, false),
+            Inst::St { space, ty, src, addr, offset, .. } => (*space, *ty, src.len(), *addr, *offset, false, true),
             _ => return Ok(()),
         };
         self.serial += 1;

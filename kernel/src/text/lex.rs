@@ -5,7 +5,7 @@ use super::TextError;
 
 #[derive(Debug, Clone, PartialEq)]
 pub(super) enum Tok {
-    /// An identifier, keyword or dotted mnemonic (`ld.global.nc.f32`).
+    /// An identifier, keyword or dotted mnemonic (`ld.global.nc.f32`, `st.global.L1::evict_last.f32`).
     Word(String),
     /// `%` and the word after it (`r5`, `p0`, `tid.x`).
     Pct(String),
@@ -112,7 +112,7 @@ impl<'a> Lexer<'a> {
                 self.bump();
                 Tok::Newline
             }
-            Some(c) if c.is_ascii_alphabetic() || c == '_' => Tok::Word(self.take_while(word)),
+            Some(c) if c.is_ascii_alphabetic() || c == '_' => Tok::Word(self.word()),
             Some('%') => {
                 self.bump();
                 let w = self.take_while(word);
@@ -135,6 +135,26 @@ impl<'a> Lexer<'a> {
             Some(c) => return err_at(line, col, format!("unexpected character {c:?}")),
         };
         Ok(Token { tok, line, col })
+    }
+
+    /// A word: letters, digits, `_` and `.`, and `::` between two of those, as in PTX's
+    /// qualified modifiers (`ld.global.L1::evict_last.f32`); a lone `:` ends it.
+    fn word(&mut self) -> String {
+        let start = self.pos;
+        let word = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '.';
+        loop {
+            while self.peek_char().is_some_and(word) {
+                self.bump();
+            }
+            let rest = &self.src[self.pos..];
+            if rest.starts_with("::") && rest[2..].starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_') {
+                self.bump();
+                self.bump();
+            } else {
+                break;
+            }
+        }
+        self.src[start..self.pos].to_string()
     }
 
     /// Digits, hex after `0x`, or a decimal with fraction and exponent; `0..n` stays a range.

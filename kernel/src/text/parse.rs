@@ -9,7 +9,9 @@ use super::{
     from_name, special_from_name, TextError, ACCESSES, BINOPS, CMPS, MAX_INPUT_BYTES, MAX_NESTING, MODES, MUFUS,
     ROUNDINGS, SPACES, UNOPS,
 };
-use crate::ir::{BinOp, Inst, Kernel, LoopKind, MmaElem, MmaShape, Operand, Param, Reg, Space, Stmt, Ty, VoteMode};
+use crate::ir::{
+    BinOp, CacheHint, Inst, Kernel, LoopKind, MmaElem, MmaShape, Operand, Param, Reg, Space, Stmt, Ty, VoteMode,
+};
 
 /// Reads kernel text (see the module documentation for the grammar).
 pub fn parse(text: &str) -> Result<Kernel, TextError> {
@@ -518,12 +520,8 @@ impl Parser<'_> {
             }
             ["ld", space, mods @ .., _] => {
                 let space = self.space(space, mnemonic, mt)?;
-                let (nc, rest) = match mods {
-                    ["nc", rest @ ..] => (true, rest),
-                    rest => (false, rest),
-                };
-                let n =
-                    vector_width(rest).map_or_else(|m| err_at(mt.line, mt.col, format!("`{mnemonic}`: {m}")), Ok)?;
+                let (nc, hint, n) = memory_modifiers(mods, true)
+                    .map_or_else(|m| err_at(mt.line, mt.col, format!("`{mnemonic}`: {m}")), Ok)?;
                 let ty = ty_at(parts.len() - 1)?;
                 let dst = match dsts {
                     Dsts::One(r) => vec![r],
@@ -534,12 +532,12 @@ impl Parser<'_> {
                     return bad(format!("`{mnemonic}` loads {n} values into {} registers", dst.len()));
                 }
                 let (addr, offset) = self.address()?;
-                Ok(Inst::Ld { space, ty, dst, addr, offset, nc })
+                Ok(Inst::Ld { space, ty, dst, addr, offset, nc, hint })
             }
             ["st", space, mods @ .., _] => {
                 let space = self.space(space, mnemonic, mt)?;
-                let n =
-                    vector_width(mods).map_or_else(|m| err_at(mt.line, mt.col, format!("`{mnemonic}`: {m}")), Ok)?;
+                let (_, hint, n) = memory_modifiers(mods, false)
+                    .map_or_else(|m| err_at(mt.line, mt.col, format!("`{mnemonic}`: {m}")), Ok)?;
                 let ty = ty_at(parts.len() - 1)?;
                 if !matches!(dsts, Dsts::None) {
                     return bad("`st` writes no register".into());
@@ -567,7 +565,7 @@ impl Parser<'_> {
                 if src.len() != n {
                     return err_at(t.line, t.col, format!("`{mnemonic}` stores {n} values, {} given", src.len()));
                 }
-                Ok(Inst::St { space, ty, src, addr, offset })
+                Ok(Inst::St { space, ty, src, addr, offset, hint })
             }
             ["shfl", "sync", mode, "b32"] => {
                 let Some(mode) = from_name(&MODES, mode) else {
@@ -756,17 +754,53 @@ impl Parser<'_> {
     }
 }
 
-/// The count of `.vN` (1 when absent).
-fn vector_width(mods: &[&str]) -> Result<usize, String> {
-    match mods {
-        [] => Ok(1),
-        [v] => v
-            .strip_prefix('v')
-            .and_then(decimal)
-            .and_then(|n| usize::try_from(n).ok())
-            .ok_or_else(|| format!("unexpected `.{v}`")),
-        [_, m, ..] => Err(format!("unexpected `.{m}`")),
+/// The modifiers of a load (`load`) or store between its space and its type, in PTX's order:
+/// `[.COP] [.nc] [.EVICT] [.vN]` for a load (a cache operator before `.nc`, an eviction
+/// priority after it, at most one of the two), `[.HINT] [.vN]` for a store. Which hint an
+/// instruction may take is the verifier's to judge; here any hint reads in its position, so
+/// that whatever the printer writes reads back. Returns `.nc`, the hint and the vector width
+/// (1 when absent).
+fn memory_modifiers(mods: &[&str], load: bool) -> Result<(bool, Option<CacheHint>, usize), String> {
+    let (mut nc, mut hint, mut width) = (false, None::<CacheHint>, None::<usize>);
+    for m in mods {
+        if let Some(n) = m.strip_prefix('v').and_then(decimal) {
+            if width.is_some() {
+                return Err(format!("unexpected `.{m}`"));
+            }
+            width = Some(usize::try_from(n).map_err(|_| format!("unexpected `.{m}`"))?);
+        } else if *m == "nc" && load {
+            match (nc, hint, width) {
+                (true, ..) => return Err("a second `.nc`".into()),
+                (_, Some(h), _) if h.is_eviction_priority() => {
+                    return Err(format!("`.nc` goes before `.{}` (ld.global.nc.{}...)", h.name(), h.name()))
+                }
+                (_, _, Some(_)) => return Err("`.nc` goes before `.vN`".into()),
+                _ => nc = true,
+            }
+        } else if let Some(h) = CacheHint::from_name(m) {
+            if let Some(first) = hint {
+                return Err(format!(
+                    "a second cache hint `.{m}` after `.{}`: a load or store takes at most one",
+                    first.name()
+                ));
+            }
+            if width.is_some() {
+                return Err(format!("`.{m}` goes before `.vN`"));
+            }
+            if nc && !h.is_eviction_priority() {
+                return Err(format!("the cache operator `.{m}` goes before `.nc` (ld.global.{m}.nc...)"));
+            }
+            hint = Some(h);
+        } else if *m == "nc" || (m.starts_with('v') && m[1..].bytes().all(|b| b.is_ascii_digit())) {
+            return Err(format!("unexpected `.{m}`"));
+        } else {
+            return Err(format!(
+                "unknown cache hint or modifier `.{m}` (hints: .ca .cg .cs .lu .cv .wb .wt .L1::evict_first \
+                 .L1::evict_last .L1::no_allocate)"
+            ));
+        }
     }
+    Ok((nc, hint, width.unwrap_or(1)))
 }
 
 /// Decimal digits only (no sign, no `_`).

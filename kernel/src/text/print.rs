@@ -4,6 +4,7 @@ use std::fmt;
 
 use super::{name_of, special_name, ACCESSES, BINOPS, CMPS, MODES, MUFUS, ROUNDINGS, UNOPS};
 use crate::ir::{Inst, Kernel, LoopKind, Operand, Param, Reg, Stmt};
+use crate::verify::ld_modifiers;
 
 /// The kernel as text (see the module documentation for the grammar).
 pub fn print(k: &Kernel) -> String {
@@ -169,20 +170,29 @@ fn inst(i: &Inst) -> String {
             format!("{} = cvt.rn{sat}.{}.f32 {}, {}", r(dst), to.name(), o(a), o(b))
         }
         Inst::Mufu { op, dst, a } => format!("{} = {}.approx.f32 {}", r(dst), name_of(&MUFUS, *op), o(a)),
-        Inst::Ld { space, ty, dst, addr: a, offset, nc } => {
+        // The verifier's names, but with `.v0` for an empty vector, so that it reads back.
+        Inst::Ld { space, ty, dst, addr: a, offset, nc, hint } => {
             let dsts: Vec<Operand> = dst.iter().map(|d| Operand::Reg(*d)).collect();
-            let nc = if *nc { ".nc" } else { "" };
             format!(
-                "{} = ld.{}{nc}{}.{} {}",
+                "{} = ld.{}{}{}.{} {}",
                 list(&dsts),
                 space.name(),
+                ld_modifiers(*nc, *hint),
                 vec_suffix(dst.len()),
                 ty.name(),
                 addr(*a, *offset)
             )
         }
-        Inst::St { space, ty, src, addr: a, offset } => {
-            format!("st.{}{}.{} {}, {}", space.name(), vec_suffix(src.len()), ty.name(), addr(*a, *offset), list(src))
+        Inst::St { space, ty, src, addr: a, offset, hint } => {
+            let h = hint.map_or(String::new(), |h| format!(".{}", h.name()));
+            format!(
+                "st.{}{h}{}.{} {}, {}",
+                space.name(),
+                vec_suffix(src.len()),
+                ty.name(),
+                addr(*a, *offset),
+                list(src)
+            )
         }
         Inst::Shfl { mode, dst, a, b, c, mask } => {
             format!("{} = shfl.sync.{}.b32 {}, {}, {}, {mask:#x}", r(dst), name_of(&MODES, *mode), o(a), o(b), o(c))
