@@ -390,3 +390,61 @@ fn ptxas_reports_parse_and_results_are_cached_by_content() {
     assert!(again.cached, "the second run is a cache hit");
     assert_eq!((first.bytes, first.report), (again.bytes, again.report));
 }
+
+/// PTX with what a point release of LLVM 22 rewrites taken out: comments and the banner, register
+/// and label numbers and register counts (`%r12` → `%r`, `$L__BB0_3` → `$L__BB`,
+/// `%r<9>` → `%r<>`), whitespace runs.
+fn normalized(ptx: &str) -> String {
+    let mut out = Vec::new();
+    for line in ptx.lines() {
+        let line = line.split("//").next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let mut s = String::new();
+        let mut chars = line.chars().peekable();
+        while let Some(c) = chars.next() {
+            s.push(c);
+            if c == '%' || c == '$' {
+                // Keep the register class or label prefix, drop its number.
+                while let Some(&d) = chars.peek() {
+                    if d.is_ascii_alphabetic() || d == '_' {
+                        s.push(d);
+                        chars.next();
+                    } else {
+                        break;
+                    }
+                }
+                while chars.peek().is_some_and(|d| d.is_ascii_digit() || *d == '_') {
+                    chars.next();
+                }
+            }
+        }
+        // Register counts (`.reg .b32 %r<9>;`) go too.
+        let s = match (s.find('<'), s.find('>')) {
+            (Some(a), Some(b)) if s.starts_with(".reg") && a < b => format!("{}<>{}", &s[..a], &s[b + 1..]),
+            _ => s,
+        };
+        out.push(s.split_whitespace().collect::<Vec<_>>().join(" "));
+    }
+    out.join("\n") + "\n"
+}
+
+#[test]
+fn small_kernels_match_their_normalized_ptx_snapshots() {
+    // `LATHE_BLESS=1` rewrites the snapshots (after checking the difference is intended).
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots");
+    for (name, text) in [("vector_add", VECTOR_ADD), ("transpose", TRANSPOSE), ("atomics", ATOMICS)] {
+        let p = ptx::compile(&kernel(text), Target::HOPPER).expect("compiles");
+        let got = normalized(&p.text);
+        let path = dir.join(format!("{name}.ptx"));
+        if std::env::var_os("LATHE_BLESS").is_some() {
+            std::fs::create_dir_all(&dir).expect("snapshot dir");
+            std::fs::write(&path, &got).expect("snapshot written");
+            continue;
+        }
+        let want = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e} (LATHE_BLESS=1 writes it)", path.display()));
+        assert_eq!(got, want, "{name}: the PTX differs from {} (LATHE_BLESS=1 rewrites it)", path.display());
+    }
+}
