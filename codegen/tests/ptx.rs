@@ -257,6 +257,8 @@ kernel @conversions max_threads=32 shared=0 local=0 {
   %r12 = rcp.approx.f32 %r2
   %r13 = tanh.approx.f32 %r2
   %r14 = cvt.u32.s32 %r6
+  %r10 = div.f32 %r10, %r3
+  %r11 = sqrt.f32 %r11
   st.global.v4.f32 [%r1], {%r10, %r11, %r12, %r13}
   st.global.v4.b32 [%r1 + 16], {%r14, %r8, %r9, %r3}
   st.global.b16 [%r1 + 32], %r5
@@ -343,6 +345,8 @@ fn the_ptx_keeps_what_the_kernel_ir_says() {
     assert_eq!(m.text.matches("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32").count(), 1, "{}", m.text);
     assert_eq!(m.text.matches("mma.sync.aligned.m16n8k32.row.col.f32.e4m3.e4m3.f32").count(), 1, "{}", m.text);
     assert_eq!(m.text.matches("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16").count(), 1, "{}", m.text);
+    let c = ptx::compile(&kernel(CONVERSIONS), Target::HOPPER).expect("compiles");
+    assert!(c.text.contains("div.rn.f32") && c.text.contains("sqrt.rn.f32"), "IEEE division and root: {}", c.text);
 }
 
 #[test]

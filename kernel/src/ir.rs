@@ -359,6 +359,8 @@ pub enum UnOp {
     Abs,
     /// `not` (bits, predicates).
     Not,
+    /// `sqrt.rn` (f32): the correctly rounded square root.
+    Sqrt,
 }
 
 /// A multi-function-unit approximation (f32 only), with the error the PTX ISA documents.

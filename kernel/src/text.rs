@@ -137,7 +137,7 @@ const BINOPS: [(BinOp, &str); 12] = [
     (BinOp::Shl, "shl"),
     (BinOp::Shr, "shr"),
 ];
-const UNOPS: [(UnOp, &str); 3] = [(UnOp::Neg, "neg"), (UnOp::Abs, "abs"), (UnOp::Not, "not")];
+const UNOPS: [(UnOp, &str); 4] = [(UnOp::Neg, "neg"), (UnOp::Abs, "abs"), (UnOp::Not, "not"), (UnOp::Sqrt, "sqrt")];
 const CMPS: [(Cmp, &str); 6] =
     [(Cmp::Eq, "eq"), (Cmp::Ne, "ne"), (Cmp::Lt, "lt"), (Cmp::Le, "le"), (Cmp::Gt, "gt"), (Cmp::Ge, "ge")];
 const MUFUS: [(Mufu, &str); 4] = [(Mufu::Ex2, "ex2"), (Mufu::Rsqrt, "rsqrt"), (Mufu::Rcp, "rcp"), (Mufu::Tanh, "tanh")];

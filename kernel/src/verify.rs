@@ -136,13 +136,15 @@ impl Verifier<'_> {
                     UnOp::Neg | UnOp::Abs if !(*ty == Ty::F32 || matches!(ty, Ty::S32 | Ty::S64)) => {
                         return Err(format!("{op:?} at {} is not supported", ty.name()))
                     }
+                    UnOp::Sqrt if *ty != Ty::F32 => return Err(format!("sqrt.{} is not an op (f32 only)", ty.name())),
                     _ => {}
                 }
                 self.reg(*dst, *ty)?;
                 self.operand(*a, *ty)
             }
             Inst::Binary { op, ty, dst, a, b } => {
-                let float_ok = matches!(op, BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Min | BinOp::Max);
+                let float_ok =
+                    matches!(op, BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Div | BinOp::Min | BinOp::Max);
                 let bits_only = matches!(op, BinOp::And | BinOp::Or | BinOp::Xor);
                 let ok = match ty {
                     Ty::F32 => float_ok,

@@ -720,3 +720,78 @@ fn cache_hints_change_no_result_and_no_counter() {
     assert_eq!(e.at.as_ref().map(|(_, n)| n.as_str()), Some("ld.global.cs.nc.v4.f32"), "{e}");
     assert_eq!(e.cta, [2, 0, 0], "{e}");
 }
+
+#[test]
+fn f32_division_and_square_root_are_ieee() {
+    // y[i] = x[i] / x[i + 1] and sqrt(x[i]), against Rust's IEEE operations bit for bit.
+    let k = lathe_kernel::text::parse(
+        r#"
+kernel @div_sqrt max_threads=32 shared=0 local=0 {
+  param %p0 : buffer f32 align=16 readonly "x"
+  param %p1 : buffer f32 align=16 written "y"
+  reg %r0, %r1 : u64
+  reg %r2 : u32
+  reg %r3 : u64
+  reg %r4, %r5, %r6, %r7 : f32
+  %r0 = ld.param %p0
+  %r1 = ld.param %p1
+  %r2 = mov.special %tid.x
+  %r3 = cvt.u64.u32 %r2
+  %r3 = mul.u64 %r3, 4
+  %r0 = add.u64 %r0, %r3
+  %r4 = ld.global.f32 [%r0]
+  %r5 = ld.global.f32 [%r0 + 4]
+  %r6 = div.f32 %r4, %r5
+  %r7 = sqrt.f32 %r4
+  %r1 = add.u64 %r1, %r3
+  st.global.f32 [%r1], %r6
+  st.global.f32 [%r1 + 128], %r7
+}
+"#,
+    )
+    .expect("parses");
+    let xs: Vec<f32> = vec![
+        1.0,
+        3.0,
+        -0.0,
+        0.0,
+        f32::INFINITY,
+        -2.5,
+        f32::NAN,
+        1e-40,
+        7.0,
+        f32::MAX,
+        1e-45,
+        -1.0,
+        2.0,
+        9.0,
+        0.1,
+        0.3,
+        16.0,
+        1e30,
+        1e-30,
+        5.5,
+        -3.25,
+        123.456,
+        1.0 / 3.0,
+        2.0f32.sqrt(),
+        4.0,
+        f32::MIN_POSITIVE,
+        6.0,
+        8.5,
+        0.5,
+        1.5,
+        2.5,
+        3.5,
+        4.5,
+    ];
+    let bytes: Vec<u8> = xs.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let mut args = vec![Arg::Buffer(bytes), Arg::Buffer(vec![0; 256])];
+    run(&k, &Launch { grid: [1, 1, 1], block: [32, 1, 1] }, &mut args, &Options::default()).expect("clean");
+    let Arg::Buffer(y) = &args[1] else { panic!("a buffer") };
+    let out: Vec<f32> = y.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    for i in 0..32 {
+        assert_eq!(out[i].to_bits(), (xs[i] / xs[i + 1]).to_bits(), "{} / {}", xs[i], xs[i + 1]);
+        assert_eq!(out[32 + i].to_bits(), xs[i].sqrt().to_bits(), "sqrt {}", xs[i]);
+    }
+}

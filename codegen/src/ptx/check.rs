@@ -9,7 +9,9 @@
 //! - as many packed conversions (`…x2`, the fp8 and half-pair packs and unpacks);
 //! - the same bytes of global and shared loads and stores per thread (LLVM may merge accesses
 //!   into vectors, never drop or add them), and no access through a generic address;
-//! - no `.ftz`, and no local memory or stack frame unless the kernel declares local memory.
+//! - no `.ftz`, no approximate division or square root (the kernel IR's `div.f32` and `sqrt.f32`
+//!   are IEEE: `div.rn`, `sqrt.rn`), and no local memory or stack frame unless the kernel
+//!   declares local memory.
 
 use lathe_kernel::ir::{Inst, Kernel, Space, Stmt, Ty};
 use lathe_kernel::sim::{convert_kind, ConvertKind};
@@ -118,6 +120,9 @@ pub fn ptx_counts(ptx: &str, local_allowed: bool) -> Result<Counts, String> {
         }
         if matches!(op, "add.f32" | "sub.f32" | "mul.f32") {
             return Err(format!("line {}: an f32 op ptxas may contract (no `.rn`): `{line}`", n + 1));
+        }
+        if matches!(op, "div.approx.f32" | "div.full.f32" | "sqrt.approx.f32") {
+            return Err(format!("line {}: an approximate division or square root: `{line}`", n + 1));
         }
         if op.starts_with("mad.") && op.ends_with("f32") {
             return Err(format!("line {}: a contracted multiply-add: `{line}`", n + 1));

@@ -322,6 +322,11 @@ impl Emitter<'_> {
                         let t = self.call("float", "llvm.fabs.f32", &[("float", f)]);
                         self.float_as_bits(t)
                     }
+                    (UnOp::Sqrt, _) => {
+                        let f = self.bits_as_float(x);
+                        let t = self.call("float", "llvm.sqrt.f32", &[("float", f)]);
+                        self.float_as_bits(t)
+                    }
                     (UnOp::Neg, _) => {
                         let t = self.tmp();
                         self.line(format!("{t} = sub {} 0, {x}", int(bits)));
@@ -577,10 +582,12 @@ impl Emitter<'_> {
         if ty == Ty::F32 {
             let (x, y) = (self.float(a), self.float(b));
             let f = match op {
-                BinOp::Add | BinOp::Sub | BinOp::Mul => {
+                BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Div => {
+                    // `fdiv` without fast-math flags is `div.rn.f32`, IEEE division.
                     let o = match op {
                         BinOp::Add => "fadd",
                         BinOp::Sub => "fsub",
+                        BinOp::Div => "fdiv",
                         _ => "fmul",
                     };
                     let t = self.tmp();

@@ -49,6 +49,7 @@ pub(super) fn unary(op: UnOp, ty: Ty, x: u64) -> u64 {
         (UnOp::Not, _) => !x,
         (UnOp::Neg, Ty::F32) => u64::from((-f(x)).to_bits()),
         (UnOp::Abs, Ty::F32) => u64::from(f(x).abs().to_bits()),
+        (UnOp::Sqrt, _) => u64::from(f(x).sqrt().to_bits()),
         (UnOp::Neg, _) => signed(x, ty).wrapping_neg() as u64,
         (UnOp::Abs, _) => signed(x, ty).wrapping_abs() as u64,
     }
@@ -62,6 +63,8 @@ pub(super) fn binary(op: BinOp, ty: Ty, x: u64, y: u64) -> Option<u64> {
             BinOp::Add => a + b,
             BinOp::Sub => a - b,
             BinOp::Mul => a * b,
+            // IEEE division, `div.rn.f32`.
+            BinOp::Div => a / b,
             BinOp::Min => a.min(b),
             BinOp::Max => a.max(b),
             _ => return Some(0),
