@@ -13,6 +13,7 @@
 //! LLVM IR is emitted as text and parsed by LLVM rather than built through inkwell's builder,
 //! whose GEP builders are `unsafe fn`: this crate has no `unsafe` (docs/decisions.md).
 
+pub mod group;
 pub mod ptx;
 pub mod ptxas;
 
