@@ -43,6 +43,9 @@ pub enum Expr {
     Div(Box<Expr>, Box<Expr>),
     /// Remainder.
     Rem(Box<Expr>, Box<Expr>),
+    /// The smaller (a `concat` piece's index clamped into the piece, so every piece can be
+    /// read branch-free and the right one selected).
+    Min(Box<Expr>, Box<Expr>),
 }
 
 impl fmt::Display for Expr {
@@ -56,6 +59,7 @@ impl fmt::Display for Expr {
             Expr::Mul(a, b) => write!(f, "{a}·{b}"),
             Expr::Div(a, b) => write!(f, "({a} / {b})"),
             Expr::Rem(a, b) => write!(f, "({a} % {b})"),
+            Expr::Min(a, b) => write!(f, "min({a}, {b})"),
         }
     }
 }
@@ -100,6 +104,7 @@ impl Ranges {
                 _ => self.max(a),
             },
             Expr::Rem(a, b) => self.max(a).min(self.max(b).saturating_sub(1)),
+            Expr::Min(a, b) => self.max(a).min(self.max(b)),
         }
     }
 }
@@ -375,7 +380,10 @@ pub fn trace(g: &Graph, value: ValueId, index: Vec<Expr>, r: &Ranges) -> Result<
             for &a in &node.args {
                 starts.push(at.clone());
                 let mut inner = index.clone();
-                inner[*axis] = sub(inner[*axis].clone(), at.clone());
+                // Clamped into the piece (a wrapped difference included): every piece is read
+                // in bounds, and the kernel selects the right one.
+                let last = sub(dim(&shape_of(a)[*axis]), Expr::Const(1));
+                inner[*axis] = Expr::Min(Box::new(sub(inner[*axis].clone(), at.clone())), Box::new(last));
                 pieces.push(trace(g, a, inner, r)?);
                 at = add(at, dim(&shape_of(a)[*axis]));
             }
@@ -418,13 +426,14 @@ pub fn emit(
         Expr::Sym(s) => {
             Operand::Reg(*syms.get(s).ok_or_else(|| missing(format!("no register for symbol {}", s.index())))?)
         }
-        Expr::Add(x, y) | Expr::Sub(x, y) | Expr::Mul(x, y) | Expr::Div(x, y) | Expr::Rem(x, y) => {
+        Expr::Add(x, y) | Expr::Sub(x, y) | Expr::Mul(x, y) | Expr::Div(x, y) | Expr::Rem(x, y) | Expr::Min(x, y) => {
             let op = match e {
                 Expr::Add(..) => BinOp::Add,
                 Expr::Sub(..) => BinOp::Sub,
                 Expr::Mul(..) => BinOp::Mul,
                 Expr::Div(..) => BinOp::Div,
-                _ => BinOp::Rem,
+                Expr::Rem(..) => BinOp::Rem,
+                _ => BinOp::Min,
             };
             let (a, c) = (emit(b, x, vars, syms)?, emit(b, y, vars, syms)?);
             Operand::Reg(b.bin(op, Ty::U64, a, c))
@@ -444,6 +453,7 @@ pub fn eval(e: &Expr, vars: &[u64], syms: &HashMap<SymbolId, u64>) -> u64 {
         Expr::Mul(a, b) => eval(a, vars, syms).wrapping_mul(eval(b, vars, syms)),
         Expr::Div(a, b) => eval(a, vars, syms).checked_div(eval(b, vars, syms)).unwrap_or(0),
         Expr::Rem(a, b) => eval(a, vars, syms).checked_rem(eval(b, vars, syms)).unwrap_or(0),
+        Expr::Min(a, b) => eval(a, vars, syms).min(eval(b, vars, syms)),
     }
 }
 
@@ -465,7 +475,7 @@ pub fn divisions(a: &Access) -> usize {
     fn e(x: &Expr) -> usize {
         match x {
             Expr::Div(a, b) | Expr::Rem(a, b) => 1 + e(a) + e(b),
-            Expr::Add(a, b) | Expr::Sub(a, b) | Expr::Mul(a, b) => e(a) + e(b),
+            Expr::Add(a, b) | Expr::Sub(a, b) | Expr::Mul(a, b) | Expr::Min(a, b) => e(a) + e(b),
             _ => 0,
         }
     }

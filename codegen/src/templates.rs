@@ -1,0 +1,13 @@
+//! Templates: one Rust function per kernel strategy, building kernel IR for a fusion group, and
+//! the pointwise emitter they share.
+
+pub mod elementwise;
+pub mod pointwise;
+
+/// Why a template cannot build a group's kernel.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TemplateError {
+    /// Something the template does not handle (yet), named.
+    #[error("not supported by the template yet: {0}")]
+    Unsupported(String),
+}

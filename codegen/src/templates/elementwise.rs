@@ -1,0 +1,424 @@
+//! The `elementwise` template: a fusion group of pointwise ops (with broadcasting) and movement
+//! ops over one iteration space.
+//!
+//! **What one CTA computes**: 256 consecutive elements of the results (one thread each, in the
+//! results' row-major order), so loads and stores of contiguous operands coalesce. **Tiling**:
+//! none; the grid is `⌈N / 256⌉` CTAs for `N` elements. **Memory traffic**: each result element
+//! written once; each operand element read once per result element that reaches it (a broadcast
+//! operand is re-read, from cache). **Cost model**: `bytes = Σ results · size + Σ operands
+//! reached · size`, no FLOPs worth counting against bandwidth.
+//!
+//! Each thread turns its linear index into a multi-index over the results' shape and computes
+//! each result element by evaluating the body backwards from it: a pointwise op computes its
+//! operands at the same index (moved to their own shapes by numpy broadcasting), a movement op
+//! is index arithmetic (`group::index::trace`), and an operand of the group (an `input` node or a
+//! weight) is a load, widened to f32. Every (value, index) is computed once per thread. A
+//! `concat` reads every piece at its index clamped into the piece and selects the right one, so
+//! the kernel has no branches but the bounds guard.
+
+use std::collections::HashMap;
+
+use lathe_ir::ops::Fusion;
+use lathe_ir::{DType, Dim, Graph, Module, Op, SymbolId, ValueId};
+use lathe_kernel::build::KernelBuilder;
+use lathe_kernel::ir::{Access as BufferAccess, Axis, BinOp, Cmp, Kernel, Operand, Reg, Space, Special, Ty};
+
+use super::pointwise::{self, Value};
+use super::TemplateError;
+use crate::group::index::{self, Access, Expr, Ranges};
+
+/// Threads per CTA.
+pub const BLOCK: u32 = 256;
+
+/// What a kernel parameter is bound to at launch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Binding {
+    /// The group's operand `k` (its `k`-th `input` node).
+    Operand(usize),
+    /// A module weight, by the body's value that reads it.
+    Weight(ValueId),
+    /// The group's result `k`.
+    Result(usize),
+    /// A symbol's run-time value (`u64`).
+    Symbol(SymbolId),
+}
+
+/// A compiled elementwise group.
+#[derive(Debug, Clone)]
+pub struct Compiled {
+    /// The kernel.
+    pub kernel: Kernel,
+    /// What each kernel parameter is, in order.
+    pub bindings: Vec<Binding>,
+    /// The iteration space: the launch has `⌈∏ dims / BLOCK⌉` CTAs of [`BLOCK`] threads.
+    pub elements: Vec<Dim>,
+}
+
+/// The register type a value of `dtype` is loaded as, and whether it widens to f32.
+fn storage(dtype: DType) -> Result<Ty, TemplateError> {
+    match dtype {
+        DType::F32 => Ok(Ty::F32),
+        DType::BF16 => Ok(Ty::Bf16),
+        DType::F16 => Ok(Ty::F16),
+        other => Err(TemplateError::Unsupported(format!("{other} values in an elementwise kernel"))),
+    }
+}
+
+struct Emit<'a> {
+    g: &'a Graph,
+    ranges: Ranges,
+    b: KernelBuilder,
+    vars: Vec<Reg>,
+    syms: HashMap<SymbolId, Reg>,
+    /// Buffer base address of each value the kernel loads.
+    bases: HashMap<ValueId, Reg>,
+    memo: HashMap<(ValueId, Vec<Expr>), Value>,
+}
+
+/// Compiles elementwise group `f` of module `m` as kernel `name`.
+pub fn compile(m: &Module, f: &Fusion, name: &str) -> Result<Compiled, TemplateError> {
+    let g = &f.body;
+    let outs: Vec<ValueId> = g.outputs.iter().map(|o| o.value).collect();
+    let Some(&first) = outs.first() else {
+        return Err(TemplateError::Unsupported("a group with no results".into()));
+    };
+    let shape = g.values[first].ty.shape.clone();
+    if outs.iter().any(|&o| g.values[o].ty.shape != shape) {
+        return Err(TemplateError::Unsupported("results of different shapes in one elementwise group".into()));
+    }
+    let mut b = KernelBuilder::new(name, BLOCK);
+    let mut bindings = Vec::new();
+    let mut bases = HashMap::new();
+    let mut operand = 0;
+    for &n in &g.order {
+        let node = &g.nodes[n];
+        let binding = match &node.op {
+            Op::Input(_) => {
+                operand += 1;
+                Binding::Operand(operand - 1)
+            }
+            Op::Weight(_) => Binding::Weight(node.results[0]),
+            _ => continue,
+        };
+        let v = node.results[0];
+        let dtype = g.values[v].ty.dtype;
+        storage(dtype)?;
+        let base = b.buffer(&format!("in{}", bindings.len()), dtype, BufferAccess::ReadOnly);
+        bases.insert(v, base);
+        bindings.push(binding);
+    }
+    let mut outputs = Vec::new();
+    for (k, &o) in outs.iter().enumerate() {
+        let dtype = g.values[o].ty.dtype;
+        storage(dtype)?;
+        outputs.push((b.buffer(&format!("out{k}"), dtype, BufferAccess::Written), dtype));
+        bindings.push(Binding::Result(k));
+    }
+    let mut syms = HashMap::new();
+    for (id, _) in m.symbols.iter() {
+        let used = g.values.iter().any(|(_, v)| v.ty.shape.contains(&Dim::Sym(id)));
+        if used {
+            syms.insert(id, b.scalar(&format!("sym{}", id.index()), Ty::U64));
+            bindings.push(Binding::Symbol(id));
+        }
+    }
+    // The thread's linear index and the element count.
+    let tid = b.special(Special::Tid(Axis::X));
+    let cta = b.special(Special::Ctaid(Axis::X));
+    let t32 = b.fma(Ty::U32, cta, Operand::Imm(u64::from(BLOCK)), tid);
+    let t = b.cvt(Ty::U64, Ty::U32, None, false, t32);
+    let mut n = Operand::Imm(1);
+    for d in &shape {
+        let d = match d {
+            Dim::Const(c) => Operand::Imm(*c),
+            Dim::Sym(s) => Operand::Reg(syms[s]),
+        };
+        n = Operand::Reg(b.bin(BinOp::Mul, Ty::U64, n, d));
+    }
+    let inside = b.setp(Cmp::Lt, Ty::U64, t, n);
+    let ranges = Ranges::of(m, &shape);
+    let mut e = Emit { g, ranges, b, vars: Vec::new(), syms, bases, memo: HashMap::new() };
+    let mut result = Ok(());
+    // The body runs under the bounds guard; its registers are set inside it only.
+    let mut inner = std::mem::replace(&mut e.b, KernelBuilder::new(name, BLOCK));
+    inner.if_then(inside, |b| {
+        std::mem::swap(&mut e.b, b);
+        result = (|| {
+            let mut rest = Operand::Reg(t);
+            let mut vars = vec![Reg(0); shape.len()];
+            for (k, d) in shape.iter().enumerate().rev() {
+                let d = match d {
+                    Dim::Const(c) => Operand::Imm(*c),
+                    Dim::Sym(s) => Operand::Reg(e.syms[s]),
+                };
+                if k == 0 {
+                    vars[0] = e.b.mov(Ty::U64, rest);
+                } else {
+                    vars[k] = e.b.bin(BinOp::Rem, Ty::U64, rest, d);
+                    rest = Operand::Reg(e.b.bin(BinOp::Div, Ty::U64, rest, d));
+                }
+            }
+            e.vars = vars;
+            let idx: Vec<Expr> = (0..shape.len()).map(Expr::Var).collect();
+            for (&o, &(buf, dtype)) in outs.iter().zip(&outputs) {
+                let v = e.value_at(o, idx.clone())?;
+                let Value::F32(x) = v else {
+                    return Err(TemplateError::Unsupported("a predicate result".into()));
+                };
+                let bytes = dtype.size_bytes() as u64;
+                let off = e.b.bin(BinOp::Mul, Ty::U64, t, Operand::Imm(bytes));
+                let addr = e.b.bin(BinOp::Add, Ty::U64, buf, off);
+                let ty = storage(dtype)?;
+                let stored = if ty == Ty::F32 {
+                    x
+                } else {
+                    e.b.cvt(ty, Ty::F32, Some(lathe_kernel::ir::Rounding::Rn), false, x)
+                };
+                e.b.st(Space::Global, ty, addr, 0, &[stored.into()]);
+            }
+            Ok(())
+        })();
+        std::mem::swap(&mut e.b, b);
+    });
+    result?;
+    Ok(Compiled { kernel: inner.finish(), bindings, elements: shape })
+}
+
+impl Emit<'_> {
+    /// Value `v` at multi-index `idx` (over `v`'s shape), as f32 or a predicate.
+    fn value_at(&mut self, v: ValueId, idx: Vec<Expr>) -> Result<Value, TemplateError> {
+        let key = (v, idx.clone());
+        if let Some(x) = self.memo.get(&key) {
+            return Ok(*x);
+        }
+        let access =
+            index::trace(self.g, v, idx, &self.ranges).map_err(|e| TemplateError::Unsupported(e.to_string()))?;
+        let x = self.access(&access)?;
+        self.memo.insert(key, x);
+        Ok(x)
+    }
+
+    fn access(&mut self, a: &Access) -> Result<Value, TemplateError> {
+        match a {
+            Access::Element { value, index } => self.produce(*value, index.clone()),
+            Access::Piecewise { at, starts, pieces } => {
+                let at = index::emit(&mut self.b, at, &self.vars, &self.syms)
+                    .map_err(|e| TemplateError::Unsupported(e.to_string()))?;
+                let mut out: Option<Value> = None;
+                for (start, piece) in starts.iter().zip(pieces) {
+                    let x = self.access(piece)?;
+                    out = Some(match out {
+                        None => x,
+                        Some(prev) => {
+                            let s = index::emit(&mut self.b, start, &self.vars, &self.syms)
+                                .map_err(|e| TemplateError::Unsupported(e.to_string()))?;
+                            let here = self.b.setp(Cmp::Ge, Ty::U64, at, s);
+                            match (x, prev) {
+                                (Value::F32(a), Value::F32(b)) => Value::F32(self.b.selp(Ty::F32, a, b, here)),
+                                (Value::Pred(a), Value::Pred(b)) => {
+                                    // p = here ? a : b, on predicates.
+                                    let ai = self.b.selp(Ty::U32, Operand::Imm(1), Operand::Imm(0), a);
+                                    let bi = self.b.selp(Ty::U32, Operand::Imm(1), Operand::Imm(0), b);
+                                    let v = self.b.selp(Ty::U32, ai, bi, here);
+                                    Value::Pred(self.b.setp(Cmp::Ne, Ty::U32, v, Operand::Imm(0)))
+                                }
+                                _ => return Err(TemplateError::Unsupported("concat of mixed types".into())),
+                            }
+                        }
+                    });
+                }
+                out.ok_or_else(|| TemplateError::Unsupported("an empty concat".into()))
+            }
+        }
+    }
+
+    /// The element `index` of `v`, a value no movement op produces.
+    fn produce(&mut self, v: ValueId, index: Vec<Expr>) -> Result<Value, TemplateError> {
+        let node = &self.g.nodes[self.g.values[v].def];
+        if let Some(&base) = self.bases.get(&v) {
+            let ty = self.g.values[v].ty.clone();
+            let off = index::linearize(&index, &ty.shape);
+            let off = index::emit(&mut self.b, &off, &self.vars, &self.syms)
+                .map_err(|e| TemplateError::Unsupported(e.to_string()))?;
+            let bytes = ty.dtype.size_bytes() as u64;
+            let off = self.b.bin(BinOp::Mul, Ty::U64, off, Operand::Imm(bytes));
+            let addr = self.b.bin(BinOp::Add, Ty::U64, base, off);
+            let st = storage(ty.dtype)?;
+            let x = self.b.ld(Space::Global, st, 1, addr, 0, true)[0];
+            let x = if st == Ty::F32 { x } else { self.b.cvt(Ty::F32, st, None, false, x) };
+            return Ok(Value::F32(x));
+        }
+        if let Op::Constant(c) = &node.op {
+            // A splat is an immediate, rounded to its dtype as the interpreter holds it.
+            if let [x] = c.values.as_slice() {
+                let x = *x as f32;
+                let x = match c.ty.dtype {
+                    DType::F32 => x,
+                    DType::BF16 => lathe_numerics::round_to_bf16(x),
+                    DType::F16 => lathe_numerics::round_to_f16(x),
+                    other => return Err(TemplateError::Unsupported(format!("a {other} constant"))),
+                };
+                return Ok(Value::F32(self.b.mov(Ty::F32, lathe_kernel::build::f32_imm(x))));
+            }
+            return Err(TemplateError::Unsupported("a constant that is not a splat".into()));
+        }
+        let op = node.op.clone();
+        if !lathe_passes::strategy::is_pointwise(&op) || matches!(op, Op::Iota(_) | Op::Rope(_)) {
+            return Err(TemplateError::Unsupported(format!("`{}` in an elementwise kernel", op.name())));
+        }
+        let out_shape = self.g.values[v].ty.shape.clone();
+        let args = node.args.clone();
+        let mut vals = Vec::new();
+        for a in args {
+            // numpy broadcasting: the operand's dimensions align right; size-1 dimensions read 0.
+            let ashape = self.g.values[a].ty.shape.clone();
+            let lead = out_shape.len() - ashape.len();
+            let aidx = ashape
+                .iter()
+                .zip(&index[lead..])
+                .map(|(d, i)| if *d == Dim::Const(1) { Expr::Const(0) } else { i.clone() })
+                .collect();
+            vals.push(self.value_at(a, aidx)?);
+        }
+        pointwise::emit(&mut self.b, &op, &vals).map_err(|e| TemplateError::Unsupported(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use lathe_interp::tensor::Tensor;
+    use lathe_interp::SyntheticOnly;
+    use lathe_ir::ops::KernelStrategy;
+    use lathe_ir::text::parse_module;
+    use lathe_kernel::sim::{run, Arg, Launch, Options};
+
+    use super::*;
+
+    /// Bytes of `values` stored as `dtype`.
+    fn encode(dtype: DType, values: &[f32]) -> Vec<u8> {
+        match dtype {
+            DType::BF16 => values.iter().flat_map(|v| lathe_numerics::f32_to_bf16_bits(*v).to_le_bytes()).collect(),
+            DType::F16 => values.iter().flat_map(|v| lathe_numerics::f32_to_f16_bits(*v).to_le_bytes()).collect(),
+            _ => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        }
+    }
+
+    fn decode(dtype: DType, bytes: &[u8]) -> Vec<f32> {
+        match dtype {
+            DType::BF16 => bytes
+                .chunks_exact(2)
+                .map(|c| lathe_numerics::bf16_bits_to_f32(u16::from_le_bytes([c[0], c[1]])))
+                .collect(),
+            DType::F16 => bytes
+                .chunks_exact(2)
+                .map(|c| lathe_numerics::f16_bits_to_f32(u16::from_le_bytes([c[0], c[1]])))
+                .collect(),
+            _ => bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+        }
+    }
+
+    /// Compiles function `main` of `text` as an elementwise group, runs it in the simulator and
+    /// in the interpreter on the same pseudo-random inputs (symbols take `syms`), and requires
+    /// the same bits (the ops here are IEEE-exact in both).
+    fn check(text: &str, syms: &[(&str, u64)]) -> Compiled {
+        let m = parse_module(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        lathe_ir::verify::verify(&m).unwrap_or_else(|e| panic!("{e:?}"));
+        let g = m.functions.first().expect("a function").graph.clone();
+        let f = Fusion { strategy: KernelStrategy::Elementwise, body: g.clone() };
+        lathe_passes::strategy::classify(&m, &f).expect("an elementwise group");
+        let c = compile(&m, &f, "group").unwrap_or_else(|e| panic!("{e}"));
+        let sym_value = |id: SymbolId| {
+            let name = &m.symbols.get(id).expect("a symbol").name;
+            syms.iter().find(|(n, _)| n == name).expect("a value for every symbol").1
+        };
+        let concrete = |shape: &[Dim]| -> Vec<usize> {
+            shape
+                .iter()
+                .map(|d| match d {
+                    Dim::Const(c) => *c as usize,
+                    Dim::Sym(s) => sym_value(*s) as usize,
+                })
+                .collect()
+        };
+        // Inputs: pseudo-random values in [-2, 2), rounded to their dtype.
+        let mut inputs = HashMap::new();
+        let mut args = Vec::new();
+        let mut seed = 1u32;
+        let mut next = || {
+            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (seed >> 8) as f32 / (1u32 << 24) as f32 * 4.0 - 2.0
+        };
+        let inputs_in_order: Vec<(String, ValueId)> = g
+            .order
+            .iter()
+            .filter_map(|&n| match &g.nodes[n].op {
+                Op::Input(i) => Some((i.name.clone(), g.nodes[n].results[0])),
+                _ => None,
+            })
+            .collect();
+        let mut input_bytes = Vec::new();
+        for (name, v) in &inputs_in_order {
+            let ty = &g.values[*v].ty;
+            let shape = concrete(&ty.shape);
+            let vals: Vec<f32> = (0..shape.iter().product::<usize>()).map(|_| next()).collect();
+            let t = Tensor::from_f32(ty.dtype, shape, vals);
+            input_bytes.push(encode(ty.dtype, t.floats()));
+            inputs.insert(name.clone(), t);
+        }
+        let mut results = Vec::new();
+        for b in &c.bindings {
+            args.push(match b {
+                Binding::Operand(k) => Arg::Buffer(input_bytes[*k].clone()),
+                Binding::Result(k) => {
+                    let ty = &g.values[g.outputs[*k].value].ty;
+                    let n: usize = concrete(&ty.shape).iter().product();
+                    results.push((args.len(), ty.dtype));
+                    Arg::Buffer(vec![0; n * ty.dtype.size_bytes()])
+                }
+                Binding::Symbol(s) => Arg::Scalar(sym_value(*s)),
+                Binding::Weight(_) => panic!("no weights here"),
+            });
+        }
+        let n: u64 = concrete(&c.elements).iter().product::<usize>() as u64;
+        let launch = Launch { grid: [n.div_ceil(u64::from(BLOCK)) as u32, 1, 1], block: [BLOCK, 1, 1] };
+        run(&c.kernel, &launch, &mut args, &Options { warp_orders: 2, ..Options::default() })
+            .unwrap_or_else(|e| panic!("{e}\n{}", lathe_kernel::text::print(&c.kernel)));
+        let want = lathe_interp::run(&m, "main", &inputs, &SyntheticOnly).expect("the interpreter runs");
+        for ((slot, dtype), (_, t)) in results.iter().zip(&want) {
+            let Arg::Buffer(bytes) = &args[*slot] else { panic!("a buffer") };
+            let got = decode(*dtype, bytes);
+            assert_eq!(got.len(), t.floats().len());
+            for (i, (a, b)) in got.iter().zip(t.floats()).enumerate() {
+                assert_eq!(a.to_bits(), b.to_bits(), "element {i}: simulator {a}, interpreter {b}\n{text}");
+            }
+        }
+        crate::ptx::compile(&c.kernel, lathe_kernel::target::Target::HOPPER).unwrap_or_else(|e| panic!("{e}"));
+        c
+    }
+
+    fn module(symbols: &str, body: &str) -> String {
+        format!("module @m {{\n  compute_dtype = f32\n{symbols}  func @main {{\n{body}  }}\n}}\n")
+    }
+
+    #[test]
+    fn pointwise_ops_with_broadcasting_over_a_symbolic_shape_match_the_interpreter() {
+        let text = module(
+            "  symbol S <= 64\n",
+            "    %0 = input \"a\" : f32[S, 6]\n    %1 = input \"b\" : f32[6]\n    %2 = input \"c\" : bf16[S, 1]\n    %3 = mul %0, %1 : f32[S, 6]\n    %4 = cast %2 : f32[S, 1]\n    %5 = add %3, %4 : f32[S, 6]\n    %6 = relu %5 : f32[S, 6]\n    %7 = cast %6 : bf16[S, 6]\n    return %6, %7\n",
+        );
+        let c = check(&text, &[("S", 45)]);
+        assert_eq!(c.bindings.len(), 6, "three operands, two results, one symbol: {:?}", c.bindings);
+    }
+
+    #[test]
+    fn movement_ops_between_pointwise_ops_are_index_arithmetic() {
+        // exp-free chain: a transposed operand scaled, joined with another, sliced, squared.
+        let text = module(
+            "",
+            "    %0 = input \"x\" : f32[4, 6]\n    %1 = input \"y\" : f32[6, 3]\n    %2 = transpose %0 {perm=[1, 0]} : f32[6, 4]\n    %3 = constant 2.0 : f32[]\n    %4 = broadcast %3 : f32[6, 4]\n    %5 = mul %2, %4 : f32[6, 4]\n    %6 = concat %5, %1 {axis=1} : f32[6, 7]\n    %7 = slice %6 {axis=1, start=1, end=6} : f32[6, 5]\n    %8 = square %7 : f32[6, 5]\n    return %8\n",
+        );
+        check(&text, &[]);
+    }
+}
