@@ -525,7 +525,7 @@ fn every_group_of_the_fixtures_and_real_configs_is_compiled_or_pending_by_name()
         );
     }
     for text in &kernels {
-        let k = lathe_kernel::text::parse(text).expect("reads back");
+        let k = parse(text).expect("reads back");
         let p = ptx::compile(&k, Target::HOPPER).unwrap_or_else(|e| panic!("{e}"));
         let c = ptxas::assemble(&p.text, &k.name, Sm::Sm90).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!((c.report.spill_stores, c.report.spill_loads), (0, 0), "{:?}", c.report);
