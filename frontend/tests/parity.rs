@@ -1,4 +1,5 @@
-//! Logits of the reference interpreter against transformers on the committed tiny checkpoints.
+//! Logits of the reference interpreter against transformers on the committed small checkpoints
+//! (`*_tiny` and friends; `*_real` with real per-head sizes), made by tests/fixtures/gen.py.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -51,7 +52,7 @@ fn check(name: &str) {
     let got = got.to_f64();
     let err = lathe_tests::normwise_error(&got, &want);
     // f32 compute end to end; the budget grows with the model's depth and widest reduction and
-    // stays far under 1e-4 for these tiny models.
+    // stays far under 1e-4 for these small models.
     assert!(layers >= 2 && width >= 32, "{name}: {layers} blocks, width {width}");
     let tol = lathe_tests::model_tolerance(DType::F32, layers, width);
     assert!(tol < 1e-4);
@@ -104,4 +105,24 @@ fn nemotron_h_f16_matches_transformers() {
 #[test]
 fn nemotron_h_spellings_follow_transformers() {
     check("nemotron_h_spellings");
+}
+
+/// Real per-head sizes, so the tile paths real checkpoints take are the ones compared: attention
+/// head dim 128 with GQA 8:1 (q 1024 wide on a 512-wide stream, NoPE), Mamba head dim 80, state
+/// 128, 2 groups, chunk 128, bf16 weights; 136 tokens cross one SSD chunk boundary.
+#[test]
+fn nemotron_h_real_matches_transformers() {
+    check("nemotron_h_real");
+}
+
+/// Mamba head dim 64, state 256, one group, chunk 128, bf16 weights, 136 tokens (two chunks).
+#[test]
+fn mamba2_real_matches_transformers() {
+    check("mamba2_real");
+}
+
+/// Attention head dim 128 with RoPE (base 1e6), GQA 4:1, tied embeddings, bf16 weights, 136 tokens.
+#[test]
+fn qwen2_real_matches_transformers() {
+    check("qwen2_real");
 }
