@@ -3,6 +3,7 @@
 
 pub mod elementwise;
 pub mod pointwise;
+pub mod row_reduce;
 
 /// Why a template cannot build a group's kernel.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -455,8 +455,8 @@ fn small_kernels_match_their_normalized_ptx_snapshots() {
 
 /// Every fusion group the default pipeline (and `quantize-fp8,default`) makes of the fixtures and
 /// the real configs (shape only): compiled by its template, or pending for a named reason — no
-/// group is skipped silently. The distinct elementwise kernels are assembled by ptxas for sm_90
-/// without spills.
+/// group is skipped silently. The distinct kernels the templates make are assembled by ptxas for
+/// sm_90 without spills.
 #[test]
 fn every_group_of_the_fixtures_and_real_configs_is_compiled_or_pending_by_name() {
     use std::collections::{BTreeMap, BTreeSet};
@@ -498,6 +498,15 @@ fn every_group_of_the_fixtures_and_real_configs_is_compiled_or_pending_by_name()
                             }
                             Err(e) => format!("elementwise: pending: {e}"),
                         },
+                        KernelStrategy::RowReduce => {
+                            match lathe_codegen::templates::row_reduce::compile(&m, group, "group") {
+                                Ok(c) => {
+                                    kernels.insert(lathe_kernel::text::print(&c.kernel));
+                                    "row_reduce: compiled".to_string()
+                                }
+                                Err(e) => format!("row_reduce: pending: {e}"),
+                            }
+                        }
                         s => format!("{}: pending (its template is a later increment)", s.name()),
                     };
                     *tally.entry(key).or_default() += 1;
@@ -509,19 +518,24 @@ fn every_group_of_the_fixtures_and_real_configs_is_compiled_or_pending_by_name()
         println!("{n:>5}  {k}");
     }
     assert!(tally.get("elementwise: compiled").copied().unwrap_or(0) > 0, "{tally:#?}");
-    // What is pending is listed by name above; an elementwise group may only wait for the
-    // pointwise ops and operand kinds named here.
-    for k in tally.keys().filter(|k| k.starts_with("elementwise: pending")) {
+    assert!(tally.get("row_reduce: compiled").copied().unwrap_or(0) > 0, "{tally:#?}");
+    // What is pending is listed by name above; a group of a template that exists may only wait
+    // for the ops and forms named here.
+    for k in tally.keys().filter(|k| k.starts_with("elementwise: pending") || k.starts_with("row_reduce: pending")) {
         assert!(
             [
                 "pointwise `",
                 "not supported by the template yet: `",
                 "values in an elementwise kernel",
-                "a constant that is not a splat"
+                "a constant that is not a splat",
+                "not built around one rms_norm (",
+                "more than one row op (",
+                "a gated rms_norm",
+                "another shape than the normalized rows",
             ]
             .iter()
             .any(|p| k.contains(p)),
-            "an elementwise group pending for an unlisted reason: {k}"
+            "a group pending for an unlisted reason: {k}"
         );
     }
     for text in &kernels {
@@ -530,5 +544,5 @@ fn every_group_of_the_fixtures_and_real_configs_is_compiled_or_pending_by_name()
         let c = ptxas::assemble(&p.text, &k.name, Sm::Sm90).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!((c.report.spill_stores, c.report.spill_loads), (0, 0), "{:?}", c.report);
     }
-    println!("{} distinct elementwise kernels assembled for sm_90 without spills", kernels.len());
+    println!("{} distinct elementwise and row_reduce kernels assembled for sm_90 without spills", kernels.len());
 }

@@ -55,7 +55,7 @@ pub struct Compiled {
 }
 
 /// The register type a value of `dtype` is loaded as, and whether it widens to f32.
-fn storage(dtype: DType) -> Result<Ty, TemplateError> {
+pub(super) fn storage(dtype: DType) -> Result<Ty, TemplateError> {
     match dtype {
         DType::F32 => Ok(Ty::F32),
         DType::BF16 => Ok(Ty::Bf16),
@@ -64,15 +64,18 @@ fn storage(dtype: DType) -> Result<Ty, TemplateError> {
     }
 }
 
-struct Emit<'a> {
-    g: &'a Graph,
-    ranges: Ranges,
-    b: KernelBuilder,
-    vars: Vec<Reg>,
-    syms: HashMap<SymbolId, Reg>,
+/// The state of emitting a group's values at indices (shared by the templates).
+pub(super) struct Emit<'a> {
+    pub(super) g: &'a Graph,
+    pub(super) ranges: Ranges,
+    pub(super) b: KernelBuilder,
+    /// The registers of the iteration indices.
+    pub(super) vars: Vec<Reg>,
+    pub(super) syms: HashMap<SymbolId, Reg>,
     /// Buffer base address of each value the kernel loads.
-    bases: HashMap<ValueId, Reg>,
-    memo: HashMap<(ValueId, Vec<Expr>), Value>,
+    pub(super) bases: HashMap<ValueId, Reg>,
+    /// Values computed in the current block, by (value, index).
+    pub(super) memo: HashMap<(ValueId, Vec<Expr>), Value>,
 }
 
 /// Compiles elementwise group `f` of module `m` as kernel `name`.
@@ -88,25 +91,7 @@ pub fn compile(m: &Module, f: &Fusion, name: &str) -> Result<Compiled, TemplateE
     }
     let mut b = KernelBuilder::new(name, BLOCK);
     let mut bindings = Vec::new();
-    let mut bases = HashMap::new();
-    let mut operand = 0;
-    for &n in &g.order {
-        let node = &g.nodes[n];
-        let binding = match &node.op {
-            Op::Input(_) => {
-                operand += 1;
-                Binding::Operand(operand - 1)
-            }
-            Op::Weight(_) => Binding::Weight(node.results[0]),
-            _ => continue,
-        };
-        let v = node.results[0];
-        let dtype = g.values[v].ty.dtype;
-        storage(dtype)?;
-        let base = b.buffer(&format!("in{}", bindings.len()), dtype, BufferAccess::ReadOnly);
-        bases.insert(v, base);
-        bindings.push(binding);
-    }
+    let bases = bind_operands(g, &mut b, &mut bindings)?;
     let mut outputs = Vec::new();
     for (k, &o) in outs.iter().enumerate() {
         let dtype = g.values[o].ty.dtype;
@@ -114,14 +99,7 @@ pub fn compile(m: &Module, f: &Fusion, name: &str) -> Result<Compiled, TemplateE
         outputs.push((b.buffer(&format!("out{k}"), dtype, BufferAccess::Written), dtype));
         bindings.push(Binding::Result(k));
     }
-    let mut syms = HashMap::new();
-    for (id, _) in m.symbols.iter() {
-        let used = g.values.iter().any(|(_, v)| v.ty.shape.contains(&Dim::Sym(id)));
-        if used {
-            syms.insert(id, b.scalar(&format!("sym{}", id.index()), Ty::U64));
-            bindings.push(Binding::Symbol(id));
-        }
-    }
+    let syms = bind_symbols(m, g, &mut b, &mut bindings);
     // The thread's linear index and the element count.
     let tid = b.special(Special::Tid(Axis::X));
     let cta = b.special(Special::Ctaid(Axis::X));
@@ -184,9 +162,63 @@ pub fn compile(m: &Module, f: &Fusion, name: &str) -> Result<Compiled, TemplateE
     Ok(Compiled { kernel: inner.finish(), bindings, elements: shape })
 }
 
+/// A read-only buffer parameter for each operand (`input` node) and weight of `g`, in body
+/// order; their base registers by value.
+pub(super) fn bind_operands(
+    g: &Graph,
+    b: &mut KernelBuilder,
+    bindings: &mut Vec<Binding>,
+) -> Result<HashMap<ValueId, Reg>, TemplateError> {
+    let mut bases = HashMap::new();
+    let mut operand = 0;
+    for &n in &g.order {
+        let node = &g.nodes[n];
+        let binding = match &node.op {
+            Op::Input(_) => {
+                operand += 1;
+                Binding::Operand(operand - 1)
+            }
+            Op::Weight(_) => Binding::Weight(node.results[0]),
+            _ => continue,
+        };
+        let v = node.results[0];
+        let dtype = g.values[v].ty.dtype;
+        storage(dtype)?;
+        let base = b.buffer(&format!("in{}", bindings.len()), dtype, BufferAccess::ReadOnly);
+        bases.insert(v, base);
+        bindings.push(binding);
+    }
+    Ok(bases)
+}
+
+/// A `u64` scalar parameter for each symbol in `g`'s shapes; their registers.
+pub(super) fn bind_symbols(
+    m: &Module,
+    g: &Graph,
+    b: &mut KernelBuilder,
+    bindings: &mut Vec<Binding>,
+) -> HashMap<SymbolId, Reg> {
+    let mut syms = HashMap::new();
+    for (id, _) in m.symbols.iter() {
+        if g.values.iter().any(|(_, v)| v.ty.shape.contains(&Dim::Sym(id))) {
+            syms.insert(id, b.scalar(&format!("sym{}", id.index()), Ty::U64));
+            bindings.push(Binding::Symbol(id));
+        }
+    }
+    syms
+}
+
+/// A dimension as an operand: an immediate or its symbol's register.
+pub(super) fn dim_operand(d: &Dim, syms: &HashMap<SymbolId, Reg>) -> Operand {
+    match d {
+        Dim::Const(c) => Operand::Imm(*c),
+        Dim::Sym(s) => Operand::Reg(syms[s]),
+    }
+}
+
 impl Emit<'_> {
     /// Value `v` at multi-index `idx` (over `v`'s shape), as f32 or a predicate.
-    fn value_at(&mut self, v: ValueId, idx: Vec<Expr>) -> Result<Value, TemplateError> {
+    pub(super) fn value_at(&mut self, v: ValueId, idx: Vec<Expr>) -> Result<Value, TemplateError> {
         let key = (v, idx.clone());
         if let Some(x) = self.memo.get(&key) {
             return Ok(*x);
@@ -280,7 +312,21 @@ impl Emit<'_> {
                 .collect();
             vals.push(self.value_at(a, aidx)?);
         }
-        pointwise::emit(&mut self.b, &op, &vals).map_err(|e| TemplateError::Unsupported(e.to_string()))
+        let x = pointwise::emit(&mut self.b, &op, &vals).map_err(|e| TemplateError::Unsupported(e.to_string()))?;
+        // The interpreter holds every value in its dtype: a narrow intermediate is rounded.
+        Ok(self.round(x, self.g.values[v].ty.dtype))
+    }
+
+    /// `x` rounded to `dtype`'s precision (and back to f32), as the interpreter stores it.
+    pub(super) fn round(&mut self, x: Value, dtype: DType) -> Value {
+        let ty = match (x, dtype) {
+            (Value::F32(_), DType::BF16) => Ty::Bf16,
+            (Value::F32(_), DType::F16) => Ty::F16,
+            _ => return x,
+        };
+        let Value::F32(r) = x else { return x };
+        let n = self.b.cvt(ty, Ty::F32, Some(lathe_kernel::ir::Rounding::Rn), false, r);
+        Value::F32(self.b.cvt(Ty::F32, ty, None, false, n))
     }
 }
 

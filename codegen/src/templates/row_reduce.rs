@@ -1,0 +1,377 @@
+//! The `row_reduce` template, first form: a group built around one RMSNorm (plain or group norm,
+//! ungated), with pointwise prologues (computing its input and weight), epilogues (on its
+//! result) and `amax` epilogue reductions (each a per-thread running maximum, a warp `redux`,
+//! and one atomic max per warp into a zeroed `f32[]`).
+//!
+//! **What one CTA computes**: one normalization group of one row — `d / groups` elements of the
+//! last axis — so the grid is `rows · groups` CTAs of 256 threads. **Tiling**: thread `t` takes
+//! elements `t, t + 256, …` (consecutive threads, consecutive elements: coalesced). **Passes**:
+//! one to sum the squares (each thread in a register, then the warps by shuffles and the CTA
+//! through 32 bytes of shared memory behind one barrier), one to scale and run the epilogue;
+//! the input is computed (or loaded) in both passes rather than kept, so a long row needs no
+//! shared memory. **Memory traffic**: the input read twice (the second time from L2), the weight
+//! once, each result written once. **Cost model**: `bytes = 2·input + weight + results`.
+//!
+//! Numerics: the scale is `1 / sqrt(Σx²/n + eps)` with IEEE `sqrt` and division, as the
+//! interpreter computes it; the squares are summed in a different order (per thread, then a
+//! butterfly, then the warps), so results agree with the interpreter within the shared
+//! tolerance for a reduction of the group's length, not bit for bit.
+
+use std::collections::HashMap;
+
+use lathe_ir::ops::Fusion;
+use lathe_ir::{Dim, Op, ValueId};
+use lathe_kernel::build::{f32_imm, KernelBuilder};
+use lathe_kernel::ir::{
+    Access as BufferAccess, Axis, BinOp, Inst, Kernel, Operand, Reg, ShflMode, Space, Special, Ty, UnOp,
+};
+
+use super::elementwise::{bind_operands, bind_symbols, dim_operand, storage, Binding, Emit};
+use super::pointwise::Value;
+use super::TemplateError;
+use crate::group::index::{Expr, Ranges};
+
+/// Threads per CTA.
+pub const BLOCK: u32 = 256;
+
+/// A compiled row-reduce group.
+#[derive(Debug, Clone)]
+pub struct Compiled {
+    /// The kernel.
+    pub kernel: Kernel,
+    /// What each kernel parameter is, in order.
+    pub bindings: Vec<Binding>,
+    /// The launch: `∏ rows · groups` CTAs (`rows`: the input's leading dimensions) of [`BLOCK`].
+    pub rows: Vec<Dim>,
+    /// Normalization groups per row.
+    pub groups: u64,
+}
+
+fn unsupported(what: impl Into<String>) -> TemplateError {
+    TemplateError::Unsupported(what.into())
+}
+
+/// Compiles row-reduce group `f` of module `m` as kernel `name`, when it is one ungated RMSNorm
+/// with pointwise neighbours.
+// The builder's block closures return nothing: an immediately called closure inside each one
+// collects the block's error with `?`.
+#[allow(clippy::redundant_closure_call)]
+pub fn compile(m: &lathe_ir::Module, f: &Fusion, name: &str) -> Result<Compiled, TemplateError> {
+    let g = &f.body;
+    let norms: Vec<_> = g.order.iter().copied().filter(|&n| matches!(g.nodes[n].op, Op::RmsNorm(_))).collect();
+    // `amax` epilogue reductions ride along (each a running max, one atomic per warp).
+    let rows_ops = g
+        .order
+        .iter()
+        .filter(|&&n| lathe_passes::strategy::is_row_op(&g.nodes[n].op) && !matches!(g.nodes[n].op, Op::Amax))
+        .count();
+    let amaxes: Vec<(ValueId, ValueId)> = g
+        .order
+        .iter()
+        .filter(|&&n| matches!(g.nodes[n].op, Op::Amax))
+        .map(|&n| (g.nodes[n].args[0], g.nodes[n].results[0]))
+        .collect();
+    let [norm] = norms.as_slice() else {
+        let names: Vec<&str> = g
+            .order
+            .iter()
+            .filter(|&&n| lathe_passes::strategy::is_row_op(&g.nodes[n].op))
+            .map(|&n| g.nodes[n].op.name())
+            .collect();
+        return Err(unsupported(format!("a row_reduce group not built around one rms_norm ({})", names.join(", "))));
+    };
+    if rows_ops != 1 {
+        let names: Vec<&str> = g
+            .order
+            .iter()
+            .filter(|&&n| lathe_passes::strategy::is_row_op(&g.nodes[n].op))
+            .map(|&n| g.nodes[n].op.name())
+            .collect();
+        return Err(unsupported(format!("a row_reduce group with more than one row op ({})", names.join(", "))));
+    }
+    let node = &g.nodes[*norm];
+    let Op::RmsNorm(attrs) = &node.op else { return Err(unsupported("rms_norm")) };
+    if node.args.len() > 2 {
+        return Err(unsupported("a gated rms_norm (needs silu: the pointwise emitter's exp)"));
+    }
+    let (x, w, y) = (node.args[0], node.args[1], node.results[0]);
+    let shape = g.values[x].ty.shape.clone();
+    let Some(Dim::Const(d)) = shape.last().copied() else {
+        return Err(unsupported("an rms_norm over a symbolic last axis"));
+    };
+    let groups = attrs.groups.max(1);
+    let gs = d / groups;
+    let is_amax = |v: ValueId| amaxes.iter().any(|&(_, r)| r == v);
+    let outs: Vec<ValueId> = g.outputs.iter().map(|o| o.value).filter(|&v| !is_amax(v)).collect();
+    if outs.iter().any(|&o| g.values[o].ty.shape != shape) {
+        return Err(unsupported("a row_reduce result of another shape than the normalized rows"));
+    }
+    if amaxes.iter().any(|&(a, r)| g.values[a].ty.shape != shape || !g.outputs.iter().any(|o| o.value == r)) {
+        return Err(unsupported("an amax of another shape, or not a result"));
+    }
+    let mut b = KernelBuilder::new(name, BLOCK);
+    let mut bindings = Vec::new();
+    let bases = bind_operands(g, &mut b, &mut bindings)?;
+    let mut outputs = Vec::new();
+    let mut amax_bufs = Vec::new();
+    for (k, o) in g.outputs.iter().enumerate() {
+        let dtype = g.values[o.value].ty.dtype;
+        storage(dtype)?;
+        let buf = b.buffer(&format!("out{k}"), dtype, BufferAccess::Written);
+        match amaxes.iter().find(|&&(_, r)| r == o.value) {
+            // An f32[] the launch's scratch rule zeroes; the kernel raises it with atomics.
+            Some(&(arg, _)) => amax_bufs.push((arg, buf)),
+            None => outputs.push((buf, dtype)),
+        }
+        bindings.push(Binding::Result(k));
+    }
+    let syms = bind_symbols(m, g, &mut b, &mut bindings);
+    let lead = &shape[..shape.len() - 1];
+    let rank = shape.len();
+    // This CTA's row (as a multi-index over the leading dimensions) and group.
+    let cta = b.special(Special::Ctaid(Axis::X));
+    let tid = b.special(Special::Tid(Axis::X));
+    let c64 = b.cvt(Ty::U64, Ty::U32, None, false, cta);
+    let grp = b.bin(BinOp::Rem, Ty::U64, c64, Operand::Imm(groups));
+    let mut rest = Operand::Reg(b.bin(BinOp::Div, Ty::U64, c64, Operand::Imm(groups)));
+    let mut vars = vec![Reg(0); rank];
+    for (k, dd) in lead.iter().enumerate().rev() {
+        if k == 0 {
+            vars[0] = b.mov(Ty::U64, rest);
+        } else {
+            let dop = dim_operand(dd, &syms);
+            vars[k] = b.bin(BinOp::Rem, Ty::U64, rest, dop);
+            rest = Operand::Reg(b.bin(BinOp::Div, Ty::U64, rest, dop));
+        }
+    }
+    let col = b.reg(Ty::U64);
+    vars[rank - 1] = col;
+    let first = b.bin(BinOp::Mul, Ty::U64, grp, Operand::Imm(gs));
+    let t64 = b.cvt(Ty::U64, Ty::U32, None, false, tid);
+    let trips = gs.div_ceil(u64::from(BLOCK));
+    let ranges = Ranges::of(m, &shape);
+    let idx: Vec<Expr> = (0..rank).map(Expr::Var).collect();
+    let mut e = Emit { g, ranges, b, vars, syms, bases, memo: HashMap::new() };
+
+    // Pass 1: each thread's sum of squares.
+    let acc = e.b.mov(Ty::F32, f32_imm(0.0));
+    let mut err = Ok(());
+    {
+        let mut outer = std::mem::replace(&mut e.b, KernelBuilder::new("scratch", 1));
+        outer.for_count(Operand::Imm(trips), |b, i| {
+            std::mem::swap(&mut e.b, b);
+            err = (|| {
+                let i64r = e.b.cvt(Ty::U64, Ty::U32, None, false, i);
+                let j = e.b.fma(Ty::U64, i64r, Operand::Imm(u64::from(BLOCK)), t64);
+                let inb = e.b.setp(lathe_kernel::ir::Cmp::Lt, Ty::U64, j, Operand::Imm(gs));
+                // Out-of-row trips read element 0 of the group and add nothing.
+                let jc = e.b.selp(Ty::U64, j, Operand::Imm(0), inb);
+                e.b.push(Inst::Binary { op: BinOp::Add, ty: Ty::U64, dst: col, a: first.into(), b: jc.into() });
+                e.memo.clear();
+                let Value::F32(v) = e.value_at(x, idx.clone())? else { return Err(unsupported("a predicate input")) };
+                let sq = e.b.bin(BinOp::Mul, Ty::F32, v, v);
+                let sq = e.b.selp(Ty::F32, sq, f32_imm(0.0), inb);
+                e.b.push(Inst::Binary { op: BinOp::Add, ty: Ty::F32, dst: acc, a: acc.into(), b: sq.into() });
+                Ok(())
+            })();
+            e.memo.clear();
+            std::mem::swap(&mut e.b, b);
+        });
+        e.b = outer;
+    }
+    std::mem::replace(&mut err, Ok(()))?;
+    // The warp's sum by a butterfly, then the CTA's through shared memory.
+    let mut s = acc;
+    for dist in [16u64, 8, 4, 2, 1] {
+        let o = e.b.shfl(ShflMode::Bfly, s, Operand::Imm(dist));
+        s = e.b.bin(BinOp::Add, Ty::F32, s, o);
+    }
+    let slots = e.b.shared(4 * (BLOCK / 32), 16);
+    let lane = e.b.special(Special::LaneId);
+    let warp = e.b.bin(BinOp::Div, Ty::U32, tid, Operand::Imm(32));
+    let lane0 = e.b.setp(lathe_kernel::ir::Cmp::Eq, Ty::U32, lane, Operand::Imm(0));
+    let wofs = e.b.cvt(Ty::U64, Ty::U32, None, false, warp);
+    let wofs = e.b.fma(Ty::U64, wofs, Operand::Imm(4), Operand::Imm(u64::from(slots)));
+    {
+        let mut outer = std::mem::replace(&mut e.b, KernelBuilder::new("scratch", 1));
+        outer.if_then(lane0, |b| b.st(Space::Shared, Ty::F32, wofs, 0, &[s.into()]));
+        e.b = outer;
+    }
+    e.b.bar();
+    let total = e.b.mov(Ty::F32, f32_imm(0.0));
+    for w in 0..BLOCK / 32 {
+        let v = e.b.ld1(Space::Shared, Ty::F32, Operand::Imm(u64::from(slots + 4 * w)), 0);
+        e.b.push(Inst::Binary { op: BinOp::Add, ty: Ty::F32, dst: total, a: total.into(), b: v.into() });
+    }
+    // scale = 1 / sqrt(Σx²/n + eps), IEEE.
+    let mean = e.b.bin(BinOp::Div, Ty::F32, total, f32_imm(gs as f32));
+    let var = e.b.bin(BinOp::Add, Ty::F32, mean, f32_imm(attrs.eps as f32));
+    let root = e.b.un(UnOp::Sqrt, Ty::F32, var);
+    let scale = e.b.bin(BinOp::Div, Ty::F32, f32_imm(1.0), root);
+
+    // Running |max| of each amax operand, as the bits of a non-negative f32 (ordered as u32).
+    let maxima: Vec<Reg> = amax_bufs.iter().map(|_| e.b.mov(Ty::U32, Operand::Imm(0))).collect();
+
+    // Pass 2: scale, weight, epilogue, store.
+    {
+        let mut outer = std::mem::replace(&mut e.b, KernelBuilder::new("scratch", 1));
+        outer.for_count(Operand::Imm(trips), |b, i| {
+            std::mem::swap(&mut e.b, b);
+            err = (|| {
+                let i64r = e.b.cvt(Ty::U64, Ty::U32, None, false, i);
+                let j = e.b.fma(Ty::U64, i64r, Operand::Imm(u64::from(BLOCK)), t64);
+                let inb = e.b.setp(lathe_kernel::ir::Cmp::Lt, Ty::U64, j, Operand::Imm(gs));
+                let mut body_err = Ok(());
+                let mut outer2 = std::mem::replace(&mut e.b, KernelBuilder::new("scratch", 1));
+                outer2.if_then(inb, |b2| {
+                    std::mem::swap(&mut e.b, b2);
+                    body_err = (|| {
+                        e.b.push(Inst::Binary { op: BinOp::Add, ty: Ty::U64, dst: col, a: first.into(), b: j.into() });
+                        e.memo.clear();
+                        let Value::F32(v) = e.value_at(x, idx.clone())? else {
+                            return Err(unsupported("a predicate input"));
+                        };
+                        let Value::F32(wv) = e.value_at(w, vec![Expr::Var(rank - 1)])? else {
+                            return Err(unsupported("a predicate weight"));
+                        };
+                        // v · scale · w, in the interpreter's order.
+                        let t = e.b.bin(BinOp::Mul, Ty::F32, v, scale);
+                        let r = e.b.bin(BinOp::Mul, Ty::F32, t, wv);
+                        let r = e.round(Value::F32(r), e.g.values[y].ty.dtype);
+                        e.memo.insert((y, idx.clone()), r);
+                        for (&o, &(buf, dtype)) in outs.iter().zip(&outputs) {
+                            let Value::F32(out) = e.value_at(o, idx.clone())? else {
+                                return Err(unsupported("a predicate result"));
+                            };
+                            // Element (row, col) of a row-major result.
+                            let flat = crate::group::index::linearize(&idx, &shape);
+                            let flat = crate::group::index::emit(&mut e.b, &flat, &e.vars, &e.syms)
+                                .map_err(|x| unsupported(x.to_string()))?;
+                            let off = e.b.bin(BinOp::Mul, Ty::U64, flat, Operand::Imm(dtype.size_bytes() as u64));
+                            let addr = e.b.bin(BinOp::Add, Ty::U64, buf, off);
+                            let ty = storage(dtype)?;
+                            let st = if ty == Ty::F32 {
+                                out
+                            } else {
+                                e.b.cvt(ty, Ty::F32, Some(lathe_kernel::ir::Rounding::Rn), false, out)
+                            };
+                            e.b.st(Space::Global, ty, addr, 0, &[st.into()]);
+                        }
+                        for (&(arg, _), &mx) in amax_bufs.iter().zip(&maxima) {
+                            let Value::F32(v) = e.value_at(arg, idx.clone())? else {
+                                return Err(unsupported("an amax of a predicate"));
+                            };
+                            let a = e.b.un(UnOp::Abs, Ty::F32, v);
+                            let bits = e.b.mov(Ty::B32, a);
+                            e.b.push(Inst::Binary {
+                                op: BinOp::Max,
+                                ty: Ty::U32,
+                                dst: mx,
+                                a: mx.into(),
+                                b: bits.into(),
+                            });
+                        }
+                        Ok(())
+                    })();
+                    e.memo.clear();
+                    std::mem::swap(&mut e.b, b2);
+                });
+                e.b = outer2;
+                body_err
+            })();
+            std::mem::swap(&mut e.b, b);
+        });
+        e.b = outer;
+    }
+    err?;
+    // Each warp's maximum, raised into the result by its lane 0 (integer max of non-negative
+    // f32 bits: the same in every order; a NaN, whose bits are the largest, wins as the
+    // interpreter's NaN does).
+    for (&(_, buf), &mx) in amax_bufs.iter().zip(&maxima) {
+        let w = e.b.redux(BinOp::Max, Ty::U32, mx);
+        let mut outer = std::mem::replace(&mut e.b, KernelBuilder::new("scratch", 1));
+        outer.if_then(lane0, |b| b.red(Space::Global, BinOp::Max, Ty::U32, buf, 0, w));
+        e.b = outer;
+    }
+    Ok(Compiled { kernel: e.b.finish(), bindings, rows: lead.to_vec(), groups })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use lathe_interp::tensor::Tensor;
+    use lathe_interp::SyntheticOnly;
+    use lathe_ir::ops::KernelStrategy;
+    use lathe_ir::text::parse_module;
+    use lathe_ir::DType;
+    use lathe_kernel::sim::{run, Arg, Launch, Options};
+
+    use super::*;
+
+    /// Runs the group `main` of `text` (operands `x`, `r`, `w` in that order) in the simulator and
+    /// in the interpreter with `s` rows, and compares every result with the shared tolerance of a
+    /// reduction over one normalization group.
+    fn check(text: &str, s: usize, d: usize) {
+        let m = parse_module(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        lathe_ir::verify::verify(&m).unwrap_or_else(|e| panic!("{e:?}"));
+        let g = m.functions.first().expect("a function").graph.clone();
+        let f = Fusion { strategy: KernelStrategy::RowReduce, body: g.clone() };
+        lathe_passes::strategy::classify(&m, &f).expect("a row_reduce group");
+        let c = compile(&m, &f, "norm").unwrap_or_else(|e| panic!("{e}"));
+        let mut rng = lathe_tests::Rng::new(7);
+        let mut vals = |n: usize| (0..n).map(|_| rng.uniform(-2.0, 2.0) as f32).collect::<Vec<f32>>();
+        let (x, r, w) = (vals(s * d), vals(s * d), vals(d));
+        let bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+        let operands = [bytes(&x), bytes(&r), bytes(&w)];
+        let mut args = Vec::new();
+        let mut results = Vec::new();
+        for b in &c.bindings {
+            args.push(match b {
+                Binding::Operand(k) => Arg::Buffer(operands[*k].clone()),
+                Binding::Result(k) => {
+                    results.push(args.len());
+                    let scalar = g.values[g.outputs[*k].value].ty.shape.is_empty();
+                    Arg::Buffer(vec![0; if scalar { 4 } else { s * d * 4 }])
+                }
+                Binding::Symbol(_) => Arg::Scalar(s as u64),
+                Binding::Weight(_) => panic!("no weights here"),
+            });
+        }
+        let launch = Launch { grid: [(s as u64 * c.groups) as u32, 1, 1], block: [BLOCK, 1, 1] };
+        run(&c.kernel, &launch, &mut args, &Options::default())
+            .unwrap_or_else(|e| panic!("{e}\n{}", lathe_kernel::text::print(&c.kernel)));
+        let inputs = HashMap::from([
+            ("x".to_string(), Tensor::from_f32(DType::F32, vec![s, d], x)),
+            ("r".to_string(), Tensor::from_f32(DType::F32, vec![s, d], r)),
+            ("w".to_string(), Tensor::from_f32(DType::F32, vec![d], w)),
+        ]);
+        let want = lathe_interp::run(&m, "main", &inputs, &SyntheticOnly).expect("the interpreter runs");
+        let gs = d / c.groups as usize;
+        for (&slot, (name, t)) in results.iter().zip(&want) {
+            let Arg::Buffer(b) = &args[slot] else { panic!("a buffer") };
+            let got: Vec<f64> =
+                b.chunks_exact(4).map(|c| f64::from(f32::from_le_bytes([c[0], c[1], c[2], c[3]]))).collect();
+            lathe_tests::assert_close(&format!("result {name}"), &got, &t.to_f64(), DType::F32, gs);
+        }
+        crate::ptx::compile(&c.kernel, lathe_kernel::target::Target::HOPPER).unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    fn module(d: usize, groups: usize) -> String {
+        format!(
+            "module @m {{\n  compute_dtype = f32\n  symbol S <= 16\n  func @main {{\n    %0 = input \"x\" : f32[S, {d}]\n    %1 = input \"r\" : f32[S, {d}]\n    %2 = input \"w\" : f32[{d}]\n    %3 = add %0, %1 : f32[S, {d}]\n    %4 = rms_norm %3, %2 {{eps=1e-5, groups={groups}}} : f32[S, {d}]\n    %5 = mul %4, %0 : f32[S, {d}]\n    %6 = amax %5 : f32[]\n    return %3, %5, %6\n  }}\n}}\n"
+        )
+    }
+
+    #[test]
+    fn a_residual_add_rms_norm_its_epilogue_and_amax_match_the_interpreter() {
+        // 640 elements: three trips of 256 threads, the last ragged.
+        check(&module(640, 1), 5, 640);
+    }
+
+    #[test]
+    fn a_group_norm_normalizes_each_group_on_its_own_cta() {
+        // 4 groups of 96: fewer elements than threads per CTA.
+        check(&module(384, 4), 3, 384);
+    }
+}
