@@ -16,6 +16,7 @@
 pub mod group;
 pub mod ptx;
 pub mod ptxas;
+pub mod simrun;
 pub mod templates;
 
 /// What can go wrong turning a kernel into PTX or CUBIN.

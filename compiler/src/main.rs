@@ -90,9 +90,18 @@ enum Command {
         /// are not read).
         #[arg(long)]
         shape_only: bool,
-        /// Where to run: `cpu` (the reference interpreter); `sim` and `cuda` arrive with codegen.
+        /// Where to run: `cpu` (the reference interpreter) or `sim` (the program scheduled by
+        /// the pipeline — `default` unless `--pipeline` names one — and the groups that have
+        /// templates compiled and run in the SIMT simulator, the others in the interpreter);
+        /// `cuda` arrives with the runtime.
         #[arg(long, default_value = "cpu")]
         backend: String,
+        /// With `--backend sim`: fail if any group has no template (ran in the interpreter).
+        #[arg(long)]
+        strict: bool,
+        /// With `--backend sim`: print where each group ran (stderr).
+        #[arg(long)]
+        verbose: bool,
         /// The pipeline that runs before the interpreter (`default` keeps f32/bf16 numerics).
         #[command(flatten)]
         pipeline: opt::PipelineArgs,
@@ -261,15 +270,29 @@ fn run(cli: Cli) -> Result<(), CliError> {
             print!("{}", lathe_ir::manual::render());
             Ok(())
         }
-        Command::Eval { model, tokens, out, shape_only, backend, pipeline } => {
-            if backend != "cpu" {
-                return Err(CliError::input(format!(
-                    "--backend {backend}: not available yet (only `cpu`, the reference interpreter)"
-                )));
+        Command::Eval { model, tokens, out, shape_only, backend, strict, verbose, pipeline } => {
+            let backend = match backend.as_str() {
+                "cpu" => model::Backend::Cpu,
+                "sim" => model::Backend::Sim { strict, verbose },
+                other => {
+                    return Err(CliError::input(format!(
+                        "--backend {other}: not available (`cpu`, the reference interpreter, or `sim`, compiled \
+                         groups in the SIMT simulator; `cuda` arrives with the runtime)"
+                    )))
+                }
+            };
+            if (strict || verbose) && backend == model::Backend::Cpu {
+                return Err(CliError::input("--strict and --verbose go with --backend sim"));
             }
             error::refuse_overwrite(&out, "--out", &error::model_inputs(&model))?;
             let tokens = model::parse_tokens(&tokens)?;
-            let logits = model::eval(&model, &tokens, &pipeline, shape_only)?;
+            // The simulator runs compiled groups: without a pipeline named, the default one
+            // schedules the program into them.
+            let mut pipeline = pipeline;
+            if backend != model::Backend::Cpu && pipeline.pipeline.is_empty() {
+                pipeline.pipeline = "default".into();
+            }
+            let logits = model::eval(&model, &tokens, &pipeline, shape_only, backend)?;
             tensors::write_tensors(&out, &[("logits".to_string(), logits)])
         }
         Command::Bench { model, prompt, decode, runs, backend, json, profile, shape_only, pipeline } => {

@@ -88,12 +88,27 @@ pub fn parse_tokens(text: &str) -> Result<Vec<i64>, CliError> {
     Ok(toks)
 }
 
+/// Where `eval` runs the program.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The reference interpreter.
+    Cpu,
+    /// Groups with templates compiled and run in the SIMT simulator, the rest interpreted.
+    Sim {
+        /// Fail if any group ran in the interpreter.
+        strict: bool,
+        /// Print where each group ran.
+        verbose: bool,
+    },
+}
+
 /// Runs the pipeline, then the `eval` program on `tokens`, and returns `logits` as f32 `[len, vocab]`.
 pub fn eval(
     dir: &Path,
     tokens: &[i64],
     pipeline: &crate::opt::PipelineArgs,
     shape_only: bool,
+    backend: Backend,
 ) -> Result<Tensor, CliError> {
     let opts =
         ImportOptions { max_batch: 1, max_seq: Some(tokens.len() as u64), compute_dtype: DType::F32, shape_only };
@@ -123,8 +138,48 @@ pub fn eval(
     let mut inputs = HashMap::new();
     inputs.insert(tokens_input.name.clone(), Tensor::from_i64(DType::I64, vec![1, tokens.len()], tokens.to_vec()));
     let loader = CheckpointLoader { checkpoint: imp.checkpoint.as_ref() };
-    let out = lathe_interp::run(&imp.module, &f.name, &inputs, &loader)
-        .map_err(|e| CliError::input(format!("{}: {e}", dir.display())))?;
+    let out = match backend {
+        Backend::Cpu => lathe_interp::run(&imp.module, &f.name, &inputs, &loader)
+            .map_err(|e| CliError::input(format!("{}: {e}", dir.display())))?,
+        Backend::Sim { strict, verbose } => {
+            let (out, reports) = lathe_codegen::simrun::run_function(&imp.module, &f.name, &inputs, &loader)
+                .map_err(|e| CliError::input(format!("{}: {e}", dir.display())))?;
+            let interpreted: Vec<&lathe_codegen::simrun::GroupReport> =
+                reports.iter().filter(|r| r.interpreted.is_some()).collect();
+            if verbose {
+                for r in &reports {
+                    match &r.interpreted {
+                        None => eprintln!(
+                            "group {:>4} {:<16} simulator ({} warp instructions)",
+                            r.index,
+                            r.strategy.name(),
+                            r.instructions
+                        ),
+                        Some(why) => eprintln!("group {:>4} {:<16} interpreter: {why}", r.index, r.strategy.name()),
+                    }
+                }
+                eprintln!(
+                    "{} of {} groups ran in the simulator, {} in the interpreter",
+                    reports.len() - interpreted.len(),
+                    reports.len(),
+                    interpreted.len()
+                );
+            }
+            if strict {
+                if let Some(r) = interpreted.first() {
+                    return Err(CliError::input(format!(
+                        "--strict: {} of {} groups have no template; the first, group {} ({}): {}",
+                        interpreted.len(),
+                        reports.len(),
+                        r.index,
+                        r.strategy.name(),
+                        r.interpreted.as_deref().unwrap_or("")
+                    )));
+                }
+            }
+            out
+        }
+    };
     let (_, logits) = out.into_iter().nth(logits_at).ok_or_else(|| CliError::internal("eval returned no logits"))?;
     let shape = vec![tokens.len(), vocab];
     Ok(Tensor { dtype: logits.dtype, shape, data: logits.data })

@@ -1,0 +1,355 @@
+//! Running a scheduled function with its groups compiled: the `--backend sim` executor.
+//!
+//! The function's top level is data nodes and fusion groups. Each group whose template accepts
+//! it (`elementwise`, `row_reduce` today) is compiled to kernel IR and run in the SIMT simulator
+//! on the group's operands — symbols bound from the operands' shapes, weights loaded through the
+//! same loader as the interpreter's, tensors passed as bytes of their dtypes; every other group
+//! runs in the reference interpreter (its body as a function of a derived module). Both write the
+//! same `Tensor`s, so any mix of the two computes the function. The report says which ran where,
+//! and why a group was not compiled.
+
+use std::collections::HashMap;
+
+use lathe_interp::tensor::{Data, Tensor};
+use lathe_interp::{Session, WeightLoader};
+use lathe_ir::ops::{Fusion, KernelStrategy};
+use lathe_ir::program::Stage;
+use lathe_ir::{DType, Dim, Function, Graph, Module, Op, SymbolId, ValueId};
+use lathe_kernel::sim::{run, Arg, Launch, Options};
+
+use crate::templates::elementwise::{self, Binding};
+use crate::templates::row_reduce;
+
+/// A function's results, by name.
+pub type Outputs = Vec<(String, Tensor)>;
+
+/// Where one group ran.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupReport {
+    /// The group's position among the function's groups.
+    pub index: usize,
+    /// Its strategy.
+    pub strategy: KernelStrategy,
+    /// `None`: compiled and run in the simulator; else why it ran in the interpreter.
+    pub interpreted: Option<String>,
+    /// Warp instructions the simulator executed for it.
+    pub instructions: u64,
+}
+
+/// What can go wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum SimRunError {
+    /// The interpreter failed (on a group or a data node).
+    #[error("interpreter: {0}")]
+    Interp(String),
+    /// The simulator reported an error in a compiled group (a code generator bug, or bad input).
+    #[error("group {group} ({strategy}) in the simulator: {message}")]
+    Sim {
+        /// The group.
+        group: usize,
+        /// Its strategy.
+        strategy: &'static str,
+        /// The simulator's error.
+        message: String,
+    },
+    /// Something about the function this executor does not handle.
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// A group compiled by a template: its kernel, bindings and launch.
+enum Compiled {
+    Elementwise(elementwise::Compiled),
+    RowReduce(row_reduce::Compiled),
+}
+
+/// Tries the template of group `f`.
+fn compile(m: &Module, f: &Fusion, name: &str) -> Result<Compiled, String> {
+    match f.strategy {
+        KernelStrategy::Elementwise => {
+            elementwise::compile(m, f, name).map(Compiled::Elementwise).map_err(|e| e.to_string())
+        }
+        KernelStrategy::RowReduce => {
+            row_reduce::compile(m, f, name).map(Compiled::RowReduce).map_err(|e| e.to_string())
+        }
+        s => Err(format!("no {} template yet", s.name())),
+    }
+}
+
+/// The bytes of `t` as stored in its dtype.
+fn encode(t: &Tensor) -> Result<Vec<u8>, SimRunError> {
+    Ok(match (&t.data, t.dtype) {
+        (Data::F(v), DType::F32) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        (Data::F(v), DType::BF16) => {
+            v.iter().flat_map(|x| lathe_numerics::f32_to_bf16_bits(*x).to_le_bytes()).collect()
+        }
+        (Data::F(v), DType::F16) => v.iter().flat_map(|x| lathe_numerics::f32_to_f16_bits(*x).to_le_bytes()).collect(),
+        (_, d) => return Err(SimRunError::Unsupported(format!("a {d} tensor as a kernel operand"))),
+    })
+}
+
+/// A tensor of `dtype` and `shape` from its bytes.
+fn decode(dtype: DType, shape: Vec<usize>, bytes: &[u8]) -> Result<Tensor, SimRunError> {
+    let values: Vec<f32> = match dtype {
+        DType::F32 => bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+        DType::BF16 => {
+            bytes.chunks_exact(2).map(|c| lathe_numerics::bf16_bits_to_f32(u16::from_le_bytes([c[0], c[1]]))).collect()
+        }
+        DType::F16 => {
+            bytes.chunks_exact(2).map(|c| lathe_numerics::f16_bits_to_f32(u16::from_le_bytes([c[0], c[1]]))).collect()
+        }
+        d => return Err(SimRunError::Unsupported(format!("a {d} kernel result"))),
+    };
+    Ok(Tensor::from_f32(dtype, shape, values))
+}
+
+/// Runs function `func` of scheduled module `m` on `inputs`: compiled groups in the simulator,
+/// the others in the interpreter. The function's results (as the interpreter names them) and
+/// where each group ran.
+pub fn run_function(
+    m: &Module,
+    func: &str,
+    inputs: &HashMap<String, Tensor>,
+    loader: &dyn WeightLoader,
+) -> Result<(Outputs, Vec<GroupReport>), SimRunError> {
+    let f = m.function(func).ok_or_else(|| SimRunError::Unsupported(format!("no function `{func}`")))?;
+    let g = &f.graph;
+    // The symbols' values, from the function's inputs.
+    let mut top_syms: HashMap<SymbolId, u64> = HashMap::new();
+    for &n in &g.order {
+        if let Op::Input(i) = &g.nodes[n].op {
+            if let Some(t) = inputs.get(&i.name) {
+                for (d, &size) in i.ty.shape.iter().zip(&t.shape) {
+                    if let Dim::Sym(s) = d {
+                        top_syms.insert(*s, size as u64);
+                    }
+                }
+            }
+        }
+    }
+    let bound: Vec<(SymbolId, u64)> = top_syms.iter().map(|(s, v)| (*s, *v)).collect();
+    // The groups as functions of a derived module, for the ones the interpreter runs.
+    let mut derived = m.clone();
+    derived.stage = Stage::Graph;
+    // A body may use a symbol no operand of it binds (a broadcast to the batch): an extra input
+    // per bound symbol, of that length, binds it.
+    let with_symbols = |mut body: Graph| {
+        for (s, _) in &bound {
+            let ty = lathe_ir::TensorType { dtype: DType::F32, shape: vec![Dim::Sym(*s)] };
+            let input = lathe_ir::ops::Input { name: format!("__sym{}", s.index()), ty: ty.clone(), role: None };
+            body.push_node(Op::Input(input), Vec::new(), vec![ty]);
+        }
+        body
+    };
+    let mut names = Vec::new();
+    let mut loose: HashMap<lathe_ir::NodeId, String> = HashMap::new();
+    for &n in &g.order {
+        let node = &g.nodes[n];
+        match &node.op {
+            Op::Fusion(fu) => {
+                let name = format!("__group{}", names.len());
+                derived.functions.push(Function::new(name.clone(), with_symbols(fu.body.clone())));
+                names.push(name);
+            }
+            Op::Input(_) | Op::Weight(_) => {}
+            op => {
+                // A node outside any group (a view between groups): one node of its own.
+                let mut body = Graph::default();
+                let args: Vec<ValueId> = node
+                    .args
+                    .iter()
+                    .enumerate()
+                    .map(|(k, a)| {
+                        let ty = g.values[*a].ty.clone();
+                        let input = lathe_ir::ops::Input { name: format!("a{k}"), ty: ty.clone(), role: None };
+                        body.push_node(Op::Input(input), Vec::new(), vec![ty])[0]
+                    })
+                    .collect();
+                let types = node.results.iter().map(|r| g.values[*r].ty.clone()).collect();
+                let results = body.push_node(op.clone(), args, types);
+                body.outputs =
+                    results.iter().enumerate().map(|(k, v)| lathe_ir::Output::new(format!("r{k}"), *v)).collect();
+                let name = format!("__node{}", loose.len());
+                derived.functions.push(Function::new(name.clone(), with_symbols(body)));
+                loose.insert(n, name);
+            }
+        }
+    }
+    let mut session = Session::new(&derived, loader).map_err(|e| SimRunError::Interp(e.to_string()))?;
+    let mut env: HashMap<ValueId, Tensor> = HashMap::new();
+    let mut reports = Vec::new();
+    let mut index = 0;
+    for &n in &g.order {
+        let node = &g.nodes[n];
+        match &node.op {
+            Op::Input(i) => {
+                let t =
+                    inputs.get(&i.name).ok_or_else(|| SimRunError::Unsupported(format!("no input `{}`", i.name)))?;
+                env.insert(node.results[0], t.clone());
+            }
+            Op::Weight(w) => {
+                let weight = m.weights.get(*w).ok_or_else(|| SimRunError::Unsupported("an unknown weight".into()))?;
+                env.insert(node.results[0], loader.load(weight).map_err(SimRunError::Interp)?);
+            }
+            Op::Fusion(fu) => {
+                let args: Vec<&Tensor> = node
+                    .args
+                    .iter()
+                    .map(|a| env.get(a).ok_or_else(|| SimRunError::Unsupported("an operand computed later".into())))
+                    .collect::<Result<_, _>>()?;
+                let (outs, report) = match compile(m, fu, &format!("group{index}")) {
+                    Ok(c) => {
+                        let (outs, instructions) = simulate(m, fu, &c, &args, loader, index, &top_syms)?;
+                        (outs, GroupReport { index, strategy: fu.strategy, interpreted: None, instructions })
+                    }
+                    Err(why) => {
+                        let mut named: HashMap<String, Tensor> = body_inputs(&fu.body)
+                            .into_iter()
+                            .zip(args.iter())
+                            .map(|(name, t)| (name, (*t).clone()))
+                            .collect();
+                        for (s, v) in &bound {
+                            let t = Tensor::from_f32(DType::F32, vec![*v as usize], vec![0.0; *v as usize]);
+                            named.insert(format!("__sym{}", s.index()), t);
+                        }
+                        let out = session.run(&names[index], &named).map_err(|e| SimRunError::Interp(e.to_string()))?;
+                        (
+                            out.into_iter().map(|(_, t)| t).collect(),
+                            GroupReport { index, strategy: fu.strategy, interpreted: Some(why), instructions: 0 },
+                        )
+                    }
+                };
+                for (r, t) in node.results.iter().zip(outs) {
+                    env.insert(*r, t);
+                }
+                reports.push(report);
+                index += 1;
+            }
+            _ => {
+                let mut named = HashMap::new();
+                for (k, a) in node.args.iter().enumerate() {
+                    let t = env.get(a).ok_or_else(|| SimRunError::Unsupported("an operand computed later".into()))?;
+                    named.insert(format!("a{k}"), t.clone());
+                }
+                for (s, v) in &bound {
+                    named.insert(
+                        format!("__sym{}", s.index()),
+                        Tensor::from_f32(DType::F32, vec![*v as usize], vec![0.0; *v as usize]),
+                    );
+                }
+                let out = session.run(&loose[&n], &named).map_err(|e| SimRunError::Interp(e.to_string()))?;
+                for (r, (_, t)) in node.results.iter().zip(out) {
+                    env.insert(*r, t);
+                }
+            }
+        }
+    }
+    let outputs = g
+        .outputs
+        .iter()
+        .map(|o| {
+            env.get(&o.value)
+                .cloned()
+                .map(|t| (o.name.clone(), t))
+                .ok_or_else(|| SimRunError::Unsupported(format!("result `{}` was not computed", o.name)))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok((outputs, reports))
+}
+
+/// The names of a body's `input` nodes, in order (the group's operands).
+fn body_inputs(g: &Graph) -> Vec<String> {
+    g.order
+        .iter()
+        .filter_map(|&n| match &g.nodes[n].op {
+            Op::Input(i) => Some(i.name.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Runs compiled group `f` on `args` in the simulator: its results and instruction count.
+fn simulate(
+    m: &Module,
+    f: &Fusion,
+    c: &Compiled,
+    args: &[&Tensor],
+    loader: &dyn WeightLoader,
+    index: usize,
+    top_syms: &HashMap<SymbolId, u64>,
+) -> Result<(Vec<Tensor>, u64), SimRunError> {
+    let g = &f.body;
+    // Symbols from the operands' shapes (the function's bindings for the others).
+    let mut syms: HashMap<SymbolId, u64> = top_syms.clone();
+    let inputs: Vec<ValueId> =
+        g.order.iter().filter(|&&n| matches!(g.nodes[n].op, Op::Input(_))).map(|&n| g.nodes[n].results[0]).collect();
+    for (v, t) in inputs.iter().zip(args) {
+        for (d, &size) in g.values[*v].ty.shape.iter().zip(&t.shape) {
+            if let Dim::Sym(s) = d {
+                syms.insert(*s, size as u64);
+            }
+        }
+    }
+    let concrete = |shape: &[Dim]| -> Result<Vec<usize>, SimRunError> {
+        shape
+            .iter()
+            .map(|d| match d {
+                Dim::Const(c) => Ok(*c as usize),
+                Dim::Sym(s) => syms
+                    .get(s)
+                    .map(|&v| v as usize)
+                    .ok_or_else(|| SimRunError::Unsupported("a symbol no operand binds".into())),
+            })
+            .collect()
+    };
+    let (kernel, bindings, launch) = match c {
+        Compiled::Elementwise(e) => {
+            let n: usize = concrete(&e.elements)?.iter().product();
+            let grid = n.div_ceil(elementwise::BLOCK as usize).max(1) as u32;
+            (&e.kernel, &e.bindings, Launch { grid: [grid, 1, 1], block: [elementwise::BLOCK, 1, 1] })
+        }
+        Compiled::RowReduce(r) => {
+            let rows: usize = concrete(&r.rows)?.iter().product();
+            let grid = (rows as u64 * r.groups).max(1) as u32;
+            (&r.kernel, &r.bindings, Launch { grid: [grid, 1, 1], block: [row_reduce::BLOCK, 1, 1] })
+        }
+    };
+    let mut kargs = Vec::new();
+    let mut results = Vec::new();
+    for b in bindings {
+        kargs.push(match b {
+            Binding::Operand(k) => Arg::Buffer(encode(args[*k])?),
+            Binding::Weight(v) => {
+                let Op::Weight(w) = &g.nodes[g.values[*v].def].op else {
+                    return Err(SimRunError::Unsupported("a weight binding of another value".into()));
+                };
+                let weight = m.weights.get(*w).ok_or_else(|| SimRunError::Unsupported("an unknown weight".into()))?;
+                Arg::Buffer(encode(&loader.load(weight).map_err(SimRunError::Interp)?)?)
+            }
+            Binding::Result(k) => {
+                let ty = &g.values[g.outputs[*k].value].ty;
+                let shape = concrete(&ty.shape)?;
+                let n: usize = shape.iter().product();
+                results.push((kargs.len(), ty.dtype, shape));
+                // Zeroed: what the launch rule's scratch zeroing gives an accumulating result.
+                Arg::Buffer(vec![0; n * ty.dtype.size_bytes()])
+            }
+            Binding::Symbol(s) => {
+                Arg::Scalar(*syms.get(s).ok_or_else(|| SimRunError::Unsupported("an unbound symbol".into()))?)
+            }
+        });
+    }
+    let counters = run(kernel, &launch, &mut kargs, &Options::default()).map_err(|e| SimRunError::Sim {
+        group: index,
+        strategy: f.strategy.name(),
+        message: e.to_string(),
+    })?;
+    let mut outs = Vec::new();
+    for (slot, dtype, shape) in results {
+        let Arg::Buffer(bytes) = &kargs[slot] else {
+            return Err(SimRunError::Unsupported("a result that is not a buffer".into()));
+        };
+        outs.push(decode(dtype, shape, bytes)?);
+    }
+    Ok((outs, counters.instructions))
+}
