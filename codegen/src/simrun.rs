@@ -70,7 +70,7 @@ fn compile(m: &Module, f: &Fusion, name: &str) -> Result<Compiled, String> {
             elementwise::compile(m, f, name).map(Compiled::Elementwise).map_err(|e| e.to_string())
         }
         KernelStrategy::RowReduce => {
-            row_reduce::compile(m, f, name).map(Compiled::RowReduce).map_err(|e| e.to_string())
+            row_reduce::compile_any(m, f, name).map(Compiled::RowReduce).map_err(|e| e.to_string())
         }
         s => Err(format!("no {} template yet", s.name())),
     }
@@ -84,6 +84,8 @@ fn encode(t: &Tensor) -> Result<Vec<u8>, SimRunError> {
             v.iter().flat_map(|x| lathe_numerics::f32_to_bf16_bits(*x).to_le_bytes()).collect()
         }
         (Data::F(v), DType::F16) => v.iter().flat_map(|x| lathe_numerics::f32_to_f16_bits(*x).to_le_bytes()).collect(),
+        (Data::I(v), DType::I64) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        (Data::I(v), DType::I32) => v.iter().flat_map(|x| (*x as i32).to_le_bytes()).collect(),
         (_, d) => return Err(SimRunError::Unsupported(format!("a {d} tensor as a kernel operand"))),
     })
 }
@@ -97,6 +99,14 @@ fn decode(dtype: DType, shape: Vec<usize>, bytes: &[u8]) -> Result<Tensor, SimRu
         }
         DType::F16 => {
             bytes.chunks_exact(2).map(|c| lathe_numerics::f16_bits_to_f32(u16::from_le_bytes([c[0], c[1]]))).collect()
+        }
+        DType::I64 => {
+            let v = bytes.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect();
+            return Ok(Tensor::from_i64(dtype, shape, v));
+        }
+        DType::I32 => {
+            let v = bytes.chunks_exact(4).map(|c| i64::from(i32::from_le_bytes([c[0], c[1], c[2], c[3]]))).collect();
+            return Ok(Tensor::from_i64(dtype, shape, v));
         }
         d => return Err(SimRunError::Unsupported(format!("a {d} kernel result"))),
     };

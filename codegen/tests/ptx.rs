@@ -502,7 +502,7 @@ fn every_group_of_the_fixtures_and_real_configs_is_compiled_or_pending_by_name()
                             Err(e) => format!("elementwise: pending: {e}"),
                         },
                         KernelStrategy::RowReduce => {
-                            match lathe_codegen::templates::row_reduce::compile(&m, group, "group") {
+                            match lathe_codegen::templates::row_reduce::compile_any(&m, group, "group") {
                                 Ok(c) => {
                                     kernels.insert(lathe_kernel::text::print(&c.kernel));
                                     "row_reduce: compiled".to_string()

@@ -60,6 +60,8 @@ pub(super) fn storage(dtype: DType) -> Result<Ty, TemplateError> {
         DType::F32 => Ok(Ty::F32),
         DType::BF16 => Ok(Ty::Bf16),
         DType::F16 => Ok(Ty::F16),
+        DType::I64 => Ok(Ty::S64),
+        DType::I32 => Ok(Ty::S32),
         other => Err(TemplateError::Unsupported(format!("{other} values in an elementwise kernel"))),
     }
 }
@@ -140,18 +142,10 @@ pub fn compile(m: &Module, f: &Fusion, name: &str) -> Result<Compiled, TemplateE
             let idx: Vec<Expr> = (0..shape.len()).map(Expr::Var).collect();
             for (&o, &(buf, dtype)) in outs.iter().zip(&outputs) {
                 let v = e.value_at(o, idx.clone())?;
-                let Value::F32(x) = v else {
-                    return Err(TemplateError::Unsupported("a predicate result".into()));
-                };
                 let bytes = dtype.size_bytes() as u64;
                 let off = e.b.bin(BinOp::Mul, Ty::U64, t, Operand::Imm(bytes));
                 let addr = e.b.bin(BinOp::Add, Ty::U64, buf, off);
-                let ty = storage(dtype)?;
-                let stored = if ty == Ty::F32 {
-                    x
-                } else {
-                    e.b.cvt(ty, Ty::F32, Some(lathe_kernel::ir::Rounding::Rn), false, x)
-                };
+                let (ty, stored) = e.stored(v, dtype)?;
                 e.b.st(Space::Global, ty, addr, 0, &[stored.into()]);
             }
             Ok(())
@@ -277,11 +271,19 @@ impl Emit<'_> {
             let addr = self.b.bin(BinOp::Add, Ty::U64, base, off);
             let st = storage(ty.dtype)?;
             let x = self.b.ld(Space::Global, st, 1, addr, 0, true)[0];
-            let x = if st == Ty::F32 { x } else { self.b.cvt(Ty::F32, st, None, false, x) };
-            return Ok(Value::F32(x));
+            return Ok(match st {
+                Ty::F32 => Value::F32(x),
+                Ty::S64 => Value::I64(x),
+                Ty::S32 => Value::I64(self.b.cvt(Ty::S64, Ty::S32, None, false, x)),
+                _ => Value::F32(self.b.cvt(Ty::F32, st, None, false, x)),
+            });
         }
         if let Op::Constant(c) = &node.op {
             // A splat is an immediate, rounded to its dtype as the interpreter holds it.
+            if let ([x], true) = (c.values.as_slice(), c.ty.dtype.is_int()) {
+                let v = lathe_interp::tensor::wrap_int(c.ty.dtype, *x as i64);
+                return Ok(Value::I64(self.b.mov(Ty::S64, Operand::Imm(v as u64))));
+            }
             if let [x] = c.values.as_slice() {
                 let x = *x as f32;
                 let x = match c.ty.dtype {
@@ -295,7 +297,20 @@ impl Emit<'_> {
             return Err(TemplateError::Unsupported("a constant that is not a splat".into()));
         }
         let op = node.op.clone();
-        if !lathe_passes::strategy::is_pointwise(&op) || matches!(op, Op::Iota(_) | Op::Rope(_)) {
+        if let Op::Iota(io) = &op {
+            // Its value is its index along the axis.
+            let i = index::emit(&mut self.b, &index[io.axis], &self.vars, &self.syms)
+                .map_err(|e| TemplateError::Unsupported(e.to_string()))?;
+            let dtype = self.g.values[v].ty.dtype;
+            return match dtype {
+                DType::I64 | DType::I32 => Ok(Value::I64(self.b.cvt(Ty::S64, Ty::U64, None, false, i))),
+                _ => {
+                    let f = self.b.cvt(Ty::F32, Ty::U64, Some(lathe_kernel::ir::Rounding::Rn), false, i);
+                    Ok(self.round(Value::F32(f), dtype))
+                }
+            };
+        }
+        if !lathe_passes::strategy::is_pointwise(&op) || matches!(op, Op::Rope(_)) {
             return Err(TemplateError::Unsupported(format!("`{}` in an elementwise kernel", op.name())));
         }
         let out_shape = self.g.values[v].ty.shape.clone();
@@ -312,9 +327,67 @@ impl Emit<'_> {
                 .collect();
             vals.push(self.value_at(a, aidx)?);
         }
+        let dtype = self.g.values[v].ty.dtype;
+        if dtype.is_int() || vals.iter().any(|x| matches!(x, Value::I64(_))) {
+            return self.integer(&op, &vals, dtype);
+        }
         let x = pointwise::emit(&mut self.b, &op, &vals).map_err(|e| TemplateError::Unsupported(e.to_string()))?;
         // The interpreter holds every value in its dtype: a narrow intermediate is rounded.
-        Ok(self.round(x, self.g.values[v].ty.dtype))
+        Ok(self.round(x, dtype))
+    }
+
+    /// An integer pointwise op (`s64` arithmetic, wrapped to the result's width as the
+    /// interpreter wraps it), or a cast between integers and floats.
+    fn integer(&mut self, op: &Op, vals: &[Value], dtype: DType) -> Result<Value, TemplateError> {
+        use lathe_ir::ops::BinaryOp;
+        let int = |x: &Value| match x {
+            Value::I64(r) => Ok(*r),
+            _ => Err(TemplateError::Unsupported(format!("`{}` mixing integers and floats", op.name()))),
+        };
+        let r = match op {
+            Op::Binary(b) => {
+                let k = match b {
+                    BinaryOp::Add => BinOp::Add,
+                    BinaryOp::Sub => BinOp::Sub,
+                    BinaryOp::Mul => BinOp::Mul,
+                    BinaryOp::Max => BinOp::Max,
+                    BinaryOp::Min => BinOp::Min,
+                    BinaryOp::Div => return Err(TemplateError::Unsupported("integer `div` (floats only)".into())),
+                };
+                self.b.bin(k, Ty::S64, int(&vals[0])?, int(&vals[1])?)
+            }
+            Op::Unary(lathe_ir::ops::UnaryOp::Neg) => self.b.un(lathe_kernel::ir::UnOp::Neg, Ty::S64, int(&vals[0])?),
+            Op::Cast(to) if to.is_int() => int(&vals[0])?,
+            Op::Cast(to) => {
+                // Integer → float, rounded to the float dtype.
+                let f = self.b.cvt(Ty::F32, Ty::S64, Some(lathe_kernel::ir::Rounding::Rn), false, int(&vals[0])?);
+                return Ok(self.round(Value::F32(f), *to));
+            }
+            other => return Err(TemplateError::Unsupported(format!("integer `{}`", other.name()))),
+        };
+        let r = match dtype {
+            DType::I32 => {
+                let n = self.b.cvt(Ty::S32, Ty::S64, None, false, r);
+                self.b.cvt(Ty::S64, Ty::S32, None, false, n)
+            }
+            DType::I64 => r,
+            other => return Err(TemplateError::Unsupported(format!("{other} values in an elementwise kernel"))),
+        };
+        Ok(Value::I64(r))
+    }
+
+    /// `v` as stored in a `dtype` buffer: the register type and register.
+    pub(super) fn stored(&mut self, v: Value, dtype: DType) -> Result<(Ty, Reg), TemplateError> {
+        let ty = storage(dtype)?;
+        Ok(match (v, ty) {
+            (Value::F32(x), Ty::F32) => (ty, x),
+            (Value::F32(x), Ty::Bf16 | Ty::F16) => {
+                (ty, self.b.cvt(ty, Ty::F32, Some(lathe_kernel::ir::Rounding::Rn), false, x))
+            }
+            (Value::I64(x), Ty::S64) => (ty, x),
+            (Value::I64(x), Ty::S32) => (ty, self.b.cvt(Ty::S32, Ty::S64, None, false, x)),
+            _ => return Err(TemplateError::Unsupported(format!("a result of {dtype} from this value"))),
+        })
     }
 
     /// `x` rounded to `dtype`'s precision (and back to f32), as the interpreter stores it.

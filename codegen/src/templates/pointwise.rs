@@ -14,6 +14,8 @@ pub enum Value {
     F32(Reg),
     /// A predicate register.
     Pred(Reg),
+    /// An integer, as an `s64` register (an `i32` value is kept sign-extended).
+    I64(Reg),
 }
 
 /// An op (or operand kind) the emitter does not handle, named.

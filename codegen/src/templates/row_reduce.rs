@@ -240,21 +240,14 @@ pub fn compile(m: &lathe_ir::Module, f: &Fusion, name: &str) -> Result<Compiled,
                         let r = e.round(Value::F32(r), e.g.values[y].ty.dtype);
                         e.memo.insert((y, idx.clone()), r);
                         for (&o, &(buf, dtype)) in outs.iter().zip(&outputs) {
-                            let Value::F32(out) = e.value_at(o, idx.clone())? else {
-                                return Err(unsupported("a predicate result"));
-                            };
+                            let out = e.value_at(o, idx.clone())?;
                             // Element (row, col) of a row-major result.
                             let flat = crate::group::index::linearize(&idx, &shape);
                             let flat = crate::group::index::emit(&mut e.b, &flat, &e.vars, &e.syms)
                                 .map_err(|x| unsupported(x.to_string()))?;
                             let off = e.b.bin(BinOp::Mul, Ty::U64, flat, Operand::Imm(dtype.size_bytes() as u64));
                             let addr = e.b.bin(BinOp::Add, Ty::U64, buf, off);
-                            let ty = storage(dtype)?;
-                            let st = if ty == Ty::F32 {
-                                out
-                            } else {
-                                e.b.cvt(ty, Ty::F32, Some(lathe_kernel::ir::Rounding::Rn), false, out)
-                            };
+                            let (ty, st) = e.stored(out, dtype)?;
                             e.b.st(Space::Global, ty, addr, 0, &[st.into()]);
                         }
                         for (&(arg, _), &mx) in amax_bufs.iter().zip(&maxima) {
@@ -296,6 +289,175 @@ pub fn compile(m: &lathe_ir::Module, f: &Fusion, name: &str) -> Result<Compiled,
     Ok(Compiled { kernel: e.b.finish(), bindings, rows: lead.to_vec(), groups })
 }
 
+/// Compiles a row-reduce group by the form its main op takes: a `reduce` ([`compile_reduce`]) or
+/// an RMSNorm ([`compile`]).
+pub fn compile_any(m: &lathe_ir::Module, f: &Fusion, name: &str) -> Result<Compiled, TemplateError> {
+    if f.body.order.iter().any(|&n| matches!(f.body.nodes[n].op, Op::Reduce(_))) {
+        compile_reduce(m, f, name)
+    } else {
+        compile(m, f, name)
+    }
+}
+
+/// Compiles a row-reduce group built around one `reduce` of the last axis (sum, max or mean; f32
+/// or integer) with pointwise prologues and epilogues: one CTA per row, each thread folding its
+/// strided elements, the CTA's partials folded through shared memory by thread 0 (a first
+/// form: the rows these groups reduce are short), which then computes the epilogue and stores.
+// The builder's block closures return nothing: an immediately called closure inside each one
+// collects the block's error with `?`.
+#[allow(clippy::redundant_closure_call)]
+pub fn compile_reduce(m: &lathe_ir::Module, f: &Fusion, name: &str) -> Result<Compiled, TemplateError> {
+    use lathe_ir::ops::ReduceKind;
+    let g = &f.body;
+    let reduces: Vec<_> = g.order.iter().copied().filter(|&n| matches!(g.nodes[n].op, Op::Reduce(_))).collect();
+    let rows_ops = g.order.iter().filter(|&&n| lathe_passes::strategy::is_row_op(&g.nodes[n].op)).count();
+    let ([node_id], 1) = (reduces.as_slice(), rows_ops) else {
+        return Err(unsupported("a row_reduce group not built around one reduce"));
+    };
+    let node = &g.nodes[*node_id];
+    let Op::Reduce(red) = &node.op else { return Err(unsupported("reduce")) };
+    let (x, y) = (node.args[0], node.results[0]);
+    let shape = g.values[x].ty.shape.clone();
+    let rank = shape.len();
+    if red.axes != [rank - 1] {
+        return Err(unsupported("a reduce over other axes than the last"));
+    }
+    let last = shape[rank - 1];
+    let lead = shape[..rank - 1].to_vec();
+    let out_shape = g.values[y].ty.shape.clone();
+    let outs: Vec<ValueId> = g.outputs.iter().map(|o| o.value).collect();
+    if outs.iter().any(|&o| g.values[o].ty.shape != out_shape) {
+        return Err(unsupported("a result of another shape than the reduced rows"));
+    }
+    let int = g.values[x].ty.dtype.is_int();
+    let ty = if int { Ty::S64 } else { Ty::F32 };
+    let mut b = KernelBuilder::new(name, BLOCK);
+    let mut bindings = Vec::new();
+    let bases = bind_operands(g, &mut b, &mut bindings)?;
+    let mut outputs = Vec::new();
+    for (k, &o) in outs.iter().enumerate() {
+        let dtype = g.values[o].ty.dtype;
+        storage(dtype)?;
+        outputs.push((b.buffer(&format!("out{k}"), dtype, BufferAccess::Written), dtype));
+        bindings.push(Binding::Result(k));
+    }
+    let syms = bind_symbols(m, g, &mut b, &mut bindings);
+    let cta = b.special(Special::Ctaid(Axis::X));
+    let tid = b.special(Special::Tid(Axis::X));
+    let c64 = b.cvt(Ty::U64, Ty::U32, None, false, cta);
+    let mut rest = Operand::Reg(c64);
+    let mut vars = vec![Reg(0); rank];
+    for (k, dd) in lead.iter().enumerate().rev() {
+        if k == 0 {
+            vars[0] = b.mov(Ty::U64, rest);
+        } else {
+            let dop = dim_operand(dd, &syms);
+            vars[k] = b.bin(BinOp::Rem, Ty::U64, rest, dop);
+            rest = Operand::Reg(b.bin(BinOp::Div, Ty::U64, rest, dop));
+        }
+    }
+    let col = b.reg(Ty::U64);
+    vars[rank - 1] = col;
+    let t64 = b.cvt(Ty::U64, Ty::U32, None, false, tid);
+    // The row's length (a symbol's value at run time) and the trips of 256 covering it.
+    let d = dim_operand(&last, &syms);
+    let dp = b.bin(BinOp::Add, Ty::U64, d, Operand::Imm(u64::from(BLOCK) - 1));
+    let trips64 = b.bin(BinOp::Div, Ty::U64, dp, Operand::Imm(u64::from(BLOCK)));
+    let trips = b.cvt(Ty::U32, Ty::U64, None, false, trips64);
+    let ranges = Ranges::of(m, &shape);
+    let idx: Vec<Expr> = (0..rank).map(Expr::Var).collect();
+    let mut e = Emit { g, ranges, b, vars, syms, bases, memo: HashMap::new() };
+    // The fold's identity and step.
+    let identity = match (red.kind, int) {
+        (ReduceKind::Max, true) => Operand::Imm(i64::MIN as u64),
+        (ReduceKind::Max, false) => f32_imm(f32::NEG_INFINITY),
+        (_, true) => Operand::Imm(0),
+        (_, false) => f32_imm(0.0),
+    };
+    let step = if red.kind == ReduceKind::Max { BinOp::Max } else { BinOp::Add };
+    let acc = e.b.mov(ty, identity);
+    let mut err = Ok(());
+    {
+        let mut outer = std::mem::replace(&mut e.b, KernelBuilder::new("scratch", 1));
+        outer.for_count(trips, |b, i| {
+            std::mem::swap(&mut e.b, b);
+            err = (|| {
+                let i64r = e.b.cvt(Ty::U64, Ty::U32, None, false, i);
+                let j = e.b.fma(Ty::U64, i64r, Operand::Imm(u64::from(BLOCK)), t64);
+                let inb = e.b.setp(lathe_kernel::ir::Cmp::Lt, Ty::U64, j, d);
+                let jc = e.b.selp(Ty::U64, j, Operand::Imm(0), inb);
+                e.b.push(Inst::Mov { dst: col, src: jc.into() });
+                e.memo.clear();
+                let v = match e.value_at(x, idx.clone())? {
+                    Value::F32(r) | Value::I64(r) => r,
+                    Value::Pred(_) => return Err(unsupported("a predicate reduce")),
+                };
+                let v = e.b.selp(ty, v, identity, inb);
+                e.b.push(Inst::Binary { op: step, ty, dst: acc, a: acc.into(), b: v.into() });
+                Ok(())
+            })();
+            e.memo.clear();
+            std::mem::swap(&mut e.b, b);
+        });
+        e.b = outer;
+    }
+    std::mem::replace(&mut err, Ok(()))?;
+    // Partials through shared memory (densely: a gap would let LLVM widen the loads); thread 0
+    // folds them in thread order.
+    let width = ty.bytes();
+    let slots = e.b.shared(width * BLOCK, 16);
+    let at = e.b.fma(Ty::U64, t64, Operand::Imm(u64::from(width)), Operand::Imm(u64::from(slots)));
+    e.b.st(Space::Shared, ty, at, 0, &[acc.into()]);
+    e.b.bar();
+    let first = e.b.setp(lathe_kernel::ir::Cmp::Eq, Ty::U32, tid, Operand::Imm(0));
+    {
+        let mut outer = std::mem::replace(&mut e.b, KernelBuilder::new("scratch", 1));
+        outer.if_then(first, |b| {
+            std::mem::swap(&mut e.b, b);
+            err = (|| {
+                let total = e.b.mov(ty, identity);
+                for k in 0..BLOCK {
+                    let v = e.b.ld1(Space::Shared, ty, Operand::Imm(u64::from(slots + width * k)), 0);
+                    e.b.push(Inst::Binary { op: step, ty, dst: total, a: total.into(), b: v.into() });
+                }
+                let r = if red.kind == ReduceKind::Mean {
+                    if int {
+                        return Err(unsupported("an integer mean"));
+                    }
+                    let n = e.b.cvt(Ty::F32, Ty::U64, Some(lathe_kernel::ir::Rounding::Rn), false, d);
+                    e.b.bin(BinOp::Div, Ty::F32, total, n)
+                } else {
+                    total
+                };
+                let r = if int { Value::I64(r) } else { e.round(Value::F32(r), g.values[y].ty.dtype) };
+                let ridx: Vec<Expr> = if red.keep_dims {
+                    (0..rank - 1).map(Expr::Var).chain(std::iter::once(Expr::Const(0))).collect()
+                } else {
+                    (0..rank - 1).map(Expr::Var).collect()
+                };
+                e.memo.clear();
+                e.memo.insert((y, ridx.clone()), r);
+                for (&o, &(buf, dtype)) in outs.iter().zip(&outputs) {
+                    let out = e.value_at(o, ridx.clone())?;
+                    let flat = crate::group::index::linearize(&ridx, &out_shape);
+                    let flat = crate::group::index::emit(&mut e.b, &flat, &e.vars, &e.syms)
+                        .map_err(|x| unsupported(x.to_string()))?;
+                    let off = e.b.bin(BinOp::Mul, Ty::U64, flat, Operand::Imm(dtype.size_bytes() as u64));
+                    let addr = e.b.bin(BinOp::Add, Ty::U64, buf, off);
+                    let (sty, st) = e.stored(out, dtype)?;
+                    e.b.st(Space::Global, sty, addr, 0, &[st.into()]);
+                }
+                Ok(())
+            })();
+            e.memo.clear();
+            std::mem::swap(&mut e.b, b);
+        });
+        e.b = outer;
+    }
+    err?;
+    Ok(Compiled { kernel: e.b.finish(), bindings, rows: lead, groups: 1 })
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
@@ -318,7 +480,7 @@ mod tests {
         let g = m.functions.first().expect("a function").graph.clone();
         let f = Fusion { strategy: KernelStrategy::RowReduce, body: g.clone() };
         lathe_passes::strategy::classify(&m, &f).expect("a row_reduce group");
-        let c = compile(&m, &f, "norm").unwrap_or_else(|e| panic!("{e}"));
+        let c = compile_any(&m, &f, "norm").unwrap_or_else(|e| panic!("{e}"));
         let mut rng = lathe_tests::Rng::new(7);
         let mut vals = |n: usize| (0..n).map(|_| rng.uniform(-2.0, 2.0) as f32).collect::<Vec<f32>>();
         let (x, r, w) = (vals(s * d), vals(s * d), vals(d));
@@ -331,8 +493,16 @@ mod tests {
                 Binding::Operand(k) => Arg::Buffer(operands[*k].clone()),
                 Binding::Result(k) => {
                     results.push(args.len());
-                    let scalar = g.values[g.outputs[*k].value].ty.shape.is_empty();
-                    Arg::Buffer(vec![0; if scalar { 4 } else { s * d * 4 }])
+                    let n: usize = g.values[g.outputs[*k].value]
+                        .ty
+                        .shape
+                        .iter()
+                        .map(|x| match x {
+                            Dim::Const(c) => *c as usize,
+                            Dim::Sym(_) => s,
+                        })
+                        .product();
+                    Arg::Buffer(vec![0; n * 4])
                 }
                 Binding::Symbol(_) => Arg::Scalar(s as u64),
                 Binding::Weight(_) => panic!("no weights here"),
@@ -367,6 +537,42 @@ mod tests {
     fn a_residual_add_rms_norm_its_epilogue_and_amax_match_the_interpreter() {
         // 640 elements: three trips of 256 threads, the last ragged.
         check(&module(640, 1), 5, 640);
+    }
+
+    #[test]
+    fn reductions_of_the_last_axis_match_the_interpreter() {
+        // The position bookkeeping of the decode programs: max over positions, plus one, in i64.
+        let text = "module @m {\n  compute_dtype = f32\n  symbol B <= 4\n  symbol S <= 64\n  func @main {\n    %0 = iota {axis=1} : i64[B, S]\n    %1 = reduce %0 {kind=max, axes=[1]} : i64[B]\n    %2 = constant 1 : i64[]\n    %3 = add %1, %2 : i64[B]\n    return %3\n  }\n}\n";
+        let m = parse_module(text).expect("parses");
+        let g = m.functions.first().expect("a function").graph.clone();
+        let f = Fusion { strategy: KernelStrategy::RowReduce, body: g.clone() };
+        lathe_passes::strategy::classify(&m, &f).expect("a row_reduce group");
+        let c = compile_any(&m, &f, "positions").expect("compiles");
+        let (b, s) = (3u64, 40u64);
+        let mut args: Vec<Arg> = c
+            .bindings
+            .iter()
+            .map(|x| match x {
+                Binding::Result(_) => Arg::Buffer(vec![0; (b * 8) as usize]),
+                Binding::Symbol(id) => {
+                    Arg::Scalar(if m.symbols.get(*id).expect("a symbol").name == "B" { b } else { s })
+                }
+                _ => panic!("no operands"),
+            })
+            .collect();
+        run(&c.kernel, &Launch { grid: [b as u32, 1, 1], block: [BLOCK, 1, 1] }, &mut args, &Options::default())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let out = args.iter().find_map(|a| match a {
+            Arg::Buffer(v) => Some(v.clone()),
+            _ => None,
+        });
+        let got: Vec<i64> =
+            out.expect("a result").chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().expect("8"))).collect();
+        assert_eq!(got, vec![s as i64; b as usize], "max position + 1 = S for every batch row");
+        crate::ptx::compile(&c.kernel, lathe_kernel::target::Target::HOPPER).unwrap_or_else(|e| panic!("{e}"));
+        // An f32 mean of a row of 300 with an epilogue, against the interpreter.
+        let text = "module @m {\n  compute_dtype = f32\n  symbol S <= 16\n  func @main {\n    %0 = input \"x\" : f32[S, 300]\n    %1 = input \"r\" : f32[S, 300]\n    %2 = input \"w\" : f32[300]\n    %3 = mul %0, %1 : f32[S, 300]\n    %4 = reduce %3 {kind=mean, axes=[1], keep_dims} : f32[S, 1]\n    %5 = relu %4 : f32[S, 1]\n    return %5\n  }\n}\n";
+        check(text, 5, 300);
     }
 
     #[test]
