@@ -66,7 +66,8 @@ enum Compiled {
 /// Tries the template of group `f`.
 fn compile(m: &Module, f: &Fusion, name: &str) -> Result<Compiled, String> {
     match f.strategy {
-        KernelStrategy::Elementwise => {
+        // A gather group is an elementwise one whose row number is data.
+        KernelStrategy::Elementwise | KernelStrategy::Gather => {
             elementwise::compile(m, f, name).map(Compiled::Elementwise).map_err(|e| e.to_string())
         }
         KernelStrategy::RowReduce => {

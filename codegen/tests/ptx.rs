@@ -494,13 +494,16 @@ fn every_group_of_the_fixtures_and_real_configs_is_compiled_or_pending_by_name()
                     let Op::Fusion(group) = &f.graph.nodes[n].op else { continue };
                     let spec = lathe_passes::strategy::classify(&m, group).unwrap_or_else(|e| panic!("{dir}: {e}"));
                     let key = match spec.strategy {
-                        KernelStrategy::Elementwise => match elementwise::compile(&m, group, "group") {
-                            Ok(c) => {
-                                kernels.insert(lathe_kernel::text::print(&c.kernel));
-                                "elementwise: compiled".to_string()
+                        KernelStrategy::Elementwise | KernelStrategy::Gather => {
+                            let s = spec.strategy.name();
+                            match elementwise::compile(&m, group, "group") {
+                                Ok(c) => {
+                                    kernels.insert(lathe_kernel::text::print(&c.kernel));
+                                    format!("{s}: compiled")
+                                }
+                                Err(e) => format!("{s}: pending: {e}"),
                             }
-                            Err(e) => format!("elementwise: pending: {e}"),
-                        },
+                        }
                         KernelStrategy::RowReduce => {
                             match lathe_codegen::templates::row_reduce::compile_any(&m, group, "group") {
                                 Ok(c) => {
@@ -524,7 +527,11 @@ fn every_group_of_the_fixtures_and_real_configs_is_compiled_or_pending_by_name()
     assert!(tally.get("row_reduce: compiled").copied().unwrap_or(0) > 0, "{tally:#?}");
     // What is pending is listed by name above; a group of a template that exists may only wait
     // for the ops and forms named here.
-    for k in tally.keys().filter(|k| k.starts_with("elementwise: pending") || k.starts_with("row_reduce: pending")) {
+    assert!(tally.get("gather: compiled").copied().unwrap_or(0) > 0, "{tally:#?}");
+    for k in tally
+        .keys()
+        .filter(|k| ["elementwise", "row_reduce", "gather"].iter().any(|s| k.starts_with(&format!("{s}: pending"))))
+    {
         assert!(
             [
                 "pointwise `",

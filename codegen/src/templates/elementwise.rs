@@ -297,6 +297,9 @@ impl Emit<'_> {
             return Err(TemplateError::Unsupported("a constant that is not a splat".into()));
         }
         let op = node.op.clone();
+        if let Op::Gather = &op {
+            return self.gather(node.args[0], node.args[1], &index);
+        }
         if let Op::Iota(io) = &op {
             // Its value is its index along the axis.
             let i = index::emit(&mut self.b, &index[io.axis], &self.vars, &self.syms)
@@ -334,6 +337,44 @@ impl Emit<'_> {
         let x = pointwise::emit(&mut self.b, &op, &vals).map_err(|e| TemplateError::Unsupported(e.to_string()))?;
         // The interpreter holds every value in its dtype: a narrow intermediate is rounded.
         Ok(self.round(x, dtype))
+    }
+
+    /// `table[idx[i], j…]` for `index = i ++ j`: the row number is data (an element of `idx`),
+    /// the rest index arithmetic. The table must be a buffer the kernel reads (a weight or an
+    /// operand); a row outside the table is an out-of-bounds read the simulator reports (the
+    /// runtime checks tokens before a launch).
+    fn gather(&mut self, table: ValueId, idx: ValueId, index: &[Expr]) -> Result<Value, TemplateError> {
+        let k = self.g.values[idx].ty.shape.len();
+        let Value::I64(row) = self.value_at(idx, index[..k].to_vec())? else {
+            return Err(TemplateError::Unsupported("a gather with float indices".into()));
+        };
+        let Some(&base) = self.bases.get(&table) else {
+            return Err(TemplateError::Unsupported("a gather from a computed table".into()));
+        };
+        let tty = self.g.values[table].ty.clone();
+        let inner = index::linearize(&index[k..], &tty.shape[1..]);
+        let inner = index::emit(&mut self.b, &inner, &self.vars, &self.syms)
+            .map_err(|e| TemplateError::Unsupported(e.to_string()))?;
+        let width: u64 = tty.shape[1..]
+            .iter()
+            .map(|d| match d {
+                Dim::Const(c) => Ok(*c),
+                Dim::Sym(_) => Err(TemplateError::Unsupported("a gather table of symbolic width".into())),
+            })
+            .product::<Result<u64, _>>()?;
+        let row = self.b.cvt(Ty::U64, Ty::S64, None, false, row);
+        let off = self.b.fma(Ty::U64, row, Operand::Imm(width), inner);
+        let bytes = tty.dtype.size_bytes() as u64;
+        let off = self.b.bin(BinOp::Mul, Ty::U64, off, Operand::Imm(bytes));
+        let addr = self.b.bin(BinOp::Add, Ty::U64, base, off);
+        let st = storage(tty.dtype)?;
+        let x = self.b.ld(Space::Global, st, 1, addr, 0, true)[0];
+        Ok(match st {
+            Ty::F32 => Value::F32(x),
+            Ty::S64 => Value::I64(x),
+            Ty::S32 => Value::I64(self.b.cvt(Ty::S64, Ty::S32, None, false, x)),
+            _ => Value::F32(self.b.cvt(Ty::F32, st, None, false, x)),
+        })
     }
 
     /// An integer pointwise op (`s64` arithmetic, wrapped to the result's width as the
