@@ -18,7 +18,7 @@ use lathe_ir::{DType, Dim, Function, Graph, Module, Op, SymbolId, ValueId};
 use lathe_kernel::sim::{run, Arg, Launch, Options};
 
 use crate::templates::elementwise::{self, Binding};
-use crate::templates::row_reduce;
+use crate::templates::{row_reduce, scatter_cache};
 
 /// A function's results, by name.
 pub type Outputs = Vec<(String, Tensor)>;
@@ -69,6 +69,9 @@ fn compile(m: &Module, f: &Fusion, name: &str) -> Result<Compiled, String> {
         // A gather group is an elementwise one whose row number is data.
         KernelStrategy::Elementwise | KernelStrategy::Gather => {
             elementwise::compile(m, f, name).map(Compiled::Elementwise).map_err(|e| e.to_string())
+        }
+        KernelStrategy::ScatterCache => {
+            scatter_cache::compile(m, f, name).map(Compiled::Elementwise).map_err(|e| e.to_string())
         }
         KernelStrategy::RowReduce => {
             row_reduce::compile_any(m, f, name).map(Compiled::RowReduce).map_err(|e| e.to_string())
@@ -337,6 +340,11 @@ fn simulate(
                 let weight = m.weights.get(*w).ok_or_else(|| SimRunError::Unsupported("an unknown weight".into()))?;
                 Arg::Buffer(encode(&loader.load(weight).map_err(SimRunError::Interp)?)?)
             }
+            Binding::ResultInPlace { result, operand } => {
+                let ty = &g.values[g.outputs[*result].value].ty;
+                results.push((kargs.len(), ty.dtype, concrete(&ty.shape)?));
+                Arg::Buffer(encode(args[*operand])?)
+            }
             Binding::Result(k) => {
                 let ty = &g.values[g.outputs[*k].value].ty;
                 let shape = concrete(&ty.shape)?;
@@ -363,4 +371,79 @@ fn simulate(
         outs.push(decode(dtype, shape, bytes)?);
     }
     Ok((outs, counters.instructions))
+}
+
+#[cfg(test)]
+mod tests {
+    use lathe_frontend::import::{import, ImportOptions};
+    use lathe_interp::CheckpointLoader;
+    use lathe_ir::program::InputRole;
+    use lathe_passes::PassManager;
+
+    use super::*;
+
+    /// The `extend` program of a fixture from a non-empty cache: the simulator's groups (the
+    /// cache writes among them) and the interpreter's give the same caches bit for bit and the
+    /// same logits within the tolerance of the model.
+    fn extend_matches(dir: &str) {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/models").join(dir);
+        let imp = import(&root, &ImportOptions { max_batch: 1, ..ImportOptions::default() }).expect("imports");
+        let mut m = imp.module;
+        PassManager::parse("default").expect("a pipeline").run(&mut m, &mut std::io::sink()).expect("schedules");
+        let f = m.functions.iter().find(|f| f.name == "extend").expect("an extend program");
+        let loader = CheckpointLoader { checkpoint: imp.checkpoint.as_ref() };
+        let mut inputs = HashMap::new();
+        let mut seed = 3u32;
+        for (i, _) in f.graph.params() {
+            let shape: Vec<usize> =
+                i.ty.shape
+                    .iter()
+                    .map(|d| match d {
+                        Dim::Const(c) => *c as usize,
+                        Dim::Sym(s) => match m.symbols.get(*s).map(|s| s.name.as_str()) {
+                            Some("S") => 5,
+                            _ => 1,
+                        },
+                    })
+                    .collect();
+            let n: usize = shape.iter().product();
+            let t = match i.role {
+                Some(InputRole::Tokens) => {
+                    Tensor::from_i64(DType::I64, shape, (0..n as i64).map(|k| (7 * k + 3) % 50).collect())
+                }
+                Some(InputRole::Past) => Tensor::from_i64(DType::I64, shape, vec![4; n]),
+                _ => {
+                    // A cache that already holds rows: the writes must leave them alone.
+                    let vals = (0..n)
+                        .map(|_| {
+                            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                            (seed >> 9) as f32 / (1u32 << 23) as f32 - 0.5
+                        })
+                        .collect();
+                    Tensor::from_f32(i.ty.dtype, shape, vals)
+                }
+            };
+            inputs.insert(i.name.clone(), t);
+        }
+        let want = lathe_interp::run(&m, "extend", &inputs, &loader).expect("the interpreter runs");
+        let (got, reports) = run_function(&m, "extend", &inputs, &loader).expect("runs");
+        let sim: Vec<&str> = reports.iter().filter(|r| r.interpreted.is_none()).map(|r| r.strategy.name()).collect();
+        assert!(sim.contains(&"scatter_cache"), "{dir}: the cache writes ran in the simulator: {sim:?}");
+        assert!(got.iter().any(|(name, _)| name.contains("cache")), "{dir}: the updated caches are results");
+        for ((name, a), (_, b)) in got.iter().zip(&want) {
+            assert_eq!(a.shape, b.shape, "{dir} {name}");
+            if name.contains("cache") {
+                assert_eq!(a.floats(), b.floats(), "{dir} {name}: caches bit for bit");
+            } else {
+                let (x, y) = (a.to_f64(), b.to_f64());
+                lathe_tests::assert_close(&format!("{dir} {name}"), &x, &y, DType::F32, 4 * 64);
+            }
+        }
+    }
+
+    #[test]
+    fn extend_from_a_filled_cache_matches_the_interpreter() {
+        extend_matches("qwen2_tiny");
+        extend_matches("nemotron_h_tiny");
+    }
 }

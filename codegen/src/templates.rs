@@ -4,6 +4,7 @@
 pub mod elementwise;
 pub mod pointwise;
 pub mod row_reduce;
+pub mod scatter_cache;
 
 /// Why a template cannot build a group's kernel.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -504,6 +504,15 @@ fn every_group_of_the_fixtures_and_real_configs_is_compiled_or_pending_by_name()
                                 Err(e) => format!("{s}: pending: {e}"),
                             }
                         }
+                        KernelStrategy::ScatterCache => {
+                            match lathe_codegen::templates::scatter_cache::compile(&m, group, "group") {
+                                Ok(c) => {
+                                    kernels.insert(lathe_kernel::text::print(&c.kernel));
+                                    "scatter_cache: compiled".to_string()
+                                }
+                                Err(e) => format!("scatter_cache: pending: {e}"),
+                            }
+                        }
                         KernelStrategy::RowReduce => {
                             match lathe_codegen::templates::row_reduce::compile_any(&m, group, "group") {
                                 Ok(c) => {
@@ -528,10 +537,9 @@ fn every_group_of_the_fixtures_and_real_configs_is_compiled_or_pending_by_name()
     // What is pending is listed by name above; a group of a template that exists may only wait
     // for the ops and forms named here.
     assert!(tally.get("gather: compiled").copied().unwrap_or(0) > 0, "{tally:#?}");
-    for k in tally
-        .keys()
-        .filter(|k| ["elementwise", "row_reduce", "gather"].iter().any(|s| k.starts_with(&format!("{s}: pending"))))
-    {
+    for k in tally.keys().filter(|k| {
+        ["elementwise", "row_reduce", "gather", "scatter_cache"].iter().any(|s| k.starts_with(&format!("{s}: pending")))
+    }) {
         assert!(
             [
                 "pointwise `",

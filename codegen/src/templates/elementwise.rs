@@ -39,6 +39,14 @@ pub enum Binding {
     Weight(ValueId),
     /// The group's result `k`.
     Result(usize),
+    /// The group's result `k`, updated in place: its memory is operand `operand`'s (a cache
+    /// written by the function), so it starts as that operand's bytes.
+    ResultInPlace {
+        /// The result.
+        result: usize,
+        /// The operand whose memory it is.
+        operand: usize,
+    },
     /// A symbol's run-time value (`u64`).
     Symbol(SymbolId),
 }
@@ -538,7 +546,7 @@ mod tests {
                     Arg::Buffer(vec![0; n * ty.dtype.size_bytes()])
                 }
                 Binding::Symbol(s) => Arg::Scalar(sym_value(*s)),
-                Binding::Weight(_) => panic!("no weights here"),
+                Binding::Weight(_) | Binding::ResultInPlace { .. } => panic!("no weights or caches here"),
             });
         }
         let n: u64 = concrete(&c.elements).iter().product::<usize>() as u64;
