@@ -67,7 +67,7 @@ enum Compiled {
 fn compile(m: &Module, f: &Fusion, name: &str) -> Result<Compiled, String> {
     match f.strategy {
         // A gather group is an elementwise one whose row number is data.
-        KernelStrategy::Elementwise | KernelStrategy::Gather => {
+        KernelStrategy::Elementwise | KernelStrategy::Gather | KernelStrategy::Conv1dCausal => {
             elementwise::compile(m, f, name).map(Compiled::Elementwise).map_err(|e| e.to_string())
         }
         KernelStrategy::ScatterCache => {
@@ -318,7 +318,10 @@ fn simulate(
     };
     let (kernel, bindings, launch) = match c {
         Compiled::Elementwise(e) => {
-            let n: usize = concrete(&e.elements)?.iter().product();
+            let mut n = 1usize;
+            for space in &e.elements {
+                n = n.max(concrete(space)?.iter().product());
+            }
             let grid = n.div_ceil(elementwise::BLOCK as usize).max(1) as u32;
             (&e.kernel, &e.bindings, Launch { grid: [grid, 1, 1], block: [elementwise::BLOCK, 1, 1] })
         }

@@ -494,7 +494,7 @@ fn every_group_of_the_fixtures_and_real_configs_is_compiled_or_pending_by_name()
                     let Op::Fusion(group) = &f.graph.nodes[n].op else { continue };
                     let spec = lathe_passes::strategy::classify(&m, group).unwrap_or_else(|e| panic!("{dir}: {e}"));
                     let key = match spec.strategy {
-                        KernelStrategy::Elementwise | KernelStrategy::Gather => {
+                        KernelStrategy::Elementwise | KernelStrategy::Gather | KernelStrategy::Conv1dCausal => {
                             let s = spec.strategy.name();
                             match elementwise::compile(&m, group, "group") {
                                 Ok(c) => {
@@ -538,7 +538,9 @@ fn every_group_of_the_fixtures_and_real_configs_is_compiled_or_pending_by_name()
     // for the ops and forms named here.
     assert!(tally.get("gather: compiled").copied().unwrap_or(0) > 0, "{tally:#?}");
     for k in tally.keys().filter(|k| {
-        ["elementwise", "row_reduce", "gather", "scatter_cache"].iter().any(|s| k.starts_with(&format!("{s}: pending")))
+        ["elementwise", "row_reduce", "gather", "scatter_cache", "conv1d_causal"]
+            .iter()
+            .any(|s| k.starts_with(&format!("{s}: pending")))
     }) {
         assert!(
             [

@@ -58,8 +58,9 @@ pub struct Compiled {
     pub kernel: Kernel,
     /// What each kernel parameter is, in order.
     pub bindings: Vec<Binding>,
-    /// The iteration space: the launch has `⌈∏ dims / BLOCK⌉` CTAs of [`BLOCK`] threads.
-    pub elements: Vec<Dim>,
+    /// The iteration spaces (one per distinct result shape): the launch has `⌈N / BLOCK⌉` CTAs
+    /// of [`BLOCK`] threads for `N` the largest element count among them.
+    pub elements: Vec<Vec<Dim>>,
 }
 
 /// The register type a value of `dtype` is loaded as, and whether it widens to f32.
@@ -95,9 +96,15 @@ pub fn compile(m: &Module, f: &Fusion, name: &str) -> Result<Compiled, TemplateE
     let Some(&first) = outs.first() else {
         return Err(TemplateError::Unsupported("a group with no results".into()));
     };
-    let shape = g.values[first].ty.shape.clone();
-    if outs.iter().any(|&o| g.values[o].ty.shape != shape) {
-        return Err(TemplateError::Unsupported("results of different shapes in one elementwise group".into()));
+    let _ = first;
+    // Results of one shape share a pass; each distinct shape is its own guarded pass over the
+    // same threads (a split's pieces, a convolution's output and its new state).
+    let mut spaces: Vec<Vec<Dim>> = Vec::new();
+    for &o in &outs {
+        let sh = g.values[o].ty.shape.clone();
+        if !spaces.contains(&sh) {
+            spaces.push(sh);
+        }
     }
     let mut b = KernelBuilder::new(name, BLOCK);
     let mut bindings = Vec::new();
@@ -110,58 +117,59 @@ pub fn compile(m: &Module, f: &Fusion, name: &str) -> Result<Compiled, TemplateE
         bindings.push(Binding::Result(k));
     }
     let syms = bind_symbols(m, g, &mut b, &mut bindings);
-    // The thread's linear index and the element count.
+    // The thread's linear index.
     let tid = b.special(Special::Tid(Axis::X));
     let cta = b.special(Special::Ctaid(Axis::X));
     let t32 = b.fma(Ty::U32, cta, Operand::Imm(u64::from(BLOCK)), tid);
     let t = b.cvt(Ty::U64, Ty::U32, None, false, t32);
-    let mut n = Operand::Imm(1);
-    for d in &shape {
-        let d = match d {
-            Dim::Const(c) => Operand::Imm(*c),
-            Dim::Sym(s) => Operand::Reg(syms[s]),
-        };
-        n = Operand::Reg(b.bin(BinOp::Mul, Ty::U64, n, d));
-    }
-    let inside = b.setp(Cmp::Lt, Ty::U64, t, n);
-    let ranges = Ranges::of(m, &shape);
-    let mut e = Emit { g, ranges, b, vars: Vec::new(), syms, bases, memo: HashMap::new() };
-    let mut result = Ok(());
-    // The body runs under the bounds guard; its registers are set inside it only.
-    let mut inner = std::mem::replace(&mut e.b, KernelBuilder::new(name, BLOCK));
-    inner.if_then(inside, |b| {
-        std::mem::swap(&mut e.b, b);
-        result = (|| {
-            let mut rest = Operand::Reg(t);
-            let mut vars = vec![Reg(0); shape.len()];
-            for (k, d) in shape.iter().enumerate().rev() {
-                let d = match d {
-                    Dim::Const(c) => Operand::Imm(*c),
-                    Dim::Sym(s) => Operand::Reg(e.syms[s]),
-                };
-                if k == 0 {
-                    vars[0] = e.b.mov(Ty::U64, rest);
-                } else {
-                    vars[k] = e.b.bin(BinOp::Rem, Ty::U64, rest, d);
-                    rest = Operand::Reg(e.b.bin(BinOp::Div, Ty::U64, rest, d));
+    let mut e = Emit { g, ranges: Ranges::of(m, &[]), b, vars: Vec::new(), syms, bases, memo: HashMap::new() };
+    for shape in &spaces {
+        let mut n = Operand::Imm(1);
+        for d in shape {
+            n = Operand::Reg(e.b.bin(BinOp::Mul, Ty::U64, n, dim_operand(d, &e.syms)));
+        }
+        let inside = e.b.setp(Cmp::Lt, Ty::U64, t, n);
+        e.ranges = Ranges::of(m, shape);
+        e.memo.clear();
+        let mut result = Ok(());
+        // The pass runs under its bounds guard; its registers are set inside it only.
+        let mut inner = std::mem::replace(&mut e.b, KernelBuilder::new(name, BLOCK));
+        inner.if_then(inside, |b| {
+            std::mem::swap(&mut e.b, b);
+            result = (|| {
+                let mut rest = Operand::Reg(t);
+                let mut vars = vec![Reg(0); shape.len()];
+                for (k, d) in shape.iter().enumerate().rev() {
+                    let d = dim_operand(d, &e.syms);
+                    if k == 0 {
+                        vars[0] = e.b.mov(Ty::U64, rest);
+                    } else {
+                        vars[k] = e.b.bin(BinOp::Rem, Ty::U64, rest, d);
+                        rest = Operand::Reg(e.b.bin(BinOp::Div, Ty::U64, rest, d));
+                    }
                 }
-            }
-            e.vars = vars;
-            let idx: Vec<Expr> = (0..shape.len()).map(Expr::Var).collect();
-            for (&o, &(buf, dtype)) in outs.iter().zip(&outputs) {
-                let v = e.value_at(o, idx.clone())?;
-                let bytes = dtype.size_bytes() as u64;
-                let off = e.b.bin(BinOp::Mul, Ty::U64, t, Operand::Imm(bytes));
-                let addr = e.b.bin(BinOp::Add, Ty::U64, buf, off);
-                let (ty, stored) = e.stored(v, dtype)?;
-                e.b.st(Space::Global, ty, addr, 0, &[stored.into()]);
-            }
-            Ok(())
-        })();
-        std::mem::swap(&mut e.b, b);
-    });
-    result?;
-    Ok(Compiled { kernel: inner.finish(), bindings, elements: shape })
+                e.vars = vars;
+                let idx: Vec<Expr> = (0..shape.len()).map(Expr::Var).collect();
+                for (&o, &(buf, dtype)) in outs.iter().zip(&outputs) {
+                    if g.values[o].ty.shape != *shape {
+                        continue;
+                    }
+                    let v = e.value_at(o, idx.clone())?;
+                    let bytes = dtype.size_bytes() as u64;
+                    let off = e.b.bin(BinOp::Mul, Ty::U64, t, Operand::Imm(bytes));
+                    let addr = e.b.bin(BinOp::Add, Ty::U64, buf, off);
+                    let (ty, stored) = e.stored(v, dtype)?;
+                    e.b.st(Space::Global, ty, addr, 0, &[stored.into()]);
+                }
+                Ok(())
+            })();
+            e.memo.clear();
+            std::mem::swap(&mut e.b, b);
+        });
+        e.b = inner;
+        result?;
+    }
+    Ok(Compiled { kernel: e.b.finish(), bindings, elements: spaces })
 }
 
 /// A read-only buffer parameter for each operand (`input` node) and weight of `g`, in body
@@ -308,6 +316,9 @@ impl Emit<'_> {
         if let Op::Gather = &op {
             return self.gather(node.args[0], node.args[1], &index);
         }
+        if let Op::Conv1dCausal = &op {
+            return self.conv1d(node.args.clone(), self.g.values[v].index, &index, self.g.values[v].ty.dtype);
+        }
         if let Op::Iota(io) = &op {
             // Its value is its index along the axis.
             let i = index::emit(&mut self.b, &index[io.axis], &self.vars, &self.syms)
@@ -383,6 +394,57 @@ impl Emit<'_> {
             Ty::S32 => Value::I64(self.b.cvt(Ty::S64, Ty::S32, None, false, x)),
             _ => Value::F32(self.b.cvt(Ty::F32, st, None, false, x)),
         })
+    }
+
+    /// Element `index` of result `which` of `conv1d.causal x, w, b, state0` (`xx =
+    /// concat(state0, x)` over time): `y[b, t, c] = bias[c] + Σ_k w[c, k]·xx[b, t + k, c]`, summed
+    /// in `k` order with separate multiplies and adds (the interpreter's order, so the same bits),
+    /// and the new state `xx[b, S + j, c]`.
+    fn conv1d(&mut self, args: Vec<ValueId>, which: u32, index: &[Expr], dtype: DType) -> Result<Value, TemplateError> {
+        let (x, w, bias, state0) = (args[0], args[1], args[2], args[3]);
+        let Some(Dim::Const(width)) = self.g.values[w].ty.shape.get(1).copied() else {
+            return Err(TemplateError::Unsupported("a convolution of symbolic width".into()));
+        };
+        let s_dim = index::dim(&self.g.values[x].ty.shape[1]);
+        let hist = width - 1;
+        // xx[b, u, c]: state0 below `hist`, x above; both read at clamped rows, one selected.
+        let xx = |e: &mut Self, u: Expr| -> Result<Value, TemplateError> {
+            let from_state = Expr::Min(Box::new(u.clone()), Box::new(Expr::Const(hist.saturating_sub(1))));
+            let from_x = Expr::Min(
+                Box::new(index::sub(u.clone(), Expr::Const(hist))),
+                Box::new(index::sub(s_dim.clone(), Expr::Const(1))),
+            );
+            let xv = e.value_at(x, vec![index[0].clone(), from_x, index[2].clone()])?;
+            if hist == 0 {
+                return Ok(xv);
+            }
+            let sv = e.value_at(state0, vec![index[0].clone(), from_state, index[2].clone()])?;
+            let at =
+                index::emit(&mut e.b, &u, &e.vars, &e.syms).map_err(|x| TemplateError::Unsupported(x.to_string()))?;
+            let in_x = e.b.setp(Cmp::Ge, Ty::U64, at, Operand::Imm(hist));
+            match (xv, sv) {
+                (Value::F32(a), Value::F32(b)) => Ok(Value::F32(e.b.selp(Ty::F32, a, b, in_x))),
+                _ => Err(TemplateError::Unsupported("a convolution of non-float values".into())),
+            }
+        };
+        if which == 1 {
+            let u = index::add(s_dim.clone(), index[1].clone());
+            return xx(self, u);
+        }
+        let Value::F32(mut acc) = self.value_at(bias, vec![index[2].clone()])? else {
+            return Err(TemplateError::Unsupported("a non-float bias".into()));
+        };
+        for k in 0..width {
+            let Value::F32(xv) = xx(self, index::add(index[1].clone(), Expr::Const(k)))? else {
+                return Err(TemplateError::Unsupported("a non-float input".into()));
+            };
+            let Value::F32(wv) = self.value_at(w, vec![index[2].clone(), Expr::Const(k)])? else {
+                return Err(TemplateError::Unsupported("a non-float weight".into()));
+            };
+            let p = self.b.bin(BinOp::Mul, Ty::F32, wv, xv);
+            acc = self.b.bin(BinOp::Add, Ty::F32, acc, p);
+        }
+        Ok(self.round(Value::F32(acc), dtype))
     }
 
     /// An integer pointwise op (`s64` arithmetic, wrapped to the result's width as the
@@ -491,11 +553,15 @@ mod tests {
     /// in the interpreter on the same pseudo-random inputs (symbols take `syms`), and requires
     /// the same bits (the ops here are IEEE-exact in both).
     fn check(text: &str, syms: &[(&str, u64)]) -> Compiled {
+        check_as(KernelStrategy::Elementwise, text, syms)
+    }
+
+    fn check_as(strategy: KernelStrategy, text: &str, syms: &[(&str, u64)]) -> Compiled {
         let m = parse_module(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
         lathe_ir::verify::verify(&m).unwrap_or_else(|e| panic!("{e:?}"));
         let g = m.functions.first().expect("a function").graph.clone();
-        let f = Fusion { strategy: KernelStrategy::Elementwise, body: g.clone() };
-        lathe_passes::strategy::classify(&m, &f).expect("an elementwise group");
+        let f = Fusion { strategy, body: g.clone() };
+        lathe_passes::strategy::classify(&m, &f).expect("a group its strategy accepts");
         let c = compile(&m, &f, "group").unwrap_or_else(|e| panic!("{e}"));
         let sym_value = |id: SymbolId| {
             let name = &m.symbols.get(id).expect("a symbol").name;
@@ -549,7 +615,7 @@ mod tests {
                 Binding::Weight(_) | Binding::ResultInPlace { .. } => panic!("no weights or caches here"),
             });
         }
-        let n: u64 = concrete(&c.elements).iter().product::<usize>() as u64;
+        let n: u64 = c.elements.iter().map(|e| concrete(e).iter().product::<usize>() as u64).max().unwrap_or(1);
         let launch = Launch { grid: [n.div_ceil(u64::from(BLOCK)) as u32, 1, 1], block: [BLOCK, 1, 1] };
         run(&c.kernel, &launch, &mut args, &Options { warp_orders: 2, ..Options::default() })
             .unwrap_or_else(|e| panic!("{e}\n{}", lathe_kernel::text::print(&c.kernel)));
@@ -578,6 +644,17 @@ mod tests {
         );
         let c = check(&text, &[("S", 45)]);
         assert_eq!(c.bindings.len(), 6, "three operands, two results, one symbol: {:?}", c.bindings);
+    }
+
+    #[test]
+    fn a_causal_convolution_and_its_new_state_match_the_interpreter_bit_for_bit() {
+        let text = module(
+            "  symbol B <= 4\n  symbol S <= 64\n",
+            "    %0 = input \"x\" : f32[B, S, 6]\n    %1 = input \"w\" : f32[6, 4]\n    %2 = input \"bias\" : f32[6]\n    %3 = input \"st\" : f32[B, 3, 6]\n    %4:2 = conv1d.causal %0, %1, %2, %3 : f32[B, S, 6], f32[B, 3, 6]\n    %5 = relu %4#0 : f32[B, S, 6]\n    return %5, %4#1\n",
+        );
+        // A short sequence (its new state reaches into the old one) and a long one.
+        check_as(KernelStrategy::Conv1dCausal, &text, &[("B", 2), ("S", 2)]);
+        check_as(KernelStrategy::Conv1dCausal, &text, &[("B", 3), ("S", 9)]);
     }
 
     #[test]

@@ -132,5 +132,5 @@ pub fn compile(m: &Module, f: &Fusion, name: &str) -> Result<Compiled, TemplateE
         std::mem::swap(&mut e.b, bb);
     });
     result?;
-    Ok(Compiled { kernel: b.finish(), bindings, elements: shape })
+    Ok(Compiled { kernel: b.finish(), bindings, elements: vec![shape] })
 }
