@@ -165,11 +165,9 @@ pub fn structure(k: &Kernel, ptx: &str) -> Result<(), String> {
     let want = ir_counts(k);
     let got = ptx_counts(ptx, k.local_bytes > 0)?;
     let loads_ok = got.global_load_bytes <= want.global_load_bytes && got.shared_load_bytes <= want.shared_load_bytes;
-    let same_rest = Counts {
-        global_load_bytes: want.global_load_bytes,
-        shared_load_bytes: want.shared_load_bytes,
-        ..got.clone()
-    } == want;
+    let same_rest =
+        Counts { global_load_bytes: want.global_load_bytes, shared_load_bytes: want.shared_load_bytes, ..got.clone() }
+            == want;
     if !(loads_ok && same_rest) {
         return Err(format!("kernel IR {want:?}, PTX {got:?}"));
     }
