@@ -58,9 +58,50 @@ pub enum SimRunError {
 }
 
 /// A group compiled by a template: its kernel, bindings and launch.
-enum Compiled {
+#[derive(Debug, Clone)]
+pub enum Compiled {
+    /// By the elementwise machinery (elementwise, gather, conv1d_causal, scatter_cache).
     Elementwise(elementwise::Compiled),
+    /// By `row_reduce`.
     RowReduce(row_reduce::Compiled),
+}
+
+impl Compiled {
+    /// The kernel.
+    pub fn kernel(&self) -> &lathe_kernel::ir::Kernel {
+        match self {
+            Compiled::Elementwise(e) => &e.kernel,
+            Compiled::RowReduce(r) => &r.kernel,
+        }
+    }
+
+    /// What each kernel parameter is bound to.
+    pub fn bindings(&self) -> &[Binding] {
+        match self {
+            Compiled::Elementwise(e) => &e.bindings,
+            Compiled::RowReduce(r) => &r.bindings,
+        }
+    }
+
+    /// The launch for dimensions of the values `dim` gives.
+    pub fn launch(&self, dim: &dyn Fn(&Dim) -> u64) -> Launch {
+        match self {
+            Compiled::Elementwise(e) => {
+                let n = e.elements.iter().map(|s| s.iter().map(dim).product::<u64>()).max().unwrap_or(1);
+                let grid = n.div_ceil(u64::from(elementwise::BLOCK)).max(1) as u32;
+                Launch { grid: [grid, 1, 1], block: [elementwise::BLOCK, 1, 1] }
+            }
+            Compiled::RowReduce(r) => {
+                let rows: u64 = r.rows.iter().map(dim).product();
+                Launch { grid: [(rows * r.groups).max(1) as u32, 1, 1], block: [row_reduce::BLOCK, 1, 1] }
+            }
+        }
+    }
+}
+
+/// The template's kernel of group `f` of `m`, named `name`; why not, if no template takes it.
+pub fn compile_group(m: &Module, f: &Fusion, name: &str) -> Result<Compiled, String> {
+    compile(m, f, name)
 }
 
 /// Tries the template of group `f`.
@@ -316,21 +357,17 @@ fn simulate(
             })
             .collect()
     };
-    let (kernel, bindings, launch) = match c {
-        Compiled::Elementwise(e) => {
-            let mut n = 1usize;
-            for space in &e.elements {
-                n = n.max(concrete(space)?.iter().product());
-            }
-            let grid = n.div_ceil(elementwise::BLOCK as usize).max(1) as u32;
-            (&e.kernel, &e.bindings, Launch { grid: [grid, 1, 1], block: [elementwise::BLOCK, 1, 1] })
-        }
-        Compiled::RowReduce(r) => {
-            let rows: usize = concrete(&r.rows)?.iter().product();
-            let grid = (rows as u64 * r.groups).max(1) as u32;
-            (&r.kernel, &r.bindings, Launch { grid: [grid, 1, 1], block: [row_reduce::BLOCK, 1, 1] })
-        }
-    };
+    for space in match c {
+        Compiled::Elementwise(e) => e.elements.clone(),
+        Compiled::RowReduce(r) => vec![r.rows.clone()],
+    } {
+        concrete(&space)?;
+    }
+    let launch = c.launch(&|d: &Dim| match d {
+        Dim::Const(v) => *v,
+        Dim::Sym(s) => syms.get(s).copied().unwrap_or(1),
+    });
+    let (kernel, bindings) = (c.kernel(), c.bindings());
     let mut kargs = Vec::new();
     let mut results = Vec::new();
     for b in bindings {

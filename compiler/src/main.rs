@@ -7,6 +7,7 @@ mod bench;
 mod error;
 mod inspect;
 mod kernel_cmd;
+mod kernels_view;
 mod model;
 mod opt;
 mod sysmem;
@@ -159,6 +160,17 @@ enum Command {
         /// are not read).
         #[arg(long)]
         shape_only: bool,
+        /// One row per distinct kernel the templates make: strategy, grid, block, shared bytes,
+        /// registers, spill bytes, FLOPs, bytes, roofline µs (runs the default pipeline unless
+        /// `--pipeline` names one).
+        #[arg(long)]
+        kernels: bool,
+        /// With `--kernels`: the architecture ptxas assembles for.
+        #[arg(long, default_value = "sm_90")]
+        target: String,
+        /// With `--kernels`: print this kernel's IR and PTX instead of the table.
+        #[arg(long)]
+        kernel: Option<String>,
         /// The pipeline to run first (`default` schedules every op into kernels).
         #[command(flatten)]
         pipeline: opt::PipelineArgs,
@@ -317,8 +329,17 @@ fn run(cli: Cli) -> Result<(), CliError> {
             }
             Ok(())
         }
-        Command::Inspect { path, stats, json, format, context, gpu, shape_only, pipeline } => {
+        Command::Inspect { path, stats, json, format, context, gpu, shape_only, kernels, target, kernel, pipeline } => {
             let gpu = inspect::gpu(&gpu)?;
+            if kernel.is_some() && !kernels {
+                return Err(CliError::input("--kernel NAME goes with --kernels"));
+            }
+            let target = kernels_view::target(&target)?;
+            // The kernels are the scheduled program's: without a pipeline named, the default one.
+            let mut pipeline = pipeline;
+            if kernels && pipeline.pipeline.is_empty() {
+                pipeline.pipeline = "default".into();
+            }
             pipeline.manager()?;
             let (m, model_stats) = if path.is_dir() {
                 // Inspection shows what a compile produces: bf16 activations.
@@ -345,6 +366,22 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 });
                 (m, Some(v))
             };
+            if kernels {
+                let (rows, pending) = kernels_view::collect(&m, context, &gpu, target)?;
+                match kernel {
+                    Some(name) => {
+                        let r = rows.iter().find(|r| r.name == name).ok_or_else(|| {
+                            CliError::input(format!("--kernel {name}: no such kernel (`--kernels` lists them)"))
+                        })?;
+                        print!("{}\n{}", r.kernel, r.ptx);
+                    }
+                    None if json || format == inspect::Format::Json => {
+                        println!("{}", kernels_view::json(&rows, &pending, target))
+                    }
+                    None => print!("{}", kernels_view::text(&rows, &pending, target, context, &gpu)),
+                }
+                return Ok(());
+            }
             if stats || json {
                 let mut v = model_stats.unwrap_or_default();
                 if let (Some(obj), serde_json::Value::Object(extra)) =

@@ -221,6 +221,19 @@ pub fn function_cost(m: &Module, f: &Function, b: &Bindings, gpu: &Gpu) -> Cost 
         if is_data(&node.op) {
             continue;
         }
+        let c = node_cost(m, g, node, b, gpu);
+        total.flops += c.flops;
+        total.bytes += c.bytes;
+        total.seconds += c.seconds;
+        total.launches += c.launches;
+    }
+    total
+}
+
+/// The cost of one computing node of `g` (a group, or a loose op): its FLOPs, its bytes (with
+/// its scratch), its roofline time and its launches.
+pub fn node_cost(m: &Module, g: &Graph, node: &lathe_ir::Node, b: &Bindings, gpu: &Gpu) -> Cost {
+    {
         let flops = match &node.op {
             Op::Fusion(f) => graph_flops(b, &f.body),
             _ => {
@@ -245,12 +258,13 @@ pub fn function_cost(m: &Module, f: &Function, b: &Bindings, gpu: &Gpu) -> Cost 
             })
             .unwrap_or(0.0);
         let bytes = launch_bytes(b, g, node) + scratch;
-        total.flops += flops;
-        total.bytes += bytes;
-        total.seconds += (flops / gpu.bf16_flops).max(bytes / gpu.bandwidth);
-        total.launches += group.map_or(1, |x| x.launches.len());
+        Cost {
+            flops,
+            bytes,
+            seconds: (flops / gpu.bf16_flops).max(bytes / gpu.bandwidth),
+            launches: group.map_or(1, |x| x.launches.len()),
+        }
     }
-    total
 }
 
 /// Bytes of the caches one sequence holds at `context` tokens: the cache inputs (by role) of the
