@@ -15,6 +15,7 @@
 
 pub mod ptx;
 pub mod ptxas;
+pub mod templates;
 
 /// What can go wrong turning a kernel into PTX or CUBIN.
 #[derive(Debug, thiserror::Error)]
