@@ -196,6 +196,31 @@ pub fn run_function(
         }
         body
     };
+    // Every weight the function or its groups read, as a function of its own: a derived weight
+    // (a layout or dtype the hoist pass made) is computed by the interpreter, not loaded.
+    let mut weight_fns: HashMap<lathe_ir::WeightId, String> = HashMap::new();
+    let note = |g: &Graph, fns: &mut HashMap<lathe_ir::WeightId, String>, derived: &mut Module| {
+        for &n in &g.order {
+            if let Op::Weight(w) = &g.nodes[n].op {
+                if fns.contains_key(w) {
+                    continue;
+                }
+                let mut body = Graph::default();
+                let ty = g.values[g.nodes[n].results[0]].ty.clone();
+                let r = body.push_node(Op::Weight(*w), Vec::new(), vec![ty]);
+                body.outputs = vec![lathe_ir::Output::new("w", r[0])];
+                let name = format!("__weight{}", w.index());
+                derived.functions.push(Function::new(name.clone(), body));
+                fns.insert(*w, name);
+            }
+        }
+    };
+    note(g, &mut weight_fns, &mut derived);
+    for &n in &g.order {
+        if let Op::Fusion(fu) = &g.nodes[n].op {
+            note(&fu.body, &mut weight_fns, &mut derived);
+        }
+    }
     let mut names = Vec::new();
     let mut loose: HashMap<lathe_ir::NodeId, String> = HashMap::new();
     for &n in &g.order {
@@ -243,8 +268,8 @@ pub fn run_function(
                 env.insert(node.results[0], t.clone());
             }
             Op::Weight(w) => {
-                let weight = m.weights.get(*w).ok_or_else(|| SimRunError::Unsupported("an unknown weight".into()))?;
-                env.insert(node.results[0], loader.load(weight).map_err(SimRunError::Interp)?);
+                let t = load_weight(&mut session, &weight_fns, *w)?;
+                env.insert(node.results[0], t);
             }
             Op::Fusion(fu) => {
                 let args: Vec<&Tensor> = node
@@ -254,7 +279,8 @@ pub fn run_function(
                     .collect::<Result<_, _>>()?;
                 let (outs, report) = match compile(m, fu, &format!("group{index}")) {
                     Ok(c) => {
-                        let (outs, instructions) = simulate(m, fu, &c, &args, loader, index, &top_syms)?;
+                        let weights = |w: lathe_ir::WeightId| load_weight(&mut session, &weight_fns, w);
+                        let (outs, instructions) = simulate(fu, &c, &args, weights, index, &top_syms)?;
                         (outs, GroupReport { index, strategy: fu.strategy, interpreted: None, instructions })
                     }
                     Err(why) => {
@@ -312,6 +338,17 @@ pub fn run_function(
     Ok((outputs, reports))
 }
 
+/// Weight `w` as the interpreter has it (loaded, or computed for a derived weight).
+fn load_weight(
+    session: &mut Session<'_>,
+    fns: &HashMap<lathe_ir::WeightId, String>,
+    w: lathe_ir::WeightId,
+) -> Result<Tensor, SimRunError> {
+    let name = fns.get(&w).ok_or_else(|| SimRunError::Unsupported("a weight no function reads".into()))?;
+    let mut out = session.run(name, &HashMap::new()).map_err(|e| SimRunError::Interp(e.to_string()))?;
+    out.pop().map(|(_, t)| t).ok_or_else(|| SimRunError::Unsupported("a weight function without a result".into()))
+}
+
 /// The names of a body's `input` nodes, in order (the group's operands).
 fn body_inputs(g: &Graph) -> Vec<String> {
     g.order
@@ -325,11 +362,10 @@ fn body_inputs(g: &Graph) -> Vec<String> {
 
 /// Runs compiled group `f` on `args` in the simulator: its results and instruction count.
 fn simulate(
-    m: &Module,
     f: &Fusion,
     c: &Compiled,
     args: &[&Tensor],
-    loader: &dyn WeightLoader,
+    mut weights: impl FnMut(lathe_ir::WeightId) -> Result<Tensor, SimRunError>,
     index: usize,
     top_syms: &HashMap<SymbolId, u64>,
 ) -> Result<(Vec<Tensor>, u64), SimRunError> {
@@ -377,8 +413,7 @@ fn simulate(
                 let Op::Weight(w) = &g.nodes[g.values[*v].def].op else {
                     return Err(SimRunError::Unsupported("a weight binding of another value".into()));
                 };
-                let weight = m.weights.get(*w).ok_or_else(|| SimRunError::Unsupported("an unknown weight".into()))?;
-                Arg::Buffer(encode(&loader.load(weight).map_err(SimRunError::Interp)?)?)
+                Arg::Buffer(encode(&weights(*w)?)?)
             }
             Binding::ResultInPlace { result, operand } => {
                 let ty = &g.values[g.outputs[*result].value].ty;
@@ -423,8 +458,9 @@ mod tests {
     use super::*;
 
     /// The `extend` program of a fixture from a non-empty cache: the simulator's groups (the
-    /// cache writes among them) and the interpreter's give the same caches bit for bit and the
-    /// same logits within the tolerance of the model.
+    /// cache writes among them) and the interpreter's give the same logits and caches within the
+    /// tolerance of the model (the compiled transcendentals are within a few ulps of the
+    /// interpreter's), and the cache rows the step does not write keep their bits.
     fn extend_matches(dir: &str) {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/models").join(dir);
         let imp = import(&root, &ImportOptions { max_batch: 1, ..ImportOptions::default() }).expect("imports");
@@ -472,11 +508,18 @@ mod tests {
         assert!(got.iter().any(|(name, _)| name.contains("cache")), "{dir}: the updated caches are results");
         for ((name, a), (_, b)) in got.iter().zip(&want) {
             assert_eq!(a.shape, b.shape, "{dir} {name}");
-            if name.contains("cache") {
-                assert_eq!(a.floats(), b.floats(), "{dir} {name}: caches bit for bit");
-            } else {
-                let (x, y) = (a.to_f64(), b.to_f64());
-                lathe_tests::assert_close(&format!("{dir} {name}"), &x, &y, DType::F32, 4 * 64);
+            let (x, y) = (a.to_f64(), b.to_f64());
+            lathe_tests::assert_close(&format!("{dir} {name}"), &x, &y, DType::F32, 4 * 64);
+            if name.ends_with("k_cache") || name.ends_with("v_cache") {
+                // Rows outside the written ones [past, past + S) keep the input's bits.
+                let before = inputs[name.as_str()].floats();
+                let row: usize = a.shape[2..].iter().product();
+                for (r, (got_row, old_row)) in a.floats().chunks(row).zip(before.chunks(row)).enumerate() {
+                    let t = r % a.shape[1];
+                    if !(4..9).contains(&t) {
+                        assert_eq!(got_row, old_row, "{dir} {name}: row {t} was not to be written");
+                    }
+                }
             }
         }
     }
