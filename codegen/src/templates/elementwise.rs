@@ -109,13 +109,7 @@ pub fn compile(m: &Module, f: &Fusion, name: &str) -> Result<Compiled, TemplateE
     let mut b = KernelBuilder::new(name, BLOCK);
     let mut bindings = Vec::new();
     let bases = bind_operands(g, &mut b, &mut bindings)?;
-    let mut outputs = Vec::new();
-    for (k, &o) in outs.iter().enumerate() {
-        let dtype = g.values[o].ty.dtype;
-        storage(dtype)?;
-        outputs.push((b.buffer(&format!("out{k}"), dtype, BufferAccess::Written), dtype));
-        bindings.push(Binding::Result(k));
-    }
+    let outputs = bind_results(g, &outs, &mut b, &mut bindings)?;
     let syms = bind_symbols(m, g, &mut b, &mut bindings);
     // The thread's linear index.
     let tid = b.special(Special::Tid(Axis::X));
@@ -137,17 +131,7 @@ pub fn compile(m: &Module, f: &Fusion, name: &str) -> Result<Compiled, TemplateE
         inner.if_then(inside, |b| {
             std::mem::swap(&mut e.b, b);
             result = (|| {
-                let mut rest = Operand::Reg(t);
-                let mut vars = vec![Reg(0); shape.len()];
-                for (k, d) in shape.iter().enumerate().rev() {
-                    let d = dim_operand(d, &e.syms);
-                    if k == 0 {
-                        vars[0] = e.b.mov(Ty::U64, rest);
-                    } else {
-                        vars[k] = e.b.bin(BinOp::Rem, Ty::U64, rest, d);
-                        rest = Operand::Reg(e.b.bin(BinOp::Div, Ty::U64, rest, d));
-                    }
-                }
+                let vars = delinearize(&mut e.b, Operand::Reg(t), shape, &e.syms);
                 e.vars = vars;
                 let idx: Vec<Expr> = (0..shape.len()).map(Expr::Var).collect();
                 for (&o, &(buf, dtype)) in outs.iter().zip(&outputs) {
@@ -216,6 +200,39 @@ pub(super) fn bind_symbols(
         }
     }
     syms
+}
+
+/// The multi-index of linear index `t` (row-major over `shape`) as `u64` registers.
+pub(super) fn delinearize(b: &mut KernelBuilder, t: Operand, shape: &[Dim], syms: &HashMap<SymbolId, Reg>) -> Vec<Reg> {
+    let mut rest = t;
+    let mut vars = vec![Reg(0); shape.len()];
+    for (k, d) in shape.iter().enumerate().rev() {
+        let d = dim_operand(d, syms);
+        if k == 0 {
+            vars[0] = b.mov(Ty::U64, rest);
+        } else {
+            vars[k] = b.bin(BinOp::Rem, Ty::U64, rest, d);
+            rest = Operand::Reg(b.bin(BinOp::Div, Ty::U64, rest, d));
+        }
+    }
+    vars
+}
+
+/// A written buffer parameter for each of `outs` (results `0..`); their registers and dtypes.
+pub(super) fn bind_results(
+    g: &Graph,
+    outs: &[ValueId],
+    b: &mut KernelBuilder,
+    bindings: &mut Vec<Binding>,
+) -> Result<Vec<(Reg, DType)>, TemplateError> {
+    let mut outputs = Vec::new();
+    for (k, &o) in outs.iter().enumerate() {
+        let dtype = g.values[o].ty.dtype;
+        storage(dtype)?;
+        outputs.push((b.buffer(&format!("out{k}"), dtype, BufferAccess::Written), dtype));
+        bindings.push(Binding::Result(k));
+    }
+    Ok(outputs)
 }
 
 /// A dimension as an operand: an immediate or its symbol's register.

@@ -26,7 +26,7 @@ use lathe_kernel::ir::{
     Access as BufferAccess, Axis, BinOp, Inst, Kernel, Operand, Reg, ShflMode, Space, Special, Ty, UnOp,
 };
 
-use super::elementwise::{bind_operands, bind_symbols, dim_operand, storage, Binding, Emit};
+use super::elementwise::{bind_operands, bind_results, bind_symbols, delinearize, dim_operand, storage, Binding, Emit};
 use super::pointwise::Value;
 use super::TemplateError;
 use crate::group::index::{Expr, Ranges};
@@ -133,18 +133,10 @@ pub fn compile(m: &lathe_ir::Module, f: &Fusion, name: &str) -> Result<Compiled,
     let tid = b.special(Special::Tid(Axis::X));
     let c64 = b.cvt(Ty::U64, Ty::U32, None, false, cta);
     let grp = b.bin(BinOp::Rem, Ty::U64, c64, Operand::Imm(groups));
-    let mut rest = Operand::Reg(b.bin(BinOp::Div, Ty::U64, c64, Operand::Imm(groups)));
-    let mut vars = vec![Reg(0); rank];
-    for (k, dd) in lead.iter().enumerate().rev() {
-        if k == 0 {
-            vars[0] = b.mov(Ty::U64, rest);
-        } else {
-            let dop = dim_operand(dd, &syms);
-            vars[k] = b.bin(BinOp::Rem, Ty::U64, rest, dop);
-            rest = Operand::Reg(b.bin(BinOp::Div, Ty::U64, rest, dop));
-        }
-    }
+    let row = b.bin(BinOp::Div, Ty::U64, c64, Operand::Imm(groups));
+    let mut vars = delinearize(&mut b, Operand::Reg(row), lead, &syms);
     let col = b.reg(Ty::U64);
+    vars.push(col);
     vars[rank - 1] = col;
     let first = b.bin(BinOp::Mul, Ty::U64, grp, Operand::Imm(gs));
     let t64 = b.cvt(Ty::U64, Ty::U32, None, false, tid);
@@ -334,30 +326,15 @@ pub fn compile_reduce(m: &lathe_ir::Module, f: &Fusion, name: &str) -> Result<Co
     let mut b = KernelBuilder::new(name, BLOCK);
     let mut bindings = Vec::new();
     let bases = bind_operands(g, &mut b, &mut bindings)?;
-    let mut outputs = Vec::new();
-    for (k, &o) in outs.iter().enumerate() {
-        let dtype = g.values[o].ty.dtype;
-        storage(dtype)?;
-        outputs.push((b.buffer(&format!("out{k}"), dtype, BufferAccess::Written), dtype));
-        bindings.push(Binding::Result(k));
-    }
+    let outputs = bind_results(g, &outs, &mut b, &mut bindings)?;
     let syms = bind_symbols(m, g, &mut b, &mut bindings);
     let cta = b.special(Special::Ctaid(Axis::X));
     let tid = b.special(Special::Tid(Axis::X));
     let c64 = b.cvt(Ty::U64, Ty::U32, None, false, cta);
-    let mut rest = Operand::Reg(c64);
-    let mut vars = vec![Reg(0); rank];
-    for (k, dd) in lead.iter().enumerate().rev() {
-        if k == 0 {
-            vars[0] = b.mov(Ty::U64, rest);
-        } else {
-            let dop = dim_operand(dd, &syms);
-            vars[k] = b.bin(BinOp::Rem, Ty::U64, rest, dop);
-            rest = Operand::Reg(b.bin(BinOp::Div, Ty::U64, rest, dop));
-        }
-    }
+    let rest = Operand::Reg(c64);
+    let mut vars = delinearize(&mut b, rest, &lead, &syms);
     let col = b.reg(Ty::U64);
-    vars[rank - 1] = col;
+    vars.push(col);
     let t64 = b.cvt(Ty::U64, Ty::U32, None, false, tid);
     // The row's length (a symbol's value at run time) and the trips of 256 covering it.
     let d = dim_operand(&last, &syms);

@@ -13,9 +13,9 @@ use std::collections::HashMap;
 use lathe_ir::ops::Fusion;
 use lathe_ir::{Module, Op, ValueId};
 use lathe_kernel::build::KernelBuilder;
-use lathe_kernel::ir::{Access as BufferAccess, Axis, BinOp, Cmp, Operand, Reg, Space, Special, Ty};
+use lathe_kernel::ir::{Access as BufferAccess, Axis, BinOp, Cmp, Operand, Space, Special, Ty};
 
-use super::elementwise::{bind_symbols, dim_operand, storage, Binding, Compiled, Emit, BLOCK};
+use super::elementwise::{bind_symbols, delinearize, dim_operand, storage, Binding, Compiled, Emit, BLOCK};
 use super::pointwise::Value;
 use super::TemplateError;
 use crate::group::index::{Expr, Ranges};
@@ -93,17 +93,7 @@ pub fn compile(m: &Module, f: &Fusion, name: &str) -> Result<Compiled, TemplateE
     b.if_then(inside, |bb| {
         std::mem::swap(&mut e.b, bb);
         result = (|| {
-            let mut rest = Operand::Reg(t);
-            let mut vars = vec![Reg(0); shape.len()];
-            for (k, d) in shape.iter().enumerate().rev() {
-                let d = dim_operand(d, &e.syms);
-                if k == 0 {
-                    vars[0] = e.b.mov(Ty::U64, rest);
-                } else {
-                    vars[k] = e.b.bin(BinOp::Rem, Ty::U64, rest, d);
-                    rest = Operand::Reg(e.b.bin(BinOp::Div, Ty::U64, rest, d));
-                }
-            }
+            let vars = delinearize(&mut e.b, Operand::Reg(t), &shape, &e.syms);
             e.vars = vars.clone();
             let idx: Vec<Expr> = (0..shape.len()).map(Expr::Var).collect();
             for &(buf, dtype, cache, new, past) in &outs {
