@@ -3,6 +3,7 @@
 
 pub mod elementwise;
 pub mod pointwise;
+pub mod row_norm;
 pub mod row_reduce;
 pub mod scatter_cache;
 

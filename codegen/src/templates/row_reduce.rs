@@ -284,8 +284,11 @@ pub fn compile(m: &lathe_ir::Module, f: &Fusion, name: &str) -> Result<Compiled,
 /// Compiles a row-reduce group by the form its main op takes: a `reduce` ([`compile_reduce`]) or
 /// an RMSNorm ([`compile`]).
 pub fn compile_any(m: &lathe_ir::Module, f: &Fusion, name: &str) -> Result<Compiled, TemplateError> {
-    if f.body.order.iter().any(|&n| matches!(f.body.nodes[n].op, Op::Reduce(_))) {
+    let has = |p: &dyn Fn(&Op) -> bool| f.body.order.iter().any(|&n| p(&f.body.nodes[n].op));
+    if has(&|o| matches!(o, Op::Reduce(_))) {
         compile_reduce(m, f, name)
+    } else if has(&|o| matches!(o, Op::LayerNorm(_) | Op::Softmax(_))) {
+        super::row_norm::compile(m, f, name)
     } else {
         compile(m, f, name)
     }
@@ -550,6 +553,18 @@ mod tests {
         // An f32 mean of a row of 300 with an epilogue, against the interpreter.
         let text = "module @m {\n  compute_dtype = f32\n  symbol S <= 16\n  func @main {\n    %0 = input \"x\" : f32[S, 300]\n    %1 = input \"r\" : f32[S, 300]\n    %2 = input \"w\" : f32[300]\n    %3 = mul %0, %1 : f32[S, 300]\n    %4 = reduce %3 {kind=mean, axes=[1], keep_dims} : f32[S, 1]\n    %5 = relu %4 : f32[S, 1]\n    return %5\n  }\n}\n";
         check(text, 5, 300);
+    }
+
+    #[test]
+    fn layer_norm_and_softmax_rows_match_the_interpreter() {
+        let text = |main: &str| {
+            format!(
+                "module @m {{\n  compute_dtype = f32\n  symbol S <= 16\n  func @main {{\n    %0 = input \"x\" : f32[S, 600]\n    %1 = input \"r\" : f32[S, 600]\n    %2 = input \"w\" : f32[600]\n    %3 = add %0, %1 : f32[S, 600]\n    %4 = {main} : f32[S, 600]\n    %5 = mul %4, %0 : f32[S, 600]\n    return %5\n  }}\n}}\n"
+            )
+        };
+        // 600 elements: three trips of 256, the last ragged.
+        check(&text("layer_norm %3, %2, %2 {eps=1e-5}"), 4, 600);
+        check(&text("softmax %3 {axis=1}"), 4, 600);
     }
 
     #[test]
