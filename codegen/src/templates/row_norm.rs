@@ -2,16 +2,20 @@
 //! one `softmax` of the last axis, with pointwise prologues and epilogues.
 //!
 //! **What one CTA computes**: one row (the grid is one CTA per row of 256 threads, thread `t`
-//! taking elements `t, t + 256, …`: coalesced). **Passes**: layer norm sums the row (mean), then
-//! the squared deviations (variance), then writes `(x − mean)·inv·w + b` with `inv = 1/sqrt(var
-//! + eps)`; softmax takes the row's maximum, then sums `exp(x − max)`, then writes `exp(x −
-//! max)/total` (a row of −inf gives zeros, as in the interpreter). Each reduction is per thread,
-//! then a shuffle butterfly per warp, then the warps through 32 bytes of shared memory between
-//! two barriers; the input is recomputed (or reloaded, from L2) in each pass rather than kept.
-//! **Memory traffic**: the input three times, the weights once, each result once. Numerics:
-//! the reductions run in another order than the interpreter's and `exp` is the pointwise
-//! emitter's (≤ 1 ulp from the interpreter's), so results agree within the tolerance of a
-//! reduction over the row.
+//! taking elements `t, t + 256, …`: coalesced).
+//!
+//! **Passes**: layer norm sums the row (the mean), then the squared deviations (the variance),
+//! then writes `(x − mean)·inv·w + b` with `inv = 1/sqrt(var + eps)`; softmax takes the row's
+//! maximum, then sums `exp(x − max)`, then writes `exp(x − max)/total` (a row of −inf gives
+//! zeros, as in the interpreter). Each reduction is per thread, then a shuffle butterfly per
+//! warp, then the warps through 32 bytes of shared memory between two barriers; the input is
+//! recomputed (or reloaded, from L2) in each pass rather than kept.
+//!
+//! **Memory traffic**: the input three times, the weights once, each result once.
+//!
+//! **Numerics**: the reductions run in another order than the interpreter's and `exp` is the
+//! pointwise emitter's (within 1 ulp of the interpreter's), so results agree within the
+//! tolerance of a reduction over the row.
 
 use std::collections::HashMap;
 
