@@ -83,6 +83,20 @@ impl Compiled {
         }
     }
 
+    /// The group's launches, in order, for strategy `strategy`: a memset of its atomic
+    /// accumulators first when it has any, then its kernel; the templates need no scratch. The
+    /// coverage test holds this to the launch rule of L4 (`lathe_passes::launch`).
+    pub fn launches(&self, strategy: KernelStrategy) -> Vec<lathe_passes::launch::LaunchKind> {
+        use lathe_passes::launch::LaunchKind;
+        let memset = matches!(self, Compiled::RowReduce(r) if !r.accumulators.is_empty());
+        let mut v = Vec::new();
+        if memset {
+            v.push(LaunchKind::Memset);
+        }
+        v.push(LaunchKind::Kernel(strategy));
+        v
+    }
+
     /// The launch for dimensions of the values `dim` gives.
     pub fn launch(&self, dim: &dyn Fn(&Dim) -> u64) -> Launch {
         match self {

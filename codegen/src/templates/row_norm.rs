@@ -232,5 +232,5 @@ pub fn compile(m: &Module, f: &Fusion, name: &str) -> Result<Compiled, TemplateE
             })?;
         }
     }
-    Ok(Compiled { kernel: e.b.finish(), bindings, rows: lead, groups: 1 })
+    Ok(Compiled { kernel: e.b.finish(), bindings, rows: lead, groups: 1, accumulators: Vec::new() })
 }

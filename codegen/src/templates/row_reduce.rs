@@ -45,6 +45,9 @@ pub struct Compiled {
     pub rows: Vec<Dim>,
     /// Normalization groups per row.
     pub groups: u64,
+    /// Results the kernel accumulates into with atomics (`amax`): zeroed by a memset launch
+    /// before it, as the launch rule says.
+    pub accumulators: Vec<usize>,
 }
 
 fn unsupported(what: impl Into<String>) -> TemplateError {
@@ -114,13 +117,17 @@ pub fn compile(m: &lathe_ir::Module, f: &Fusion, name: &str) -> Result<Compiled,
     let bases = bind_operands(g, &mut b, &mut bindings)?;
     let mut outputs = Vec::new();
     let mut amax_bufs = Vec::new();
+    let mut accumulators = Vec::new();
     for (k, o) in g.outputs.iter().enumerate() {
         let dtype = g.values[o.value].ty.dtype;
         storage(dtype)?;
         let buf = b.buffer(&format!("out{k}"), dtype, BufferAccess::Written);
         match amaxes.iter().find(|&&(_, r)| r == o.value) {
             // An f32[] the launch's scratch rule zeroes; the kernel raises it with atomics.
-            Some(&(arg, _)) => amax_bufs.push((arg, buf)),
+            Some(&(arg, _)) => {
+                amax_bufs.push((arg, buf));
+                accumulators.push(k);
+            }
             None => outputs.push((buf, dtype)),
         }
         bindings.push(Binding::Result(k));
@@ -278,7 +285,7 @@ pub fn compile(m: &lathe_ir::Module, f: &Fusion, name: &str) -> Result<Compiled,
         outer.if_then(lane0, |b| b.red(Space::Global, BinOp::Max, Ty::U32, buf, 0, w));
         e.b = outer;
     }
-    Ok(Compiled { kernel: e.b.finish(), bindings, rows: lead.to_vec(), groups })
+    Ok(Compiled { kernel: e.b.finish(), bindings, rows: lead.to_vec(), groups, accumulators })
 }
 
 /// Compiles a row-reduce group by the form its main op takes: a `reduce` ([`compile_reduce`]) or
@@ -435,7 +442,7 @@ pub fn compile_reduce(m: &lathe_ir::Module, f: &Fusion, name: &str) -> Result<Co
         e.b = outer;
     }
     err?;
-    Ok(Compiled { kernel: e.b.finish(), bindings, rows: lead, groups: 1 })
+    Ok(Compiled { kernel: e.b.finish(), bindings, rows: lead, groups: 1, accumulators: Vec::new() })
 }
 
 #[cfg(test)]
