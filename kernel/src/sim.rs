@@ -47,7 +47,7 @@
 
 use std::fmt;
 
-use crate::ir::{Axis, Inst, Kernel, LoopKind, Operand, Param, Reg, Special, Stmt, Ty};
+use crate::ir::{Inst, Kernel, LoopKind, Operand, Param, Reg, Special, Stmt, Ty};
 use crate::verify::inst_name;
 
 mod alu;
@@ -876,14 +876,5 @@ impl Machine<'_> {
             Special::Nctaid(a) => self.launch.grid[a.index()],
             Special::LaneId => t % WARP,
         }
-    }
-}
-
-/// The value of an `Axis` for messages and tests.
-pub fn axis_name(a: Axis) -> &'static str {
-    match a {
-        Axis::X => "x",
-        Axis::Y => "y",
-        Axis::Z => "z",
     }
 }

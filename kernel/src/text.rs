@@ -160,7 +160,8 @@ fn from_name<T: Copy>(table: &[(T, &'static str)], name: &str) -> Option<T> {
     table.iter().find(|(_, n)| *n == name).map(|(t, _)| *t)
 }
 
-fn special_name(s: Special) -> String {
+/// A special register's name, as the text format and PTX spell it: `tid.x`, `laneid`.
+pub fn special_name(s: Special) -> String {
     let (base, axis) = match s {
         Special::Tid(a) => ("tid", a),
         Special::Ntid(a) => ("ntid", a),

@@ -22,8 +22,8 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
 use lathe_kernel::ir::{
-    Axis, BinOp, CacheHint, Cmp, Inst, Kernel, LoopKind, MmaElem, MmaShape, Mufu, Operand, Param, Reg, ShflMode, Space,
-    Special, Stmt, Ty, UnOp, VoteMode,
+    BinOp, CacheHint, Cmp, Inst, Kernel, LoopKind, MmaElem, MmaShape, Mufu, Operand, Param, Reg, ShflMode, Space, Stmt,
+    Ty, UnOp, VoteMode,
 };
 use lathe_kernel::sim::{convert_kind, ConvertKind};
 
@@ -281,13 +281,7 @@ impl Emitter<'_> {
                 self.write(dst, v, ty.bits());
             }
             Inst::Special { dst, reg } => {
-                let name = match reg {
-                    Special::Tid(a) => format!("tid.{}", axis(a)),
-                    Special::Ntid(a) => format!("ntid.{}", axis(a)),
-                    Special::Ctaid(a) => format!("ctaid.{}", axis(a)),
-                    Special::Nctaid(a) => format!("nctaid.{}", axis(a)),
-                    Special::LaneId => "laneid".into(),
-                };
+                let name = lathe_kernel::text::special_name(reg);
                 let v = self.call("i32", &format!("llvm.nvvm.read.ptx.sreg.{name}"), &[]);
                 self.write(dst, v, 32);
             }
@@ -915,14 +909,6 @@ impl Emitter<'_> {
             self.write(*r, bits, 32);
         }
         Ok(())
-    }
-}
-
-fn axis(a: Axis) -> &'static str {
-    match a {
-        Axis::X => "x",
-        Axis::Y => "y",
-        Axis::Z => "z",
     }
 }
 
