@@ -244,6 +244,41 @@ pub(super) fn dim_operand(d: &Dim, syms: &HashMap<SymbolId, Reg>) -> Operand {
 }
 
 impl Emit<'_> {
+    /// `for i in 0..count { body(self, i) }`, emitted into the builder `self` owns; `body`'s
+    /// error, if any, once the loop is closed.
+    pub(super) fn for_count(
+        &mut self,
+        count: impl Into<Operand>,
+        body: impl FnOnce(&mut Self, Reg) -> Result<(), TemplateError>,
+    ) -> Result<(), TemplateError> {
+        let mut outer = std::mem::replace(&mut self.b, KernelBuilder::new("scratch", 1));
+        let mut result = Ok(());
+        outer.for_count(count, |b, i| {
+            std::mem::swap(&mut self.b, b);
+            result = body(self, i);
+            std::mem::swap(&mut self.b, b);
+        });
+        self.b = outer;
+        result
+    }
+
+    /// `if (cond) { body(self) }`, as `for_count`.
+    pub(super) fn if_then(
+        &mut self,
+        cond: Reg,
+        body: impl FnOnce(&mut Self) -> Result<(), TemplateError>,
+    ) -> Result<(), TemplateError> {
+        let mut outer = std::mem::replace(&mut self.b, KernelBuilder::new("scratch", 1));
+        let mut result = Ok(());
+        outer.if_then(cond, |b| {
+            std::mem::swap(&mut self.b, b);
+            result = body(self);
+            std::mem::swap(&mut self.b, b);
+        });
+        self.b = outer;
+        result
+    }
+
     /// Value `v` at multi-index `idx` (over `v`'s shape), as f32 or a predicate.
     pub(super) fn value_at(&mut self, v: ValueId, idx: Vec<Expr>) -> Result<Value, TemplateError> {
         let key = (v, idx.clone());

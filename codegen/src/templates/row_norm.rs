@@ -43,9 +43,7 @@ fn cta_reduce(e: &mut Emit<'_>, v: Reg, op: BinOp, slots: u32, lane0: Reg, warp_
         let o = e.b.shfl(ShflMode::Bfly, s, Operand::Imm(d));
         s = e.b.bin(op, Ty::F32, s, o);
     }
-    let mut outer = std::mem::replace(&mut e.b, KernelBuilder::new("scratch", 1));
-    outer.if_then(lane0, |b| b.st(Space::Shared, Ty::F32, warp_slot, 0, &[s.into()]));
-    e.b = outer;
+    e.b.if_then(lane0, |b| b.st(Space::Shared, Ty::F32, warp_slot, 0, &[s.into()]));
     e.b.bar();
     let total = e.b.ld1(Space::Shared, Ty::F32, Operand::Imm(u64::from(slots)), 0);
     for w in 1..BLOCK / 32 {
@@ -112,12 +110,9 @@ pub fn compile(m: &Module, f: &Fusion, name: &str) -> Result<Compiled, TemplateE
     let trip = |e: &mut Emit<'_>,
                 each: &mut dyn FnMut(&mut Emit<'_>, Reg, Reg) -> Result<(), TemplateError>|
      -> Result<(), TemplateError> {
-        let mut outer = std::mem::replace(&mut e.b, KernelBuilder::new("scratch", 1));
-        let mut result = Ok(());
-        outer.for_count(Operand::Imm(trips), |b, i| {
-            std::mem::swap(&mut e.b, b);
+        e.for_count(Operand::Imm(trips), |e, i| {
             e.memo.clear();
-            result = (|| {
+            let result = (|| {
                 let i64r = e.b.cvt(Ty::U64, Ty::U32, None, false, i);
                 let j = e.b.fma(Ty::U64, i64r, Operand::Imm(u64::from(BLOCK)), t64);
                 let inb = e.b.setp(Cmp::Lt, Ty::U64, j, Operand::Imm(d));
@@ -129,21 +124,16 @@ pub fn compile(m: &Module, f: &Fusion, name: &str) -> Result<Compiled, TemplateE
                 each(e, v, inb)
             })();
             e.memo.clear();
-            std::mem::swap(&mut e.b, b);
-        });
-        e.b = outer;
-        result
+            result
+        })
     };
     let store = |e: &mut Emit<'_>, r: Reg, inb: Reg| -> Result<(), TemplateError> {
         let r = e.round(Value::F32(r), g.values[y].ty.dtype);
-        let mut outer = std::mem::replace(&mut e.b, KernelBuilder::new("scratch", 1));
-        let mut result = Ok(());
         let memo = e.memo.clone();
-        outer.if_then(inb, |b| {
-            std::mem::swap(&mut e.b, b);
+        e.if_then(inb, |e| {
             e.memo = memo.clone();
             e.memo.insert((y, idx.clone()), r);
-            result = (|| {
+            let result = (|| {
                 for (&o, &(buf, dtype)) in outs.iter().zip(&outputs) {
                     let out = e.value_at(o, idx.clone())?;
                     let flat = index::linearize(&idx, &shape);
@@ -157,10 +147,8 @@ pub fn compile(m: &Module, f: &Fusion, name: &str) -> Result<Compiled, TemplateE
                 Ok(())
             })();
             e.memo.clear();
-            std::mem::swap(&mut e.b, b);
-        });
-        e.b = outer;
-        result
+            result
+        })
     };
     match layer {
         Some((eps, w, bias)) => {

@@ -154,31 +154,24 @@ pub fn compile(m: &lathe_ir::Module, f: &Fusion, name: &str) -> Result<Compiled,
 
     // Pass 1: each thread's sum of squares.
     let acc = e.b.mov(Ty::F32, f32_imm(0.0));
-    let mut err = Ok(());
-    {
-        let mut outer = std::mem::replace(&mut e.b, KernelBuilder::new("scratch", 1));
-        outer.for_count(Operand::Imm(trips), |b, i| {
-            std::mem::swap(&mut e.b, b);
-            err = (|| {
-                let i64r = e.b.cvt(Ty::U64, Ty::U32, None, false, i);
-                let j = e.b.fma(Ty::U64, i64r, Operand::Imm(u64::from(BLOCK)), t64);
-                let inb = e.b.setp(lathe_kernel::ir::Cmp::Lt, Ty::U64, j, Operand::Imm(gs));
-                // Out-of-row trips read element 0 of the group and add nothing.
-                let jc = e.b.selp(Ty::U64, j, Operand::Imm(0), inb);
-                e.b.push(Inst::Binary { op: BinOp::Add, ty: Ty::U64, dst: col, a: first.into(), b: jc.into() });
-                e.memo.clear();
-                let Value::F32(v) = e.value_at(x, idx.clone())? else { return Err(unsupported("a predicate input")) };
-                let sq = e.b.bin(BinOp::Mul, Ty::F32, v, v);
-                let sq = e.b.selp(Ty::F32, sq, f32_imm(0.0), inb);
-                e.b.push(Inst::Binary { op: BinOp::Add, ty: Ty::F32, dst: acc, a: acc.into(), b: sq.into() });
-                Ok(())
-            })();
+    e.for_count(Operand::Imm(trips), |e, i| {
+        let result = (|| {
+            let i64r = e.b.cvt(Ty::U64, Ty::U32, None, false, i);
+            let j = e.b.fma(Ty::U64, i64r, Operand::Imm(u64::from(BLOCK)), t64);
+            let inb = e.b.setp(lathe_kernel::ir::Cmp::Lt, Ty::U64, j, Operand::Imm(gs));
+            // Out-of-row trips read element 0 of the group and add nothing.
+            let jc = e.b.selp(Ty::U64, j, Operand::Imm(0), inb);
+            e.b.push(Inst::Binary { op: BinOp::Add, ty: Ty::U64, dst: col, a: first.into(), b: jc.into() });
             e.memo.clear();
-            std::mem::swap(&mut e.b, b);
-        });
-        e.b = outer;
-    }
-    std::mem::replace(&mut err, Ok(()))?;
+            let Value::F32(v) = e.value_at(x, idx.clone())? else { return Err(unsupported("a predicate input")) };
+            let sq = e.b.bin(BinOp::Mul, Ty::F32, v, v);
+            let sq = e.b.selp(Ty::F32, sq, f32_imm(0.0), inb);
+            e.b.push(Inst::Binary { op: BinOp::Add, ty: Ty::F32, dst: acc, a: acc.into(), b: sq.into() });
+            Ok(())
+        })();
+        e.memo.clear();
+        result
+    })?;
     // The warp's sum by a butterfly, then the CTA's through shared memory.
     let mut s = acc;
     for dist in [16u64, 8, 4, 2, 1] {
@@ -191,11 +184,7 @@ pub fn compile(m: &lathe_ir::Module, f: &Fusion, name: &str) -> Result<Compiled,
     let lane0 = e.b.setp(lathe_kernel::ir::Cmp::Eq, Ty::U32, lane, Operand::Imm(0));
     let wofs = e.b.cvt(Ty::U64, Ty::U32, None, false, warp);
     let wofs = e.b.fma(Ty::U64, wofs, Operand::Imm(4), Operand::Imm(u64::from(slots)));
-    {
-        let mut outer = std::mem::replace(&mut e.b, KernelBuilder::new("scratch", 1));
-        outer.if_then(lane0, |b| b.st(Space::Shared, Ty::F32, wofs, 0, &[s.into()]));
-        e.b = outer;
-    }
+    e.b.if_then(lane0, |b| b.st(Space::Shared, Ty::F32, wofs, 0, &[s.into()]));
     e.b.bar();
     let total = e.b.mov(Ty::F32, f32_imm(0.0));
     for w in 0..BLOCK / 32 {
@@ -212,78 +201,56 @@ pub fn compile(m: &lathe_ir::Module, f: &Fusion, name: &str) -> Result<Compiled,
     let maxima: Vec<Reg> = amax_bufs.iter().map(|_| e.b.mov(Ty::U32, Operand::Imm(0))).collect();
 
     // Pass 2: scale, weight, epilogue, store.
-    {
-        let mut outer = std::mem::replace(&mut e.b, KernelBuilder::new("scratch", 1));
-        outer.for_count(Operand::Imm(trips), |b, i| {
-            std::mem::swap(&mut e.b, b);
-            err = (|| {
-                let i64r = e.b.cvt(Ty::U64, Ty::U32, None, false, i);
-                let j = e.b.fma(Ty::U64, i64r, Operand::Imm(u64::from(BLOCK)), t64);
-                let inb = e.b.setp(lathe_kernel::ir::Cmp::Lt, Ty::U64, j, Operand::Imm(gs));
-                let mut body_err = Ok(());
-                let mut outer2 = std::mem::replace(&mut e.b, KernelBuilder::new("scratch", 1));
-                outer2.if_then(inb, |b2| {
-                    std::mem::swap(&mut e.b, b2);
-                    body_err = (|| {
-                        e.b.push(Inst::Binary { op: BinOp::Add, ty: Ty::U64, dst: col, a: first.into(), b: j.into() });
-                        e.memo.clear();
-                        let Value::F32(v) = e.value_at(x, idx.clone())? else {
-                            return Err(unsupported("a predicate input"));
-                        };
-                        let Value::F32(wv) = e.value_at(w, vec![Expr::Var(rank - 1)])? else {
-                            return Err(unsupported("a predicate weight"));
-                        };
-                        // v · scale · w, in the interpreter's order.
-                        let t = e.b.bin(BinOp::Mul, Ty::F32, v, scale);
-                        let r = e.b.bin(BinOp::Mul, Ty::F32, t, wv);
-                        let r = e.round(Value::F32(r), e.g.values[y].ty.dtype);
-                        e.memo.insert((y, idx.clone()), r);
-                        for (&o, &(buf, dtype)) in outs.iter().zip(&outputs) {
-                            let out = e.value_at(o, idx.clone())?;
-                            // Element (row, col) of a row-major result.
-                            let flat = crate::group::index::linearize(&idx, &shape);
-                            let flat = crate::group::index::emit(&mut e.b, &flat, &e.vars, &e.syms)
-                                .map_err(|x| unsupported(x.to_string()))?;
-                            let off = e.b.bin(BinOp::Mul, Ty::U64, flat, Operand::Imm(dtype.size_bytes() as u64));
-                            let addr = e.b.bin(BinOp::Add, Ty::U64, buf, off);
-                            let (ty, st) = e.stored(out, dtype)?;
-                            e.b.st(Space::Global, ty, addr, 0, &[st.into()]);
-                        }
-                        for (&(arg, _), &mx) in amax_bufs.iter().zip(&maxima) {
-                            let Value::F32(v) = e.value_at(arg, idx.clone())? else {
-                                return Err(unsupported("an amax of a predicate"));
-                            };
-                            let a = e.b.un(UnOp::Abs, Ty::F32, v);
-                            let bits = e.b.mov(Ty::B32, a);
-                            e.b.push(Inst::Binary {
-                                op: BinOp::Max,
-                                ty: Ty::U32,
-                                dst: mx,
-                                a: mx.into(),
-                                b: bits.into(),
-                            });
-                        }
-                        Ok(())
-                    })();
-                    e.memo.clear();
-                    std::mem::swap(&mut e.b, b2);
-                });
-                e.b = outer2;
-                body_err
+    e.for_count(Operand::Imm(trips), |e, i| {
+        let i64r = e.b.cvt(Ty::U64, Ty::U32, None, false, i);
+        let j = e.b.fma(Ty::U64, i64r, Operand::Imm(u64::from(BLOCK)), t64);
+        let inb = e.b.setp(lathe_kernel::ir::Cmp::Lt, Ty::U64, j, Operand::Imm(gs));
+        e.if_then(inb, |e| {
+            let result = (|| {
+                e.b.push(Inst::Binary { op: BinOp::Add, ty: Ty::U64, dst: col, a: first.into(), b: j.into() });
+                e.memo.clear();
+                let Value::F32(v) = e.value_at(x, idx.clone())? else {
+                    return Err(unsupported("a predicate input"));
+                };
+                let Value::F32(wv) = e.value_at(w, vec![Expr::Var(rank - 1)])? else {
+                    return Err(unsupported("a predicate weight"));
+                };
+                // v · scale · w, in the interpreter's order.
+                let t = e.b.bin(BinOp::Mul, Ty::F32, v, scale);
+                let r = e.b.bin(BinOp::Mul, Ty::F32, t, wv);
+                let r = e.round(Value::F32(r), e.g.values[y].ty.dtype);
+                e.memo.insert((y, idx.clone()), r);
+                for (&o, &(buf, dtype)) in outs.iter().zip(&outputs) {
+                    let out = e.value_at(o, idx.clone())?;
+                    // Element (row, col) of a row-major result.
+                    let flat = crate::group::index::linearize(&idx, &shape);
+                    let flat = crate::group::index::emit(&mut e.b, &flat, &e.vars, &e.syms)
+                        .map_err(|x| unsupported(x.to_string()))?;
+                    let off = e.b.bin(BinOp::Mul, Ty::U64, flat, Operand::Imm(dtype.size_bytes() as u64));
+                    let addr = e.b.bin(BinOp::Add, Ty::U64, buf, off);
+                    let (ty, st) = e.stored(out, dtype)?;
+                    e.b.st(Space::Global, ty, addr, 0, &[st.into()]);
+                }
+                for (&(arg, _), &mx) in amax_bufs.iter().zip(&maxima) {
+                    let Value::F32(v) = e.value_at(arg, idx.clone())? else {
+                        return Err(unsupported("an amax of a predicate"));
+                    };
+                    let a = e.b.un(UnOp::Abs, Ty::F32, v);
+                    let bits = e.b.mov(Ty::B32, a);
+                    e.b.push(Inst::Binary { op: BinOp::Max, ty: Ty::U32, dst: mx, a: mx.into(), b: bits.into() });
+                }
+                Ok(())
             })();
-            std::mem::swap(&mut e.b, b);
-        });
-        e.b = outer;
-    }
-    err?;
+            e.memo.clear();
+            result
+        })
+    })?;
     // Each warp's maximum, raised into the result by its lane 0 (integer max of non-negative
     // f32 bits: the same in every order; a NaN, whose bits are the largest, wins as the
     // interpreter's NaN does).
     for (&(_, buf), &mx) in amax_bufs.iter().zip(&maxima) {
         let w = e.b.redux(BinOp::Max, Ty::U32, mx);
-        let mut outer = std::mem::replace(&mut e.b, KernelBuilder::new("scratch", 1));
-        outer.if_then(lane0, |b| b.red(Space::Global, BinOp::Max, Ty::U32, buf, 0, w));
-        e.b = outer;
+        e.b.if_then(lane0, |b| b.red(Space::Global, BinOp::Max, Ty::U32, buf, 0, w));
     }
     Ok(Compiled { kernel: e.b.finish(), bindings, rows: lead.to_vec(), groups, accumulators })
 }
@@ -363,32 +330,25 @@ pub fn compile_reduce(m: &lathe_ir::Module, f: &Fusion, name: &str) -> Result<Co
     };
     let step = if red.kind == ReduceKind::Max { BinOp::Max } else { BinOp::Add };
     let acc = e.b.mov(ty, identity);
-    let mut err = Ok(());
-    {
-        let mut outer = std::mem::replace(&mut e.b, KernelBuilder::new("scratch", 1));
-        outer.for_count(trips, |b, i| {
-            std::mem::swap(&mut e.b, b);
-            err = (|| {
-                let i64r = e.b.cvt(Ty::U64, Ty::U32, None, false, i);
-                let j = e.b.fma(Ty::U64, i64r, Operand::Imm(u64::from(BLOCK)), t64);
-                let inb = e.b.setp(lathe_kernel::ir::Cmp::Lt, Ty::U64, j, d);
-                let jc = e.b.selp(Ty::U64, j, Operand::Imm(0), inb);
-                e.b.push(Inst::Mov { dst: col, src: jc.into() });
-                e.memo.clear();
-                let v = match e.value_at(x, idx.clone())? {
-                    Value::F32(r) | Value::I64(r) => r,
-                    Value::Pred(_) => return Err(unsupported("a predicate reduce")),
-                };
-                let v = e.b.selp(ty, v, identity, inb);
-                e.b.push(Inst::Binary { op: step, ty, dst: acc, a: acc.into(), b: v.into() });
-                Ok(())
-            })();
+    e.for_count(trips, |e, i| {
+        let result = (|| {
+            let i64r = e.b.cvt(Ty::U64, Ty::U32, None, false, i);
+            let j = e.b.fma(Ty::U64, i64r, Operand::Imm(u64::from(BLOCK)), t64);
+            let inb = e.b.setp(lathe_kernel::ir::Cmp::Lt, Ty::U64, j, d);
+            let jc = e.b.selp(Ty::U64, j, Operand::Imm(0), inb);
+            e.b.push(Inst::Mov { dst: col, src: jc.into() });
             e.memo.clear();
-            std::mem::swap(&mut e.b, b);
-        });
-        e.b = outer;
-    }
-    std::mem::replace(&mut err, Ok(()))?;
+            let v = match e.value_at(x, idx.clone())? {
+                Value::F32(r) | Value::I64(r) => r,
+                Value::Pred(_) => return Err(unsupported("a predicate reduce")),
+            };
+            let v = e.b.selp(ty, v, identity, inb);
+            e.b.push(Inst::Binary { op: step, ty, dst: acc, a: acc.into(), b: v.into() });
+            Ok(())
+        })();
+        e.memo.clear();
+        result
+    })?;
     // Partials through shared memory (densely: a gap would let LLVM widen the loads); thread 0
     // folds them in thread order.
     let width = ty.bytes();
@@ -397,51 +357,45 @@ pub fn compile_reduce(m: &lathe_ir::Module, f: &Fusion, name: &str) -> Result<Co
     e.b.st(Space::Shared, ty, at, 0, &[acc.into()]);
     e.b.bar();
     let first = e.b.setp(lathe_kernel::ir::Cmp::Eq, Ty::U32, tid, Operand::Imm(0));
-    {
-        let mut outer = std::mem::replace(&mut e.b, KernelBuilder::new("scratch", 1));
-        outer.if_then(first, |b| {
-            std::mem::swap(&mut e.b, b);
-            err = (|| {
-                let total = e.b.mov(ty, identity);
-                for k in 0..BLOCK {
-                    let v = e.b.ld1(Space::Shared, ty, Operand::Imm(u64::from(slots + width * k)), 0);
-                    e.b.push(Inst::Binary { op: step, ty, dst: total, a: total.into(), b: v.into() });
+    e.if_then(first, |e| {
+        let result = (|| {
+            let total = e.b.mov(ty, identity);
+            for k in 0..BLOCK {
+                let v = e.b.ld1(Space::Shared, ty, Operand::Imm(u64::from(slots + width * k)), 0);
+                e.b.push(Inst::Binary { op: step, ty, dst: total, a: total.into(), b: v.into() });
+            }
+            let r = if red.kind == ReduceKind::Mean {
+                if int {
+                    return Err(unsupported("an integer mean"));
                 }
-                let r = if red.kind == ReduceKind::Mean {
-                    if int {
-                        return Err(unsupported("an integer mean"));
-                    }
-                    let n = e.b.cvt(Ty::F32, Ty::U64, Some(lathe_kernel::ir::Rounding::Rn), false, d);
-                    e.b.bin(BinOp::Div, Ty::F32, total, n)
-                } else {
-                    total
-                };
-                let r = if int { Value::I64(r) } else { e.round(Value::F32(r), g.values[y].ty.dtype) };
-                let ridx: Vec<Expr> = if red.keep_dims {
-                    (0..rank - 1).map(Expr::Var).chain(std::iter::once(Expr::Const(0))).collect()
-                } else {
-                    (0..rank - 1).map(Expr::Var).collect()
-                };
-                e.memo.clear();
-                e.memo.insert((y, ridx.clone()), r);
-                for (&o, &(buf, dtype)) in outs.iter().zip(&outputs) {
-                    let out = e.value_at(o, ridx.clone())?;
-                    let flat = crate::group::index::linearize(&ridx, &out_shape);
-                    let flat = crate::group::index::emit(&mut e.b, &flat, &e.vars, &e.syms)
-                        .map_err(|x| unsupported(x.to_string()))?;
-                    let off = e.b.bin(BinOp::Mul, Ty::U64, flat, Operand::Imm(dtype.size_bytes() as u64));
-                    let addr = e.b.bin(BinOp::Add, Ty::U64, buf, off);
-                    let (sty, st) = e.stored(out, dtype)?;
-                    e.b.st(Space::Global, sty, addr, 0, &[st.into()]);
-                }
-                Ok(())
-            })();
+                let n = e.b.cvt(Ty::F32, Ty::U64, Some(lathe_kernel::ir::Rounding::Rn), false, d);
+                e.b.bin(BinOp::Div, Ty::F32, total, n)
+            } else {
+                total
+            };
+            let r = if int { Value::I64(r) } else { e.round(Value::F32(r), g.values[y].ty.dtype) };
+            let ridx: Vec<Expr> = if red.keep_dims {
+                (0..rank - 1).map(Expr::Var).chain(std::iter::once(Expr::Const(0))).collect()
+            } else {
+                (0..rank - 1).map(Expr::Var).collect()
+            };
             e.memo.clear();
-            std::mem::swap(&mut e.b, b);
-        });
-        e.b = outer;
-    }
-    err?;
+            e.memo.insert((y, ridx.clone()), r);
+            for (&o, &(buf, dtype)) in outs.iter().zip(&outputs) {
+                let out = e.value_at(o, ridx.clone())?;
+                let flat = crate::group::index::linearize(&ridx, &out_shape);
+                let flat = crate::group::index::emit(&mut e.b, &flat, &e.vars, &e.syms)
+                    .map_err(|x| unsupported(x.to_string()))?;
+                let off = e.b.bin(BinOp::Mul, Ty::U64, flat, Operand::Imm(dtype.size_bytes() as u64));
+                let addr = e.b.bin(BinOp::Add, Ty::U64, buf, off);
+                let (sty, st) = e.stored(out, dtype)?;
+                e.b.st(Space::Global, sty, addr, 0, &[st.into()]);
+            }
+            Ok(())
+        })();
+        e.memo.clear();
+        result
+    })?;
     Ok(Compiled { kernel: e.b.finish(), bindings, rows: lead, groups: 1, accumulators: Vec::new() })
 }
 

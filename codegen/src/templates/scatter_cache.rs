@@ -87,40 +87,33 @@ pub fn compile(m: &Module, f: &Fusion, name: &str) -> Result<Compiled, TemplateE
     }
     let inside = b.setp(Cmp::Lt, Ty::U64, t, n);
     let ranges = Ranges::of(m, &shape);
-    let mut e =
-        Emit { g, ranges, b: KernelBuilder::new("scratch", 1), vars: Vec::new(), syms, bases, memo: HashMap::new() };
-    let mut result = Ok(());
-    b.if_then(inside, |bb| {
-        std::mem::swap(&mut e.b, bb);
-        result = (|| {
-            let vars = delinearize(&mut e.b, Operand::Reg(t), &shape, &e.syms);
-            e.vars = vars.clone();
-            let idx: Vec<Expr> = (0..shape.len()).map(Expr::Var).collect();
-            for &(buf, dtype, cache, new, past) in &outs {
-                let v = e.value_at(new, idx.clone())?;
-                let Value::I64(p) = e.value_at(past, vec![Expr::Var(0)])? else {
-                    return Err(unsupported("float positions"));
-                };
-                let p = e.b.cvt(Ty::U64, Ty::S64, None, false, p);
-                let row = e.b.bin(BinOp::Add, Ty::U64, p, vars[1]);
-                // The element's offset in the cache: [b, row, rest…] over the cache's shape.
-                let cshape = g.values[cache].ty.shape.clone();
-                let mut off = Operand::Reg(vars[0]);
-                for (k, d) in cshape.iter().enumerate().skip(1) {
-                    let dd = dim_operand(d, &e.syms);
-                    let at = if k == 1 { row } else { vars[k] };
-                    off = Operand::Reg(e.b.fma(Ty::U64, off, dd, at));
-                }
-                let bytes = Operand::Imm(dtype.size_bytes() as u64);
-                let off = e.b.bin(BinOp::Mul, Ty::U64, off, bytes);
-                let addr = e.b.bin(BinOp::Add, Ty::U64, buf, off);
-                let (ty, st) = e.stored(v, dtype)?;
-                e.b.st(Space::Global, ty, addr, 0, &[st.into()]);
+    let mut e = Emit { g, ranges, b, vars: Vec::new(), syms, bases, memo: HashMap::new() };
+    e.if_then(inside, |e| {
+        let vars = delinearize(&mut e.b, Operand::Reg(t), &shape, &e.syms);
+        e.vars = vars.clone();
+        let idx: Vec<Expr> = (0..shape.len()).map(Expr::Var).collect();
+        for &(buf, dtype, cache, new, past) in &outs {
+            let v = e.value_at(new, idx.clone())?;
+            let Value::I64(p) = e.value_at(past, vec![Expr::Var(0)])? else {
+                return Err(unsupported("float positions"));
+            };
+            let p = e.b.cvt(Ty::U64, Ty::S64, None, false, p);
+            let row = e.b.bin(BinOp::Add, Ty::U64, p, vars[1]);
+            // The element's offset in the cache: [b, row, rest…] over the cache's shape.
+            let cshape = g.values[cache].ty.shape.clone();
+            let mut off = Operand::Reg(vars[0]);
+            for (k, d) in cshape.iter().enumerate().skip(1) {
+                let dd = dim_operand(d, &e.syms);
+                let at = if k == 1 { row } else { vars[k] };
+                off = Operand::Reg(e.b.fma(Ty::U64, off, dd, at));
             }
-            Ok(())
-        })();
-        std::mem::swap(&mut e.b, bb);
-    });
-    result?;
-    Ok(Compiled { kernel: b.finish(), bindings, elements: vec![shape] })
+            let bytes = Operand::Imm(dtype.size_bytes() as u64);
+            let off = e.b.bin(BinOp::Mul, Ty::U64, off, bytes);
+            let addr = e.b.bin(BinOp::Add, Ty::U64, buf, off);
+            let (ty, st) = e.stored(v, dtype)?;
+            e.b.st(Space::Global, ty, addr, 0, &[st.into()]);
+        }
+        Ok(())
+    })?;
+    Ok(Compiled { kernel: e.b.finish(), bindings, elements: vec![shape] })
 }
