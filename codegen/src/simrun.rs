@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 
-use lathe_interp::tensor::{Data, Tensor};
+use lathe_interp::tensor::Tensor;
 use lathe_interp::{Session, WeightLoader};
 use lathe_ir::ops::{Fusion, KernelStrategy};
 use lathe_ir::program::Stage;
@@ -133,43 +133,6 @@ fn compile(m: &Module, f: &Fusion, name: &str) -> Result<Compiled, String> {
         }
         s => Err(format!("no {} template yet", s.name())),
     }
-}
-
-/// The bytes of `t` as stored in its dtype.
-fn encode(t: &Tensor) -> Result<Vec<u8>, SimRunError> {
-    Ok(match (&t.data, t.dtype) {
-        (Data::F(v), DType::F32) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        (Data::F(v), DType::BF16) => {
-            v.iter().flat_map(|x| lathe_numerics::f32_to_bf16_bits(*x).to_le_bytes()).collect()
-        }
-        (Data::F(v), DType::F16) => v.iter().flat_map(|x| lathe_numerics::f32_to_f16_bits(*x).to_le_bytes()).collect(),
-        (Data::I(v), DType::I64) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        (Data::I(v), DType::I32) => v.iter().flat_map(|x| (*x as i32).to_le_bytes()).collect(),
-        (_, d) => return Err(SimRunError::Unsupported(format!("a {d} tensor as a kernel operand"))),
-    })
-}
-
-/// A tensor of `dtype` and `shape` from its bytes.
-fn decode(dtype: DType, shape: Vec<usize>, bytes: &[u8]) -> Result<Tensor, SimRunError> {
-    let values: Vec<f32> = match dtype {
-        DType::F32 => bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
-        DType::BF16 => {
-            bytes.chunks_exact(2).map(|c| lathe_numerics::bf16_bits_to_f32(u16::from_le_bytes([c[0], c[1]]))).collect()
-        }
-        DType::F16 => {
-            bytes.chunks_exact(2).map(|c| lathe_numerics::f16_bits_to_f32(u16::from_le_bytes([c[0], c[1]]))).collect()
-        }
-        DType::I64 => {
-            let v = bytes.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect();
-            return Ok(Tensor::from_i64(dtype, shape, v));
-        }
-        DType::I32 => {
-            let v = bytes.chunks_exact(4).map(|c| i64::from(i32::from_le_bytes([c[0], c[1], c[2], c[3]]))).collect();
-            return Ok(Tensor::from_i64(dtype, shape, v));
-        }
-        d => return Err(SimRunError::Unsupported(format!("a {d} kernel result"))),
-    };
-    Ok(Tensor::from_f32(dtype, shape, values))
 }
 
 /// Runs function `func` of scheduled module `m` on `inputs`: compiled groups in the simulator,
@@ -422,17 +385,17 @@ fn simulate(
     let mut results = Vec::new();
     for b in bindings {
         kargs.push(match b {
-            Binding::Operand(k) => Arg::Buffer(encode(args[*k])?),
+            Binding::Operand(k) => Arg::Buffer(args[*k].to_le_bytes()),
             Binding::Weight(v) => {
                 let Op::Weight(w) = &g.nodes[g.values[*v].def].op else {
                     return Err(SimRunError::Unsupported("a weight binding of another value".into()));
                 };
-                Arg::Buffer(encode(&weights(*w)?)?)
+                Arg::Buffer(weights(*w)?.to_le_bytes())
             }
             Binding::ResultInPlace { result, operand } => {
                 let ty = &g.values[g.outputs[*result].value].ty;
                 results.push((kargs.len(), ty.dtype, concrete(&ty.shape)?));
-                Arg::Buffer(encode(args[*operand])?)
+                Arg::Buffer(args[*operand].to_le_bytes())
             }
             Binding::Result(k) => {
                 let ty = &g.values[g.outputs[*k].value].ty;
@@ -457,7 +420,10 @@ fn simulate(
         let Arg::Buffer(bytes) = &kargs[slot] else {
             return Err(SimRunError::Unsupported("a result that is not a buffer".into()));
         };
-        outs.push(decode(dtype, shape, bytes)?);
+        outs.push(
+            Tensor::from_le_bytes(dtype, shape, bytes)
+                .map_err(|e| SimRunError::Unsupported(format!("a kernel result of {e}")))?,
+        );
     }
     Ok((outs, counters.instructions))
 }
