@@ -102,7 +102,7 @@ impl Compiled {
         match self {
             Compiled::Elementwise(e) => {
                 let n = e.elements.iter().map(|s| s.iter().map(dim).product::<u64>()).max().unwrap_or(1);
-                let grid = n.div_ceil(u64::from(elementwise::BLOCK)).max(1) as u32;
+                let grid = n.div_ceil(e.per_thread * u64::from(elementwise::BLOCK)).max(1) as u32;
                 Launch { grid: [grid, 1, 1], block: [elementwise::BLOCK, 1, 1] }
             }
             Compiled::RowReduce(r) => {
@@ -127,6 +127,10 @@ fn compile(m: &Module, f: &Fusion, name: &str) -> Result<Compiled, String> {
         }
         KernelStrategy::ScatterCache => {
             scatter_cache::compile(m, f, name).map(Compiled::Elementwise).map_err(|e| e.to_string())
+        }
+        // Quantizing and dequantizing are elementwise once the scale is known.
+        KernelStrategy::RowReduce if row_reduce::scales_only(f) => {
+            elementwise::compile(m, f, name).map(Compiled::Elementwise).map_err(|e| e.to_string())
         }
         KernelStrategy::RowReduce => {
             row_reduce::compile_any(m, f, name).map(Compiled::RowReduce).map_err(|e| e.to_string())

@@ -535,7 +535,6 @@ fn every_group_of_the_fixtures_and_real_configs_is_compiled_or_pending_by_name()
                 "a constant that is not a splat",
                 "not built around one rms_norm (",
                 "more than one row op (",
-                "a gated rms_norm",
                 "another shape than the normalized rows",
             ]
             .iter()

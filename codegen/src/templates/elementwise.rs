@@ -61,6 +61,9 @@ pub struct Compiled {
     /// The iteration spaces (one per distinct result shape): the launch has `⌈N / BLOCK⌉` CTAs
     /// of [`BLOCK`] threads for `N` the largest element count among them.
     pub elements: Vec<Vec<Dim>>,
+    /// Consecutive elements per thread: 2 when a result is fp8 (stored in pairs), else 1; the
+    /// grid is `⌈N / (per_thread · BLOCK)⌉`.
+    pub per_thread: u64,
 }
 
 /// The register type a value of `dtype` is loaded as, and whether it widens to f32.
@@ -71,7 +74,18 @@ pub(super) fn storage(dtype: DType) -> Result<Ty, TemplateError> {
         DType::F16 => Ok(Ty::F16),
         DType::I64 => Ok(Ty::S64),
         DType::I32 => Ok(Ty::S32),
+        // One byte each: loaded as the aligned pair holding it, stored in pairs.
+        DType::F8E4M3 | DType::F8E5M2 => Ok(Ty::B16),
         other => Err(TemplateError::Unsupported(format!("{other} values in an elementwise kernel"))),
+    }
+}
+
+/// The packed register type of two `dtype` values, for the fp8 dtypes.
+pub(super) fn fp8_pair(dtype: DType) -> Option<Ty> {
+    match dtype {
+        DType::F8E4M3 => Some(Ty::E4m3x2),
+        DType::F8E5M2 => Some(Ty::E5m2x2),
+        _ => None,
     }
 }
 
@@ -116,44 +130,66 @@ pub fn compile(m: &Module, f: &Fusion, name: &str) -> Result<Compiled, TemplateE
     let cta = b.special(Special::Ctaid(Axis::X));
     let t32 = b.fma(Ty::U32, cta, Operand::Imm(u64::from(BLOCK)), tid);
     let t = b.cvt(Ty::U64, Ty::U32, None, false, t32);
+    // fp8 results are stored two to a 16-bit store (the kernel IR has no byte stores), so each
+    // thread then computes two consecutive elements of every result.
+    let per_thread: u64 = if outs.iter().any(|&o| fp8_pair(g.values[o].ty.dtype).is_some()) { 2 } else { 1 };
+    if per_thread == 2 && spaces.iter().any(|s| !matches!(s.last(), Some(Dim::Const(c)) if c % 2 == 0)) {
+        return Err(TemplateError::Unsupported(
+            "an fp8 result whose last dimension is not a constant even number".into(),
+        ));
+    }
     let mut e = Emit { g, ranges: Ranges::of(m, &[]), b, vars: Vec::new(), syms, bases, memo: HashMap::new() };
+    let first = if per_thread == 1 { t } else { e.b.bin(BinOp::Mul, Ty::U64, t, Operand::Imm(per_thread)) };
     for shape in &spaces {
         let mut n = Operand::Imm(1);
         for d in shape {
             n = Operand::Reg(e.b.bin(BinOp::Mul, Ty::U64, n, dim_operand(d, &e.syms)));
         }
-        let inside = e.b.setp(Cmp::Lt, Ty::U64, t, n);
+        let inside = e.b.setp(Cmp::Lt, Ty::U64, first, n);
         e.ranges = Ranges::of(m, shape);
         e.memo.clear();
-        let mut result = Ok(());
+        let mine: Vec<(ValueId, Reg, DType)> = outs
+            .iter()
+            .zip(&outputs)
+            .filter(|(&o, _)| g.values[o].ty.shape == *shape)
+            .map(|(&o, &(buf, dtype))| (o, buf, dtype))
+            .collect();
         // The pass runs under its bounds guard; its registers are set inside it only.
-        let mut inner = std::mem::replace(&mut e.b, KernelBuilder::new(name, BLOCK));
-        inner.if_then(inside, |b| {
-            std::mem::swap(&mut e.b, b);
-            result = (|| {
-                let vars = delinearize(&mut e.b, Operand::Reg(t), shape, &e.syms);
-                e.vars = vars;
+        e.if_then(inside, |e| {
+            let mut pairs: Vec<Vec<Value>> = vec![Vec::new(); mine.len()];
+            for k in 0..per_thread {
+                let flat = if k == 0 { first } else { e.b.bin(BinOp::Add, Ty::U64, first, Operand::Imm(k)) };
+                e.memo.clear();
+                e.vars = delinearize(&mut e.b, Operand::Reg(flat), shape, &e.syms);
                 let idx: Vec<Expr> = (0..shape.len()).map(Expr::Var).collect();
-                for (&o, &(buf, dtype)) in outs.iter().zip(&outputs) {
-                    if g.values[o].ty.shape != *shape {
+                for (slot, &(o, buf, dtype)) in mine.iter().enumerate() {
+                    let v = e.value_at(o, idx.clone())?;
+                    if fp8_pair(dtype).is_some() {
+                        pairs[slot].push(v);
                         continue;
                     }
-                    let v = e.value_at(o, idx.clone())?;
                     let bytes = dtype.size_bytes() as u64;
-                    let off = e.b.bin(BinOp::Mul, Ty::U64, t, Operand::Imm(bytes));
+                    let off = e.b.bin(BinOp::Mul, Ty::U64, flat, Operand::Imm(bytes));
                     let addr = e.b.bin(BinOp::Add, Ty::U64, buf, off);
                     let (ty, stored) = e.stored(v, dtype)?;
                     e.b.st(Space::Global, ty, addr, 0, &[stored.into()]);
                 }
-                Ok(())
-            })();
+            }
+            // Each fp8 result's pair in one 16-bit store (element `first` in the low byte).
+            for (&(_, buf, dtype), vals) in mine.iter().zip(&pairs) {
+                let Some(packed) = fp8_pair(dtype) else { continue };
+                let [Value::F32(lo), Value::F32(hi)] = vals.as_slice() else {
+                    return Err(TemplateError::Unsupported(format!("a {dtype} result from this value")));
+                };
+                let p = e.b.cvt_pack(packed, *hi, *lo);
+                let addr = e.b.bin(BinOp::Add, Ty::U64, buf, first);
+                e.b.st(Space::Global, Ty::B16, addr, 0, &[p.into()]);
+            }
             e.memo.clear();
-            std::mem::swap(&mut e.b, b);
-        });
-        e.b = inner;
-        result?;
+            Ok(())
+        })?;
     }
-    Ok(Compiled { kernel: e.b.finish(), bindings, elements: spaces })
+    Ok(Compiled { kernel: e.b.finish(), bindings, elements: spaces, per_thread })
 }
 
 /// A read-only buffer parameter for each operand (`input` node) and weight of `g`, in body
@@ -334,17 +370,7 @@ impl Emit<'_> {
             let off = index::linearize(&index, &ty.shape);
             let off = index::emit(&mut self.b, &off, &self.vars, &self.syms)
                 .map_err(|e| TemplateError::Unsupported(e.to_string()))?;
-            let bytes = ty.dtype.size_bytes() as u64;
-            let off = self.b.bin(BinOp::Mul, Ty::U64, off, Operand::Imm(bytes));
-            let addr = self.b.bin(BinOp::Add, Ty::U64, base, off);
-            let st = storage(ty.dtype)?;
-            let x = self.b.ld(Space::Global, st, 1, addr, 0, true)[0];
-            return Ok(match st {
-                Ty::F32 => Value::F32(x),
-                Ty::S64 => Value::I64(x),
-                Ty::S32 => Value::I64(self.b.cvt(Ty::S64, Ty::S32, None, false, x)),
-                _ => Value::F32(self.b.cvt(Ty::F32, st, None, false, x)),
-            });
+            return self.load(base, off, ty.dtype);
         }
         if let Op::Constant(c) = &node.op {
             // A splat is an immediate, rounded to its dtype as the interpreter holds it.
@@ -383,6 +409,9 @@ impl Emit<'_> {
                     Ok(self.round(Value::F32(f), dtype))
                 }
             };
+        }
+        if let Op::Quantize(to) | Op::Dequantize(to) = &op {
+            return self.scale_by(node.args[0], node.args[1], &index, *to, matches!(op, Op::Quantize(_)));
         }
         if !lathe_passes::strategy::is_pointwise(&op) || matches!(op, Op::Rope(_)) {
             return Err(TemplateError::Unsupported(format!("`{}` in an elementwise kernel", op.name())));
@@ -435,10 +464,30 @@ impl Emit<'_> {
             .product::<Result<u64, _>>()?;
         let row = self.b.cvt(Ty::U64, Ty::S64, None, false, row);
         let off = self.b.fma(Ty::U64, row, Operand::Imm(width), inner);
-        let bytes = tty.dtype.size_bytes() as u64;
-        let off = self.b.bin(BinOp::Mul, Ty::U64, off, Operand::Imm(bytes));
+        self.load(base, off, tty.dtype)
+    }
+
+    /// Element `off` (an element offset) of the `dtype` buffer at `base`, widened: floats to
+    /// f32, integers to s64. An fp8 element is read as the aligned 16-bit pair holding it,
+    /// unpacked exactly to two halves (`cvt.rn.f16x2.{e4m3x2,e5m2x2}`), the one at the odd
+    /// address the upper.
+    fn load(&mut self, base: Reg, off: impl Into<Operand>, dtype: DType) -> Result<Value, TemplateError> {
+        let bytes = dtype.size_bytes() as u64;
+        let off: Operand =
+            if bytes == 1 { off.into() } else { self.b.bin(BinOp::Mul, Ty::U64, off, Operand::Imm(bytes)).into() };
         let addr = self.b.bin(BinOp::Add, Ty::U64, base, off);
-        let st = storage(tty.dtype)?;
+        let st = storage(dtype)?;
+        if let Some(packed) = fp8_pair(dtype) {
+            let even = self.b.bin(BinOp::And, Ty::U64, addr, Operand::Imm(!1));
+            let pair = self.b.ld(Space::Global, Ty::B16, 1, even, 0, true)[0];
+            let halves = self.b.cvt_unpack(packed, pair);
+            let odd = self.b.bin(BinOp::And, Ty::U64, addr, Operand::Imm(1));
+            let odd = self.b.cvt(Ty::U32, Ty::U64, None, false, odd);
+            let shift = self.b.bin(BinOp::Mul, Ty::U32, odd, Operand::Imm(16));
+            let half = self.b.bin(BinOp::Shr, Ty::B32, halves, shift);
+            let half = self.b.cvt(Ty::B16, Ty::B32, None, false, half);
+            return Ok(Value::F32(self.b.cvt(Ty::F32, Ty::F16, None, false, half)));
+        }
         let x = self.b.ld(Space::Global, st, 1, addr, 0, true)[0];
         Ok(match st {
             Ty::F32 => Value::F32(x),
@@ -497,6 +546,28 @@ impl Emit<'_> {
             acc = self.b.bin(BinOp::Add, Ty::F32, acc, p);
         }
         Ok(self.round(Value::F32(acc), dtype))
+    }
+
+    /// `quantize` (`divide`: `x / scale` rounded to fp8 `to`, saturating) or `dequantize`
+    /// (`x · scale` rounded to float `to`) of element `index`; `scale` is `f32[]` or one per
+    /// element of the last axis. IEEE division, as the interpreter divides.
+    fn scale_by(
+        &mut self,
+        x: ValueId,
+        scale: ValueId,
+        index: &[Expr],
+        to: DType,
+        divide: bool,
+    ) -> Result<Value, TemplateError> {
+        let sidx = match self.g.values[scale].ty.shape.len() {
+            0 => Vec::new(),
+            _ => index.last().cloned().into_iter().collect(),
+        };
+        let (Value::F32(v), Value::F32(s)) = (self.value_at(x, index.to_vec())?, self.value_at(scale, sidx)?) else {
+            return Err(TemplateError::Unsupported("a quantize or dequantize of non-float values".into()));
+        };
+        let r = self.b.bin(if divide { BinOp::Div } else { BinOp::Mul }, Ty::F32, v, s);
+        Ok(self.round(Value::F32(r), to))
     }
 
     /// An integer pointwise op (`s64` arithmetic, wrapped to the result's width as the
@@ -558,6 +629,10 @@ impl Emit<'_> {
         let ty = match (x, dtype) {
             (Value::F32(_), DType::BF16) => Ty::Bf16,
             (Value::F32(_), DType::F16) => Ty::F16,
+            (Value::F32(r), DType::F8E4M3 | DType::F8E5M2) => {
+                // round_to takes every float dtype; these two cannot fail.
+                return pointwise::round_to(&mut self.b, dtype, r).map_or(x, Value::F32);
+            }
             _ => return x,
         };
         let Value::F32(r) = x else { return x };
@@ -577,29 +652,6 @@ mod tests {
     use lathe_kernel::sim::{run, Arg, Launch, Options};
 
     use super::*;
-
-    /// Bytes of `values` stored as `dtype`.
-    fn encode(dtype: DType, values: &[f32]) -> Vec<u8> {
-        match dtype {
-            DType::BF16 => values.iter().flat_map(|v| lathe_numerics::f32_to_bf16_bits(*v).to_le_bytes()).collect(),
-            DType::F16 => values.iter().flat_map(|v| lathe_numerics::f32_to_f16_bits(*v).to_le_bytes()).collect(),
-            _ => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        }
-    }
-
-    fn decode(dtype: DType, bytes: &[u8]) -> Vec<f32> {
-        match dtype {
-            DType::BF16 => bytes
-                .chunks_exact(2)
-                .map(|c| lathe_numerics::bf16_bits_to_f32(u16::from_le_bytes([c[0], c[1]])))
-                .collect(),
-            DType::F16 => bytes
-                .chunks_exact(2)
-                .map(|c| lathe_numerics::f16_bits_to_f32(u16::from_le_bytes([c[0], c[1]])))
-                .collect(),
-            _ => bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
-        }
-    }
 
     /// Compiles function `main` of `text` as an elementwise group, runs it in the simulator and
     /// in the interpreter on the same pseudo-random inputs (symbols take `syms`), and requires
@@ -650,7 +702,7 @@ mod tests {
             let shape = concrete(&ty.shape);
             let vals: Vec<f32> = (0..shape.iter().product::<usize>()).map(|_| next()).collect();
             let t = Tensor::from_f32(ty.dtype, shape, vals);
-            input_bytes.push(encode(ty.dtype, t.floats()));
+            input_bytes.push(t.to_le_bytes());
             inputs.insert(name.clone(), t);
         }
         let mut results = Vec::new();
@@ -660,7 +712,7 @@ mod tests {
                 Binding::Result(k) => {
                     let ty = &g.values[g.outputs[*k].value].ty;
                     let n: usize = concrete(&ty.shape).iter().product();
-                    results.push((args.len(), ty.dtype));
+                    results.push((args.len(), ty.dtype, concrete(&ty.shape)));
                     Arg::Buffer(vec![0; n * ty.dtype.size_bytes()])
                 }
                 Binding::Symbol(s) => Arg::Scalar(sym_value(*s)),
@@ -668,13 +720,14 @@ mod tests {
             });
         }
         let n: u64 = c.elements.iter().map(|e| concrete(e).iter().product::<usize>() as u64).max().unwrap_or(1);
-        let launch = Launch { grid: [n.div_ceil(u64::from(BLOCK)) as u32, 1, 1], block: [BLOCK, 1, 1] };
+        let launch = Launch { grid: [n.div_ceil(c.per_thread * u64::from(BLOCK)) as u32, 1, 1], block: [BLOCK, 1, 1] };
         run(&c.kernel, &launch, &mut args, &Options { warp_orders: 2, ..Options::default() })
             .unwrap_or_else(|e| panic!("{e}\n{}", lathe_kernel::text::print(&c.kernel)));
         let want = lathe_interp::run(&m, "main", &inputs, &SyntheticOnly).expect("the interpreter runs");
-        for ((slot, dtype), (_, t)) in results.iter().zip(&want) {
+        for ((slot, dtype, shape), (_, t)) in results.iter().zip(&want) {
             let Arg::Buffer(bytes) = &args[*slot] else { panic!("a buffer") };
-            let got = decode(*dtype, bytes);
+            let got = Tensor::from_le_bytes(*dtype, shape.clone(), bytes).expect("the result's bytes");
+            let got = got.floats();
             assert_eq!(got.len(), t.floats().len());
             for (i, (a, b)) in got.iter().zip(t.floats()).enumerate() {
                 assert_eq!(a.to_bits(), b.to_bits(), "element {i}: simulator {a}, interpreter {b}\n{text}");
@@ -717,5 +770,39 @@ mod tests {
             "    %0 = input \"x\" : f32[4, 6]\n    %1 = input \"y\" : f32[6, 3]\n    %2 = transpose %0 {perm=[1, 0]} : f32[6, 4]\n    %3 = constant 2.0 : f32[]\n    %4 = broadcast %3 : f32[6, 4]\n    %5 = mul %2, %4 : f32[6, 4]\n    %6 = concat %5, %1 {axis=1} : f32[6, 7]\n    %7 = slice %6 {axis=1, start=1, end=6} : f32[6, 5]\n    %8 = square %7 : f32[6, 5]\n    return %8\n",
         );
         check(&text, &[]);
+    }
+
+    #[test]
+    fn quantizing_to_fp8_and_back_matches_the_interpreter_bit_for_bit() {
+        // A per-tensor scale (the activation's, from an earlier amax) and a per-channel one; the
+        // scales are random in [-2, 2), so some quotients saturate at ±448 and ±57344.
+        let text = module(
+            "  symbol S <= 64\n",
+            "    %0 = input \"x\" : bf16[S, 10]\n    %1 = input \"s\" : f32[]\n    %2 = input \"c\" : f32[10]\n    %3 = quantize %0, %1 : f8e4m3[S, 10]\n    %4 = cast %0 : f32[S, 10]\n    %5 = mul %4, %4 : f32[S, 10]\n    %6 = quantize %5, %2 : f8e5m2[S, 10]\n    %7 = dequantize %3, %2 : bf16[S, 10]\n    return %3, %6, %7\n",
+        );
+        // 7 rows of 10: 35 pairs, two CTAs' worth of threads at S = 60.
+        let c = check_as(KernelStrategy::RowReduce, &text, &[("S", 7)]);
+        assert_eq!(c.per_thread, 2, "fp8 results are stored in pairs");
+        check_as(KernelStrategy::RowReduce, &text, &[("S", 60)]);
+        // Dequantizing fp8 operands: each element read from the aligned pair holding it, also
+        // through a transpose (odd and even addresses in any order).
+        let text = module(
+            "",
+            "    %0 = input \"q\" : f8e4m3[6, 5]\n    %1 = input \"s\" : f32[]\n    %2 = transpose %0 {perm=[1, 0]} : f8e4m3[5, 6]\n    %3 = dequantize %2, %1 : f32[5, 6]\n    return %3\n",
+        );
+        let c = check_as(KernelStrategy::RowReduce, &text, &[]);
+        assert_eq!(c.per_thread, 1);
+    }
+
+    #[test]
+    fn an_fp8_result_with_an_odd_last_axis_is_refused_by_name() {
+        let text = module(
+            "",
+            "    %0 = input \"x\" : f32[4, 5]\n    %1 = input \"s\" : f32[]\n    %2 = quantize %0, %1 : f8e4m3[4, 5]\n    return %2\n",
+        );
+        let m = parse_module(&text).expect("parses");
+        let f = Fusion { strategy: KernelStrategy::RowReduce, body: m.functions[0].graph.clone() };
+        let e = compile(&m, &f, "q").expect_err("an odd fp8 row");
+        assert!(e.to_string().contains("not a constant even number"), "{e}");
     }
 }

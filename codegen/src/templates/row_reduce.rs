@@ -1,5 +1,5 @@
 //! The `row_reduce` template, first form: a group built around one RMSNorm (plain or group norm,
-//! ungated), with pointwise prologues (computing its input and weight), epilogues (on its
+//! gated or not), with pointwise prologues (computing its input and weight), epilogues (on its
 //! result) and `amax` epilogue reductions (each a per-thread running maximum, a warp `redux`,
 //! and one atomic max per warp into a zeroed `f32[]`).
 //!
@@ -54,8 +54,8 @@ fn unsupported(what: impl Into<String>) -> TemplateError {
     TemplateError::Unsupported(what.into())
 }
 
-/// Compiles row-reduce group `f` of module `m` as kernel `name`, when it is one ungated RMSNorm
-/// with pointwise neighbours.
+/// Compiles row-reduce group `f` of module `m` as kernel `name`, when it is one RMSNorm (with or
+/// without Mamba-2's gate) with pointwise neighbours.
 // The builder's block closures return nothing: an immediately called closure inside each one
 // collects the block's error with `?`.
 #[allow(clippy::redundant_closure_call)]
@@ -94,10 +94,9 @@ pub fn compile(m: &lathe_ir::Module, f: &Fusion, name: &str) -> Result<Compiled,
     }
     let node = &g.nodes[*norm];
     let Op::RmsNorm(attrs) = &node.op else { return Err(unsupported("rms_norm")) };
-    if node.args.len() > 2 {
-        return Err(unsupported("a gated rms_norm (needs silu: the pointwise emitter's exp)"));
-    }
     let (x, w, y) = (node.args[0], node.args[1], node.results[0]);
+    // Mamba-2's gated norm normalizes `x · silu(z)` (f32, unrounded, as the interpreter does).
+    let gate = node.args.get(2).copied();
     let shape = g.values[x].ty.shape.clone();
     let Some(Dim::Const(d)) = shape.last().copied() else {
         return Err(unsupported("an rms_norm over a symbolic last axis"));
@@ -163,7 +162,7 @@ pub fn compile(m: &lathe_ir::Module, f: &Fusion, name: &str) -> Result<Compiled,
             let jc = e.b.selp(Ty::U64, j, Operand::Imm(0), inb);
             e.b.push(Inst::Binary { op: BinOp::Add, ty: Ty::U64, dst: col, a: first.into(), b: jc.into() });
             e.memo.clear();
-            let Value::F32(v) = e.value_at(x, idx.clone())? else { return Err(unsupported("a predicate input")) };
+            let v = gated_input(e, x, gate, &idx)?;
             let sq = e.b.bin(BinOp::Mul, Ty::F32, v, v);
             let sq = e.b.selp(Ty::F32, sq, f32_imm(0.0), inb);
             e.b.push(Inst::Binary { op: BinOp::Add, ty: Ty::F32, dst: acc, a: acc.into(), b: sq.into() });
@@ -209,9 +208,7 @@ pub fn compile(m: &lathe_ir::Module, f: &Fusion, name: &str) -> Result<Compiled,
             let result = (|| {
                 e.b.push(Inst::Binary { op: BinOp::Add, ty: Ty::U64, dst: col, a: first.into(), b: j.into() });
                 e.memo.clear();
-                let Value::F32(v) = e.value_at(x, idx.clone())? else {
-                    return Err(unsupported("a predicate input"));
-                };
+                let v = gated_input(e, x, gate, &idx)?;
                 let Value::F32(wv) = e.value_at(w, vec![Expr::Var(rank - 1)])? else {
                     return Err(unsupported("a predicate weight"));
                 };
@@ -253,6 +250,30 @@ pub fn compile(m: &lathe_ir::Module, f: &Fusion, name: &str) -> Result<Compiled,
         e.b.if_then(lane0, |b| b.red(Space::Global, BinOp::Max, Ty::U32, buf, 0, w));
     }
     Ok(Compiled { kernel: e.b.finish(), bindings, rows: lead.to_vec(), groups, accumulators })
+}
+
+/// The normalized value at `idx`: `x`, or `x · silu(z)` with a gate.
+fn gated_input(e: &mut Emit, x: ValueId, gate: Option<ValueId>, idx: &[Expr]) -> Result<Reg, TemplateError> {
+    let Value::F32(v) = e.value_at(x, idx.to_vec())? else { return Err(unsupported("a predicate input")) };
+    let Some(z) = gate else { return Ok(v) };
+    let zv = e.value_at(z, idx.to_vec())?;
+    let silu = Op::Unary(lathe_ir::ops::UnaryOp::Silu);
+    let Value::F32(s) = super::pointwise::emit(&mut e.b, &silu, &[zv]).map_err(|x| unsupported(x.to_string()))? else {
+        return Err(unsupported("a predicate gate"));
+    };
+    Ok(e.b.bin(BinOp::Mul, Ty::F32, v, s))
+}
+
+/// Whether the row ops of row-reduce group `f` are all `quantize` and `dequantize` (by a scale
+/// computed before the group): its form is then elementwise, one thread per pair of elements
+/// (the `elementwise` template stores fp8 results in pairs).
+pub fn scales_only(f: &Fusion) -> bool {
+    let g = &f.body;
+    g.order
+        .iter()
+        .map(|&n| &g.nodes[n].op)
+        .filter(|o| lathe_passes::strategy::is_row_op(o))
+        .all(|o| matches!(o, Op::Quantize(_) | Op::Dequantize(_)))
 }
 
 /// Compiles a row-reduce group by the form its main op takes: a `reduce` ([`compile_reduce`]) or
@@ -532,5 +553,13 @@ mod tests {
     fn a_group_norm_normalizes_each_group_on_its_own_cta() {
         // 4 groups of 96: fewer elements than threads per CTA.
         check(&module(384, 4), 3, 384);
+    }
+
+    #[test]
+    fn mamba2s_gated_group_norm_matches_the_interpreter() {
+        // norm(x · silu(z)) in 2 groups of 320 (two trips of 256, the second ragged), gate `r`.
+        let text = module(640, 2).replace("rms_norm %3, %2 {", "rms_norm %3, %2, %1 {");
+        assert!(text.contains("%2, %1 {eps"), "{text}");
+        check(&text, 4, 640);
     }
 }
