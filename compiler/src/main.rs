@@ -103,6 +103,10 @@ enum Command {
         /// With `--backend sim`: print where each group ran (stderr).
         #[arg(long)]
         verbose: bool,
+        /// The dtype every op rounds its result to (`f32` or `bf16`), the same for both
+        /// backends; the logits written are f32 either way.
+        #[arg(long, default_value = "f32")]
+        compute_dtype: String,
         /// The pipeline that runs before the interpreter (`default` keeps f32/bf16 numerics).
         #[command(flatten)]
         pipeline: opt::PipelineArgs,
@@ -282,7 +286,14 @@ fn run(cli: Cli) -> Result<(), CliError> {
             print!("{}", lathe_ir::manual::render());
             Ok(())
         }
-        Command::Eval { model, tokens, out, shape_only, backend, strict, verbose, pipeline } => {
+        Command::Eval { model, tokens, out, shape_only, backend, strict, verbose, compute_dtype, pipeline } => {
+            let compute_dtype = match compute_dtype.as_str() {
+                "f32" => lathe_ir::DType::F32,
+                "bf16" => lathe_ir::DType::BF16,
+                other => {
+                    return Err(CliError::input(format!("--compute-dtype {other}: not supported (`f32` or `bf16`)")))
+                }
+            };
             let backend = match backend.as_str() {
                 "cpu" => model::Backend::Cpu,
                 "sim" => model::Backend::Sim { strict, verbose },
@@ -304,7 +315,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             if backend != model::Backend::Cpu && pipeline.pipeline.is_empty() {
                 pipeline.pipeline = "default".into();
             }
-            let logits = model::eval(&model, &tokens, &pipeline, shape_only, backend)?;
+            let logits = model::eval(&model, &tokens, &pipeline, shape_only, backend, compute_dtype)?;
             tensors::write_tensors(&out, &[("logits".to_string(), logits)])
         }
         Command::Bench { model, prompt, decode, runs, backend, json, profile, shape_only, pipeline } => {

@@ -102,16 +102,17 @@ pub enum Backend {
     },
 }
 
-/// Runs the pipeline, then the `eval` program on `tokens`, and returns `logits` as f32 `[len, vocab]`.
+/// Runs the pipeline, then the `eval` program on `tokens` with every op rounding to
+/// `compute_dtype`, and returns `logits` as f32 `[len, vocab]`.
 pub fn eval(
     dir: &Path,
     tokens: &[i64],
     pipeline: &crate::opt::PipelineArgs,
     shape_only: bool,
     backend: Backend,
+    compute_dtype: DType,
 ) -> Result<Tensor, CliError> {
-    let opts =
-        ImportOptions { max_batch: 1, max_seq: Some(tokens.len() as u64), compute_dtype: DType::F32, shape_only };
+    let opts = ImportOptions { max_batch: 1, max_seq: Some(tokens.len() as u64), compute_dtype, shape_only };
     // Build the pipeline first: a bad pass name is reported before any weight is touched.
     pipeline.manager()?;
     let mut imp = load_model(dir, &opts, true)?;
@@ -182,7 +183,8 @@ pub fn eval(
     };
     let (_, logits) = out.into_iter().nth(logits_at).ok_or_else(|| CliError::internal("eval returned no logits"))?;
     let shape = vec![tokens.len(), vocab];
-    Ok(Tensor { dtype: logits.dtype, shape, data: logits.data })
+    // bf16 logits widen to f32 exactly.
+    Ok(Tensor::from_f32(DType::F32, shape, logits.floats().to_vec()))
 }
 
 /// Counts ops by text name, fusion bodies included.

@@ -76,6 +76,73 @@ fn sim_backend_matches_transformers_on_every_fixture() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// Logits of `name` at bf16 compute on `backend`, and the reference's tokens and logits.
+fn bf16_logits(dir: &std::path::Path, name: &str, backend: &str) -> (Vec<f64>, Vec<f64>, usize) {
+    let model = root().join("tests/fixtures/models").join(name);
+    let reference = Header::read(&model.join("reference.safetensors")).expect("reference");
+    let tokens: Vec<String> = reference
+        .read_bytes("tokens")
+        .expect("tokens")
+        .chunks_exact(8)
+        .map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")).to_string())
+        .collect();
+    let want = f32s(&reference.read_bytes("logits").expect("logits"));
+    let out = dir.join(format!("{name}-{backend}.safetensors"));
+    let r = Command::new(LATHE)
+        .arg("eval")
+        .arg(&model)
+        .args(["--tokens", &tokens.join(","), "--backend", backend, "--compute-dtype", "bf16", "--out"])
+        .arg(&out)
+        .output()
+        .expect("run");
+    assert!(r.status.success(), "{name} {backend}: {}", String::from_utf8_lossy(&r.stderr));
+    let got = f32s(&Header::read(&out).expect("out").read_bytes("logits").expect("logits"));
+    (got, want, tokens.len())
+}
+
+/// Check (c) at bf16 (DESIGN §10, docs/numerics.md): every op rounded to bf16, the logits stay
+/// within the model-level bound of transformers' f32 logits, and the top-1 token differs only
+/// at near ties of the reference (a top-2 margin under one bf16 ulp of the largest logit); the
+/// simulator's and the interpreter's bf16 logits agree within the shared bf16 tolerance (check
+/// (a) at the model level).
+#[test]
+fn bf16_compute_stays_within_the_model_level_bound_of_transformers() {
+    let dir = tmp("bf16");
+    for (name, layers, width) in [
+        ("nemotron_h_tiny", 4, 64),
+        ("mamba2_tiny", 2, 64),
+        ("qwen2_tiny", 2, 64),
+        ("nemotron_h_real", 3, 1024),
+        ("mamba2_real", 2, 512),
+        ("qwen2_real", 2, 512),
+    ] {
+        let (cpu, want, positions) = bf16_logits(&dir, name, "cpu");
+        let (sim, _, _) = bf16_logits(&dir, name, "sim");
+        let vocab = want.len() / positions;
+        for (backend, got) in [("cpu", &cpu), ("sim", &sim)] {
+            let err = lathe_tests::normwise_error(got, &want);
+            let bound = lathe_tests::bf16_model_bound(layers);
+            assert!(err <= bound, "{name} {backend}: normwise error {err:.4} over the bf16 bound {bound:.4}");
+            let scale = want.iter().fold(0f64, |m, v| m.max(v.abs()));
+            let near_tie = 2.0 * lathe_tests::unit_roundoff(DType::BF16) * scale;
+            let argmax = |v: &[f64]| (0..v.len()).fold(0, |b, i| if v[i] > v[b] { i } else { b });
+            for p in 0..positions {
+                let (g, w) = (&got[p * vocab..][..vocab], &want[p * vocab..][..vocab]);
+                let top = argmax(w);
+                let second = (0..vocab).filter(|&i| i != top).map(|i| w[i]).fold(f64::NEG_INFINITY, f64::max);
+                let margin = w[top] - second;
+                assert!(
+                    argmax(g) == top || margin < near_tie,
+                    "{name} {backend}: position {p} picks {} over {top}, a reference margin of {margin:.4}",
+                    argmax(g)
+                );
+            }
+        }
+        lathe_tests::assert_close(&format!("{name}: sim vs cpu at bf16"), &sim, &cpu, DType::BF16, layers * width);
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 #[test]
 fn strict_refuses_groups_without_a_template_and_flags_need_the_sim_backend() {
     let dir = tmp("strict");
@@ -111,5 +178,15 @@ fn strict_refuses_groups_without_a_template_and_flags_need_the_sim_backend() {
         .expect("run");
     assert_eq!(r.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&r.stderr).contains("--backend cuda: not available"));
+    let r = Command::new(LATHE)
+        .arg("eval")
+        .arg(&model)
+        .args(["--tokens", "5,4,3", "--compute-dtype", "f16", "--out"])
+        .arg(&out)
+        .output()
+        .expect("run");
+    assert_eq!(r.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&r.stderr).contains("--compute-dtype f16: not supported (`f32` or `bf16`)"));
+    assert!(!out.exists(), "no output after an error");
     let _ = std::fs::remove_dir_all(dir);
 }

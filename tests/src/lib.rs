@@ -85,6 +85,17 @@ pub fn model_tolerance(dtype: DType, layers: usize, width: usize) -> f64 {
     tolerance(dtype, layers.max(1) * width.max(1))
 }
 
+/// The normwise bound for whole-model logits computed with every op's result rounded to bf16,
+/// against an f32 reference (transformers at f32), for a model of `layers` blocks:
+/// `8 · u_bf16 · √layers`. Each block rounds about sixteen values on the residual stream's
+/// path (norm, projections, activation, scan or attention, output projection, residual add);
+/// independent roundings of relative size `u` grow as a random walk, `√(16·layers)·u`, and a
+/// factor of 2 covers the gain from the last hidden state to the logits. docs/numerics.md
+/// gives the measured ratios on the fixtures.
+pub fn bf16_model_bound(layers: usize) -> f64 {
+    8.0 * unit_roundoff(DType::BF16) * (layers.max(1) as f64).sqrt()
+}
+
 /// `max|actual − expected| / max|expected|` (absolute error when `expected` is all zeros).
 pub fn normwise_error(actual: &[f64], expected: &[f64]) -> f64 {
     let scale = expected.iter().fold(0f64, |m, v| m.max(v.abs()));
