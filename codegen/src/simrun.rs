@@ -1,8 +1,8 @@
 //! Running a scheduled function with its groups compiled: the `--backend sim` executor.
 //!
 //! The function's top level is data nodes and fusion groups. Each group whose template accepts
-//! it (`elementwise`, `row_reduce` today) is compiled to kernel IR and run in the SIMT simulator
-//! on the group's operands — symbols bound from the operands' shapes, weights loaded through the
+//! it (`elementwise`, `gather`, `conv1d_causal`, `scatter_cache`, `row_reduce`, `sample`) is
+//! compiled to kernel IR and run in the SIMT simulator on the group's operands — symbols bound from the operands' shapes, weights loaded through the
 //! same loader as the interpreter's, tensors passed as bytes of their dtypes; every other group
 //! runs in the reference interpreter (its body as a function of a derived module). Both write the
 //! same `Tensor`s, so any mix of the two computes the function. The report says which ran where,
@@ -18,7 +18,7 @@ use lathe_ir::{DType, Dim, Function, Graph, Module, Op, SymbolId, ValueId};
 use lathe_kernel::sim::{run, Arg, Launch, Options};
 
 use crate::templates::elementwise::{self, Binding};
-use crate::templates::{row_reduce, scatter_cache};
+use crate::templates::{row_reduce, sample, scatter_cache};
 
 /// A function's results, by name.
 pub type Outputs = Vec<(String, Tensor)>;
@@ -62,7 +62,7 @@ pub enum SimRunError {
 pub enum Compiled {
     /// By the elementwise machinery (elementwise, gather, conv1d_causal, scatter_cache).
     Elementwise(elementwise::Compiled),
-    /// By `row_reduce`.
+    /// One CTA per row: by `row_reduce` or `sample`.
     RowReduce(row_reduce::Compiled),
 }
 
@@ -135,6 +135,8 @@ fn compile(m: &Module, f: &Fusion, name: &str) -> Result<Compiled, String> {
         KernelStrategy::RowReduce => {
             row_reduce::compile_any(m, f, name).map(Compiled::RowReduce).map_err(|e| e.to_string())
         }
+        // One CTA per row, as a row reduction.
+        KernelStrategy::Sample => sample::compile(m, f, name).map(Compiled::RowReduce).map_err(|e| e.to_string()),
         s => Err(format!("no {} template yet", s.name())),
     }
 }

@@ -5,6 +5,7 @@ pub mod elementwise;
 pub mod pointwise;
 pub mod row_norm;
 pub mod row_reduce;
+pub mod sample;
 pub mod scatter_cache;
 
 /// Why a template cannot build a group's kernel.

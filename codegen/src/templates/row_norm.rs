@@ -34,21 +34,40 @@ fn unsupported(what: impl Into<String>) -> TemplateError {
     TemplateError::Unsupported(what.into())
 }
 
-/// The row's value of `v` under op `op` across the CTA: each warp by a butterfly, the warps
-/// through the shared `slots`, folded in warp order by every thread (the same in all of them);
-/// a barrier before and after, so the slots can be reused.
-fn cta_reduce(e: &mut Emit<'_>, v: Reg, op: BinOp, slots: u32, lane0: Reg, warp_slot: Reg) -> Reg {
-    let mut s = v;
-    for d in [16u64, 8, 4, 2, 1] {
-        let o = e.b.shfl(ShflMode::Bfly, s, Operand::Imm(d));
-        s = e.b.bin(op, Ty::F32, s, o);
-    }
-    e.b.if_then(lane0, |b| b.st(Space::Shared, Ty::F32, warp_slot, 0, &[s.into()]));
+/// The row's value of `v` (f32, or u32 for `Add`/`Max`/`Min`) under op `op` across the CTA:
+/// each warp by a butterfly (`redux.sync` for u32), the warps through the shared `slots` (4
+/// bytes per warp), folded in warp order by every thread (the same in all of them); a barrier
+/// before and after, so the slots can be reused.
+pub(super) fn cta_reduce(e: &mut Emit<'_>, v: Reg, op: BinOp, slots: u32, lane0: Reg, warp_slot: Reg) -> Reg {
+    cta_reduce_as(e, v, op, Ty::F32, slots, lane0, warp_slot)
+}
+
+/// [`cta_reduce`] at type `ty`.
+pub(super) fn cta_reduce_as(
+    e: &mut Emit<'_>,
+    v: Reg,
+    op: BinOp,
+    ty: Ty,
+    slots: u32,
+    lane0: Reg,
+    warp_slot: Reg,
+) -> Reg {
+    let s = if ty == Ty::U32 {
+        e.b.redux(op, Ty::U32, v)
+    } else {
+        let mut s = v;
+        for d in [16u64, 8, 4, 2, 1] {
+            let o = e.b.shfl(ShflMode::Bfly, s, Operand::Imm(d));
+            s = e.b.bin(op, ty, s, o);
+        }
+        s
+    };
+    e.b.if_then(lane0, |b| b.st(Space::Shared, ty, warp_slot, 0, &[s.into()]));
     e.b.bar();
-    let total = e.b.ld1(Space::Shared, Ty::F32, Operand::Imm(u64::from(slots)), 0);
+    let total = e.b.ld1(Space::Shared, ty, Operand::Imm(u64::from(slots)), 0);
     for w in 1..BLOCK / 32 {
-        let x = e.b.ld1(Space::Shared, Ty::F32, Operand::Imm(u64::from(slots + 4 * w)), 0);
-        e.b.push(Inst::Binary { op, ty: Ty::F32, dst: total, a: total.into(), b: x.into() });
+        let x = e.b.ld1(Space::Shared, ty, Operand::Imm(u64::from(slots + 4 * w)), 0);
+        e.b.push(Inst::Binary { op, ty, dst: total, a: total.into(), b: x.into() });
     }
     e.b.bar();
     total
