@@ -549,4 +549,21 @@ fn every_group_of_the_fixtures_and_real_configs_is_compiled_or_pending_by_name()
         assert_eq!((c.report.spill_stores, c.report.spill_loads), (0, 0), "{:?}", c.report);
     }
     println!("{} distinct kernels assembled for sm_90 without spills", kernels.len());
+    // The sample for sm_80: every kernel whose instructions Ampere has (the fp8 conversions of
+    // the quantize groups need sm_89), assembled for sm_80 without spills.
+    let ampere = Target::new(Sm::Sm80);
+    let mut on_ampere = 0;
+    for text in &kernels {
+        let k = parse(text).expect("reads back");
+        if let Err(errs) = lathe_kernel::target::check(&k, &ampere) {
+            assert!(errs.iter().all(|e| e.message.contains("sm_89")), "{}: {errs:?}", k.name);
+            continue;
+        }
+        let p = ptx::compile(&k, ampere).unwrap_or_else(|e| panic!("{e}"));
+        let c = ptxas::assemble(&p.text, &k.name, Sm::Sm80).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((c.report.spill_stores, c.report.spill_loads), (0, 0), "sm_80: {:?}", c.report);
+        on_ampere += 1;
+    }
+    assert!(on_ampere * 10 >= kernels.len() * 9, "only {on_ampere} of {} kernels run on sm_80", kernels.len());
+    println!("{on_ampere} of them assembled for sm_80 without spills (the rest convert to fp8: sm_89+)");
 }
