@@ -499,7 +499,7 @@ const GELU_BETA: f32 = 2.445_312_5;
 /// `H(u) = t·Q(t)·e^(t²/2)` (Q the upper tail of the standard normal; H goes from 0.225 at
 /// t = 0.75 to 1/√(2π) as t grows), as a polynomial of degree 12 in `u`, constant term first:
 /// the Chebyshev interpolant at 13 nodes on the image of [0.75, 14.5], computed in f64 and
-/// rounded to f32 (relative error 2⁻³¹·³ before rounding; `codegen/tests/pointwise.rs`
+/// rounded to f32 (relative error 2⁻³¹·³ before rounding; `codegen/tests/ptx/pointwise.rs`
 /// recomputes it).
 pub const GELU_TAIL: [f32; 13] = [
     f32::from_bits(0x3eb4_1f32), // 3.518005e-1

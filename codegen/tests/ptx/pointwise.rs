@@ -9,9 +9,9 @@
 //! transcendentals are also held to their bound against an f64 reference, and every kernel is
 //! compiled to PTX for sm_90 (which runs the structural check).
 //!
-//! `sweep_transcendentals` (ignored; `cargo test -p lathe-codegen --profile ci --test pointwise
-//! -- --ignored --nocapture`) measures the maximum errors over every `POINTWISE_SWEEP_STRIDE`-th
-//! f32 bit pattern (default 4099: about a million inputs per op) and prints them.
+//! `sweep_transcendentals` (ignored; `cargo test -p lathe-codegen --profile ci --test ptx
+//! pointwise::sweep -- --ignored --nocapture`) measures the maximum errors over every
+//! `POINTWISE_SWEEP_STRIDE`-th f32 bit pattern (default 4099: about a million inputs per op) and prints them.
 
 use std::collections::HashMap;
 

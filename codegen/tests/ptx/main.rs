@@ -2,6 +2,10 @@
 //! the structural check, assembled by the pinned ptxas with their `-v` reports (no spills, no
 //! stack); the check itself catches tampered PTX. (One of the few test binaries that link LLVM.)
 
+// The pointwise emitter's tests share this binary: each test binary that links LLVM costs CI a
+// link of over 100 MB.
+mod pointwise;
+
 use lathe_codegen::ptx::{self, check};
 use lathe_codegen::{ptxas, CodegenError};
 use lathe_kernel::ir::Kernel;
