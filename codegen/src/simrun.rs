@@ -34,6 +34,9 @@ pub struct GroupReport {
     pub interpreted: Option<String>,
     /// Warp instructions the simulator executed for it.
     pub instructions: u64,
+    /// Global sectors its loads and stores touched beyond the fewest that could hold their
+    /// bytes (0: every request coalesced).
+    pub excess_sectors: u64,
 }
 
 /// What can go wrong.
@@ -102,7 +105,7 @@ impl Compiled {
         match self {
             Compiled::Elementwise(e) => {
                 let n = e.elements.iter().map(|s| s.iter().map(dim).product::<u64>()).max().unwrap_or(1);
-                let grid = n.div_ceil(e.per_thread * u64::from(elementwise::BLOCK)).max(1) as u32;
+                let grid = n.div_ceil(u64::from(elementwise::BLOCK)).max(1) as u32;
                 Launch { grid: [grid, 1, 1], block: [elementwise::BLOCK, 1, 1] }
             }
             Compiled::RowReduce(r) => {
@@ -263,8 +266,15 @@ pub fn run_function(
                 let (outs, report) = match compile(m, fu, &format!("group{index}")) {
                     Ok(c) => {
                         let weights = |w: lathe_ir::WeightId| load_weight(&mut session, &weight_fns, w);
-                        let (outs, instructions) = simulate(fu, &c, &args, weights, index, &top_syms)?;
-                        (outs, GroupReport { index, strategy: fu.strategy, interpreted: None, instructions })
+                        let (outs, counters) = simulate(fu, &c, &args, weights, index, &top_syms)?;
+                        let report = GroupReport {
+                            index,
+                            strategy: fu.strategy,
+                            interpreted: None,
+                            instructions: counters.instructions,
+                            excess_sectors: counters.global_excess_sectors,
+                        };
+                        (outs, report)
                     }
                     Err(why) => {
                         let mut named: HashMap<String, Tensor> = body_inputs(&fu.body)
@@ -279,7 +289,13 @@ pub fn run_function(
                         let out = session.run(&names[index], &named).map_err(|e| SimRunError::Interp(e.to_string()))?;
                         (
                             out.into_iter().map(|(_, t)| t).collect(),
-                            GroupReport { index, strategy: fu.strategy, interpreted: Some(why), instructions: 0 },
+                            GroupReport {
+                                index,
+                                strategy: fu.strategy,
+                                interpreted: Some(why),
+                                instructions: 0,
+                                excess_sectors: 0,
+                            },
                         )
                     }
                 };
@@ -351,7 +367,7 @@ fn simulate(
     mut weights: impl FnMut(lathe_ir::WeightId) -> Result<Tensor, SimRunError>,
     index: usize,
     top_syms: &HashMap<SymbolId, u64>,
-) -> Result<(Vec<Tensor>, u64), SimRunError> {
+) -> Result<(Vec<Tensor>, lathe_kernel::sim::Counters), SimRunError> {
     let g = &f.body;
     // Symbols from the operands' shapes (the function's bindings for the others).
     let mut syms: HashMap<SymbolId, u64> = top_syms.clone();
@@ -431,7 +447,7 @@ fn simulate(
                 .map_err(|e| SimRunError::Unsupported(format!("a kernel result of {e}")))?,
         );
     }
-    Ok((outs, counters.instructions))
+    Ok((outs, counters))
 }
 
 #[cfg(test)]
@@ -508,6 +524,118 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A one-group function: top-level inputs `inputs` (name, type) passed in order to a
+    /// `strategy` group with `body` (whose `input "argK"` nodes take them) and results `results`.
+    fn one_group(inputs: &[(&str, &str)], strategy: &str, body: &str, results: &[&str]) -> String {
+        let mut t = String::from("module @m {\n  compute_dtype = f32\n  func @main {\n");
+        for (k, (name, ty)) in inputs.iter().enumerate() {
+            t += &format!("    %{k} = input \"{name}\" : {ty}\n");
+        }
+        let args: Vec<String> = (0..inputs.len()).map(|k| format!("%{k}")).collect();
+        let n = inputs.len();
+        let lhs = if results.len() == 1 { format!("%{n}") } else { format!("%{n}:{}", results.len()) };
+        t += &format!(
+            "    {lhs} = fusion {} {{strategy={strategy}}} {{\n{body}    }} : {}\n",
+            args.join(", "),
+            results.join(", ")
+        );
+        let rets: Vec<String> = if results.len() == 1 {
+            vec![format!("%{n}")]
+        } else {
+            (0..results.len()).map(|k| format!("%{n}#{k}")).collect()
+        };
+        t + &format!("    return {}\n  }}\n}}\n", rets.join(", "))
+    }
+
+    /// Runs `text`'s function on pseudo-random inputs (integers below `int_bound`) and returns
+    /// its one group's report.
+    fn report_of(text: &str, int_bound: i64) -> GroupReport {
+        let m = lathe_ir::text::parse_module(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let f = m.function("main").expect("main");
+        let mut inputs = HashMap::new();
+        let mut seed = 9u32;
+        for (i, _) in f.graph.params() {
+            let shape: Vec<usize> =
+                i.ty.shape.iter().map(|d| if let Dim::Const(c) = d { *c as usize } else { 1 }).collect();
+            let n: usize = shape.iter().product();
+            let mut next = || {
+                seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                seed >> 8
+            };
+            let t = if i.ty.dtype.is_int() {
+                Tensor::from_i64(i.ty.dtype, shape, (0..n).map(|_| i64::from(next()) % int_bound).collect())
+            } else {
+                Tensor::from_f32(i.ty.dtype, shape, (0..n).map(|_| next() as f32 / (1u32 << 24) as f32 - 0.5).collect())
+            };
+            inputs.insert(i.name.clone(), t);
+        }
+        let (_, reports) = run_function(&m, "main", &inputs, &lathe_interp::SyntheticOnly).expect("runs");
+        let [r] = reports.as_slice() else { panic!("one group") };
+        assert_eq!(r.interpreted, None, "compiled\n{text}");
+        assert!(r.instructions > 0);
+        r.clone()
+    }
+
+    /// Coalescing (the simulator's `global_excess_sectors`): every template reads and writes
+    /// contiguous, sector-aligned rows in full sectors — elementwise (f32 and bf16), every
+    /// `row_reduce` form, gather, scatter_cache, conv1d_causal (its taps one vector load per
+    /// channel), fp8 quantization (pairs stored by even lanes) and sample. A transposed operand
+    /// is the control: its reads stride, and the counter sees it.
+    #[test]
+    fn templates_coalesce_on_contiguous_rows() {
+        let x = ("x", "f32[4, 512]");
+        let w = ("w", "f32[512]");
+        let cases: Vec<(String, i64)> = vec![
+            (
+                one_group(&[x, ("y", "bf16[4, 512]")], "elementwise", "      %0 = input \"arg0\" : f32[4, 512]\n      %1 = input \"arg1\" : bf16[4, 512]\n      %2 = cast %1 : f32[4, 512]\n      %3 = add %0, %2 : f32[4, 512]\n      %4 = silu %3 : f32[4, 512]\n      %5 = cast %4 : bf16[4, 512]\n      return %4, %5\n", &["f32[4, 512]", "bf16[4, 512]"]),
+                1,
+            ),
+            (
+                one_group(&[x, w], "row_reduce", "      %0 = input \"arg0\" : f32[4, 512]\n      %1 = input \"arg1\" : f32[512]\n      %2 = rms_norm %0, %1 {eps=1e-5, groups=2} : f32[4, 512]\n      %3 = amax %2 : f32[]\n      return %2, %3\n", &["f32[4, 512]", "f32[]"]),
+                1,
+            ),
+            (
+                one_group(&[x, w], "row_reduce", "      %0 = input \"arg0\" : f32[4, 512]\n      %1 = input \"arg1\" : f32[512]\n      %2 = layer_norm %0, %1, %1 {eps=1e-5} : f32[4, 512]\n      return %2\n", &["f32[4, 512]"]),
+                1,
+            ),
+            (
+                one_group(&[x], "row_reduce", "      %0 = input \"arg0\" : f32[4, 512]\n      %1 = softmax %0 {axis=1} : f32[4, 512]\n      return %1\n", &["f32[4, 512]"]),
+                1,
+            ),
+            (
+                one_group(&[x], "row_reduce", "      %0 = input \"arg0\" : f32[4, 512]\n      %1 = reduce %0 {kind=sum, axes=[1]} : f32[4]\n      return %1\n", &["f32[4]"]),
+                1,
+            ),
+            (
+                one_group(&[("bf", "bf16[4, 512]"), ("s", "f32[]")], "row_reduce", "      %0 = input \"arg0\" : bf16[4, 512]\n      %1 = input \"arg1\" : f32[]\n      %2 = quantize %0, %1 : f8e4m3[4, 512]\n      return %2\n", &["f8e4m3[4, 512]"]),
+                1,
+            ),
+            (
+                one_group(&[("table", "f32[64, 256]"), ("ids", "i64[1, 8]")], "gather", "      %0 = input \"arg0\" : f32[64, 256]\n      %1 = input \"arg1\" : i64[1, 8]\n      %2 = gather %0, %1 : f32[1, 8, 256]\n      return %2\n", &["f32[1, 8, 256]"]),
+                64,
+            ),
+            (
+                one_group(&[("cache", "bf16[1, 16, 4, 64]"), ("new", "bf16[1, 4, 4, 64]"), ("past", "i64[1]")], "scatter_cache", "      %0 = input \"arg0\" : bf16[1, 16, 4, 64]\n      %1 = input \"arg1\" : bf16[1, 4, 4, 64]\n      %2 = input \"arg2\" : i64[1]\n      %3 = scatter_cache %0, %1, %2 : bf16[1, 16, 4, 64]\n      return %3\n", &["bf16[1, 16, 4, 64]"]),
+                12,
+            ),
+            (
+                one_group(&[("cx", "f32[1, 8, 256]"), ("cw", "f32[256, 4]"), ("cb", "f32[256]"), ("cs", "f32[1, 3, 256]")], "conv1d_causal", "      %0 = input \"arg0\" : f32[1, 8, 256]\n      %1 = input \"arg1\" : f32[256, 4]\n      %2 = input \"arg2\" : f32[256]\n      %3 = input \"arg3\" : f32[1, 3, 256]\n      %4:2 = conv1d.causal %0, %1, %2, %3 : f32[1, 8, 256], f32[1, 3, 256]\n      return %4#0, %4#1\n", &["f32[1, 8, 256]", "f32[1, 3, 256]"]),
+                1,
+            ),
+            (
+                one_group(&[("logits", "f32[2, 512]"), ("off", "i64[]")], "sample", "      %0 = input \"arg0\" : f32[2, 512]\n      %1 = input \"arg1\" : i64[]\n      %2 = sample %0, %1 {seed=3, temperature=0.9, top_k=8} : i64[2]\n      return %2\n", &["i64[2]"]),
+                100,
+            ),
+        ];
+        for (text, bound) in &cases {
+            let r = report_of(text, *bound);
+            assert_eq!(r.excess_sectors, 0, "{} group: uncoalesced requests\n{text}", r.strategy.name());
+        }
+        // The control: a transposed read strides by a row per lane.
+        let text = one_group(&[("t", "f32[64, 64]")], "elementwise", "      %0 = input \"arg0\" : f32[64, 64]\n      %1 = transpose %0 {perm=[1, 0]} : f32[64, 64]\n      return %1\n", &["f32[64, 64]"]);
+        assert!(report_of(&text, 1).excess_sectors > 0, "a transposed read is not coalesced");
     }
 
     #[test]

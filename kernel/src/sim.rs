@@ -242,6 +242,10 @@ pub struct Counters {
     pub global_requests: u64,
     /// 32-byte sectors those touched (summed per request).
     pub global_sectors: u64,
+    /// Sectors of plain loads and stores beyond the fewest that could hold the bytes each
+    /// request touched (`⌈unique bytes / 32⌉`): 0 when every request is coalesced (contiguous
+    /// and sector-aligned, or a broadcast of one address).
+    pub global_excess_sectors: u64,
     /// Warp-level shared loads and stores.
     pub shared_requests: u64,
     /// Extra shared wavefronts caused by bank conflicts.

@@ -83,7 +83,35 @@ fn vector_add_matches_and_coalesces() {
     // 12 warps, 10 with lanes in range; 3 accesses each; a full warp touches 4 sectors.
     assert_eq!(c.global_requests, 30, "{c:?}");
     assert_eq!(c.global_sectors, 9 * 3 * 4 + 3 * 2, "{c:?}");
+    assert_eq!(c.global_excess_sectors, 0, "contiguous and aligned: {c:?}");
     assert_eq!(c.bytes_stored, 300 * 4);
+}
+
+#[test]
+fn strided_and_misaligned_requests_count_excess_sectors_and_broadcasts_do_not() {
+    // y[i] = x[stride·i + shift] for one warp.
+    let k = |stride: u64, shift: u64| {
+        let mut b = KernelBuilder::new("gather", 32);
+        let x = b.buffer("x", DType::F32, Access::ReadOnly);
+        let y = b.buffer("y", DType::F32, Access::Written);
+        let i = global_index(&mut b);
+        let j = b.fma(Ty::U32, i, int_imm(stride as i64), int_imm(shift as i64));
+        let px = addr4(&mut b, x, j);
+        let v = b.ld(Space::Global, Ty::F32, 1, px, 0, true)[0];
+        let py = addr4(&mut b, y, i);
+        b.st(Space::Global, Ty::F32, py, 0, &[v.into()]);
+        b.finish()
+    };
+    let excess = |stride: u64, shift: u64| {
+        let mut args = vec![Arg::Buffer(vec![0; 4 * 80]), Arg::Buffer(vec![0; 4 * 32])];
+        go(&k(stride, shift), launch(1, 32), &mut args).expect("clean").global_excess_sectors
+    };
+    assert_eq!(excess(1, 0), 0, "coalesced");
+    assert_eq!(excess(0, 5), 0, "one address for the whole warp");
+    // 128 bytes over 256: 8 sectors where 4 would hold them.
+    assert_eq!(excess(2, 0), 4);
+    // Contiguous but 4 bytes off a sector boundary: 5 sectors.
+    assert_eq!(excess(1, 1), 1);
 }
 
 #[test]

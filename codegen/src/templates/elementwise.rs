@@ -61,9 +61,6 @@ pub struct Compiled {
     /// The iteration spaces (one per distinct result shape): the launch has `⌈N / BLOCK⌉` CTAs
     /// of [`BLOCK`] threads for `N` the largest element count among them.
     pub elements: Vec<Vec<Dim>>,
-    /// Consecutive elements per thread: 2 when a result is fp8 (stored in pairs), else 1; the
-    /// grid is `⌈N / (per_thread · BLOCK)⌉`.
-    pub per_thread: u64,
 }
 
 /// The register type a value of `dtype` is loaded as, and whether it widens to f32.
@@ -74,7 +71,7 @@ pub(super) fn storage(dtype: DType) -> Result<Ty, TemplateError> {
         DType::F16 => Ok(Ty::F16),
         DType::I64 => Ok(Ty::S64),
         DType::I32 => Ok(Ty::S32),
-        // One byte each: loaded as the aligned pair holding it, stored in pairs.
+        // One byte each: loaded as the aligned pair holding it, stored in pairs by even lanes.
         DType::F8E4M3 | DType::F8E5M2 => Ok(Ty::B16),
         other => Err(TemplateError::Unsupported(format!("{other} values in an elementwise kernel"))),
     }
@@ -130,22 +127,23 @@ pub fn compile(m: &Module, f: &Fusion, name: &str) -> Result<Compiled, TemplateE
     let cta = b.special(Special::Ctaid(Axis::X));
     let t32 = b.fma(Ty::U32, cta, Operand::Imm(u64::from(BLOCK)), tid);
     let t = b.cvt(Ty::U64, Ty::U32, None, false, t32);
-    // fp8 results are stored two to a 16-bit store (the kernel IR has no byte stores), so each
-    // thread then computes two consecutive elements of every result.
-    let per_thread: u64 = if outs.iter().any(|&o| fp8_pair(g.values[o].ty.dtype).is_some()) { 2 } else { 1 };
-    if per_thread == 2 && spaces.iter().any(|s| !matches!(s.last(), Some(Dim::Const(c)) if c % 2 == 0)) {
+    // fp8 results are stored two to a 16-bit store (the kernel IR has no byte stores): each
+    // thread computes its element, and the even lane packs its own and its odd neighbour's
+    // (fetched by a shuffle after the guard, where the whole warp runs). With an even last
+    // axis, the pairs never straddle the bounds guard.
+    let fp8 = outs.iter().any(|&o| fp8_pair(g.values[o].ty.dtype).is_some());
+    if fp8 && spaces.iter().any(|s| !matches!(s.last(), Some(Dim::Const(c)) if c % 2 == 0)) {
         return Err(TemplateError::Unsupported(
             "an fp8 result whose last dimension is not a constant even number".into(),
         ));
     }
     let mut e = Emit { g, ranges: Ranges::of(m, &[]), b, vars: Vec::new(), syms, bases, memo: HashMap::new() };
-    let first = if per_thread == 1 { t } else { e.b.bin(BinOp::Mul, Ty::U64, t, Operand::Imm(per_thread)) };
     for shape in &spaces {
         let mut n = Operand::Imm(1);
         for d in shape {
             n = Operand::Reg(e.b.bin(BinOp::Mul, Ty::U64, n, dim_operand(d, &e.syms)));
         }
-        let inside = e.b.setp(Cmp::Lt, Ty::U64, first, n);
+        let inside = e.b.setp(Cmp::Lt, Ty::U64, t, n);
         e.ranges = Ranges::of(m, shape);
         e.memo.clear();
         let mine: Vec<(ValueId, Reg, DType)> = outs
@@ -154,42 +152,46 @@ pub fn compile(m: &Module, f: &Fusion, name: &str) -> Result<Compiled, TemplateE
             .filter(|(&o, _)| g.values[o].ty.shape == *shape)
             .map(|(&o, &(buf, dtype))| (o, buf, dtype))
             .collect();
+        // Each fp8 result's element, set inside the guard (0 outside it).
+        let narrow: Vec<Option<Reg>> = mine
+            .iter()
+            .map(|&(_, _, dtype)| fp8_pair(dtype).map(|_| e.b.mov(Ty::F32, lathe_kernel::build::f32_imm(0.0))))
+            .collect();
         // The pass runs under its bounds guard; its registers are set inside it only.
         e.if_then(inside, |e| {
-            let mut pairs: Vec<Vec<Value>> = vec![Vec::new(); mine.len()];
-            for k in 0..per_thread {
-                let flat = if k == 0 { first } else { e.b.bin(BinOp::Add, Ty::U64, first, Operand::Imm(k)) };
-                e.memo.clear();
-                e.vars = delinearize(&mut e.b, Operand::Reg(flat), shape, &e.syms);
-                let idx: Vec<Expr> = (0..shape.len()).map(Expr::Var).collect();
-                for (slot, &(o, buf, dtype)) in mine.iter().enumerate() {
-                    let v = e.value_at(o, idx.clone())?;
-                    if fp8_pair(dtype).is_some() {
-                        pairs[slot].push(v);
-                        continue;
-                    }
-                    let bytes = dtype.size_bytes() as u64;
-                    let off = e.b.bin(BinOp::Mul, Ty::U64, flat, Operand::Imm(bytes));
-                    let addr = e.b.bin(BinOp::Add, Ty::U64, buf, off);
-                    let (ty, stored) = e.stored(v, dtype)?;
-                    e.b.st(Space::Global, ty, addr, 0, &[stored.into()]);
+            e.vars = delinearize(&mut e.b, Operand::Reg(t), shape, &e.syms);
+            let idx: Vec<Expr> = (0..shape.len()).map(Expr::Var).collect();
+            for (&(o, buf, dtype), slot) in mine.iter().zip(&narrow) {
+                let v = e.value_at(o, idx.clone())?;
+                if let Some(dst) = *slot {
+                    let Value::F32(x) = v else {
+                        return Err(TemplateError::Unsupported(format!("a {dtype} result from this value")));
+                    };
+                    e.b.push(lathe_kernel::ir::Inst::Mov { dst, src: x.into() });
+                    continue;
                 }
-            }
-            // Each fp8 result's pair in one 16-bit store (element `first` in the low byte).
-            for (&(_, buf, dtype), vals) in mine.iter().zip(&pairs) {
-                let Some(packed) = fp8_pair(dtype) else { continue };
-                let [Value::F32(lo), Value::F32(hi)] = vals.as_slice() else {
-                    return Err(TemplateError::Unsupported(format!("a {dtype} result from this value")));
-                };
-                let p = e.b.cvt_pack(packed, *hi, *lo);
-                let addr = e.b.bin(BinOp::Add, Ty::U64, buf, first);
-                e.b.st(Space::Global, Ty::B16, addr, 0, &[p.into()]);
+                let bytes = dtype.size_bytes() as u64;
+                let off = e.b.bin(BinOp::Mul, Ty::U64, t, Operand::Imm(bytes));
+                let addr = e.b.bin(BinOp::Add, Ty::U64, buf, off);
+                let (ty, stored) = e.stored(v, dtype)?;
+                e.b.st(Space::Global, ty, addr, 0, &[stored.into()]);
             }
             e.memo.clear();
             Ok(())
         })?;
+        for (&(_, buf, dtype), slot) in mine.iter().zip(&narrow) {
+            let (Some(packed), Some(own)) = (fp8_pair(dtype), *slot) else { continue };
+            let next = e.b.shfl(lathe_kernel::ir::ShflMode::Down, own, Operand::Imm(1));
+            let parity = e.b.bin(BinOp::And, Ty::U32, tid, Operand::Imm(1));
+            let even = e.b.setp(Cmp::Eq, Ty::U32, parity, Operand::Imm(0));
+            let store = e.b.bin(BinOp::And, Ty::Pred, inside, even);
+            // Element `t` in the low byte, `t + 1` in the high one (one byte per element).
+            let p = e.b.cvt_pack(packed, next, own);
+            let addr = e.b.bin(BinOp::Add, Ty::U64, buf, t);
+            e.b.if_then(store, |b| b.st(Space::Global, Ty::B16, addr, 0, &[p.into()]));
+        }
     }
-    Ok(Compiled { kernel: e.b.finish(), bindings, elements: spaces, per_thread })
+    Ok(Compiled { kernel: e.b.finish(), bindings, elements: spaces })
 }
 
 /// A read-only buffer parameter for each operand (`input` node) and weight of `g`, in body
@@ -532,6 +534,9 @@ impl Emit<'_> {
             let u = index::add(s_dim.clone(), index[1].clone());
             return xx(self, u);
         }
+        // The channel's taps in one vector load (a 16-byte row for f32 width 4): consecutive
+        // threads, consecutive rows — coalesced, where one load per tap would stride.
+        self.weight_row(w, &index[2], width)?;
         let Value::F32(mut acc) = self.value_at(bias, vec![index[2].clone()])? else {
             return Err(TemplateError::Unsupported("a non-float bias".into()));
         };
@@ -568,6 +573,28 @@ impl Emit<'_> {
         };
         let r = self.b.bin(if divide { BinOp::Div } else { BinOp::Mul }, Ty::F32, v, s);
         Ok(self.round(Value::F32(r), to))
+    }
+
+    /// Row `c` of the `[C, width]` buffer `w` (a weight or operand the kernel reads) in one
+    /// vector load when the row is 2 or 4 elements of a float dtype the kernel loads, its
+    /// elements memoized as `w[c, k]`; otherwise nothing (each tap is then its own load).
+    fn weight_row(&mut self, w: ValueId, c: &Expr, width: u64) -> Result<(), TemplateError> {
+        let Some(&base) = self.bases.get(&w) else { return Ok(()) };
+        let dtype = self.g.values[w].ty.dtype;
+        let st = storage(dtype)?;
+        if !matches!(width, 2 | 4) || !matches!(st, Ty::F32 | Ty::Bf16 | Ty::F16) {
+            return Ok(());
+        }
+        let row = index::emit(&mut self.b, c, &self.vars, &self.syms)
+            .map_err(|e| TemplateError::Unsupported(e.to_string()))?;
+        let off = self.b.bin(BinOp::Mul, Ty::U64, row, Operand::Imm(width * dtype.size_bytes() as u64));
+        let addr = self.b.bin(BinOp::Add, Ty::U64, base, off);
+        let taps = self.b.ld(Space::Global, st, width as usize, addr, 0, true);
+        for (k, x) in taps.into_iter().enumerate() {
+            let x = if st == Ty::F32 { x } else { self.b.cvt(Ty::F32, st, None, false, x) };
+            self.memo.insert((w, vec![c.clone(), Expr::Const(k as u64)]), Value::F32(x));
+        }
+        Ok(())
     }
 
     /// An integer pointwise op (`s64` arithmetic, wrapped to the result's width as the
@@ -720,7 +747,7 @@ mod tests {
             });
         }
         let n: u64 = c.elements.iter().map(|e| concrete(e).iter().product::<usize>() as u64).max().unwrap_or(1);
-        let launch = Launch { grid: [n.div_ceil(c.per_thread * u64::from(BLOCK)) as u32, 1, 1], block: [BLOCK, 1, 1] };
+        let launch = Launch { grid: [n.div_ceil(u64::from(BLOCK)) as u32, 1, 1], block: [BLOCK, 1, 1] };
         run(&c.kernel, &launch, &mut args, &Options { warp_orders: 2, ..Options::default() })
             .unwrap_or_else(|e| panic!("{e}\n{}", lathe_kernel::text::print(&c.kernel)));
         let want = lathe_interp::run(&m, "main", &inputs, &SyntheticOnly).expect("the interpreter runs");
@@ -780,9 +807,8 @@ mod tests {
             "  symbol S <= 64\n",
             "    %0 = input \"x\" : bf16[S, 10]\n    %1 = input \"s\" : f32[]\n    %2 = input \"c\" : f32[10]\n    %3 = quantize %0, %1 : f8e4m3[S, 10]\n    %4 = cast %0 : f32[S, 10]\n    %5 = mul %4, %4 : f32[S, 10]\n    %6 = quantize %5, %2 : f8e5m2[S, 10]\n    %7 = dequantize %3, %2 : bf16[S, 10]\n    return %3, %6, %7\n",
         );
-        // 7 rows of 10: 35 pairs, two CTAs' worth of threads at S = 60.
-        let c = check_as(KernelStrategy::RowReduce, &text, &[("S", 7)]);
-        assert_eq!(c.per_thread, 2, "fp8 results are stored in pairs");
+        // 7 rows of 10: 70 elements, a partial warp; 60 rows: three CTAs, the last partial.
+        check_as(KernelStrategy::RowReduce, &text, &[("S", 7)]);
         check_as(KernelStrategy::RowReduce, &text, &[("S", 60)]);
         // Dequantizing fp8 operands: each element read from the aligned pair holding it, also
         // through a transpose (odd and even addresses in any order).
@@ -790,8 +816,7 @@ mod tests {
             "",
             "    %0 = input \"q\" : f8e4m3[6, 5]\n    %1 = input \"s\" : f32[]\n    %2 = transpose %0 {perm=[1, 0]} : f8e4m3[5, 6]\n    %3 = dequantize %2, %1 : f32[5, 6]\n    return %3\n",
         );
-        let c = check_as(KernelStrategy::RowReduce, &text, &[]);
-        assert_eq!(c.per_thread, 1);
+        check_as(KernelStrategy::RowReduce, &text, &[]);
     }
 
     #[test]

@@ -115,5 +115,5 @@ pub fn compile(m: &Module, f: &Fusion, name: &str) -> Result<Compiled, TemplateE
         }
         Ok(())
     })?;
-    Ok(Compiled { kernel: e.b.finish(), bindings, elements: vec![shape], per_thread: 1 })
+    Ok(Compiled { kernel: e.b.finish(), bindings, elements: vec![shape] })
 }

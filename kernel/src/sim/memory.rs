@@ -158,6 +158,19 @@ impl Machine<'_> {
         }
         self.counters.global_requests += 1;
         let mut sectors = BTreeSet::new();
+        // The bytes the request touches, as merged intervals: the fewest sectors that could
+        // hold them is what a coalesced access would touch.
+        let mut spans: Vec<(u64, u64)> = touched.iter().map(|&(_, a)| (a, a + size)).collect();
+        spans.sort_unstable();
+        let mut unique = 0;
+        let mut reach = 0;
+        for &(lo, hi) in &spans {
+            let lo = lo.max(reach);
+            if hi > lo {
+                unique += hi - lo;
+                reach = hi;
+            }
+        }
         for &(lane, a) in touched {
             let t = wi * WARP + lane;
             let u = if store { Use::Write } else { Use::Read };
@@ -189,6 +202,7 @@ impl Machine<'_> {
             }
         }
         self.counters.global_sectors += sectors.len() as u64;
+        self.counters.global_excess_sectors += (sectors.len() as u64).saturating_sub(unique.div_ceil(32));
         if let Inst::Ld { dst, .. } = inst {
             // The loaded bytes are in flight until their registers are first read.
             let per_reg = elem * touched.len() as u64;
