@@ -24,7 +24,7 @@ use crate::templates::{row_reduce, sample, scatter_cache};
 pub type Outputs = Vec<(String, Tensor)>;
 
 /// Where one group ran.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct GroupReport {
     /// The group's position among the function's groups.
     pub index: usize,
@@ -37,6 +37,75 @@ pub struct GroupReport {
     /// Global sectors its loads and stores touched beyond the fewest that could hold their
     /// bytes (0: every request coalesced).
     pub excess_sectors: u64,
+    /// With [`run_function_checked`], a compiled group's results against the interpreter's on
+    /// the same operands (check (a) of DESIGN §10).
+    pub check: Option<GroupCheck>,
+}
+
+/// A compiled group's results against the interpreter's running its body on the same operands.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupCheck {
+    /// The largest normwise error `max|sim − interp| / max|interp|` over its float results
+    /// (the absolute error where the interpreter's result is all zeros); NaN where the two
+    /// differ is infinite.
+    pub normwise: f64,
+    /// Whether every integer result is identical.
+    pub ints_equal: bool,
+    /// The longest reduction in the group (a normalized row, a reduced axis, a convolution's
+    /// taps; 1 without one): the tolerance's `K`.
+    pub reduction: u64,
+    /// The dtype of the result with the largest error (its rounding is the tolerance's `u`).
+    pub dtype: DType,
+}
+
+/// The longest reduction a group's body computes, with symbols at their bounds.
+fn reduction_length(m: &Module, g: &Graph) -> u64 {
+    let last = |v: ValueId| match g.values[v].ty.shape.last() {
+        Some(Dim::Const(c)) => *c,
+        Some(Dim::Sym(s)) => m.symbols.get(*s).map_or(1, |s| s.max),
+        None => 1,
+    };
+    g.order
+        .iter()
+        .map(|&n| {
+            let node = &g.nodes[n];
+            match &node.op {
+                Op::RmsNorm(a) => last(node.args[0]) / a.groups.max(1),
+                Op::LayerNorm(_) | Op::Softmax(_) | Op::Reduce(_) | Op::Sample(_) => last(node.args[0]),
+                Op::Amax => g.values[node.args[0]].ty.const_elements().unwrap_or(1),
+                Op::Conv1dCausal => last(node.args[1]),
+                _ => 1,
+            }
+        })
+        .max()
+        .unwrap_or(1)
+        .max(1)
+}
+
+/// [`GroupCheck`] of `got` against `want`.
+fn compare(got: &[Tensor], want: &[Tensor], reduction: u64) -> GroupCheck {
+    let mut check = GroupCheck { normwise: 0.0, ints_equal: true, reduction, dtype: DType::F32 };
+    for (a, b) in got.iter().zip(want) {
+        if !a.dtype.is_float() {
+            check.ints_equal &= a.ints() == b.ints() && a.shape == b.shape;
+            continue;
+        }
+        let (x, y) = (a.floats(), b.floats());
+        let scale = y.iter().fold(0f64, |m, v| m.max(f64::from(v.abs())));
+        let err = x.iter().zip(y).fold(if x.len() == y.len() { 0.0 } else { f64::INFINITY }, |m, (p, q)| {
+            match (p.is_nan(), q.is_nan()) {
+                (true, true) => m,
+                (false, false) => m.max(f64::from((p - q).abs())),
+                _ => f64::INFINITY,
+            }
+        });
+        let e = if scale > 0.0 && scale.is_finite() { err / scale } else { err };
+        if e >= check.normwise {
+            check.normwise = e;
+            check.dtype = a.dtype;
+        }
+    }
+    check
 }
 
 /// What can go wrong.
@@ -153,6 +222,27 @@ pub fn run_function(
     inputs: &HashMap<String, Tensor>,
     loader: &dyn WeightLoader,
 ) -> Result<(Outputs, Vec<GroupReport>), SimRunError> {
+    execute(m, func, inputs, loader, false)
+}
+
+/// [`run_function`], with every compiled group also run in the interpreter on the same operands
+/// and compared ([`GroupReport::check`]); the simulator's results go on.
+pub fn run_function_checked(
+    m: &Module,
+    func: &str,
+    inputs: &HashMap<String, Tensor>,
+    loader: &dyn WeightLoader,
+) -> Result<(Outputs, Vec<GroupReport>), SimRunError> {
+    execute(m, func, inputs, loader, true)
+}
+
+fn execute(
+    m: &Module,
+    func: &str,
+    inputs: &HashMap<String, Tensor>,
+    loader: &dyn WeightLoader,
+    check: bool,
+) -> Result<(Outputs, Vec<GroupReport>), SimRunError> {
     let f = m.function(func).ok_or_else(|| SimRunError::Unsupported(format!("no function `{func}`")))?;
     let g = &f.graph;
     // The symbols' values, from the function's inputs.
@@ -263,40 +353,52 @@ pub fn run_function(
                     .iter()
                     .map(|a| env.get(a).ok_or_else(|| SimRunError::Unsupported("an operand computed later".into())))
                     .collect::<Result<_, _>>()?;
+                // The group's body in the interpreter, on the same operands.
+                let interpret = |session: &mut Session| -> Result<Vec<Tensor>, SimRunError> {
+                    let mut named: HashMap<String, Tensor> = body_inputs(&fu.body)
+                        .into_iter()
+                        .zip(args.iter())
+                        .map(|(name, t)| (name, (*t).clone()))
+                        .collect();
+                    for (s, v) in &bound {
+                        let t = Tensor::from_f32(DType::F32, vec![*v as usize], vec![0.0; *v as usize]);
+                        named.insert(format!("__sym{}", s.index()), t);
+                    }
+                    let out = session.run(&names[index], &named).map_err(|e| SimRunError::Interp(e.to_string()))?;
+                    Ok(out.into_iter().map(|(_, t)| t).collect())
+                };
                 let (outs, report) = match compile(m, fu, &format!("group{index}")) {
                     Ok(c) => {
                         let weights = |w: lathe_ir::WeightId| load_weight(&mut session, &weight_fns, w);
                         let (outs, counters) = simulate(fu, &c, &args, weights, index, &top_syms)?;
+                        let check = match check {
+                            true => {
+                                let want = interpret(&mut session)?;
+                                Some(compare(&outs, &want, reduction_length(m, &fu.body)))
+                            }
+                            false => None,
+                        };
                         let report = GroupReport {
                             index,
                             strategy: fu.strategy,
                             interpreted: None,
                             instructions: counters.instructions,
                             excess_sectors: counters.global_excess_sectors,
+                            check,
                         };
                         (outs, report)
                     }
                     Err(why) => {
-                        let mut named: HashMap<String, Tensor> = body_inputs(&fu.body)
-                            .into_iter()
-                            .zip(args.iter())
-                            .map(|(name, t)| (name, (*t).clone()))
-                            .collect();
-                        for (s, v) in &bound {
-                            let t = Tensor::from_f32(DType::F32, vec![*v as usize], vec![0.0; *v as usize]);
-                            named.insert(format!("__sym{}", s.index()), t);
-                        }
-                        let out = session.run(&names[index], &named).map_err(|e| SimRunError::Interp(e.to_string()))?;
-                        (
-                            out.into_iter().map(|(_, t)| t).collect(),
-                            GroupReport {
-                                index,
-                                strategy: fu.strategy,
-                                interpreted: Some(why),
-                                instructions: 0,
-                                excess_sectors: 0,
-                            },
-                        )
+                        let outs = interpret(&mut session)?;
+                        let report = GroupReport {
+                            index,
+                            strategy: fu.strategy,
+                            interpreted: Some(why),
+                            instructions: 0,
+                            excess_sectors: 0,
+                            check: None,
+                        };
+                        (outs, report)
                     }
                 };
                 for (r, t) in node.results.iter().zip(outs) {
@@ -524,6 +626,42 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Check (a) of DESIGN §10, per kernel: in the `eval` program of every fixture, at f32 and
+    /// at bf16 compute, each compiled group's results against the interpreter's on the same
+    /// operands, within the shared tolerance of its result dtype and longest reduction
+    /// (integers exactly).
+    #[test]
+    fn every_compiled_group_matches_the_interpreter_per_kernel() {
+        let mut checked = 0;
+        for dir in ["nemotron_h_tiny", "mamba2_tiny", "qwen2_tiny", "nemotron_h_real", "mamba2_real", "qwen2_real"] {
+            for compute_dtype in [DType::F32, DType::BF16] {
+                let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/models").join(dir);
+                let opts = ImportOptions { max_batch: 1, max_seq: Some(16), compute_dtype, shape_only: false };
+                let imp = import(&root, &opts).expect("imports");
+                let mut m = imp.module;
+                PassManager::parse("default")
+                    .expect("a pipeline")
+                    .run(&mut m, &mut std::io::sink())
+                    .expect("schedules");
+                let f = m.functions.iter().find(|f| f.name == "eval").expect("an eval program");
+                let (tokens, _) = f.graph.input_with_role(InputRole::Tokens).expect("tokens");
+                let ids = (0..13).map(|k| (5 * k + 2) % 64).collect();
+                let inputs = HashMap::from([(tokens.name.clone(), Tensor::from_i64(DType::I64, vec![1, 13], ids))]);
+                let loader = CheckpointLoader { checkpoint: imp.checkpoint.as_ref() };
+                let (_, reports) = run_function_checked(&m, "eval", &inputs, &loader).expect("runs");
+                for r in reports.iter().filter(|r| r.interpreted.is_none()) {
+                    let c = r.check.as_ref().expect("checked");
+                    let tol = lathe_tests::tolerance(c.dtype, c.reduction as usize);
+                    let what = format!("{dir} at {compute_dtype}: group {} ({})", r.index, r.strategy.name());
+                    assert!(c.ints_equal, "{what}: integer results differ");
+                    assert!(c.normwise <= tol, "{what}: normwise {:.3e} over {tol:.3e} ({c:?})", c.normwise);
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 50, "{checked} groups checked");
     }
 
     /// A one-group function: top-level inputs `inputs` (name, type) passed in order to a
