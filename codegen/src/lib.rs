@@ -18,6 +18,8 @@ pub mod ptx;
 pub mod ptxas;
 pub mod simrun;
 pub mod templates;
+#[cfg(test)]
+mod testing;
 
 /// What can go wrong turning a kernel into PTX or CUBIN.
 #[derive(Debug, thiserror::Error)]

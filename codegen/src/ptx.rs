@@ -36,6 +36,13 @@ pub fn compile(k: &Kernel, target: Target) -> Result<Ptx, CodegenError> {
     Ok(Ptx { kernel: k.name.clone(), target, text })
 }
 
+/// The PTX of `k` without the structural check (for `lathe kernel ptx --unchecked`: to read
+/// what LLVM made of a kernel the check refuses).
+pub fn compile_unchecked(k: &Kernel, target: Target) -> Result<String, CodegenError> {
+    let ir = lower::module(k).map_err(|e| e.for_kernel(&k.name))?;
+    llvm::emit(&ir, target).map_err(|message| CodegenError::Llvm { kernel: k.name.clone(), message })
+}
+
 /// The LLVM IR `compile` hands to LLVM (for `lathe inspect` and debugging).
 pub fn llvm_ir(k: &Kernel) -> Result<String, CodegenError> {
     lower::module(k).map_err(|e| e.for_kernel(&k.name))

@@ -2,6 +2,7 @@
 //! the pointwise emitter they share.
 
 pub mod elementwise;
+pub mod gemv;
 pub mod pointwise;
 pub mod row_norm;
 pub mod row_reduce;

@@ -23,6 +23,19 @@ pub enum KernelCommand {
     },
     /// Run a kernel in the SIMT simulator and write the buffers it writes.
     Run(RunArgs),
+    /// Lower a kernel to PTX (checked against its kernel IR) and assemble it with ptxas; print
+    /// the PTX and the `-v` report (registers, spills, stack, shared memory).
+    Ptx {
+        /// The `.lk` file.
+        file: PathBuf,
+        /// The GPU architecture (`sm_80`, `sm_89`, `sm_90`, `sm_90a`).
+        #[arg(long, default_value = "sm_90")]
+        target: String,
+        /// Print LLVM's PTX without the structural check or ptxas (to read what the check
+        /// refuses).
+        #[arg(long)]
+        unchecked: bool,
+    },
 }
 
 /// Arguments of `lathe kernel run`.
@@ -64,6 +77,32 @@ pub fn run(cmd: KernelCommand) -> Result<(), CliError> {
             Ok(())
         }
         KernelCommand::Run(a) => run_kernel(&a),
+        KernelCommand::Ptx { file, target, unchecked } => {
+            let k = load(&file)?;
+            let target = crate::kernels_view::target(&target)?;
+            if unchecked {
+                let text = lathe_codegen::ptx::compile_unchecked(&k, target)
+                    .map_err(|e| CliError::input(format!("{}: {e}", file.display())))?;
+                print!("{text}");
+                return Ok(());
+            }
+            let p = lathe_codegen::ptx::compile(&k, target)
+                .map_err(|e| CliError::input(format!("{}: {e}", file.display())))?;
+            let c = lathe_codegen::ptxas::assemble(&p.text, &k.name, target.sm)
+                .map_err(|e| CliError::input(format!("{}: {e}", file.display())))?;
+            print!("{}", p.text);
+            let r = &c.report;
+            println!(
+                "// ptxas {}: {} registers, {} bytes spill stores, {} bytes spill loads, {} bytes stack, {} bytes shared",
+                target.sm.name(),
+                r.registers,
+                r.spill_stores,
+                r.spill_loads,
+                r.stack,
+                r.shared
+            );
+            Ok(())
+        }
     }
 }
 

@@ -4,12 +4,16 @@
 //! emitted kernel is held to what the kernel IR says, statically (instructions as written,
 //! loops not unrolled — `llvm` turns unrolling off):
 //! - as many CTA barriers, `mma`, `ldmatrix`, `cp.async` copies and atomics as the kernel IR;
-//! - as many f32 `fma` as the kernel IR has, and every other f32 add, subtract and multiply
-//!   rounded on its own (`.rn`, which ptxas does not fuse either): no contraction;
-//! - as many packed conversions (`…x2`, the fp8 and half-pair packs and unpacks);
-//! - the same bytes of global and shared stores per thread, and no more bytes of loads (LLVM may
-//!   merge accesses into vectors and drop a load of an address already loaded, never add one),
-//!   and no access through a generic address;
+//! - no more f32 `fma` than the kernel IR has, and every other f32 add, subtract and multiply
+//!   rounded on its own (`.rn`, which ptxas does not fuse either): no contraction (the LLVM IR
+//!   carries no `contract` flags, so an `fma` can only disappear — merged with an identical
+//!   one by common-subexpression elimination — never appear);
+//! - no more packed conversions (`…x2`, the fp8 and half-pair packs and unpacks), for the same
+//!   reason;
+//! - no more bytes of loads and stores per thread (LLVM may merge accesses into vectors, drop a
+//!   load of an address already loaded, and delete an access whose guard it proves false — a
+//!   ragged trip a template unrolled — but never add one), at least one store where the kernel
+//!   IR has any, and no access through a generic address;
 //! - no `.ftz`, no approximate division or square root (the kernel IR's `div.f32` and `sqrt.f32`
 //!   are IEEE: `div.rn`, `sqrt.rn`), and no local memory or stack frame unless the kernel
 //!   declares local memory.
@@ -159,15 +163,29 @@ pub fn ptx_counts(ptx: &str, local_allowed: bool) -> Result<Counts, String> {
     Ok(c)
 }
 
-/// Checks `ptx` against `k`; what differs, if anything. Loads may only shrink (LLVM removes a
-/// load of an address already loaded); everything else must match.
+/// Checks `ptx` against `k`; what differs, if anything. Memory accesses, `fma` and packed
+/// conversions may only shrink (LLVM merges identical ones and deletes provably dead ones);
+/// barriers, `mma`, `ldmatrix`, `cp.async` and atomics must match.
 pub fn structure(k: &Kernel, ptx: &str) -> Result<(), String> {
     let want = ir_counts(k);
     let got = ptx_counts(ptx, k.local_bytes > 0)?;
-    let loads_ok = got.global_load_bytes <= want.global_load_bytes && got.shared_load_bytes <= want.shared_load_bytes;
-    let same_rest =
-        Counts { global_load_bytes: want.global_load_bytes, shared_load_bytes: want.shared_load_bytes, ..got.clone() }
-            == want;
+    let fewer_ok = got.global_load_bytes <= want.global_load_bytes
+        && got.shared_load_bytes <= want.shared_load_bytes
+        && got.global_store_bytes <= want.global_store_bytes
+        && got.shared_store_bytes <= want.shared_store_bytes
+        && (got.global_store_bytes > 0) == (want.global_store_bytes > 0)
+        && got.fma <= want.fma
+        && got.packs <= want.packs;
+    let same_rest = Counts {
+        global_load_bytes: want.global_load_bytes,
+        shared_load_bytes: want.shared_load_bytes,
+        global_store_bytes: want.global_store_bytes,
+        shared_store_bytes: want.shared_store_bytes,
+        fma: want.fma,
+        packs: want.packs,
+        ..got.clone()
+    } == want;
+    let loads_ok = fewer_ok;
     if !(loads_ok && same_rest) {
         return Err(format!("kernel IR {want:?}, PTX {got:?}"));
     }

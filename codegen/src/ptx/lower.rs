@@ -45,7 +45,7 @@ pub const SHARED: &str = "lathe_smem";
 
 /// The LLVM IR module of `k`.
 pub fn module(k: &Kernel) -> Result<String, CodegenError> {
-    let mut e = Emitter { k, body: String::new(), decls: BTreeSet::new(), next: 0, invariant: false };
+    let mut e = Emitter { k, body: String::new(), decls: BTreeSet::new(), next: 0, invariant: false, loops: 0 };
     e.kernel()?;
     let mut out = String::new();
     out.push_str("target triple = \"nvptx64-nvidia-cuda\"\n\n");
@@ -56,9 +56,22 @@ pub fn module(k: &Kernel) -> Result<String, CodegenError> {
     }
     out.push('\n');
     out.push_str(&e.body);
-    let _ = writeln!(out, "\nattributes #0 = {{ \"nvvm.maxntid\"=\"{}\" }}", k.max_threads);
+    // `.minnctapersm 1` beside `.maxntid`: with a launch bound alone, ptxas budgets registers
+    // for the most CTAs an SM could hold and spills to get there (a GEMV at 48 registers); the
+    // templates size their CTAs and shared memory for the occupancy they want, so ptxas may use
+    // the registers a kernel needs.
+    let _ = writeln!(out, "\nattributes #0 = {{ \"nvvm.maxntid\"=\"{}\" \"nvvm.minctasm\"=\"1\" }}", k.max_threads);
     if e.invariant {
         out.push_str("\n!0 = !{}\n");
+    }
+    // Every loop is kept as the kernel IR has it: LLVM must not unroll or peel one (the
+    // structural check counts instructions, and templates unroll where they mean to).
+    if e.loops > 0 {
+        out.push_str("\n!1 = !{!\"llvm.loop.unroll.disable\"}\n");
+        for i in 0..e.loops {
+            let id = i + 2;
+            let _ = writeln!(out, "!{id} = distinct !{{!{id}, !1}}");
+        }
     }
     Ok(out)
 }
@@ -68,6 +81,8 @@ struct Emitter<'k> {
     body: String,
     decls: BTreeSet<String>,
     next: usize,
+    /// Loops emitted so far (each back edge carries its `!llvm.loop` node).
+    loops: usize,
     /// Whether a load carries `!invariant.load !0`.
     invariant: bool,
 }
@@ -243,27 +258,48 @@ impl Emitter<'_> {
                     match kind {
                         LoopKind::Count { index, count } => {
                             self.write(*index, "0".into(), 32);
-                            let n = self.operand(*count, Ty::U32);
-                            let go = self.tmp();
-                            self.line(format!("{go} = icmp ugt i32 {n}, 0"));
-                            self.line(format!("br i1 {go}, label %{top}, label %{exit}"));
+                            // A constant trip count reaches LLVM through an opaque `mov`: knowing
+                            // it, LLVM rewrites a two-trip loop's exit test as a phi of constants
+                            // and SimplifyCFG threads the first trip out of the loop, duplicating
+                            // its memory operations (and with a known count it may peel or
+                            // unroll). The loop stays the kernel IR's loop.
+                            let n = match *count {
+                                Operand::Imm(c) => {
+                                    let t = self.tmp();
+                                    self.line(format!("{t} = call i32 asm \"mov.u32 $0, {};\", \"=r\"()", c as u32));
+                                    t
+                                }
+                                _ => self.operand(*count, Ty::U32),
+                            };
+                            match *count {
+                                // A constant count needs no entry test (and no predicate live
+                                // across everything before the loop).
+                                Operand::Imm(0) => self.line(format!("br label %{exit}")),
+                                Operand::Imm(_) => self.line(format!("br label %{top}")),
+                                _ => {
+                                    let go = self.tmp();
+                                    self.line(format!("{go} = icmp ugt i32 {n}, 0"));
+                                    self.line(format!("br i1 {go}, label %{top}, label %{exit}"));
+                                }
+                            }
                             let _ = writeln!(self.body, "{top}:");
                             self.block(body)?;
                             let i = self.operand(Operand::Reg(*index), Ty::U32);
                             let j = self.tmp();
                             self.line(format!("{j} = add i32 {i}, 1"));
                             self.write(*index, j.clone(), 32);
-                            let n = self.operand(*count, Ty::U32);
                             let more = self.tmp();
                             self.line(format!("{more} = icmp ult i32 {j}, {n}"));
-                            self.line(format!("br i1 {more}, label %{top}, label %{exit}"));
+                            let id = self.loop_id();
+                            self.line(format!("br i1 {more}, label %{top}, label %{exit}, !llvm.loop !{id}"));
                         }
                         LoopKind::While { cond } => {
                             self.line(format!("br label %{top}"));
                             let _ = writeln!(self.body, "{top}:");
                             self.block(body)?;
                             let c = self.operand(Operand::Reg(*cond), Ty::Pred);
-                            self.line(format!("br i1 {c}, label %{top}, label %{exit}"));
+                            let id = self.loop_id();
+                            self.line(format!("br i1 {c}, label %{top}, label %{exit}, !llvm.loop !{id}"));
                         }
                     }
                     let _ = writeln!(self.body, "{exit}:");
@@ -271,6 +307,12 @@ impl Emitter<'_> {
             }
         }
         Ok(())
+    }
+
+    /// The metadata id of a new loop's `!llvm.loop` node.
+    fn loop_id(&mut self) -> usize {
+        self.loops += 1;
+        self.loops + 1
     }
 
     fn inst(&mut self, inst: &Inst) -> Result<(), CodegenError> {

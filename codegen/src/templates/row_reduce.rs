@@ -253,7 +253,7 @@ pub fn compile(m: &lathe_ir::Module, f: &Fusion, name: &str) -> Result<Compiled,
 }
 
 /// The normalized value at `idx`: `x`, or `x · silu(z)` with a gate.
-fn gated_input(e: &mut Emit, x: ValueId, gate: Option<ValueId>, idx: &[Expr]) -> Result<Reg, TemplateError> {
+pub(super) fn gated_input(e: &mut Emit, x: ValueId, gate: Option<ValueId>, idx: &[Expr]) -> Result<Reg, TemplateError> {
     let Value::F32(v) = e.value_at(x, idx.to_vec())? else { return Err(unsupported("a predicate input")) };
     let Some(z) = gate else { return Ok(v) };
     let zv = e.value_at(z, idx.to_vec())?;

@@ -1,0 +1,685 @@
+//! The `gemv` template: a decode-shaped matmul `y[m, n] = Σ_k x[m, k] · W[n, k]` (few rows `m`,
+//! the weight in the `[out, in]` layout of linear layers) on CUDA cores, with its prologue (the
+//! input row's RMSNorm, pointwise ops) and epilogue (residual add, activation, casts).
+//!
+//! **What one CTA computes**: eight output columns, one per warp, for every row. **Tiling**: the
+//! input rows are staged in shared memory, `KT` columns at a time (all of `K` when the rows fit
+//! in 40 KiB), each element computed once per CTA by the prologue and stored in the matmul's
+//! input dtype (exactly what the IR rounds it to). A warp then streams its weight row: lane `l`
+//! reads 16-byte chunks `l, l + 32, …` (`E` = 16 / input size elements each; 8 for bf16), so a
+//! warp's load is 512 contiguous bytes — full sectors — and the matching input chunk is one
+//! 16-byte shared load, conflict-free for the same reason. Each lane keeps one f32 accumulator
+//! per row; four chunks are loaded before any is used (2 KiB in flight per warp, 16 KiB per CTA)
+//! with the streaming hint `L1::no_allocate` (the weight is read once). The lanes' partial sums
+//! meet by a butterfly, and lane `r` runs the epilogue of row `r` for its column and stores. **Memory
+//! traffic**: the weight once (`N·K·size`), the input rows once per CTA (from L2), each result
+//! once. **Cost model**: `bytes = N·K·size_w + M·K·size_x + M·N·size_y`, `FLOPs = 2·M·N·K`; at
+//! batch 1 the weight stream is everything.
+//!
+//! Numerics: products and sums in f32 (`fma`), summed per lane in `k` order and then across
+//! lanes by the butterfly, where the interpreter sums in `k` order: within the shared tolerance
+//! of a `K`-long reduction. The RMSNorm scale is the interpreter's `1/sqrt(Σx²/K + eps)` (IEEE),
+//! its squares summed per thread and across the CTA.
+
+use std::collections::HashMap;
+
+use lathe_ir::ops::Fusion;
+use lathe_ir::{DType, Dim, Module, Op, ValueId};
+use lathe_kernel::build::{f32_imm, KernelBuilder};
+use lathe_kernel::ir::{
+    Access as BufferAccess, Axis, BinOp, CacheHint, Cmp, Inst, Kernel, Operand, Reg, Space, Special, Ty, UnOp,
+};
+
+use super::elementwise::{bind_operands, bind_symbols, delinearize, dim_operand, storage, Binding, Emit};
+use super::pointwise::Value;
+use super::row_norm::cta_reduce;
+use super::TemplateError;
+use crate::group::index::{self, Expr, Ranges};
+
+/// Threads per CTA: eight warps, one output column each.
+pub const BLOCK: u32 = 256;
+/// Warps per CTA.
+pub const WARPS: u32 = BLOCK / 32;
+/// Chunks each lane loads before it uses any.
+const UNROLL: u64 = 4;
+/// The most rows the CUDA-core form keeps accumulators for (more rows: tensor cores, later).
+pub const MAX_ROWS: u64 = 16;
+/// The staging buffer's budget.
+const STAGE_BYTES: u64 = 40 * 1024;
+
+/// A compiled GEMV group.
+#[derive(Debug, Clone)]
+pub struct Compiled {
+    /// The kernel.
+    pub kernel: Kernel,
+    /// What each kernel parameter is, in order.
+    pub bindings: Vec<Binding>,
+    /// Output columns: the grid is `⌈columns / 8⌉` CTAs of [`BLOCK`].
+    pub columns: u64,
+}
+
+fn unsupported(what: impl Into<String>) -> TemplateError {
+    TemplateError::Unsupported(what.into())
+}
+
+/// Compiles GEMV group `f` of module `m` as kernel `name`.
+// The builder's block closures return nothing: an immediately called closure inside each one
+// collects the block's error with `?`.
+#[allow(clippy::redundant_closure_call)]
+pub fn compile(m: &Module, f: &Fusion, name: &str) -> Result<Compiled, TemplateError> {
+    let g = &f.body;
+    let mms: Vec<_> = g.order.iter().copied().filter(|&n| matches!(g.nodes[n].op, Op::Matmul(_))).collect();
+    let [mm] = mms.as_slice() else {
+        let other = g.order.iter().find(|&&n| matches!(g.nodes[n].op, Op::ScaledMatmul(_) | Op::Conv2dPatch(_)));
+        return Err(unsupported(match other {
+            Some(&n) => format!("a gemv around `{}`", g.nodes[n].op.name()),
+            None => "a gemv group not built around one matmul".into(),
+        }));
+    };
+    let node = &g.nodes[*mm];
+    let Op::Matmul(attrs) = &node.op else { return Err(unsupported("matmul")) };
+    let (lhs, w, y) = (node.args[0], node.args[1], node.results[0]);
+    if attrs.transpose_a || !attrs.transpose_b {
+        return Err(unsupported("a gemv whose weight is not in the [out, in] layout (transpose_b)"));
+    }
+    let wty = &g.values[w].ty;
+    let (n_cols, k_len) = match wty.shape.as_slice() {
+        [Dim::Const(n), Dim::Const(k)] => (*n, *k),
+        _ => return Err(unsupported("a gemv weight that is not a constant [N, K] matrix")),
+    };
+    let xty = g.values[lhs].ty.clone();
+    let x_dtype = xty.dtype;
+    // The weight as stored: itself, or (W8A16) the fp8 codes a `dequantize` by a per-tensor
+    // scale turns into it, dequantized in the loop exactly as the IR says.
+    let dequant = match &g.nodes[g.values[w].def].op {
+        Op::Dequantize(to) => {
+            let dn = &g.nodes[g.values[w].def];
+            let (q, sc) = (dn.args[0], dn.args[1]);
+            if !g.values[sc].ty.shape.is_empty() {
+                return Err(unsupported("a W8A16 gemv whose dequantize scale is not per tensor"));
+            }
+            Some((q, sc, *to))
+        }
+        _ => None,
+    };
+    let stored = dequant.map_or(w, |(q, _, _)| q);
+    let w_dtype = g.values[stored].ty.dtype;
+    let floats = |d: DType| matches!(d, DType::F32 | DType::BF16 | DType::F16);
+    if !floats(x_dtype) || !(floats(w_dtype) || (dequant.is_some() && w_dtype == DType::F8E4M3)) {
+        return Err(unsupported(format!("a gemv of {x_dtype} rows and {w_dtype} weights")));
+    }
+    let lead = xty.shape[..xty.rank() - 1].to_vec();
+    let max_rows: u64 = lead
+        .iter()
+        .map(|d| match d {
+            Dim::Const(c) => *c,
+            Dim::Sym(s) => m.symbols.get(*s).map_or(u64::MAX, |s| s.max),
+        })
+        .fold(1u64, u64::saturating_mul);
+    if max_rows > MAX_ROWS {
+        return Err(unsupported(format!(
+            "a gemv of up to {max_rows} rows (the CUDA-core form keeps {MAX_ROWS}; more rows take the tensor-core form)"
+        )));
+    }
+    let out_shape = g.values[y].ty.shape.clone();
+    let outs: Vec<ValueId> = g.outputs.iter().map(|o| o.value).collect();
+    // Each result is computed at the product's element (a value of its shape, perhaps reshaped:
+    // row-major order is kept, so the element's flat position is the product's) or, not
+    // reading the product, at the input's element (the normalized row the next projections
+    // reuse), stored by CTA 0 while it stages the rows.
+    if g.order.iter().any(|&n| matches!(g.nodes[n].op, Op::Rope(_))) {
+        // RoPE pairs column j of a head with j ± D/2, another warp's column here.
+        return Err(unsupported("a gemv with `rope` in its epilogue (columns paired across warps)"));
+    }
+    let mut epilogue = Vec::new();
+    let mut prologue = Vec::new();
+    for (k, &o) in outs.iter().enumerate() {
+        let mut base = o;
+        while let Op::Reshape(_) = g.nodes[g.values[base].def].op {
+            base = g.nodes[g.values[base].def].args[0];
+        }
+        let shape = &g.values[base].ty.shape;
+        // (A square weight makes the two shapes one: what reads the product decides.)
+        if *shape == xty.shape && !reads(g, base, y) {
+            prologue.push((k, base));
+        } else if *shape == out_shape {
+            epilogue.push((k, base));
+        } else {
+            return Err(unsupported("a gemv result of another shape than the product or its input"));
+        }
+    }
+    // The prologue's row op: at most one RMSNorm over the whole row.
+    let norms: Vec<_> = g.order.iter().copied().filter(|&n| matches!(g.nodes[n].op, Op::RmsNorm(_))).collect();
+    let w_def = g.values[w].def;
+    if g.order.iter().any(|&n| {
+        lathe_passes::strategy::is_row_op(&g.nodes[n].op) && !matches!(g.nodes[n].op, Op::RmsNorm(_)) && n != w_def
+    }) {
+        return Err(unsupported("a gemv with a row op besides one rms_norm (amax, quantize)"));
+    }
+    let norm = match norms.as_slice() {
+        [] => None,
+        [n] => {
+            let nd = &g.nodes[*n];
+            let Op::RmsNorm(a) = &nd.op else { return Err(unsupported("rms_norm")) };
+            if a.groups > 1 || g.values[nd.results[0]].ty.shape != xty.shape {
+                return Err(unsupported("a gemv prologue norm over groups or of another shape"));
+            }
+            Some((nd.args[0], nd.args[1], nd.args.get(2).copied(), nd.results[0], a.eps))
+        }
+        _ => return Err(unsupported("a gemv with two norms")),
+    };
+
+    // E input elements (16 bytes) per chunk; the weight chunk is E of its elements.
+    let x_size = x_dtype.size_bytes() as u64;
+    let e_per = 16 / x_size;
+    let w_size = w_dtype.size_bytes() as u64;
+    let w_chunk = e_per * w_size;
+    if w_chunk > 16 {
+        return Err(unsupported(format!("a gemv of {x_dtype} rows and wider {w_dtype} weights")));
+    }
+    if k_len % e_per != 0 {
+        return Err(unsupported(format!("a gemv over K = {k_len}, not a multiple of {e_per} (16-byte chunks)")));
+    }
+    // Tile: a multiple of one unrolled warp step (32 lanes × UNROLL chunks), within the budget.
+    let step = 32 * UNROLL * e_per;
+    let budget = (STAGE_BYTES / (max_rows * x_size)) / step * step;
+    let kt = k_len.next_multiple_of(step).min(budget.max(step));
+    let tiles = k_len.div_ceil(kt);
+
+    let mut b = KernelBuilder::new(name, BLOCK);
+    let mut bindings = Vec::new();
+    let bases = bind_operands(g, &mut b, &mut bindings)?;
+    let mut outputs = Vec::new();
+    for (k, &o) in outs.iter().enumerate() {
+        let dtype = g.values[o].ty.dtype;
+        storage(dtype)?;
+        outputs.push((b.buffer(&format!("out{k}"), dtype, BufferAccess::Written), dtype));
+        bindings.push(Binding::Result(k));
+    }
+    let syms = bind_symbols(m, g, &mut b, &mut bindings);
+    let Some(&w_base) = bases.get(&stored) else {
+        return Err(unsupported("a gemv weight the kernel does not read from memory (computed in the group)"));
+    };
+    let stage = b.shared((max_rows * kt * x_size) as u32, 16);
+    let slots = b.shared(4 * WARPS, 16);
+    let scale_slots = b.shared(4 * max_rows as u32, 16);
+    let sum_slots = b.shared(4 * max_rows as u32 * WARPS, 16);
+    let tid = b.special(Special::Tid(Axis::X));
+    let cta = b.special(Special::Ctaid(Axis::X));
+    let lane = b.special(Special::LaneId);
+    let warp = b.bin(BinOp::Div, Ty::U32, tid, Operand::Imm(32));
+    let lane0 = b.setp(Cmp::Eq, Ty::U32, lane, Operand::Imm(0));
+    let w64 = b.cvt(Ty::U64, Ty::U32, None, false, warp);
+    let warp_slot = b.fma(Ty::U64, w64, Operand::Imm(4), Operand::Imm(u64::from(slots)));
+    let t64 = b.cvt(Ty::U64, Ty::U32, None, false, tid);
+    let l64 = b.cvt(Ty::U64, Ty::U32, None, false, lane);
+    let c64 = b.cvt(Ty::U64, Ty::U32, None, false, cta);
+    let col = b.fma(Ty::U64, c64, Operand::Imm(u64::from(WARPS)), w64);
+    let col_ok = b.setp(Cmp::Lt, Ty::U64, col, Operand::Imm(n_cols));
+    let col_c = b.selp(Ty::U64, col, Operand::Imm(0), col_ok);
+    // The run-time row count.
+    let mut rows = Operand::Imm(1);
+    for d in &lead {
+        rows = Operand::Reg(b.bin(BinOp::Mul, Ty::U64, rows, dim_operand(d, &syms)));
+    }
+    let rank = xty.rank();
+    let kvar = b.reg(Ty::U64);
+    let mut e = Emit { g, ranges: Ranges::of(m, &xty.shape), b, vars: Vec::new(), syms, bases, memo: HashMap::new() };
+    let idx: Vec<Expr> = (0..rank).map(Expr::Var).collect();
+    // Row indices are clamped to the last run-time row: a row past the count computes what is
+    // never stored.
+    let last_row = b_sub_one(&mut e, rows);
+    let row_vars = |e: &mut Emit<'_>, r: u64| {
+        let rc = e.b.bin(BinOp::Min, Ty::U64, Operand::Imm(r), last_row);
+        let mut v = delinearize(&mut e.b, Operand::Reg(rc), &lead, &e.syms);
+        v.push(kvar);
+        v
+    };
+
+    // The norm's scale per row: 1 / sqrt(Σx²/K + eps).
+    let first_thread = e.b.setp(Cmp::Eq, Ty::U64, t64, Operand::Imm(0));
+    if let Some((x, _, gate, _, eps)) = norm {
+        for r in 0..max_rows {
+            let acc = e.b.mov(Ty::F32, f32_imm(0.0));
+            e.vars = row_vars(&mut e, r);
+            e.for_count(Operand::Imm(k_len.div_ceil(u64::from(BLOCK))), |e, i| {
+                let result = (|| {
+                    let i64r = e.b.cvt(Ty::U64, Ty::U32, None, false, i);
+                    let j = e.b.fma(Ty::U64, i64r, Operand::Imm(u64::from(BLOCK)), t64);
+                    let inb = e.b.setp(Cmp::Lt, Ty::U64, j, Operand::Imm(k_len));
+                    let jc = e.b.selp(Ty::U64, j, Operand::Imm(0), inb);
+                    e.b.push(Inst::Mov { dst: kvar, src: jc.into() });
+                    e.memo.clear();
+                    let v = super::row_reduce::gated_input(e, x, gate, &idx)?;
+                    let sq = e.b.bin(BinOp::Mul, Ty::F32, v, v);
+                    let sq = e.b.selp(Ty::F32, sq, f32_imm(0.0), inb);
+                    e.b.push(Inst::Binary { op: BinOp::Add, ty: Ty::F32, dst: acc, a: acc.into(), b: sq.into() });
+                    Ok(())
+                })();
+                e.memo.clear();
+                result
+            })?;
+            let total = cta_reduce(&mut e, acc, BinOp::Add, slots, lane0, warp_slot);
+            let mean = e.b.bin(BinOp::Div, Ty::F32, total, f32_imm(k_len as f32));
+            let var = e.b.bin(BinOp::Add, Ty::F32, mean, f32_imm(eps as f32));
+            let root = e.b.un(UnOp::Sqrt, Ty::F32, var);
+            let scale = e.b.bin(BinOp::Div, Ty::F32, f32_imm(1.0), root);
+            // Thread 0 keeps the row's scale in shared memory for the staging loop.
+            let at = Operand::Imm(u64::from(scale_slots) + 4 * r);
+            e.b.if_then(first_thread, |b| b.st(Space::Shared, Ty::F32, at, 0, &[scale.into()]));
+        }
+        e.b.bar();
+    }
+
+    // The per-tensor dequantization scale.
+    let scale = match dequant {
+        Some((_, sc, _)) => {
+            e.memo.clear();
+            let Value::F32(s) = e.value_at(sc, Vec::new())? else { return Err(unsupported("a predicate scale")) };
+            e.memo.clear();
+            Some(s)
+        }
+        None => None,
+    };
+    let accs: Vec<Reg> = (0..max_rows).map(|_| e.b.mov(Ty::F32, f32_imm(0.0))).collect();
+    let x_ty = match x_dtype {
+        DType::F32 => Ty::F32,
+        DType::BF16 => Ty::Bf16,
+        _ => Ty::F16,
+    };
+    e.for_count(Operand::Imm(tiles), |e, tile| {
+        let t64k = e.b.cvt(Ty::U64, Ty::U32, None, false, tile);
+        let k0 = e.b.bin(BinOp::Mul, Ty::U64, t64k, Operand::Imm(kt));
+        // Stage the rows' inputs for this tile (0 past K): element `e = r·kt + j` of the stage
+        // is row `r`'s column `k0 + j` (one loop over all rows: no per-row predicates).
+        e.for_count(Operand::Imm(max_rows * kt / u64::from(BLOCK)), |e, i| {
+            let result = (|| {
+                let i64r = e.b.cvt(Ty::U64, Ty::U32, None, false, i);
+                let el = e.b.fma(Ty::U64, i64r, Operand::Imm(u64::from(BLOCK)), t64);
+                let r = e.b.bin(BinOp::Div, Ty::U64, el, Operand::Imm(kt));
+                let j = e.b.bin(BinOp::Rem, Ty::U64, el, Operand::Imm(kt));
+                let rc = e.b.bin(BinOp::Min, Ty::U64, r, last_row);
+                let mut vars = delinearize(&mut e.b, Operand::Reg(rc), &lead, &e.syms);
+                vars.push(kvar);
+                e.vars = vars;
+                let k = e.b.bin(BinOp::Add, Ty::U64, k0, j);
+                let ok = e.b.setp(Cmp::Lt, Ty::U64, k, Operand::Imm(k_len));
+                let kc = e.b.selp(Ty::U64, k, Operand::Imm(0), ok);
+                e.b.push(Inst::Mov { dst: kvar, src: kc.into() });
+                e.memo.clear();
+                if let Some((x, nw, gate, out, _)) = norm {
+                    let v = super::row_reduce::gated_input(e, x, gate, &idx)?;
+                    let Value::F32(wv) = e.value_at(nw, vec![Expr::Var(rank - 1)])? else {
+                        return Err(unsupported("a predicate norm weight"));
+                    };
+                    // The row's scale, from shared memory.
+                    let at = e.b.fma(Ty::U64, r, Operand::Imm(4), Operand::Imm(u64::from(scale_slots)));
+                    let sc = e.b.ld1(Space::Shared, Ty::F32, at, 0);
+                    let t = e.b.bin(BinOp::Mul, Ty::F32, v, sc);
+                    let t = e.b.bin(BinOp::Mul, Ty::F32, t, wv);
+                    let t = e.round(Value::F32(t), e.g.values[out].ty.dtype);
+                    remember(e, out, &idx, t);
+                }
+                let Value::F32(v) = e.value_at(lhs, idx.clone())? else {
+                    return Err(unsupported("a gemv of non-float rows"));
+                };
+                let v = e.b.selp(Ty::F32, v, f32_imm(0.0), ok);
+                let v = if x_ty == Ty::F32 {
+                    v
+                } else {
+                    e.b.cvt(x_ty, Ty::F32, Some(lathe_kernel::ir::Rounding::Rn), false, v)
+                };
+                let at = e.b.fma(Ty::U64, el, Operand::Imm(x_size), Operand::Imm(u64::from(stage)));
+                e.b.st(Space::Shared, x_ty, at, 0, &[v.into()]);
+                if prologue.is_empty() {
+                    return Ok(());
+                }
+                // CTA 0 stores the results computed from the input rows.
+                let first = e.b.setp(Cmp::Eq, Ty::U64, c64, Operand::Imm(0));
+                let real = e.b.setp(Cmp::Lt, Ty::U64, r, rows);
+                let mine = e.b.bin(BinOp::And, Ty::Pred, first, ok);
+                let mine = e.b.bin(BinOp::And, Ty::Pred, mine, real);
+                let memo = e.memo.clone();
+                e.if_then(mine, |e| {
+                    e.memo = memo;
+                    for &(k, o) in &prologue {
+                        let (buf, dtype) = outputs[k];
+                        let out = e.value_at(o, idx.clone())?;
+                        let flat = index::linearize(&idx, &xty.shape);
+                        let flat =
+                            index::emit(&mut e.b, &flat, &e.vars, &e.syms).map_err(|x| unsupported(x.to_string()))?;
+                        let off = e.b.bin(BinOp::Mul, Ty::U64, flat, Operand::Imm(dtype.size_bytes() as u64));
+                        let addr = e.b.bin(BinOp::Add, Ty::U64, buf, off);
+                        let (ty, st) = e.stored(out, dtype)?;
+                        e.b.st(Space::Global, ty, addr, 0, &[st.into()]);
+                    }
+                    Ok(())
+                })
+            })();
+            e.memo.clear();
+            result
+        })?;
+        e.b.bar();
+        // Stream the weight row of this warp's column.
+        e.for_count(Operand::Imm(kt / (32 * UNROLL * e_per)), |e, it| {
+            let it64 = e.b.cvt(Ty::U64, Ty::U32, None, false, it);
+            let mut chunks = Vec::new();
+            for u in 0..UNROLL {
+                // Chunk c = (it·UNROLL + u)·32 + lane of the tile.
+                let c = e.b.fma(Ty::U64, it64, Operand::Imm(32 * UNROLL), Operand::Imm(32 * u));
+                let c = e.b.bin(BinOp::Add, Ty::U64, c, l64);
+                let kk = e.b.fma(Ty::U64, c, Operand::Imm(e_per), k0);
+                // Past K the chunk reads chunk 0, and its words are zeroed (all-zero bits are +0
+                // in every float format).
+                let ok = e.b.setp(Cmp::Lt, Ty::U64, kk, Operand::Imm(k_len));
+                let kc = e.b.selp(Ty::U64, kk, Operand::Imm(0), ok);
+                let ok = e.b.selp(Ty::U32, Operand::Imm(0xFFFF_FFFF), Operand::Imm(0), ok);
+                let off = e.b.fma(Ty::U64, col_c, Operand::Imm(k_len), kc);
+                let addr = e.b.fma(Ty::U64, off, Operand::Imm(w_size), w_base);
+                let words = e.b.ld_hint(
+                    Space::Global,
+                    Ty::B32,
+                    (w_chunk / 4) as usize,
+                    addr,
+                    0,
+                    true,
+                    Some(CacheHint::L1NoAllocate),
+                );
+                chunks.push((c, ok, words));
+            }
+            for (c, ok, words) in chunks {
+                let words: Vec<Reg> = words.into_iter().map(|w| e.b.bin(BinOp::And, Ty::B32, w, ok)).collect();
+                let mut wv = unpack(e, &words, w_dtype);
+                if let (Some((_, _, to)), Some(s)) = (dequant, scale) {
+                    // q · scale rounded to the dequantized dtype: the IR's weight, exactly.
+                    wv = wv
+                        .into_iter()
+                        .map(|v| {
+                            let p = e.b.bin(BinOp::Mul, Ty::F32, v, s);
+                            let Value::F32(r) = e.round(Value::F32(p), to) else { unreachable!("a float") };
+                            r
+                        })
+                        .collect();
+                }
+                for (r, &acc) in accs.iter().enumerate() {
+                    let at =
+                        e.b.fma(Ty::U64, c, Operand::Imm(16), Operand::Imm(u64::from(stage) + r as u64 * kt * x_size));
+                    let xw = e.b.ld(Space::Shared, Ty::B32, 4, at, 0, false);
+                    let xv = unpack(e, &xw, x_dtype);
+                    for (a, b) in xv.into_iter().zip(&wv) {
+                        e.b.push(Inst::Fma { ty: Ty::F32, dst: acc, a: a.into(), b: (*b).into(), c: acc.into() });
+                    }
+                }
+            }
+            Ok(())
+        })?;
+        // The next tile overwrites the staged rows.
+        e.b.bar();
+        Ok(())
+    })?;
+
+    // The column's sums (every lane holds all of them after the butterfly); lane `r` runs the
+    // epilogue of row `r` — one guard, not one per row.
+    let mut sums = Vec::new();
+    for &acc in &accs {
+        let mut s = acc;
+        for d in [16u64, 8, 4, 2, 1] {
+            let o = e.b.shfl(lathe_kernel::ir::ShflMode::Bfly, s, Operand::Imm(d));
+            s = e.b.bin(BinOp::Add, Ty::F32, s, o);
+        }
+        sums.push(s);
+    }
+    // Lane 0 lays the sums out in the warp's shared slots and lane `r` reads row `r`'s.
+    let warp_sums = e.b.fma(Ty::U64, w64, Operand::Imm(4 * max_rows), Operand::Imm(u64::from(sum_slots)));
+    e.b.if_then(lane0, |b| {
+        for (r, &s) in sums.iter().enumerate() {
+            b.st(Space::Shared, Ty::F32, warp_sums, 4 * r as i64, &[s.into()]);
+        }
+    });
+    e.b.bar_warp(u32::MAX);
+    let lr = e.b.bin(BinOp::Min, Ty::U64, l64, Operand::Imm(max_rows - 1));
+    let at = e.b.fma(Ty::U64, lr, Operand::Imm(4), warp_sums);
+    let mine = e.b.ld1(Space::Shared, Ty::F32, at, 0);
+    let row_ok = e.b.setp(Cmp::Lt, Ty::U64, l64, rows);
+    let store = e.b.bin(BinOp::And, Ty::Pred, row_ok, col_ok);
+    e.ranges = Ranges::of(m, &out_shape);
+    let y_dtype = g.values[y].ty.dtype;
+    e.if_then(store, |e| {
+        e.memo.clear();
+        let mut vars = delinearize(&mut e.b, Operand::Reg(l64), &lead, &e.syms);
+        vars.push(col_c);
+        e.vars = vars;
+        let v = e.round(Value::F32(mine), y_dtype);
+        remember(e, y, &idx, v);
+        for &(k, o) in &epilogue {
+            let (buf, dtype) = outputs[k];
+            let out = e.value_at(o, idx.clone())?;
+            let flat = index::linearize(&idx, &out_shape);
+            let flat = index::emit(&mut e.b, &flat, &e.vars, &e.syms).map_err(|x| unsupported(x.to_string()))?;
+            let off = e.b.bin(BinOp::Mul, Ty::U64, flat, Operand::Imm(dtype.size_bytes() as u64));
+            let addr = e.b.bin(BinOp::Add, Ty::U64, buf, off);
+            let (ty, st) = e.stored(out, dtype)?;
+            e.b.st(Space::Global, ty, addr, 0, &[st.into()]);
+        }
+        e.memo.clear();
+        Ok(())
+    })?;
+    Ok(Compiled { kernel: e.b.finish(), bindings, columns: n_cols })
+}
+
+/// `rows − 1` (`rows` ≥ 1: a launch has at least one row).
+fn b_sub_one(e: &mut Emit<'_>, rows: Operand) -> Reg {
+    e.b.bin(BinOp::Sub, Ty::U64, rows, Operand::Imm(1))
+}
+
+/// Whether value `v` of `g` is computed from value `y`.
+fn reads(g: &lathe_ir::Graph, v: ValueId, y: ValueId) -> bool {
+    let mut stack = vec![v];
+    let mut seen = std::collections::HashSet::new();
+    while let Some(x) = stack.pop() {
+        if x == y {
+            return true;
+        }
+        if seen.insert(x) {
+            stack.extend(g.nodes[g.values[x].def].args.iter().copied());
+        }
+    }
+    false
+}
+
+/// `x` as value `v` at `idx`, under both spellings its consumers may ask for it by: the
+/// iteration indices, and with a size-1 dimension's index as the constant 0 (how a pointwise
+/// consumer broadcasts its operands).
+fn remember(e: &mut Emit<'_>, v: ValueId, idx: &[Expr], x: Value) {
+    let shape = &e.g.values[v].ty.shape;
+    let broadcast: Vec<Expr> =
+        idx.iter().zip(shape).map(|(i, d)| if *d == Dim::Const(1) { Expr::Const(0) } else { i.clone() }).collect();
+    e.memo.insert((v, idx.to_vec()), x);
+    e.memo.insert((v, broadcast), x);
+}
+
+/// The f32 values of a chunk of 32-bit words holding `dtype` elements, element 0 in the low
+/// bits: one f32, two bf16 or f16, or four fp8 e4m3 per word (each pair unpacked exactly by
+/// `cvt.rn.f16x2.e4m3x2`, then widened).
+fn unpack(e: &mut Emit<'_>, words: &[Reg], dtype: DType) -> Vec<Reg> {
+    let mut out = Vec::new();
+    for &w in words {
+        match dtype {
+            DType::F32 => out.push(e.b.mov(Ty::F32, w)),
+            DType::F8E4M3 => {
+                for half in [0u64, 16] {
+                    let h = if half == 0 { w } else { e.b.bin(BinOp::Shr, Ty::B32, w, Operand::Imm(16)) };
+                    let pair = e.b.cvt(Ty::B16, Ty::B32, None, false, h);
+                    let f16x2 = e.b.cvt_unpack(Ty::E4m3x2, pair);
+                    let lo = e.b.cvt(Ty::B16, Ty::B32, None, false, f16x2);
+                    let hi = e.b.bin(BinOp::Shr, Ty::B32, f16x2, Operand::Imm(16));
+                    let hi = e.b.cvt(Ty::B16, Ty::B32, None, false, hi);
+                    out.push(e.b.cvt(Ty::F32, Ty::F16, None, false, lo));
+                    out.push(e.b.cvt(Ty::F32, Ty::F16, None, false, hi));
+                }
+            }
+            DType::BF16 => {
+                // A bf16's bits are the upper half of its f32's.
+                let lo = e.b.bin(BinOp::Shl, Ty::B32, w, Operand::Imm(16));
+                let hi = e.b.bin(BinOp::And, Ty::B32, w, Operand::Imm(0xFFFF_0000));
+                out.push(e.b.mov(Ty::F32, lo));
+                out.push(e.b.mov(Ty::F32, hi));
+            }
+            _ => {
+                let lo = e.b.cvt(Ty::B16, Ty::B32, None, false, w);
+                let hi = e.b.bin(BinOp::Shr, Ty::B32, w, Operand::Imm(16));
+                let hi = e.b.cvt(Ty::B16, Ty::B32, None, false, hi);
+                out.push(e.b.cvt(Ty::F32, Ty::F16, None, false, lo));
+                out.push(e.b.cvt(Ty::F32, Ty::F16, None, false, hi));
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::testing::{one_group_with, run_group};
+
+    /// `y = rms_norm(x)·Wᵀ + r` over `rows` rows of `K` and `N` columns in `dt`.
+    fn norm_residual(dt: &str, k: u64, n: u64) -> String {
+        let body = format!(
+            "      %0 = input \"arg0\" : {dt}[B, 1, {k}]\n      %1 = input \"arg1\" : {dt}[{k}]\n      %2 = rms_norm %0, %1 {{eps=1e-5, groups=1}} : {dt}[B, 1, {k}]\n      %3 = input \"arg2\" : {dt}[{n}, {k}]\n      %4 = matmul %2, %3 {{transpose_b}} : {dt}[B, 1, {n}]\n      %5 = input \"arg3\" : {dt}[B, 1, {n}]\n      %6 = add %5, %4 : {dt}[B, 1, {n}]\n      return %6\n"
+        );
+        one_group_with(
+            "  symbol B <= 16\n",
+            &[
+                ("x", &format!("{dt}[B, 1, {k}]")),
+                ("nw", &format!("{dt}[{k}]")),
+                ("w", &format!("{dt}[{n}, {k}]")),
+                ("r", &format!("{dt}[B, 1, {n}]")),
+            ],
+            "gemv",
+            &body,
+            &[&format!("{dt}[B, 1, {n}]")],
+        )
+    }
+
+    #[test]
+    fn a_normed_gemv_with_a_residual_matches_the_interpreter_on_ragged_shapes() {
+        // K = 208 (not a multiple of a warp's 256-element step; rows of whole sectors), N = 37
+        // (not a multiple of 8 warps); rows 1, 3, 8 and 9 of a bound of 16; bf16 and f32.
+        for dt in ["bf16", "f32"] {
+            let text = norm_residual(dt, 208, 37);
+            for rows in [1, 3, 8, 9] {
+                let r = run_group(&text, 1, &[("B", rows)]);
+                // The weight and the staged rows stream in full sectors; each lane's result is
+                // its own row's element (a partial sector per row).
+                assert!(
+                    r.excess_sectors * 10 <= r.sectors,
+                    "{dt}, {rows} rows: {} of {} sectors partial",
+                    r.excess_sectors,
+                    r.sectors
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_long_row_is_staged_in_tiles() {
+        // 16 rows of 2600 bf16 exceed the 40 KiB stage: tiles of 1024, the last partial.
+        run_group(&norm_residual("bf16", 2600, 19), 1, &[("B", 16)]);
+        run_group(&norm_residual("bf16", 2600, 19), 1, &[("B", 2)]);
+    }
+
+    #[test]
+    fn what_the_cuda_core_form_does_not_take_is_named() {
+        let m =
+            lathe_ir::text::parse_module(&norm_residual("bf16", 64, 8).replace("B <= 16", "B <= 64")).expect("parses");
+        let f = lathe_ir::ops::Fusion {
+            strategy: lathe_ir::ops::KernelStrategy::Gemv,
+            body: match &m.functions[0].graph.nodes[m.functions[0].graph.order[4]].op {
+                lathe_ir::Op::Fusion(f) => f.body.clone(),
+                other => panic!("{}", other.name()),
+            },
+        };
+        let e = super::compile(&m, &f, "g").expect_err("64 rows");
+        assert!(e.to_string().contains("tensor-core form"), "{e}");
+    }
+
+    #[test]
+    fn a_q_projection_returns_its_normed_input_and_reshaped_heads() {
+        // The attention layer's q GEMV: the normalized row is a result (k and v reuse it),
+        // stored once by CTA 0; the product is reshaped to heads.
+        // A square weight, as in the 8B's q projection: the normed row and the product have one
+        // shape.
+        let body = "      %0 = input \"arg0\" : bf16[B, 1, 208]\n      %1 = input \"arg1\" : bf16[208]\n      %2 = rms_norm %0, %1 {eps=1e-5, groups=1} : bf16[B, 1, 208]\n      %3 = input \"arg2\" : bf16[208, 208]\n      %4 = matmul %2, %3 {transpose_b} : bf16[B, 1, 208]\n      %5 = reshape %4 : bf16[B, 1, 13, 16]\n      return %2, %5\n";
+        let text = one_group_with(
+            "  symbol B <= 8\n",
+            &[("x", "bf16[B, 1, 208]"), ("nw", "bf16[208]"), ("w", "bf16[208, 208]")],
+            "gemv",
+            body,
+            &["bf16[B, 1, 208]", "bf16[B, 1, 13, 16]"],
+        );
+        for rows in [1, 3] {
+            run_group(&text, 1, &[("B", rows)]);
+        }
+    }
+
+    /// A W8A16 group: the weight's fp8 codes dequantized by a per-tensor scale inside the group.
+    fn w8a16(k: u64, n: u64) -> String {
+        let body = format!(
+            "      %0 = input \"arg0\" : bf16[B, 1, {k}]\n      %1 = input \"arg1\" : f8e4m3[{n}, {k}]\n      %2 = input \"arg2\" : f32[]\n      %3 = dequantize %1, %2 : bf16[{n}, {k}]\n      %4 = matmul %0, %3 {{transpose_b}} : bf16[B, 1, {n}]\n      return %4\n"
+        );
+        one_group_with(
+            "  symbol B <= 8\n",
+            &[("x", &format!("bf16[B, 1, {k}]")), ("q", &format!("f8e4m3[{n}, {k}]")), ("s", "f32[]")],
+            "gemv",
+            &body,
+            &[&format!("bf16[B, 1, {n}]")],
+        )
+    }
+
+    #[test]
+    fn w8a16_weights_dequantize_in_the_loop() {
+        for rows in [1, 5] {
+            let r = run_group(&w8a16(208, 21), 1, &[("B", rows)]);
+            // 8-byte weight chunks, 256 bytes a warp: full sectors.
+            assert!(r.excess_sectors * 10 <= r.sectors, "{} of {} sectors partial", r.excess_sectors, r.sectors);
+        }
+    }
+
+    #[test]
+    fn every_fp8_code_dequantizes_exactly() {
+        // The 256 codes as an [8, 32] weight (the two NaN codes in the last row); one-hot input
+        // rows pick each column k, so y[n] is the dequantized weight itself, rounded to bf16 —
+        // compared bit for bit with lathe-numerics' decoding of the code times the scale.
+        use std::collections::HashMap;
+
+        use lathe_interp::tensor::Tensor;
+        use lathe_ir::DType;
+        let text = w8a16(32, 8);
+        let m = lathe_ir::text::parse_module(&text).expect("parses");
+        let mut codes: Vec<u8> = (0..=255u8).filter(|c| c & 0x7F != 0x7F).collect();
+        codes.extend([0x7F, 0xFF]);
+        let scale = 0.37f32;
+        for k in 0..32 {
+            let x: Vec<f32> = (0..32).map(|j| if j == k { 1.0 } else { 0.0 }).collect();
+            let inputs = HashMap::from([
+                ("x".to_string(), Tensor::from_f32(DType::BF16, vec![1, 1, 32], x)),
+                ("q".to_string(), Tensor::from_le_bytes(DType::F8E4M3, vec![8, 32], &codes).expect("codes")),
+                ("s".to_string(), Tensor::from_f32(DType::F32, vec![], vec![scale])),
+            ]);
+            let (out, reports) =
+                crate::simrun::run_function(&m, "main", &inputs, &lathe_interp::SyntheticOnly).expect("runs");
+            assert_eq!(reports[0].interpreted, None);
+            let y = out[0].1.floats();
+            for n in 0..8 {
+                let code = codes[n * 32 + k];
+                let want = lathe_numerics::round_to_bf16(lathe_numerics::e4m3_to_f32(code) * scale);
+                let got = y[n];
+                // Equal values (−0 sums to +0 with the other columns' zeros), NaN for the NaN
+                // codes and for their row (0 · NaN).
+                assert!(
+                    got == want || (got.is_nan() && want.is_nan()) || (n == 7 && got.is_nan()),
+                    "code {code:#04x}: {got} vs {want}"
+                );
+            }
+        }
+    }
+}

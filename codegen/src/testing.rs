@@ -1,0 +1,83 @@
+//! Test helpers shared by the templates' tests: one-group functions in IR text, run through
+//! [`crate::simrun`] with every compiled group checked against the interpreter.
+
+use std::collections::HashMap;
+
+use lathe_interp::tensor::Tensor;
+use lathe_ir::Dim;
+
+use crate::simrun::{run_function_checked, GroupReport};
+
+/// A one-group function: top-level inputs `inputs` (name, type) passed in order to a `strategy`
+/// group with `body` (whose `input "argK"` nodes take them) and results `results`; `symbols`
+/// declares the module's symbols (`"  symbol B <= 8\n"`).
+pub fn one_group_with(symbols: &str, inputs: &[(&str, &str)], strategy: &str, body: &str, results: &[&str]) -> String {
+    let mut t = format!("module @m {{\n  compute_dtype = f32\n{symbols}  func @main {{\n");
+    for (k, (name, ty)) in inputs.iter().enumerate() {
+        t += &format!("    %{k} = input \"{name}\" : {ty}\n");
+    }
+    let args: Vec<String> = (0..inputs.len()).map(|k| format!("%{k}")).collect();
+    let n = inputs.len();
+    let lhs = if results.len() == 1 { format!("%{n}") } else { format!("%{n}:{}", results.len()) };
+    t += &format!(
+        "    {lhs} = fusion {} {{strategy={strategy}}} {{\n{body}    }} : {}\n",
+        args.join(", "),
+        results.join(", ")
+    );
+    let rets: Vec<String> = if results.len() == 1 {
+        vec![format!("%{n}")]
+    } else {
+        (0..results.len()).map(|k| format!("%{n}#{k}")).collect()
+    };
+    t + &format!("    return {}\n  }}\n}}\n", rets.join(", "))
+}
+
+/// [`one_group_with`] without symbols.
+pub fn one_group(inputs: &[(&str, &str)], strategy: &str, body: &str, results: &[&str]) -> String {
+    one_group_with("", inputs, strategy, body, results)
+}
+
+/// Runs `text`'s function on pseudo-random inputs in [−0.5, 0.5) (integers below `int_bound`;
+/// symbols at the values `symbols` names) with its one group compiled and checked against the
+/// interpreter; returns the group's report, after asserting it ran compiled and within the
+/// shared tolerance of its dtype and longest reduction (integers exactly).
+pub fn run_group(text: &str, int_bound: i64, symbols: &[(&str, u64)]) -> GroupReport {
+    let m = lathe_ir::text::parse_module(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let f = m.function("main").expect("main");
+    let mut inputs = HashMap::new();
+    let mut seed = 9u32;
+    for (i, _) in f.graph.params() {
+        let shape: Vec<usize> =
+            i.ty.shape
+                .iter()
+                .map(|d| match d {
+                    Dim::Const(c) => *c as usize,
+                    Dim::Sym(s) => {
+                        let name = &m.symbols.get(*s).expect("a symbol").name;
+                        symbols.iter().find(|(n, _)| n == name).map_or(1, |(_, v)| *v as usize)
+                    }
+                })
+                .collect();
+        let n: usize = shape.iter().product();
+        let mut next = || {
+            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            seed >> 8
+        };
+        let t = if i.ty.dtype.is_int() {
+            Tensor::from_i64(i.ty.dtype, shape, (0..n).map(|_| i64::from(next()) % int_bound).collect())
+        } else {
+            Tensor::from_f32(i.ty.dtype, shape, (0..n).map(|_| next() as f32 / (1u32 << 24) as f32 - 0.5).collect())
+        };
+        inputs.insert(i.name.clone(), t);
+    }
+    let (_, reports) =
+        run_function_checked(&m, "main", &inputs, &lathe_interp::SyntheticOnly).unwrap_or_else(|e| panic!("{e}"));
+    let [r] = reports.as_slice() else { panic!("one group") };
+    assert_eq!(r.interpreted, None, "compiled\n{text}");
+    assert!(r.instructions > 0);
+    let c = r.check.as_ref().expect("checked");
+    let tol = lathe_tests::tolerance(c.dtype, c.reduction as usize);
+    assert!(c.ints_equal, "integer results differ\n{text}");
+    assert!(c.normwise <= tol, "normwise {:.3e} over {tol:.3e} ({c:?})\n{text}", c.normwise);
+    r.clone()
+}
