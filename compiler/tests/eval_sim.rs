@@ -157,7 +157,10 @@ fn strict_refuses_groups_without_a_template_and_flags_need_the_sim_backend() {
         .expect("run");
     let err = String::from_utf8_lossy(&r.stderr);
     assert_eq!(r.status.code(), Some(2), "{err}");
-    assert!(err.contains("--strict:") && err.contains("have no template; the first, group 5 (ssd_chunk_scan)"), "{err}");
+    assert!(
+        err.contains("--strict:") && err.contains("have no template; the first, group 5 (ssd_chunk_scan)"),
+        "{err}"
+    );
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(!out.exists(), "no output after an error");
     let r = Command::new(LATHE)

@@ -5,7 +5,8 @@
 //! rms_norm → out_proj` around every `scan.ssd` and outlines everything strictly between the two
 //! matmuls (plus the weight-derived values only it uses):
 //! - decode (`S = 1`): one `ssd_decode_step` group — conv state update, SiLU, the recurrence
-//!   step, D skip, gate and grouped norm in one launch;
+//!   step and D skip in one launch; the gated group norm is left to the out_proj GEMV's
+//!   prologue (a norm group spans more heads than one CTA of the step holds);
 //! - prefill: two groups, `conv1d_causal` (the split, the conv and its SiLU) and
 //!   `ssd_chunk_scan` (dt processing, the chunked scan with its state passing, D skip, gate and
 //!   norm). The scan group is one launch: its kernel passes states between chunks itself.
@@ -131,8 +132,23 @@ fn plan(g: &Graph) -> Vec<Group> {
                 false
             }
         });
-        p.absorb_private_producers(&mut region);
         let decode = g.values[g.nodes[s].args[0]].ty.shape.get(1) == Some(&lathe_ir::Dim::Const(1));
+        if decode {
+            // The gated group norm leaves the decode step for out_proj's GEMV prologue: a norm
+            // group spans more heads than one CTA of the step holds (8B: 16 heads of 64
+            // channels), while the GEMV stages whole rows anyway (docs/decisions.md).
+            let mut after_norm = std::collections::HashSet::new();
+            region.retain(|&n| {
+                let from_norm = g.nodes[n].args.iter().any(|&a| after_norm.contains(&p.def(a)));
+                if matches!(p.op(n), Op::RmsNorm(_)) || from_norm {
+                    after_norm.insert(n);
+                    false
+                } else {
+                    true
+                }
+            });
+        }
+        p.absorb_private_producers(&mut region);
         if decode {
             p.take(&region);
             groups.push((region, KernelStrategy::SsdDecodeStep));

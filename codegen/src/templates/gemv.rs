@@ -32,7 +32,6 @@ use lathe_kernel::ir::{
 
 use super::elementwise::{bind_operands, bind_symbols, delinearize, dim_operand, storage, Binding, Emit};
 use super::pointwise::Value;
-use super::row_norm::cta_reduce;
 use super::TemplateError;
 use crate::group::index::{self, Expr, Ranges};
 
@@ -161,10 +160,10 @@ pub fn compile(m: &Module, f: &Fusion, name: &str) -> Result<Compiled, TemplateE
         [n] => {
             let nd = &g.nodes[*n];
             let Op::RmsNorm(a) = &nd.op else { return Err(unsupported("rms_norm")) };
-            if a.groups > 1 || g.values[nd.results[0]].ty.shape != xty.shape {
-                return Err(unsupported("a gemv prologue norm over groups or of another shape"));
+            if g.values[nd.results[0]].ty.shape != xty.shape {
+                return Err(unsupported("a gemv prologue norm of another shape than the row"));
             }
-            Some((nd.args[0], nd.args[1], nd.args.get(2).copied(), nd.results[0], a.eps))
+            Some((nd.args[0], nd.args[1], nd.args.get(2).copied(), nd.results[0], a.eps, a.groups.max(1)))
         }
         _ => return Err(unsupported("a gemv with two norms")),
     };
@@ -201,8 +200,9 @@ pub fn compile(m: &Module, f: &Fusion, name: &str) -> Result<Compiled, TemplateE
         return Err(unsupported("a gemv weight the kernel does not read from memory (computed in the group)"));
     };
     let stage = b.shared((max_rows * kt * x_size) as u32, 16);
-    let slots = b.shared(4 * WARPS, 16);
-    let scale_slots = b.shared(4 * max_rows as u32, 16);
+    let norm_groups = norm.map_or(1, |n| n.5);
+    let scale_slots = b.shared(4 * (max_rows * norm_groups) as u32, 16);
+    let group_slots = b.shared(4 * WARPS * norm_groups as u32, 16);
     let sum_slots = b.shared(4 * max_rows as u32 * WARPS, 16);
     let tid = b.special(Special::Tid(Axis::X));
     let cta = b.special(Special::Ctaid(Axis::X));
@@ -210,7 +210,6 @@ pub fn compile(m: &Module, f: &Fusion, name: &str) -> Result<Compiled, TemplateE
     let warp = b.bin(BinOp::Div, Ty::U32, tid, Operand::Imm(32));
     let lane0 = b.setp(Cmp::Eq, Ty::U32, lane, Operand::Imm(0));
     let w64 = b.cvt(Ty::U64, Ty::U32, None, false, warp);
-    let warp_slot = b.fma(Ty::U64, w64, Operand::Imm(4), Operand::Imm(u64::from(slots)));
     let t64 = b.cvt(Ty::U64, Ty::U32, None, false, tid);
     let l64 = b.cvt(Ty::U64, Ty::U32, None, false, lane);
     let c64 = b.cvt(Ty::U64, Ty::U32, None, false, cta);
@@ -236,39 +235,73 @@ pub fn compile(m: &Module, f: &Fusion, name: &str) -> Result<Compiled, TemplateE
         v
     };
 
-    // The norm's scale per row: 1 / sqrt(Σx²/K + eps).
+    // The norm's scale per row and normalization group: 1 / sqrt(Σx²/gs + eps) over the
+    // group's `gs = K / groups` elements; each thread sums its elements of every group, and the
+    // row's group sums cross the CTA together (two barriers a row).
     let first_thread = e.b.setp(Cmp::Eq, Ty::U64, t64, Operand::Imm(0));
-    if let Some((x, _, gate, _, eps)) = norm {
+    if let Some((x, _, gate, _, eps, groups)) = norm {
+        let gs = k_len / groups;
         for r in 0..max_rows {
-            let acc = e.b.mov(Ty::F32, f32_imm(0.0));
             e.vars = row_vars(&mut e, r);
-            e.for_count(Operand::Imm(k_len.div_ceil(u64::from(BLOCK))), |e, i| {
-                let result = (|| {
-                    let i64r = e.b.cvt(Ty::U64, Ty::U32, None, false, i);
-                    let j = e.b.fma(Ty::U64, i64r, Operand::Imm(u64::from(BLOCK)), t64);
-                    let inb = e.b.setp(Cmp::Lt, Ty::U64, j, Operand::Imm(k_len));
-                    let jc = e.b.selp(Ty::U64, j, Operand::Imm(0), inb);
-                    e.b.push(Inst::Mov { dst: kvar, src: jc.into() });
+            let mut accs = Vec::new();
+            for q in 0..groups {
+                let acc = e.b.mov(Ty::F32, f32_imm(0.0));
+                e.for_count(Operand::Imm(gs.div_ceil(u64::from(BLOCK))), |e, i| {
+                    let result = (|| {
+                        let i64r = e.b.cvt(Ty::U64, Ty::U32, None, false, i);
+                        let j = e.b.fma(Ty::U64, i64r, Operand::Imm(u64::from(BLOCK)), t64);
+                        let inb = e.b.setp(Cmp::Lt, Ty::U64, j, Operand::Imm(gs));
+                        let jc = e.b.selp(Ty::U64, j, Operand::Imm(0), inb);
+                        let k = e.b.bin(BinOp::Add, Ty::U64, jc, Operand::Imm(q * gs));
+                        e.b.push(Inst::Mov { dst: kvar, src: k.into() });
+                        e.memo.clear();
+                        let v = super::row_reduce::gated_input(e, x, gate, &idx)?;
+                        let sq = e.b.bin(BinOp::Mul, Ty::F32, v, v);
+                        let sq = e.b.selp(Ty::F32, sq, f32_imm(0.0), inb);
+                        e.b.push(Inst::Binary { op: BinOp::Add, ty: Ty::F32, dst: acc, a: acc.into(), b: sq.into() });
+                        Ok(())
+                    })();
                     e.memo.clear();
-                    let v = super::row_reduce::gated_input(e, x, gate, &idx)?;
-                    let sq = e.b.bin(BinOp::Mul, Ty::F32, v, v);
-                    let sq = e.b.selp(Ty::F32, sq, f32_imm(0.0), inb);
-                    e.b.push(Inst::Binary { op: BinOp::Add, ty: Ty::F32, dst: acc, a: acc.into(), b: sq.into() });
-                    Ok(())
-                })();
-                e.memo.clear();
-                result
-            })?;
-            let total = cta_reduce(&mut e, acc, BinOp::Add, slots, lane0, warp_slot);
-            let mean = e.b.bin(BinOp::Div, Ty::F32, total, f32_imm(k_len as f32));
-            let var = e.b.bin(BinOp::Add, Ty::F32, mean, f32_imm(eps as f32));
-            let root = e.b.un(UnOp::Sqrt, Ty::F32, var);
-            let scale = e.b.bin(BinOp::Div, Ty::F32, f32_imm(1.0), root);
-            // Thread 0 keeps the row's scale in shared memory for the staging loop.
-            let at = Operand::Imm(u64::from(scale_slots) + 4 * r);
-            e.b.if_then(first_thread, |b| b.st(Space::Shared, Ty::F32, at, 0, &[scale.into()]));
+                    result
+                })?;
+                accs.push(acc);
+            }
+            // Each warp's sums by butterflies into its slots; after one barrier every thread
+            // folds the warps' slots in warp order (the same in all of them).
+            let warp_base = e.b.fma(Ty::U64, w64, Operand::Imm(4 * groups), Operand::Imm(u64::from(group_slots)));
+            let mut warp_sums = Vec::new();
+            for &acc in &accs {
+                let mut s = acc;
+                for d in [16u64, 8, 4, 2, 1] {
+                    let o = e.b.shfl(lathe_kernel::ir::ShflMode::Bfly, s, Operand::Imm(d));
+                    s = e.b.bin(BinOp::Add, Ty::F32, s, o);
+                }
+                warp_sums.push(s);
+            }
+            e.b.if_then(lane0, |b| {
+                for (q, &s) in warp_sums.iter().enumerate() {
+                    b.st(Space::Shared, Ty::F32, warp_base, 4 * q as i64, &[s.into()]);
+                }
+            });
+            e.b.bar();
+            for q in 0..groups {
+                let total = e.b.mov(Ty::F32, f32_imm(0.0));
+                for w in 0..u64::from(WARPS) {
+                    let at = u64::from(group_slots) + 4 * (w * groups + q);
+                    let v = e.b.ld1(Space::Shared, Ty::F32, Operand::Imm(at), 0);
+                    e.b.push(Inst::Binary { op: BinOp::Add, ty: Ty::F32, dst: total, a: total.into(), b: v.into() });
+                }
+                let mean = e.b.bin(BinOp::Div, Ty::F32, total, f32_imm(gs as f32));
+                let var = e.b.bin(BinOp::Add, Ty::F32, mean, f32_imm(eps as f32));
+                let root = e.b.un(UnOp::Sqrt, Ty::F32, var);
+                let scale = e.b.bin(BinOp::Div, Ty::F32, f32_imm(1.0), root);
+                // Thread 0 keeps the scale in shared memory for the staging loop.
+                let at = Operand::Imm(u64::from(scale_slots) + 4 * (r * groups + q));
+                e.b.if_then(first_thread, |b| b.st(Space::Shared, Ty::F32, at, 0, &[scale.into()]));
+            }
+            // The slots are reused by the next row.
+            e.b.bar();
         }
-        e.b.bar();
     }
 
     // The per-tensor dequantization scale.
@@ -307,13 +340,15 @@ pub fn compile(m: &Module, f: &Fusion, name: &str) -> Result<Compiled, TemplateE
                 let kc = e.b.selp(Ty::U64, k, Operand::Imm(0), ok);
                 e.b.push(Inst::Mov { dst: kvar, src: kc.into() });
                 e.memo.clear();
-                if let Some((x, nw, gate, out, _)) = norm {
+                if let Some((x, nw, gate, out, _, groups)) = norm {
                     let v = super::row_reduce::gated_input(e, x, gate, &idx)?;
                     let Value::F32(wv) = e.value_at(nw, vec![Expr::Var(rank - 1)])? else {
                         return Err(unsupported("a predicate norm weight"));
                     };
-                    // The row's scale, from shared memory.
-                    let at = e.b.fma(Ty::U64, r, Operand::Imm(4), Operand::Imm(u64::from(scale_slots)));
+                    // The (row, group) scale, from shared memory.
+                    let q = e.b.bin(BinOp::Div, Ty::U64, kc, Operand::Imm(k_len / groups));
+                    let slot = e.b.fma(Ty::U64, r, Operand::Imm(groups), q);
+                    let at = e.b.fma(Ty::U64, slot, Operand::Imm(4), Operand::Imm(u64::from(scale_slots)));
                     let sc = e.b.ld1(Space::Shared, Ty::F32, at, 0);
                     let t = e.b.bin(BinOp::Mul, Ty::F32, v, sc);
                     let t = e.b.bin(BinOp::Mul, Ty::F32, t, wv);
@@ -680,6 +715,29 @@ mod tests {
                     "code {code:#04x}: {got} vs {want}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn mamba2s_gated_group_norm_in_the_out_projection_prologue() {
+        // out_proj of a Mamba-2 layer at decode: y·silu(z) normalized in 4 groups of 208, the
+        // residual added; rows 1 and 3.
+        let body = "      %0 = input \"arg0\" : bf16[B, 1, 832]\n      %1 = input \"arg1\" : bf16[832]\n      %2 = input \"arg2\" : bf16[B, 1, 832]\n      %3 = rms_norm %0, %1, %2 {eps=1e-5, groups=4} : bf16[B, 1, 832]\n      %4 = input \"arg3\" : bf16[40, 832]\n      %5 = matmul %3, %4 {transpose_b} : bf16[B, 1, 40]\n      %6 = input \"arg4\" : bf16[B, 1, 40]\n      %7 = add %6, %5 : bf16[B, 1, 40]\n      return %7\n";
+        let text = one_group_with(
+            "  symbol B <= 8\n",
+            &[
+                ("y", "bf16[B, 1, 832]"),
+                ("nw", "bf16[832]"),
+                ("z", "bf16[B, 1, 832]"),
+                ("w", "bf16[40, 832]"),
+                ("r", "bf16[B, 1, 40]"),
+            ],
+            "gemv",
+            body,
+            &["bf16[B, 1, 40]"],
+        );
+        for rows in [1, 3] {
+            run_group(&text, 1, &[("B", rows)]);
         }
     }
 }
