@@ -8,6 +8,7 @@ pub mod row_norm;
 pub mod row_reduce;
 pub mod sample;
 pub mod scatter_cache;
+pub mod ssd_decode;
 
 /// Why a template cannot build a group's kernel.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

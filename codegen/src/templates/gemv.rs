@@ -168,16 +168,16 @@ pub fn compile(m: &Module, f: &Fusion, name: &str) -> Result<Compiled, TemplateE
         _ => return Err(unsupported("a gemv with two norms")),
     };
 
-    // E input elements (16 bytes) per chunk; the weight chunk is E of its elements.
+    // The chunk a lane loads at a time, in input and weight bytes.
     let x_size = x_dtype.size_bytes() as u64;
-    let e_per = 16 / x_size;
     let w_size = w_dtype.size_bytes() as u64;
+    // E elements per chunk: 16 bytes of the wider of the two dtypes, so neither chunk is more
+    // than one vector load.
+    let e_per = 16 / x_size.max(w_size);
+    let x_chunk = e_per * x_size;
     let w_chunk = e_per * w_size;
-    if w_chunk > 16 {
-        return Err(unsupported(format!("a gemv of {x_dtype} rows and wider {w_dtype} weights")));
-    }
     if k_len % e_per != 0 {
-        return Err(unsupported(format!("a gemv over K = {k_len}, not a multiple of {e_per} (16-byte chunks)")));
+        return Err(unsupported(format!("a gemv over K = {k_len}, not a multiple of {e_per} (the chunk)")));
     }
     // Tile: a multiple of one unrolled warp step (32 lanes × UNROLL chunks), within the budget.
     let step = 32 * UNROLL * e_per;
@@ -437,9 +437,13 @@ pub fn compile(m: &Module, f: &Fusion, name: &str) -> Result<Compiled, TemplateE
                         .collect();
                 }
                 for (r, &acc) in accs.iter().enumerate() {
-                    let at =
-                        e.b.fma(Ty::U64, c, Operand::Imm(16), Operand::Imm(u64::from(stage) + r as u64 * kt * x_size));
-                    let xw = e.b.ld(Space::Shared, Ty::B32, 4, at, 0, false);
+                    let at = e.b.fma(
+                        Ty::U64,
+                        c,
+                        Operand::Imm(x_chunk),
+                        Operand::Imm(u64::from(stage) + r as u64 * kt * x_size),
+                    );
+                    let xw = e.b.ld(Space::Shared, Ty::B32, (x_chunk / 4) as usize, at, 0, false);
                     let xv = unpack(e, &xw, x_dtype);
                     for (a, b) in xv.into_iter().zip(&wv) {
                         e.b.push(Inst::Fma { ty: Ty::F32, dst: acc, a: a.into(), b: (*b).into(), c: acc.into() });
