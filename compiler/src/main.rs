@@ -107,6 +107,10 @@ enum Command {
         /// backends; the logits written are f32 either way.
         #[arg(long, default_value = "f32")]
         compute_dtype: String,
+        /// Check the decode path: the first K tokens through `extend`, every later token
+        /// through one `decode` step (the earlier positions' logits from `eval` on the prefix).
+        #[arg(long, value_name = "K")]
+        decode_from: Option<usize>,
         /// The pipeline that runs before the interpreter (`default` keeps f32/bf16 numerics).
         #[command(flatten)]
         pipeline: opt::PipelineArgs,
@@ -286,7 +290,18 @@ fn run(cli: Cli) -> Result<(), CliError> {
             print!("{}", lathe_ir::manual::render());
             Ok(())
         }
-        Command::Eval { model, tokens, out, shape_only, backend, strict, verbose, compute_dtype, pipeline } => {
+        Command::Eval {
+            model,
+            tokens,
+            out,
+            shape_only,
+            backend,
+            strict,
+            verbose,
+            compute_dtype,
+            decode_from,
+            pipeline,
+        } => {
             let compute_dtype = match compute_dtype.as_str() {
                 "f32" => lathe_ir::DType::F32,
                 "bf16" => lathe_ir::DType::BF16,
@@ -315,7 +330,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             if backend != model::Backend::Cpu && pipeline.pipeline.is_empty() {
                 pipeline.pipeline = "default".into();
             }
-            let logits = model::eval(&model, &tokens, &pipeline, shape_only, backend, compute_dtype)?;
+            let logits = model::eval(&model, &tokens, &pipeline, shape_only, backend, compute_dtype, decode_from)?;
             tensors::write_tensors(&out, &[("logits".to_string(), logits)])
         }
         Command::Bench { model, prompt, decode, runs, backend, json, profile, shape_only, pipeline } => {

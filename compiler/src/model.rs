@@ -103,7 +103,11 @@ pub enum Backend {
 }
 
 /// Runs the pipeline, then the `eval` program on `tokens` with every op rounding to
-/// `compute_dtype`, and returns `logits` as f32 `[len, vocab]`.
+/// `compute_dtype`, and returns `logits` as f32 `[len, vocab]`. With `decode_from = Some(k)`
+/// (1 ≤ k ≤ len) the logits of position `k − 1` come from `extend` over the first `k` tokens (in
+/// chunks the program takes), every later position's from one `decode` step, the caches carried
+/// between calls by their roles, and the positions before `k − 1` from `eval` on the prefix
+/// (causal: the same as over the whole sequence).
 pub fn eval(
     dir: &Path,
     tokens: &[i64],
@@ -111,10 +115,19 @@ pub fn eval(
     shape_only: bool,
     backend: Backend,
     compute_dtype: DType,
+    decode_from: Option<usize>,
 ) -> Result<Tensor, CliError> {
     let opts = ImportOptions { max_batch: 1, max_seq: Some(tokens.len() as u64), compute_dtype, shape_only };
     // Build the pipeline first: a bad pass name is reported before any weight is touched.
     pipeline.manager()?;
+    if let Some(k) = decode_from {
+        if k == 0 || k > tokens.len() {
+            return Err(CliError::input(format!(
+                "--decode-from {k}: must be between 1 and the {} tokens given",
+                tokens.len()
+            )));
+        }
+    }
     let mut imp = load_model(dir, &opts, true)?;
     check_memory(&imp.module, dir, 0)?;
     pipeline.run(&mut imp.module)?;
@@ -124,67 +137,159 @@ pub fn eval(
             "--tokens: token {t} at position {i} is outside the vocabulary [0, {vocab})"
         )));
     }
-    let f = imp
-        .module
-        .function_of_kind(FunctionKind::Eval)
-        .ok_or_else(|| CliError::internal("the imported module has no `eval` program"))?;
-    let (tokens_input, _) =
-        f.graph.input_with_role(InputRole::Tokens).ok_or_else(|| CliError::internal("`eval` has no tokens input"))?;
-    let logits_at = f
-        .graph
-        .outputs
-        .iter()
-        .position(|o| o.role == Some(OutputRole::Logits))
-        .ok_or_else(|| CliError::internal("`eval` returns no logits"))?;
-    let mut inputs = HashMap::new();
-    inputs.insert(tokens_input.name.clone(), Tensor::from_i64(DType::I64, vec![1, tokens.len()], tokens.to_vec()));
+    let m = &imp.module;
     let loader = CheckpointLoader { checkpoint: imp.checkpoint.as_ref() };
-    let out = match backend {
-        Backend::Cpu => lathe_interp::run(&imp.module, &f.name, &inputs, &loader)
-            .map_err(|e| CliError::input(format!("{}: {e}", dir.display())))?,
-        Backend::Sim { strict, verbose } => {
-            let (out, reports) = lathe_codegen::simrun::run_function(&imp.module, &f.name, &inputs, &loader)
-                .map_err(|e| CliError::input(format!("{}: {e}", dir.display())))?;
-            let interpreted: Vec<&lathe_codegen::simrun::GroupReport> =
-                reports.iter().filter(|r| r.interpreted.is_some()).collect();
-            if verbose {
-                for r in &reports {
-                    match &r.interpreted {
-                        None => eprintln!(
-                            "group {:>4} {:<16} simulator ({} warp instructions)",
-                            r.index,
-                            r.strategy.name(),
-                            r.instructions
-                        ),
-                        Some(why) => eprintln!("group {:>4} {:<16} interpreter: {why}", r.index, r.strategy.name()),
+    let program = |kind: FunctionKind| {
+        m.function_of_kind(kind)
+            .ok_or_else(|| CliError::internal(format!("the imported module has no `{kind}` program")))
+    };
+    let mut reports = Vec::new();
+    let mut call =
+        |f: &lathe_ir::Function, inputs: HashMap<String, Tensor>| -> Result<Vec<(String, Tensor)>, CliError> {
+            match backend {
+                Backend::Cpu => lathe_interp::run(m, &f.name, &inputs, &loader)
+                    .map_err(|e| CliError::input(format!("{}: {e}", dir.display()))),
+                Backend::Sim { .. } => {
+                    let (out, r) = lathe_codegen::simrun::run_function(m, &f.name, &inputs, &loader)
+                        .map_err(|e| CliError::input(format!("{}: {e}", dir.display())))?;
+                    reports.extend(r.into_iter().map(|r| (f.name.clone(), r)));
+                    Ok(out)
+                }
+            }
+        };
+    let logits_of = |f: &lathe_ir::Function, out: Vec<(String, Tensor)>| -> Result<(Tensor, Vec<Tensor>), CliError> {
+        let at = f
+            .graph
+            .outputs
+            .iter()
+            .position(|o| o.role == Some(OutputRole::Logits))
+            .ok_or_else(|| CliError::internal(format!("`{}` returns no logits", f.name)))?;
+        let mut outs: Vec<Tensor> = out.into_iter().map(|(_, t)| t).collect();
+        if at >= outs.len() {
+            return Err(CliError::internal(format!("`{}` returned no logits", f.name)));
+        }
+        let logits = outs.remove(at);
+        Ok((logits, outs))
+    };
+    let tokens_input = |f: &lathe_ir::Function| {
+        f.graph
+            .input_with_role(InputRole::Tokens)
+            .map(|(i, _)| i.name.clone())
+            .ok_or_else(|| CliError::internal(format!("`{}` has no tokens input", f.name)))
+    };
+    let eval_f = program(FunctionKind::Eval)?;
+    let mut rows: Vec<f32> = Vec::with_capacity(tokens.len() * vocab);
+    match decode_from {
+        None => {
+            let inputs = HashMap::from([(
+                tokens_input(eval_f)?,
+                Tensor::from_i64(DType::I64, vec![1, tokens.len()], tokens.to_vec()),
+            )]);
+            let (logits, _) = logits_of(eval_f, call(eval_f, inputs)?)?;
+            rows.extend_from_slice(logits.floats());
+        }
+        Some(k) => {
+            if k > 1 {
+                let inputs = HashMap::from([(
+                    tokens_input(eval_f)?,
+                    Tensor::from_i64(DType::I64, vec![1, k - 1], tokens[..k - 1].to_vec()),
+                )]);
+                let (logits, _) = logits_of(eval_f, call(eval_f, inputs)?)?;
+                rows.extend_from_slice(logits.floats());
+            }
+            let (extend, decode) = (program(FunctionKind::Extend)?, program(FunctionKind::Decode)?);
+            let chunk = match extend.graph.input_with_role(InputRole::Tokens).and_then(|(i, _)| i.ty.shape.get(1)) {
+                Some(lathe_ir::Dim::Const(c)) => *c as usize,
+                Some(lathe_ir::Dim::Sym(s)) => m.symbols.get(*s).map_or(1, |s| s.max as usize),
+                None => return Err(CliError::internal("`extend` has no tokens input")),
+            }
+            .max(1);
+            let mut caches: HashMap<(u32, lathe_ir::program::CacheKind), Tensor> = HashMap::new();
+            // One call of a program at `past`: its caches in, its logits and new caches out.
+            let mut step = |f: &lathe_ir::Function, toks: &[i64], past: usize| -> Result<Tensor, CliError> {
+                let mut inputs = HashMap::new();
+                for (i, _) in f.graph.params() {
+                    let t = match i.role {
+                        Some(InputRole::Tokens) => Tensor::from_i64(DType::I64, vec![1, toks.len()], toks.to_vec()),
+                        Some(InputRole::Past) => Tensor::from_i64(DType::I64, vec![1], vec![past as i64]),
+                        Some(InputRole::Cache { layer, kind }) => {
+                            caches.remove(&(layer, kind)).unwrap_or_else(|| lathe_interp::zeros(&i.ty))
+                        }
+                        _ => {
+                            return Err(CliError::input(format!(
+                                "{}: input \"{}\" of `@{}` has no role `eval --decode-from` can supply",
+                                dir.display(),
+                                i.name,
+                                f.name
+                            )))
+                        }
+                    };
+                    inputs.insert(i.name.clone(), t);
+                }
+                let (logits, rest) = logits_of(f, call(f, inputs)?)?;
+                let cache_outputs = f.graph.outputs.iter().filter(|o| o.role != Some(OutputRole::Logits));
+                for (o, t) in cache_outputs.zip(rest) {
+                    if let Some(cache) = o.updates.and_then(|u| f.graph.role_of(u)).and_then(InputRole::cache) {
+                        caches.insert(cache, t);
                     }
                 }
-                eprintln!(
-                    "{} of {} groups ran in the simulator, {} in the interpreter",
-                    reports.len() - interpreted.len(),
-                    reports.len(),
-                    interpreted.len()
-                );
+                Ok(logits)
+            };
+            let mut last = None;
+            for start in (0..k).step_by(chunk) {
+                let end = (start + chunk).min(k);
+                last = Some(step(extend, &tokens[start..end], start)?);
             }
-            if strict {
-                if let Some(r) = interpreted.first() {
-                    return Err(CliError::input(format!(
-                        "--strict: {} of {} groups have no template; the first, group {} ({}): {}",
-                        interpreted.len(),
-                        reports.len(),
+            let last = last.ok_or_else(|| CliError::internal("no prefix to extend"))?;
+            rows.extend_from_slice(last.floats());
+            for (t, &tok) in tokens.iter().enumerate().skip(k) {
+                let logits = step(decode, &[tok], t)?;
+                rows.extend_from_slice(logits.floats());
+            }
+        }
+    }
+    if let Backend::Sim { strict, verbose } = backend {
+        let interpreted: Vec<&(String, lathe_codegen::simrun::GroupReport)> =
+            reports.iter().filter(|(_, r)| r.interpreted.is_some()).collect();
+        if verbose {
+            for (func, r) in &reports {
+                match &r.interpreted {
+                    None => eprintln!(
+                        "{func} group {:>4} {:<16} simulator ({} warp instructions)",
                         r.index,
                         r.strategy.name(),
-                        r.interpreted.as_deref().unwrap_or("")
-                    )));
+                        r.instructions
+                    ),
+                    Some(why) => {
+                        eprintln!("{func} group {:>4} {:<16} interpreter: {why}", r.index, r.strategy.name())
+                    }
                 }
             }
-            out
+            eprintln!(
+                "{} of {} groups ran in the simulator, {} in the interpreter",
+                reports.len() - interpreted.len(),
+                reports.len(),
+                interpreted.len()
+            );
         }
-    };
-    let (_, logits) = out.into_iter().nth(logits_at).ok_or_else(|| CliError::internal("eval returned no logits"))?;
-    let shape = vec![tokens.len(), vocab];
+        if strict {
+            if let Some((func, r)) = interpreted.first() {
+                return Err(CliError::input(format!(
+                    "--strict: {} of {} groups have no template; the first, {func} group {} ({}): {}",
+                    interpreted.len(),
+                    reports.len(),
+                    r.index,
+                    r.strategy.name(),
+                    r.interpreted.as_deref().unwrap_or("")
+                )));
+            }
+        }
+    }
+    if rows.len() != tokens.len() * vocab {
+        return Err(CliError::internal(format!("{} logits for {} positions of {vocab}", rows.len(), tokens.len())));
+    }
     // bf16 logits widen to f32 exactly.
-    Ok(Tensor::from_f32(DType::F32, shape, logits.floats().to_vec()))
+    Ok(Tensor::from_f32(DType::F32, vec![tokens.len(), vocab], rows))
 }
 
 /// Counts ops by text name, fusion bodies included.

@@ -143,6 +143,70 @@ fn bf16_compute_stays_within_the_model_level_bound_of_transformers() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// The decode path against transformers (L7): the first K tokens through `extend`, every later
+/// one through a `decode` step — the compiled GEMVs, decode steps and cache writes in the
+/// simulator — with the same tolerance as `eval`. The tiny fixtures decode from the first token,
+/// the real-size ones their last eight.
+#[test]
+fn decode_from_matches_transformers_on_every_fixture() {
+    let dir = tmp("decode");
+    for (name, layers, width, from) in [
+        ("nemotron_h_tiny", 4, 64, 1),
+        ("mamba2_tiny", 2, 64, 1),
+        ("qwen2_tiny", 2, 64, 1),
+        ("nemotron_h_real", 3, 1024, 128),
+        ("mamba2_real", 2, 512, 128),
+        ("qwen2_real", 2, 512, 128),
+    ] {
+        let model = root().join("tests/fixtures/models").join(name);
+        let reference = Header::read(&model.join("reference.safetensors")).expect("reference");
+        let tokens: Vec<String> = reference
+            .read_bytes("tokens")
+            .expect("tokens")
+            .chunks_exact(8)
+            .map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")).to_string())
+            .collect();
+        let want = f32s(&reference.read_bytes("logits").expect("logits"));
+        let out = dir.join(format!("{name}.safetensors"));
+        let r = Command::new(LATHE)
+            .arg("eval")
+            .arg(&model)
+            .args(["--tokens", &tokens.join(","), "--backend", "sim", "--verbose"])
+            .args(["--decode-from", &from.to_string(), "--out"])
+            .arg(&out)
+            .output()
+            .expect("run");
+        let err = String::from_utf8_lossy(&r.stderr);
+        assert!(r.status.success(), "{name}: {err}");
+        assert!(
+            err.lines().any(|l| l.starts_with("decode group") && l.contains("gemv") && l.contains("simulator (")),
+            "{name}: {err}"
+        );
+        if name.starts_with("mamba2") {
+            assert!(
+                !err.lines().any(|l| l.starts_with("decode group") && l.contains("interpreter")),
+                "{name}: every decode group compiled: {err}"
+            );
+        }
+        let got = f32s(&Header::read(&out).expect("out").read_bytes("logits").expect("logits"));
+        lathe_tests::assert_close(name, &got, &want, DType::F32, layers * width);
+    }
+    // K must name a prefix.
+    let model = root().join("tests/fixtures/models/qwen2_tiny");
+    for k in ["0", "4"] {
+        let r = Command::new(LATHE)
+            .arg("eval")
+            .arg(&model)
+            .args(["--tokens", "5,4,3", "--decode-from", k, "--out"])
+            .arg(dir.join("x.safetensors"))
+            .output()
+            .expect("run");
+        assert_eq!(r.status.code(), Some(2));
+        assert!(String::from_utf8_lossy(&r.stderr).contains("must be between 1 and the 3 tokens given"));
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 #[test]
 fn strict_refuses_groups_without_a_template_and_flags_need_the_sim_backend() {
     let dir = tmp("strict");
@@ -158,7 +222,7 @@ fn strict_refuses_groups_without_a_template_and_flags_need_the_sim_backend() {
     let err = String::from_utf8_lossy(&r.stderr);
     assert_eq!(r.status.code(), Some(2), "{err}");
     assert!(
-        err.contains("--strict:") && err.contains("have no template; the first, group 5 (ssd_chunk_scan)"),
+        err.contains("--strict:") && err.contains("have no template; the first, eval group 5 (ssd_chunk_scan)"),
         "{err}"
     );
     assert_eq!(err.lines().count(), 1, "{err}");
