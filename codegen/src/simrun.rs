@@ -39,6 +39,8 @@ pub struct GroupReport {
     pub excess_sectors: u64,
     /// Global sectors its loads and stores touched.
     pub sectors: u64,
+    /// The most bytes one warp had in flight (the simulator's Little's-law counter).
+    pub bytes_in_flight: u64,
     /// With [`run_function_checked`], a compiled group's results against the interpreter's on
     /// the same operands (check (a) of DESIGN §10).
     pub check: Option<GroupCheck>,
@@ -402,6 +404,7 @@ fn execute(
                             instructions: counters.instructions,
                             excess_sectors: counters.global_excess_sectors,
                             sectors: counters.global_sectors,
+                            bytes_in_flight: counters.max_bytes_in_flight,
                             check,
                         };
                         (outs, report)
@@ -415,6 +418,7 @@ fn execute(
                             instructions: 0,
                             excess_sectors: 0,
                             sectors: 0,
+                            bytes_in_flight: 0,
                             check: None,
                         };
                         (outs, report)

@@ -744,4 +744,39 @@ mod tests {
             run_group(&text, 1, &[("B", rows)]);
         }
     }
+
+    /// The bytes in flight per SM (item 1 of L7: ≥ 32 KiB to cover memory latency at the copy
+    /// bandwidth of an H200 — 4.8 TB/s × ~700 ns over 132 SMs is ~25 KiB): the simulator's most
+    /// bytes in flight per warp, times the warps of the CTAs an SM holds at the registers ptxas
+    /// reports and the shared memory the kernel declares.
+    #[test]
+    fn a_decode_gemv_keeps_enough_bytes_in_flight_per_sm() {
+        let text = norm_residual("bf16", 4096, 16);
+        let r = run_group(&text, 1, &[("B", 1)]);
+        let m = lathe_ir::text::parse_module(&text).expect("parses");
+        let f = lathe_ir::ops::Fusion {
+            strategy: lathe_ir::ops::KernelStrategy::Gemv,
+            body: match &m.functions[0].graph.nodes[m.functions[0].graph.order[4]].op {
+                lathe_ir::Op::Fusion(f) => f.body.clone(),
+                other => panic!("{}", other.name()),
+            },
+        };
+        let c = super::compile(&m, &f, "gemv").expect("compiles");
+        let p = crate::ptx::compile(&c.kernel, lathe_kernel::target::Target::HOPPER).expect("lowers");
+        let cubin = crate::ptxas::assemble(&p.text, "gemv", lathe_kernel::target::Sm::Sm90).expect("assembles");
+        let regs = u64::from(cubin.report.registers.max(1));
+        // Hopper: 64 Ki registers (allocated per warp in 256s), 228 KiB shared (1 KiB reserved
+        // per CTA), 2048 threads per SM.
+        let per_warp_regs = (regs * 32).next_multiple_of(256);
+        let by_regs = 65536 / (per_warp_regs * u64::from(super::WARPS));
+        let by_shared = (228 * 1024) / (u64::from(c.kernel.shared_bytes) + 1024);
+        let ctas = by_regs.min(by_shared).min(2048 / u64::from(super::BLOCK));
+        let per_sm = ctas * u64::from(super::WARPS) * r.bytes_in_flight;
+        assert!(r.bytes_in_flight >= 2048, "{} bytes in flight per warp", r.bytes_in_flight);
+        assert!(
+            per_sm >= 32 * 1024,
+            "{per_sm} bytes in flight per SM: {ctas} CTAs ({regs} registers, {} shared bytes)",
+            c.kernel.shared_bytes
+        );
+    }
 }
