@@ -637,6 +637,26 @@ impl Emit<'_> {
         Ok(Value::I64(r))
     }
 
+    /// Stores `v` as element `idx` (index expressions over the current variables) of the
+    /// row-major `shape` buffer at `buf` holding `dtype`.
+    pub(super) fn store_at(
+        &mut self,
+        buf: Reg,
+        dtype: DType,
+        shape: &[Dim],
+        idx: &[Expr],
+        v: Value,
+    ) -> Result<(), TemplateError> {
+        let flat = index::linearize(idx, shape);
+        let flat = index::emit(&mut self.b, &flat, &self.vars, &self.syms)
+            .map_err(|x| TemplateError::Unsupported(x.to_string()))?;
+        let off = self.b.bin(BinOp::Mul, Ty::U64, flat, Operand::Imm(dtype.size_bytes() as u64));
+        let addr = self.b.bin(BinOp::Add, Ty::U64, buf, off);
+        let (ty, st) = self.stored(v, dtype)?;
+        self.b.st(Space::Global, ty, addr, 0, &[st.into()]);
+        Ok(())
+    }
+
     /// `v` as stored in a `dtype` buffer: the register type and register.
     pub(super) fn stored(&mut self, v: Value, dtype: DType) -> Result<(Ty, Reg), TemplateError> {
         let ty = storage(dtype)?;

@@ -26,14 +26,12 @@ use std::collections::HashMap;
 use lathe_ir::ops::Fusion;
 use lathe_ir::{DType, Dim, Module, Op, ValueId};
 use lathe_kernel::build::{f32_imm, KernelBuilder};
-use lathe_kernel::ir::{
-    Access as BufferAccess, Axis, BinOp, CacheHint, Cmp, Inst, Kernel, Operand, Reg, Space, Special, Ty, UnOp,
-};
+use lathe_kernel::ir::{Axis, BinOp, CacheHint, Cmp, Inst, Kernel, Operand, Reg, Space, Special, Ty, UnOp};
 
-use super::elementwise::{bind_operands, bind_symbols, delinearize, dim_operand, storage, Binding, Emit};
+use super::elementwise::{bind_operands, bind_results, bind_symbols, delinearize, dim_operand, Binding, Emit};
 use super::pointwise::Value;
 use super::TemplateError;
-use crate::group::index::{self, Expr, Ranges};
+use crate::group::index::{Expr, Ranges};
 
 /// Threads per CTA: eight warps, one output column each.
 pub const BLOCK: u32 = 256;
@@ -188,13 +186,7 @@ pub fn compile(m: &Module, f: &Fusion, name: &str) -> Result<Compiled, TemplateE
     let mut b = KernelBuilder::new(name, BLOCK);
     let mut bindings = Vec::new();
     let bases = bind_operands(g, &mut b, &mut bindings)?;
-    let mut outputs = Vec::new();
-    for (k, &o) in outs.iter().enumerate() {
-        let dtype = g.values[o].ty.dtype;
-        storage(dtype)?;
-        outputs.push((b.buffer(&format!("out{k}"), dtype, BufferAccess::Written), dtype));
-        bindings.push(Binding::Result(k));
-    }
+    let outputs = bind_results(g, &outs, &mut b, &mut bindings)?;
     let syms = bind_symbols(m, g, &mut b, &mut bindings);
     let Some(&w_base) = bases.get(&stored) else {
         return Err(unsupported("a gemv weight the kernel does not read from memory (computed in the group)"));
@@ -380,13 +372,7 @@ pub fn compile(m: &Module, f: &Fusion, name: &str) -> Result<Compiled, TemplateE
                     for &(k, o) in &prologue {
                         let (buf, dtype) = outputs[k];
                         let out = e.value_at(o, idx.clone())?;
-                        let flat = index::linearize(&idx, &xty.shape);
-                        let flat =
-                            index::emit(&mut e.b, &flat, &e.vars, &e.syms).map_err(|x| unsupported(x.to_string()))?;
-                        let off = e.b.bin(BinOp::Mul, Ty::U64, flat, Operand::Imm(dtype.size_bytes() as u64));
-                        let addr = e.b.bin(BinOp::Add, Ty::U64, buf, off);
-                        let (ty, st) = e.stored(out, dtype)?;
-                        e.b.st(Space::Global, ty, addr, 0, &[st.into()]);
+                        e.store_at(buf, dtype, &xty.shape, &idx, out)?;
                     }
                     Ok(())
                 })
@@ -493,12 +479,7 @@ pub fn compile(m: &Module, f: &Fusion, name: &str) -> Result<Compiled, TemplateE
         for &(k, o) in &epilogue {
             let (buf, dtype) = outputs[k];
             let out = e.value_at(o, idx.clone())?;
-            let flat = index::linearize(&idx, &out_shape);
-            let flat = index::emit(&mut e.b, &flat, &e.vars, &e.syms).map_err(|x| unsupported(x.to_string()))?;
-            let off = e.b.bin(BinOp::Mul, Ty::U64, flat, Operand::Imm(dtype.size_bytes() as u64));
-            let addr = e.b.bin(BinOp::Add, Ty::U64, buf, off);
-            let (ty, st) = e.stored(out, dtype)?;
-            e.b.st(Space::Global, ty, addr, 0, &[st.into()]);
+            e.store_at(buf, dtype, &out_shape, &idx, out)?;
         }
         e.memo.clear();
         Ok(())

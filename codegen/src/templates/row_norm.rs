@@ -28,7 +28,7 @@ use super::elementwise::{bind_operands, bind_results, bind_symbols, delinearize,
 use super::pointwise::{self, Value};
 use super::row_reduce::{Compiled, BLOCK};
 use super::TemplateError;
-use crate::group::index::{self, Expr, Ranges};
+use crate::group::index::{Expr, Ranges};
 
 fn unsupported(what: impl Into<String>) -> TemplateError {
     TemplateError::Unsupported(what.into())
@@ -155,13 +155,7 @@ pub fn compile(m: &Module, f: &Fusion, name: &str) -> Result<Compiled, TemplateE
             let result = (|| {
                 for (&o, &(buf, dtype)) in outs.iter().zip(&outputs) {
                     let out = e.value_at(o, idx.clone())?;
-                    let flat = index::linearize(&idx, &shape);
-                    let flat =
-                        index::emit(&mut e.b, &flat, &e.vars, &e.syms).map_err(|x| unsupported(x.to_string()))?;
-                    let off = e.b.bin(BinOp::Mul, Ty::U64, flat, Operand::Imm(dtype.size_bytes() as u64));
-                    let addr = e.b.bin(BinOp::Add, Ty::U64, buf, off);
-                    let (ty, st) = e.stored(out, dtype)?;
-                    e.b.st(Space::Global, ty, addr, 0, &[st.into()]);
+                    e.store_at(buf, dtype, &shape, &idx, out)?;
                 }
                 Ok(())
             })();

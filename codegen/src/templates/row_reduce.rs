@@ -218,15 +218,9 @@ pub fn compile(m: &lathe_ir::Module, f: &Fusion, name: &str) -> Result<Compiled,
                 let r = e.round(Value::F32(r), e.g.values[y].ty.dtype);
                 e.memo.insert((y, idx.clone()), r);
                 for (&o, &(buf, dtype)) in outs.iter().zip(&outputs) {
-                    let out = e.value_at(o, idx.clone())?;
                     // Element (row, col) of a row-major result.
-                    let flat = crate::group::index::linearize(&idx, &shape);
-                    let flat = crate::group::index::emit(&mut e.b, &flat, &e.vars, &e.syms)
-                        .map_err(|x| unsupported(x.to_string()))?;
-                    let off = e.b.bin(BinOp::Mul, Ty::U64, flat, Operand::Imm(dtype.size_bytes() as u64));
-                    let addr = e.b.bin(BinOp::Add, Ty::U64, buf, off);
-                    let (ty, st) = e.stored(out, dtype)?;
-                    e.b.st(Space::Global, ty, addr, 0, &[st.into()]);
+                    let out = e.value_at(o, idx.clone())?;
+                    e.store_at(buf, dtype, &shape, &idx, out)?;
                 }
                 for (&(arg, _), &mx) in amax_bufs.iter().zip(&maxima) {
                     let Value::F32(v) = e.value_at(arg, idx.clone())? else {
@@ -404,13 +398,7 @@ pub fn compile_reduce(m: &lathe_ir::Module, f: &Fusion, name: &str) -> Result<Co
             e.memo.insert((y, ridx.clone()), r);
             for (&o, &(buf, dtype)) in outs.iter().zip(&outputs) {
                 let out = e.value_at(o, ridx.clone())?;
-                let flat = crate::group::index::linearize(&ridx, &out_shape);
-                let flat = crate::group::index::emit(&mut e.b, &flat, &e.vars, &e.syms)
-                    .map_err(|x| unsupported(x.to_string()))?;
-                let off = e.b.bin(BinOp::Mul, Ty::U64, flat, Operand::Imm(dtype.size_bytes() as u64));
-                let addr = e.b.bin(BinOp::Add, Ty::U64, buf, off);
-                let (sty, st) = e.stored(out, dtype)?;
-                e.b.st(Space::Global, sty, addr, 0, &[st.into()]);
+                e.store_at(buf, dtype, &out_shape, &ridx, out)?;
             }
             Ok(())
         })();
