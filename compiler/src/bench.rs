@@ -9,19 +9,19 @@
 //! bandwidth. Measurements are printed, never asserted; the minimum and the median of the runs
 //! are both reported because shared machines are noisy.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::time::Instant;
 
 use lathe_frontend::import::ImportOptions;
+use lathe_interp::cpu;
 use lathe_interp::CheckpointLoader;
-use lathe_interp::{cpu, tensor::Tensor};
-use lathe_ir::{CacheKind, DType, Dim, Function, FunctionKind, InputRole, Module};
+use lathe_ir::{DType, Dim, Function, FunctionKind, InputRole, Module};
 use lathe_passes::cost::{function_cost, Gpu, Step};
 use rayon::prelude::*;
 use serde_json::{json, Value};
 
 use crate::error::CliError;
+use crate::model::Caches;
 use crate::opt::PipelineArgs;
 
 /// What to measure.
@@ -101,9 +101,6 @@ fn max_chunk(m: &Module, f: &Function) -> Option<usize> {
     }
 }
 
-/// The caches of one sequence between calls, by layer and kind.
-type Caches = HashMap<(u32, CacheKind), Tensor>;
-
 /// Calls and seconds per op name.
 type OpTimes = std::collections::BTreeMap<&'static str, (u64, f64)>;
 
@@ -176,31 +173,10 @@ pub fn bench(setup: &Setup<'_>) -> Result<Value, CliError> {
     // One call of `f`: caches are carried between programs by their roles (layer and kind).
     let step =
         |session: &mut lathe_interp::Session<'_>, f: &Function, toks: &[i64], past: usize, mut caches: Caches| {
-            let mut inputs = HashMap::new();
-            for (i, _) in f.graph.params() {
-                let t = match i.role {
-                    Some(InputRole::Tokens) => Tensor::from_i64(DType::I64, vec![1, toks.len()], toks.to_vec()),
-                    Some(InputRole::Past) => Tensor::from_i64(DType::I64, vec![1], vec![past as i64]),
-                    Some(InputRole::Cache { layer, kind }) => {
-                        caches.remove(&(layer, kind)).unwrap_or_else(|| lathe_interp::zeros(&i.ty))
-                    }
-                    _ => {
-                        return Err(CliError::input(format!(
-                            "{}: input \"{}\" of `@{}` has no role a bench can supply",
-                            model.display(),
-                            i.name,
-                            f.name
-                        )))
-                    }
-                };
-                inputs.insert(i.name.clone(), t);
-            }
+            let inputs = crate::model::step_inputs(f, toks, past, &mut caches)
+                .map_err(|name| crate::model::no_role(model, &name, f, "a bench"))?;
             let out = session.run_owned(&f.name, inputs).map_err(fail)?;
-            for (o, (_, t)) in f.graph.outputs.iter().zip(out) {
-                if let Some(cache) = o.updates.and_then(|u| f.graph.role_of(u)).and_then(InputRole::cache) {
-                    caches.insert(cache, t);
-                }
-            }
+            crate::model::keep_caches(f, out.into_iter().map(|(_, t)| t).collect(), &mut caches);
             Ok::<_, CliError>(caches)
         };
     let (mut prefill, mut per_token) = (Vec::new(), Vec::new());

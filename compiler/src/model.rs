@@ -204,35 +204,17 @@ pub fn eval(
                 None => return Err(CliError::internal("`extend` has no tokens input")),
             }
             .max(1);
-            let mut caches: HashMap<(u32, lathe_ir::program::CacheKind), Tensor> = HashMap::new();
+            let mut caches = Caches::new();
             // One call of a program at `past`: its caches in, its logits and new caches out.
             let mut step = |f: &lathe_ir::Function, toks: &[i64], past: usize| -> Result<Tensor, CliError> {
-                let mut inputs = HashMap::new();
-                for (i, _) in f.graph.params() {
-                    let t = match i.role {
-                        Some(InputRole::Tokens) => Tensor::from_i64(DType::I64, vec![1, toks.len()], toks.to_vec()),
-                        Some(InputRole::Past) => Tensor::from_i64(DType::I64, vec![1], vec![past as i64]),
-                        Some(InputRole::Cache { layer, kind }) => {
-                            caches.remove(&(layer, kind)).unwrap_or_else(|| lathe_interp::zeros(&i.ty))
-                        }
-                        _ => {
-                            return Err(CliError::input(format!(
-                                "{}: input \"{}\" of `@{}` has no role `eval --decode-from` can supply",
-                                dir.display(),
-                                i.name,
-                                f.name
-                            )))
-                        }
-                    };
-                    inputs.insert(i.name.clone(), t);
-                }
-                let (logits, rest) = logits_of(f, call(f, inputs)?)?;
-                let cache_outputs = f.graph.outputs.iter().filter(|o| o.role != Some(OutputRole::Logits));
-                for (o, t) in cache_outputs.zip(rest) {
-                    if let Some(cache) = o.updates.and_then(|u| f.graph.role_of(u)).and_then(InputRole::cache) {
-                        caches.insert(cache, t);
-                    }
-                }
+                let inputs = step_inputs(f, toks, past, &mut caches)
+                    .map_err(|name| no_role(dir, &name, f, "`eval --decode-from`"))?;
+                let outs: Vec<Tensor> = call(f, inputs)?.into_iter().map(|(_, t)| t).collect();
+                let at = f.graph.outputs.iter().position(|o| o.role == Some(OutputRole::Logits));
+                let logits = at
+                    .and_then(|at| outs.get(at).cloned())
+                    .ok_or_else(|| CliError::internal(format!("`{}` returned no logits", f.name)))?;
+                keep_caches(f, outs, &mut caches);
                 Ok(logits)
             };
             let mut last = None;
@@ -290,6 +272,47 @@ pub fn eval(
     }
     // bf16 logits widen to f32 exactly.
     Ok(Tensor::from_f32(DType::F32, vec![tokens.len(), vocab], rows))
+}
+
+/// The caches of one sequence between program calls, by layer and kind.
+pub type Caches = HashMap<(u32, lathe_ir::program::CacheKind), Tensor>;
+
+/// The inputs of one call of program `f` on `toks` at position `past` (batch 1): the tokens,
+/// the position, and each cache taken from `caches` (zeros the first time); the name of an
+/// input no role supplies.
+pub fn step_inputs(
+    f: &lathe_ir::Function,
+    toks: &[i64],
+    past: usize,
+    caches: &mut Caches,
+) -> Result<HashMap<String, Tensor>, String> {
+    let mut inputs = HashMap::new();
+    for (i, _) in f.graph.params() {
+        let t = match i.role {
+            Some(InputRole::Tokens) => Tensor::from_i64(DType::I64, vec![1, toks.len()], toks.to_vec()),
+            Some(InputRole::Past) => Tensor::from_i64(DType::I64, vec![1], vec![past as i64]),
+            Some(InputRole::Cache { layer, kind }) => {
+                caches.remove(&(layer, kind)).unwrap_or_else(|| lathe_interp::zeros(&i.ty))
+            }
+            _ => return Err(i.name.clone()),
+        };
+        inputs.insert(i.name.clone(), t);
+    }
+    Ok(inputs)
+}
+
+/// Keeps the caches a call of `f` returned (`outs`, in `f`'s output order) for the next call.
+pub fn keep_caches(f: &lathe_ir::Function, outs: Vec<Tensor>, caches: &mut Caches) {
+    for (o, t) in f.graph.outputs.iter().zip(outs) {
+        if let Some(cache) = o.updates.and_then(|u| f.graph.role_of(u)).and_then(InputRole::cache) {
+            caches.insert(cache, t);
+        }
+    }
+}
+
+/// The error for an input of `f` that no role supplies, for `who`.
+pub fn no_role(dir: &Path, name: &str, f: &lathe_ir::Function, who: &str) -> CliError {
+    CliError::input(format!("{}: input \"{name}\" of `@{}` has no role {who} can supply", dir.display(), f.name))
 }
 
 /// Counts ops by text name, fusion bodies included.
