@@ -637,6 +637,17 @@ impl Emit<'_> {
         Ok(Value::I64(r))
     }
 
+    /// Records `x` as value `v` at `idx`, under both spellings its consumers may ask for it by:
+    /// the index expressions as given, and with a size-1 dimension's index as the constant 0
+    /// (how a broadcasting pointwise consumer asks for its operands).
+    pub(super) fn remember(&mut self, v: ValueId, idx: &[Expr], x: Value) {
+        let shape = &self.g.values[v].ty.shape;
+        let broadcast: Vec<Expr> =
+            idx.iter().zip(shape).map(|(i, d)| if *d == Dim::Const(1) { Expr::Const(0) } else { i.clone() }).collect();
+        self.memo.insert((v, idx.to_vec()), x);
+        self.memo.insert((v, broadcast), x);
+    }
+
     /// Stores `v` as element `idx` (index expressions over the current variables) of the
     /// row-major `shape` buffer at `buf` holding `dtype`.
     pub(super) fn store_at(

@@ -345,7 +345,7 @@ pub fn compile(m: &Module, f: &Fusion, name: &str) -> Result<Compiled, TemplateE
                     let t = e.b.bin(BinOp::Mul, Ty::F32, v, sc);
                     let t = e.b.bin(BinOp::Mul, Ty::F32, t, wv);
                     let t = e.round(Value::F32(t), e.g.values[out].ty.dtype);
-                    remember(e, out, &idx, t);
+                    e.remember(out, &idx, t);
                 }
                 let Value::F32(v) = e.value_at(lhs, idx.clone())? else {
                     return Err(unsupported("a gemv of non-float rows"));
@@ -475,7 +475,7 @@ pub fn compile(m: &Module, f: &Fusion, name: &str) -> Result<Compiled, TemplateE
         vars.push(col_c);
         e.vars = vars;
         let v = e.round(Value::F32(mine), y_dtype);
-        remember(e, y, &idx, v);
+        e.remember(y, &idx, v);
         for &(k, o) in &epilogue {
             let (buf, dtype) = outputs[k];
             let out = e.value_at(o, idx.clone())?;
@@ -505,17 +505,6 @@ fn reads(g: &lathe_ir::Graph, v: ValueId, y: ValueId) -> bool {
         }
     }
     false
-}
-
-/// `x` as value `v` at `idx`, under both spellings its consumers may ask for it by: the
-/// iteration indices, and with a size-1 dimension's index as the constant 0 (how a pointwise
-/// consumer broadcasts its operands).
-fn remember(e: &mut Emit<'_>, v: ValueId, idx: &[Expr], x: Value) {
-    let shape = &e.g.values[v].ty.shape;
-    let broadcast: Vec<Expr> =
-        idx.iter().zip(shape).map(|(i, d)| if *d == Dim::Const(1) { Expr::Const(0) } else { i.clone() }).collect();
-    e.memo.insert((v, idx.to_vec()), x);
-    e.memo.insert((v, broadcast), x);
 }
 
 /// The f32 values of a chunk of 32-bit words holding `dtype` elements, element 0 in the low

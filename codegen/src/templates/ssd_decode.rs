@@ -256,9 +256,9 @@ pub fn compile(m: &Module, f: &Fusion, name: &str) -> Result<Compiled, TemplateE
                 e.vars = vec![bi, zero, hi, pvar];
                 let idx = vec![Expr::Var(0), Expr::Var(1), Expr::Var(2), Expr::Var(3)];
                 let yv = e.round(Value::F32(sum), e.g.values[y].ty.dtype);
-                remember(e, y, &idx, yv);
+                e.remember(y, &idx, yv);
                 let Value::F32(xr) = e.round(Value::F32(xv), e.g.values[x].ty.dtype) else { unreachable!("a float") };
-                remember(e, x, &idx, Value::F32(xr));
+                e.remember(x, &idx, Value::F32(xr));
                 for &(k, o) in &head_outs {
                     let (buf, dtype) = outputs[k];
                     let out = e.value_at(o, idx.clone())?;
@@ -310,16 +310,6 @@ pub fn compile(m: &Module, f: &Fusion, name: &str) -> Result<Compiled, TemplateE
         })?;
     }
     Ok(Compiled { kernel: e.b.finish(), bindings, batch, heads })
-}
-
-/// `x` as value `v` at `idx`, under both spellings its consumers may ask for it by (a size-1
-/// dimension's index as the constant 0, as a broadcasting consumer asks).
-fn remember(e: &mut Emit<'_>, v: ValueId, idx: &[Expr], x: Value) {
-    let shape = &e.g.values[v].ty.shape;
-    let broadcast: Vec<Expr> =
-        idx.iter().zip(shape).map(|(i, d)| if *d == Dim::Const(1) { Expr::Const(0) } else { i.clone() }).collect();
-    e.memo.insert((v, idx.to_vec()), x);
-    e.memo.insert((v, broadcast), x);
 }
 
 #[cfg(test)]
