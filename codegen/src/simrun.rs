@@ -18,7 +18,7 @@ use lathe_ir::{DType, Dim, Function, Graph, Module, Op, SymbolId, ValueId};
 use lathe_kernel::sim::{run, Arg, Launch, Options};
 
 use crate::templates::elementwise::{self, Binding};
-use crate::templates::{gemv, row_reduce, sample, scatter_cache, ssd_decode};
+use crate::templates::{attention_decode, gemv, row_reduce, sample, scatter_cache, ssd_decode};
 
 /// A function's results, by name.
 pub type Outputs = Vec<(String, Tensor)>;
@@ -77,6 +77,12 @@ fn reduction_length(m: &Module, g: &Graph) -> u64 {
                 Op::Amax => g.values[node.args[0]].ty.const_elements().unwrap_or(1),
                 Op::Conv1dCausal => last(node.args[1]),
                 Op::ScanSsd(_) => last(node.args[3]),
+                // The keys a query attends to: the cache's capacity at most.
+                Op::Attention(_) => match g.values[node.args[1]].ty.shape.get(1) {
+                    Some(Dim::Const(c)) => *c,
+                    Some(Dim::Sym(s)) => m.symbols.get(*s).map_or(1, |s| s.max),
+                    None => 1,
+                },
                 _ => 1,
             }
         })
@@ -140,6 +146,8 @@ pub enum Compiled {
     Gemv(gemv::Compiled),
     /// By `ssd_decode_step`.
     SsdDecode(ssd_decode::Compiled),
+    /// By `attention_decode`.
+    AttentionDecode(attention_decode::Compiled),
 }
 
 impl Compiled {
@@ -150,6 +158,7 @@ impl Compiled {
             Compiled::RowReduce(r) => &r.kernel,
             Compiled::Gemv(g) => &g.kernel,
             Compiled::SsdDecode(d) => &d.kernel,
+            Compiled::AttentionDecode(a) => &a.kernel,
         }
     }
 
@@ -160,6 +169,7 @@ impl Compiled {
             Compiled::RowReduce(r) => &r.bindings,
             Compiled::Gemv(g) => &g.bindings,
             Compiled::SsdDecode(d) => &d.bindings,
+            Compiled::AttentionDecode(a) => &a.bindings,
         }
     }
 
@@ -196,6 +206,10 @@ impl Compiled {
             Compiled::SsdDecode(d) => {
                 Launch { grid: [(dim(&d.batch) * d.heads).max(1) as u32, 1, 1], block: [ssd_decode::BLOCK, 1, 1] }
             }
+            Compiled::AttentionDecode(a) => Launch {
+                grid: [(dim(&a.batch) * a.kv_heads).max(1) as u32, 1, 1],
+                block: [attention_decode::BLOCK, 1, 1],
+            },
         }
     }
 }
@@ -223,6 +237,9 @@ fn compile(m: &Module, f: &Fusion, name: &str) -> Result<Compiled, String> {
             row_reduce::compile_any(m, f, name).map(Compiled::RowReduce).map_err(|e| e.to_string())
         }
         KernelStrategy::Gemv => gemv::compile(m, f, name).map(Compiled::Gemv).map_err(|e| e.to_string()),
+        KernelStrategy::AttentionDecode => {
+            attention_decode::compile(m, f, name).map(Compiled::AttentionDecode).map_err(|e| e.to_string())
+        }
         KernelStrategy::SsdDecodeStep => {
             ssd_decode::compile(m, f, name).map(Compiled::SsdDecode).map_err(|e| e.to_string())
         }
@@ -522,6 +539,7 @@ fn simulate(
         Compiled::RowReduce(r) => vec![r.rows.clone()],
         Compiled::Gemv(_) => Vec::new(),
         Compiled::SsdDecode(d) => vec![vec![d.batch]],
+        Compiled::AttentionDecode(a) => vec![vec![a.batch]],
     } {
         concrete(&space)?;
     }

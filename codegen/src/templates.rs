@@ -1,6 +1,7 @@
 //! Templates: one Rust function per kernel strategy, building kernel IR for a fusion group, and
 //! the pointwise emitter they share.
 
+pub mod attention_decode;
 pub mod elementwise;
 pub mod gemv;
 pub mod pointwise;
