@@ -146,7 +146,8 @@ fn bf16_compute_stays_within_the_model_level_bound_of_transformers() {
 /// The decode path against transformers (L7): the first K tokens through `extend`, every later
 /// one through a `decode` step — the compiled GEMVs, decode steps and cache writes in the
 /// simulator — with the same tolerance as `eval`. The tiny fixtures decode from the first token,
-/// the real-size ones their last eight.
+/// the real-size ones their last eight; the Mamba-2 and Nemotron-H decode steps run wholly
+/// compiled (GEMVs, decode steps, attention, cache writes).
 #[test]
 fn decode_from_matches_transformers_on_every_fixture() {
     let dir = tmp("decode");
@@ -182,7 +183,9 @@ fn decode_from_matches_transformers_on_every_fixture() {
             err.lines().any(|l| l.starts_with("decode group") && l.contains("gemv") && l.contains("simulator (")),
             "{name}: {err}"
         );
-        if name.starts_with("mamba2") {
+        // Mamba-2 and Nemotron-H (no RoPE) decode wholly compiled; Qwen2's q/k projections
+        // carry RoPE epilogues, which wait for the GEMV's paired columns.
+        if !name.starts_with("qwen2") {
             assert!(
                 !err.lines().any(|l| l.starts_with("decode group") && l.contains("interpreter")),
                 "{name}: every decode group compiled: {err}"
