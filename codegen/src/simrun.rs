@@ -501,14 +501,44 @@ fn body_inputs(g: &Graph) -> Vec<String> {
         .collect()
 }
 
+/// Group `f` of `m` compiled and run in the simulator on `args` (its operands; no weights) for
+/// `ctas` of its CTAs only — the first, the last and others drawn with `seed`
+/// (`lathe_kernel::sim::sample_ctas`) — to check real-size kernels in bounded time. Results start
+/// as all-ones bytes (NaN in every float format): the elements the sampled CTAs did not write
+/// keep them.
+pub fn simulate_sampled(
+    m: &Module,
+    f: &Fusion,
+    args: &[&Tensor],
+    ctas: usize,
+    seed: u64,
+) -> Result<Vec<Tensor>, SimRunError> {
+    let c = compile(m, f, "group").map_err(SimRunError::Unsupported)?;
+    let no_weights = |_| Err(SimRunError::Unsupported("a weight in a sampled run (pass it as an operand)".into()));
+    simulate_with(f, &c, args, no_weights, 0, &HashMap::new(), Some((ctas, seed))).map(|(outs, _)| outs)
+}
+
 /// Runs compiled group `f` on `args` in the simulator: its results and instruction count.
 fn simulate(
+    f: &Fusion,
+    c: &Compiled,
+    args: &[&Tensor],
+    weights: impl FnMut(lathe_ir::WeightId) -> Result<Tensor, SimRunError>,
+    index: usize,
+    top_syms: &HashMap<SymbolId, u64>,
+) -> Result<(Vec<Tensor>, lathe_kernel::sim::Counters), SimRunError> {
+    simulate_with(f, c, args, weights, index, top_syms, None)
+}
+
+/// [`simulate`], on all CTAs or (`sample = Some((n, seed))`) on `n` sampled ones.
+fn simulate_with(
     f: &Fusion,
     c: &Compiled,
     args: &[&Tensor],
     mut weights: impl FnMut(lathe_ir::WeightId) -> Result<Tensor, SimRunError>,
     index: usize,
     top_syms: &HashMap<SymbolId, u64>,
+    sample: Option<(usize, u64)>,
 ) -> Result<(Vec<Tensor>, lathe_kernel::sim::Counters), SimRunError> {
     let g = &f.body;
     // Symbols from the operands' shapes (the function's bindings for the others).
@@ -569,15 +599,24 @@ fn simulate(
                 let shape = concrete(&ty.shape)?;
                 let n: usize = shape.iter().product();
                 results.push((kargs.len(), ty.dtype, shape));
-                // Zeroed: what the launch rule's scratch zeroing gives an accumulating result.
-                Arg::Buffer(vec![0; n * ty.dtype.size_bytes()])
+                // Zeroed: what the launch rule's scratch zeroing gives an accumulating result;
+                // all ones in a sampled run, to tell the elements it wrote.
+                let fill = if sample.is_some() { 0xFF } else { 0 };
+                Arg::Buffer(vec![fill; n * ty.dtype.size_bytes()])
             }
             Binding::Symbol(s) => {
                 Arg::Scalar(*syms.get(s).ok_or_else(|| SimRunError::Unsupported("an unbound symbol".into()))?)
             }
         });
     }
-    let counters = run(kernel, &launch, &mut kargs, &Options::default()).map_err(|e| SimRunError::Sim {
+    let opts = match sample {
+        Some((n, seed)) => Options {
+            ctas: Some(lathe_kernel::sim::sample_ctas(launch.grid, n.saturating_sub(2), seed)),
+            ..Options::default()
+        },
+        None => Options::default(),
+    };
+    let counters = run(kernel, &launch, &mut kargs, &opts).map_err(|e| SimRunError::Sim {
         group: index,
         strategy: f.strategy.name(),
         message: e.to_string(),

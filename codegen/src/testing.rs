@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use lathe_interp::tensor::Tensor;
 use lathe_ir::Dim;
 
-use crate::simrun::{run_function_checked, GroupReport};
+use crate::simrun::{run_function_checked, simulate_sampled, GroupReport};
 
 /// A one-group function: top-level inputs `inputs` (name, type) passed in order to a `strategy`
 /// group with `body` (whose `input "argK"` nodes take them) and results `results`; `symbols`
@@ -44,6 +44,24 @@ pub fn one_group(inputs: &[(&str, &str)], strategy: &str, body: &str, results: &
 /// exactly).
 pub fn run_group(text: &str, int_bound: i64, symbols: &[(&str, u64)]) -> GroupReport {
     let m = lathe_ir::text::parse_module(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let inputs = random_inputs(&m, int_bound, symbols);
+    let (_, reports) =
+        run_function_checked(&m, "main", &inputs, &lathe_interp::SyntheticOnly).unwrap_or_else(|e| panic!("{e}"));
+    let [r] = reports.as_slice() else { panic!("one group") };
+    assert_eq!(r.interpreted, None, "compiled\n{text}");
+    assert!(r.instructions > 0);
+    let c = r.check.as_ref().expect("checked");
+    assert!(c.ints_equal, "integer results differ\n{text}");
+    for (k, &(err, dtype)) in c.floats.iter().enumerate() {
+        let tol = lathe_tests::tolerance(dtype, c.reduction as usize);
+        assert!(err <= tol, "result {k}: normwise {err:.3e} over {tol:.3e} ({c:?})\n{text}");
+    }
+    r.clone()
+}
+
+/// Pseudo-random inputs in [−0.5, 0.5) for function `main` of `m` (integers below `int_bound`;
+/// symbols at the values `symbols` names, others 1).
+fn random_inputs(m: &lathe_ir::Module, int_bound: i64, symbols: &[(&str, u64)]) -> HashMap<String, Tensor> {
     let f = m.function("main").expect("main");
     let mut inputs = HashMap::new();
     let mut seed = 9u32;
@@ -71,16 +89,47 @@ pub fn run_group(text: &str, int_bound: i64, symbols: &[(&str, u64)]) -> GroupRe
         };
         inputs.insert(i.name.clone(), t);
     }
-    let (_, reports) =
-        run_function_checked(&m, "main", &inputs, &lathe_interp::SyntheticOnly).unwrap_or_else(|e| panic!("{e}"));
-    let [r] = reports.as_slice() else { panic!("one group") };
-    assert_eq!(r.interpreted, None, "compiled\n{text}");
-    assert!(r.instructions > 0);
-    let c = r.check.as_ref().expect("checked");
-    assert!(c.ints_equal, "integer results differ\n{text}");
-    for (k, &(err, dtype)) in c.floats.iter().enumerate() {
-        let tol = lathe_tests::tolerance(dtype, c.reduction as usize);
-        assert!(err <= tol, "result {k}: normwise {err:.3e} over {tol:.3e} ({c:?})\n{text}");
+    inputs
+}
+
+/// Runs the one group of `text`'s function in the simulator on `ctas` sampled CTAs (the first,
+/// the last and seeded others) and the whole function in the interpreter, on pseudo-random
+/// inputs (the group's operands must be the function's inputs, in order), and compares every
+/// element the sampled CTAs wrote within the shared tolerance of the result's dtype and
+/// `reduction`. Returns how many elements were compared.
+pub fn run_group_sampled(text: &str, symbols: &[(&str, u64)], ctas: usize, reduction: usize) -> usize {
+    let m = lathe_ir::text::parse_module(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let inputs = random_inputs(&m, 1, symbols);
+    let f = m.function("main").expect("main");
+    let g = &f.graph;
+    let group = g
+        .order
+        .iter()
+        .find_map(|&n| match &g.nodes[n].op {
+            lathe_ir::Op::Fusion(fu) => Some((fu, &g.nodes[n].args)),
+            _ => None,
+        })
+        .expect("a group");
+    let names: Vec<String> = g.params().map(|(i, _)| i.name.clone()).collect();
+    let args: Vec<&Tensor> = names.iter().map(|n| &inputs[n]).collect();
+    assert_eq!(args.len(), group.1.len(), "the group takes the function's inputs");
+    let got = simulate_sampled(&m, group.0, &args, ctas, 7).unwrap_or_else(|e| panic!("{e}"));
+    let want = lathe_interp::run(&m, "main", &inputs, &lathe_interp::SyntheticOnly).expect("the interpreter runs");
+    let mut compared = 0;
+    for (k, (a, (_, b))) in got.iter().zip(&want).enumerate() {
+        let written: Vec<usize> = a
+            .to_le_bytes()
+            .chunks_exact(a.dtype.size_bytes())
+            .enumerate()
+            .filter(|(_, c)| c.iter().any(|&x| x != 0xFF))
+            .map(|(i, _)| i)
+            .collect();
+        let (x, y) = (a.to_f64(), b.to_f64());
+        let xs: Vec<f64> = written.iter().map(|&i| x[i]).collect();
+        let ys: Vec<f64> = written.iter().map(|&i| y[i]).collect();
+        lathe_tests::assert_close(&format!("result {k} (sampled)"), &xs, &ys, a.dtype, reduction);
+        compared += written.len();
     }
-    r.clone()
+    assert!(compared > 0, "the sampled CTAs wrote nothing");
+    compared
 }

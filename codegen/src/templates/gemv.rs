@@ -749,4 +749,27 @@ mod tests {
             c.kernel.shared_bytes
         );
     }
+
+    #[test]
+    fn eight_b_shaped_decode_gemvs_match_the_interpreter_on_sampled_ctas() {
+        // Nemotron-H-8B's in_proj (RMSNorm over 4096, 18,560 columns) and out_proj (the gated
+        // norm in 8 groups of 1024, 4096 columns, the residual), batch 1: 8 CTAs each.
+        let n = crate::testing::run_group_sampled(&norm_residual("bf16", 4096, 18560), &[("B", 1)], 8, 4096);
+        assert_eq!(n, 8 * 8, "8 CTAs of 8 columns");
+        let body = "      %0 = input \"arg0\" : bf16[B, 1, 8192]\n      %1 = input \"arg1\" : bf16[8192]\n      %2 = input \"arg2\" : bf16[B, 1, 8192]\n      %3 = rms_norm %0, %1, %2 {eps=1e-5, groups=8} : bf16[B, 1, 8192]\n      %4 = input \"arg3\" : bf16[4096, 8192]\n      %5 = matmul %3, %4 {transpose_b} : bf16[B, 1, 4096]\n      %6 = input \"arg4\" : bf16[B, 1, 4096]\n      %7 = add %6, %5 : bf16[B, 1, 4096]\n      return %7\n";
+        let text = one_group_with(
+            "  symbol B <= 8\n",
+            &[
+                ("y", "bf16[B, 1, 8192]"),
+                ("nw", "bf16[8192]"),
+                ("z", "bf16[B, 1, 8192]"),
+                ("w", "bf16[4096, 8192]"),
+                ("r", "bf16[B, 1, 4096]"),
+            ],
+            "gemv",
+            body,
+            &["bf16[B, 1, 4096]"],
+        );
+        crate::testing::run_group_sampled(&text, &[("B", 1)], 8, 8192);
+    }
 }

@@ -365,4 +365,12 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn an_eight_b_shaped_decode_step_matches_the_interpreter_on_sampled_ctas() {
+        // Nemotron-H-8B's mixer: 128 heads of 64 channels, 8 groups of state 128; 8 of the 128
+        // CTAs, and the side results' elements those CTAs' threads write.
+        let n = crate::testing::run_group_sampled(&step(128, 64, 8, 128), &[("B", 1)], 8, 128);
+        assert!(n >= 8 * 64, "{n} elements compared");
+    }
 }
