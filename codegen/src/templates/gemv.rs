@@ -41,6 +41,8 @@ pub const WARPS: u32 = BLOCK / 32;
 const UNROLL: u64 = 4;
 /// The most rows the CUDA-core form keeps accumulators for (more rows: tensor cores, later).
 pub const MAX_ROWS: u64 = 16;
+// Lane `r` of a warp runs row `r`'s epilogue.
+const _: () = assert!(MAX_ROWS <= 32);
 /// The staging buffer's budget.
 const STAGE_BYTES: u64 = 40 * 1024;
 
@@ -219,7 +221,7 @@ pub fn compile(m: &Module, f: &Fusion, name: &str) -> Result<Compiled, TemplateE
     let idx: Vec<Expr> = (0..rank).map(Expr::Var).collect();
     // Row indices are clamped to the last run-time row: a row past the count computes what is
     // never stored.
-    let last_row = b_sub_one(&mut e, rows);
+    let last_row = minus_one(&mut e, rows);
     let row_vars = |e: &mut Emit<'_>, r: u64| {
         let rc = e.b.bin(BinOp::Min, Ty::U64, Operand::Imm(r), last_row);
         let mut v = delinearize(&mut e.b, Operand::Reg(rc), &lead, &e.syms);
@@ -488,7 +490,7 @@ pub fn compile(m: &Module, f: &Fusion, name: &str) -> Result<Compiled, TemplateE
 }
 
 /// `rows − 1` (`rows` ≥ 1: a launch has at least one row).
-fn b_sub_one(e: &mut Emit<'_>, rows: Operand) -> Reg {
+fn minus_one(e: &mut Emit<'_>, rows: Operand) -> Reg {
     e.b.bin(BinOp::Sub, Ty::U64, rows, Operand::Imm(1))
 }
 
