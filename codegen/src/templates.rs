@@ -18,3 +18,16 @@ pub enum TemplateError {
     #[error("not supported by the template yet: {0}")]
     Unsupported(String),
 }
+
+/// [`TemplateError::Unsupported`] with `what`.
+fn unsupported(what: impl Into<String>) -> TemplateError {
+    TemplateError::Unsupported(what.into())
+}
+
+/// A dimension's constant value; a symbolic one is unsupported, named by `what`.
+fn constant(d: &lathe_ir::Dim, what: &str) -> Result<u64, TemplateError> {
+    match d {
+        lathe_ir::Dim::Const(c) => Ok(*c),
+        lathe_ir::Dim::Sym(_) => Err(unsupported(format!("a symbolic {what}"))),
+    }
+}

@@ -24,12 +24,12 @@ use std::collections::HashMap;
 use lathe_ir::ops::Fusion;
 use lathe_ir::{Dim, Module, Op, ValueId};
 use lathe_kernel::build::{f32_imm, KernelBuilder};
-use lathe_kernel::ir::{Axis, BinOp, Cmp, Inst, Kernel, Operand, ShflMode, Space, Special, Ty};
+use lathe_kernel::ir::{Axis, BinOp, Cmp, Inst, Kernel, Operand, Reg, ShflMode, Space, Special, Ty};
 
 use super::elementwise::{bind_operands, bind_results, bind_symbols, Binding, Emit};
 use super::pointwise::{self, Value};
-use super::row_norm::cta_reduce;
-use super::TemplateError;
+use super::row_norm::CtaSlots;
+use super::{constant, unsupported, TemplateError};
 use crate::group::index::{Expr, Ranges};
 
 /// Threads per CTA: eight warps.
@@ -47,17 +47,6 @@ pub struct Compiled {
     pub batch: Dim,
     /// KV heads.
     pub kv_heads: u64,
-}
-
-fn unsupported(what: impl Into<String>) -> TemplateError {
-    TemplateError::Unsupported(what.into())
-}
-
-fn constant(d: &Dim, what: &str) -> Result<u64, TemplateError> {
-    match d {
-        Dim::Const(c) => Ok(*c),
-        Dim::Sym(_) => Err(unsupported(format!("a symbolic {what}"))),
-    }
 }
 
 /// Compiles decode-attention group `f` of module `m` as kernel `name`.
@@ -101,16 +90,15 @@ pub fn compile(m: &Module, f: &Fusion, name: &str) -> Result<Compiled, TemplateE
     let outputs = bind_results(g, &outs, &mut b, &mut bindings)?;
     let syms = bind_symbols(m, g, &mut b, &mut bindings);
     let scores = b.shared((4 * group * cap) as u32, 16);
-    let slots = b.shared(4 * WARPS as u32, 16);
     let tid = b.special(Special::Tid(Axis::X));
+    let cta_slots = CtaSlots::new(&mut b, tid);
+    let lane0 = cta_slots.lane0();
     let cta = b.special(Special::Ctaid(Axis::X));
     let lane = b.special(Special::LaneId);
     let t64 = b.cvt(Ty::U64, Ty::U32, None, false, tid);
     let l64 = b.cvt(Ty::U64, Ty::U32, None, false, lane);
     let c64 = b.cvt(Ty::U64, Ty::U32, None, false, cta);
     let warp = b.bin(BinOp::Div, Ty::U64, t64, Operand::Imm(32));
-    let lane0 = b.setp(Cmp::Eq, Ty::U32, lane, Operand::Imm(0));
-    let warp_slot = b.fma(Ty::U64, warp, Operand::Imm(4), Operand::Imm(u64::from(slots)));
     let bi = b.bin(BinOp::Div, Ty::U64, c64, Operand::Imm(hkv));
     let hk = b.bin(BinOp::Rem, Ty::U64, c64, Operand::Imm(hkv));
     let zero = b.mov(Ty::U64, Operand::Imm(0));
@@ -182,50 +170,43 @@ pub fn compile(m: &Module, f: &Fusion, name: &str) -> Result<Compiled, TemplateE
     // (each thread over its keys in key order, then across the CTA); weights exp(s − max) / Σ.
     let trips = cap.div_ceil(u64::from(BLOCK));
     let scale = attrs.scale as f32;
+    // `body(e, at)` for the shared address of each visible key's entry in a head's scores
+    // (thread t takes keys t, t + 256, …).
+    let each_key = |e: &mut Emit<'_>, base: u64, body: &mut dyn FnMut(&mut Emit<'_>, Reg)| {
+        e.for_count(Operand::Imm(trips), |e, i| {
+            let i64r = e.b.cvt(Ty::U64, Ty::U32, None, false, i);
+            let j = e.b.fma(Ty::U64, i64r, Operand::Imm(u64::from(BLOCK)), t64);
+            let visible = e.b.setp(Cmp::Lt, Ty::U64, j, kv);
+            e.if_then(visible, |e| {
+                let at = e.b.fma(Ty::U64, j, Operand::Imm(4), Operand::Imm(base));
+                body(e, at);
+                Ok(())
+            })
+        })
+    };
     for gq in 0..group {
         let base = u64::from(scores) + 4 * gq * cap;
         let mx = e.b.mov(Ty::F32, f32_imm(f32::NEG_INFINITY));
-        e.for_count(Operand::Imm(trips), |e, i| {
-            let i64r = e.b.cvt(Ty::U64, Ty::U32, None, false, i);
-            let j = e.b.fma(Ty::U64, i64r, Operand::Imm(u64::from(BLOCK)), t64);
-            let visible = e.b.setp(Cmp::Lt, Ty::U64, j, kv);
-            e.if_then(visible, |e| {
-                let at = e.b.fma(Ty::U64, j, Operand::Imm(4), Operand::Imm(base));
-                let s = e.b.ld1(Space::Shared, Ty::F32, at, 0);
-                let s = e.b.bin(BinOp::Mul, Ty::F32, s, f32_imm(scale));
-                e.b.st(Space::Shared, Ty::F32, at, 0, &[s.into()]);
-                e.b.push(Inst::Binary { op: BinOp::Max, ty: Ty::F32, dst: mx, a: mx.into(), b: s.into() });
-                Ok(())
-            })
+        each_key(&mut e, base, &mut |e, at| {
+            let s = e.b.ld1(Space::Shared, Ty::F32, at, 0);
+            let s = e.b.bin(BinOp::Mul, Ty::F32, s, f32_imm(scale));
+            e.b.st(Space::Shared, Ty::F32, at, 0, &[s.into()]);
+            e.b.push(Inst::Binary { op: BinOp::Max, ty: Ty::F32, dst: mx, a: mx.into(), b: s.into() });
         })?;
-        let mx = cta_reduce(&mut e, mx, BinOp::Max, slots, lane0, warp_slot);
+        let mx = cta_slots.reduce(&mut e, mx, BinOp::Max);
         let total = e.b.mov(Ty::F32, f32_imm(0.0));
-        e.for_count(Operand::Imm(trips), |e, i| {
-            let i64r = e.b.cvt(Ty::U64, Ty::U32, None, false, i);
-            let j = e.b.fma(Ty::U64, i64r, Operand::Imm(u64::from(BLOCK)), t64);
-            let visible = e.b.setp(Cmp::Lt, Ty::U64, j, kv);
-            e.if_then(visible, |e| {
-                let at = e.b.fma(Ty::U64, j, Operand::Imm(4), Operand::Imm(base));
-                let s = e.b.ld1(Space::Shared, Ty::F32, at, 0);
-                let d = e.b.bin(BinOp::Sub, Ty::F32, s, mx);
-                let x = pointwise::exp(&mut e.b, d);
-                e.b.st(Space::Shared, Ty::F32, at, 0, &[x.into()]);
-                e.b.push(Inst::Binary { op: BinOp::Add, ty: Ty::F32, dst: total, a: total.into(), b: x.into() });
-                Ok(())
-            })
+        each_key(&mut e, base, &mut |e, at| {
+            let s = e.b.ld1(Space::Shared, Ty::F32, at, 0);
+            let d = e.b.bin(BinOp::Sub, Ty::F32, s, mx);
+            let x = pointwise::exp(&mut e.b, d);
+            e.b.st(Space::Shared, Ty::F32, at, 0, &[x.into()]);
+            e.b.push(Inst::Binary { op: BinOp::Add, ty: Ty::F32, dst: total, a: total.into(), b: x.into() });
         })?;
-        let total = cta_reduce(&mut e, total, BinOp::Add, slots, lane0, warp_slot);
-        e.for_count(Operand::Imm(trips), |e, i| {
-            let i64r = e.b.cvt(Ty::U64, Ty::U32, None, false, i);
-            let j = e.b.fma(Ty::U64, i64r, Operand::Imm(u64::from(BLOCK)), t64);
-            let visible = e.b.setp(Cmp::Lt, Ty::U64, j, kv);
-            e.if_then(visible, |e| {
-                let at = e.b.fma(Ty::U64, j, Operand::Imm(4), Operand::Imm(base));
-                let x = e.b.ld1(Space::Shared, Ty::F32, at, 0);
-                let p = e.b.bin(BinOp::Div, Ty::F32, x, total);
-                e.b.st(Space::Shared, Ty::F32, at, 0, &[p.into()]);
-                Ok(())
-            })
+        let total = cta_slots.reduce(&mut e, total, BinOp::Add);
+        each_key(&mut e, base, &mut |e, at| {
+            let x = e.b.ld1(Space::Shared, Ty::F32, at, 0);
+            let p = e.b.bin(BinOp::Div, Ty::F32, x, total);
+            e.b.st(Space::Shared, Ty::F32, at, 0, &[p.into()]);
         })?;
     }
     e.b.bar();

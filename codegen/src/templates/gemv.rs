@@ -30,7 +30,7 @@ use lathe_kernel::ir::{Axis, BinOp, CacheHint, Cmp, Inst, Kernel, Operand, Reg, 
 
 use super::elementwise::{bind_operands, bind_results, bind_symbols, delinearize, dim_operand, Binding, Emit};
 use super::pointwise::Value;
-use super::TemplateError;
+use super::{unsupported, TemplateError};
 use crate::group::index::{Expr, Ranges};
 
 /// Threads per CTA: eight warps, one output column each.
@@ -55,10 +55,6 @@ pub struct Compiled {
     pub bindings: Vec<Binding>,
     /// Output columns: the grid is `⌈columns / 8⌉` CTAs of [`BLOCK`].
     pub columns: u64,
-}
-
-fn unsupported(what: impl Into<String>) -> TemplateError {
-    TemplateError::Unsupported(what.into())
 }
 
 /// Compiles GEMV group `f` of module `m` as kernel `name`.
@@ -239,26 +235,7 @@ pub fn compile(m: &Module, f: &Fusion, name: &str) -> Result<Compiled, TemplateE
             e.vars = row_vars(&mut e, r);
             let mut accs = Vec::new();
             for q in 0..groups {
-                let acc = e.b.mov(Ty::F32, f32_imm(0.0));
-                e.for_count(Operand::Imm(gs.div_ceil(u64::from(BLOCK))), |e, i| {
-                    let result = (|| {
-                        let i64r = e.b.cvt(Ty::U64, Ty::U32, None, false, i);
-                        let j = e.b.fma(Ty::U64, i64r, Operand::Imm(u64::from(BLOCK)), t64);
-                        let inb = e.b.setp(Cmp::Lt, Ty::U64, j, Operand::Imm(gs));
-                        let jc = e.b.selp(Ty::U64, j, Operand::Imm(0), inb);
-                        let k = e.b.bin(BinOp::Add, Ty::U64, jc, Operand::Imm(q * gs));
-                        e.b.push(Inst::Mov { dst: kvar, src: k.into() });
-                        e.memo.clear();
-                        let v = super::row_reduce::gated_input(e, x, gate, &idx)?;
-                        let sq = e.b.bin(BinOp::Mul, Ty::F32, v, v);
-                        let sq = e.b.selp(Ty::F32, sq, f32_imm(0.0), inb);
-                        e.b.push(Inst::Binary { op: BinOp::Add, ty: Ty::F32, dst: acc, a: acc.into(), b: sq.into() });
-                        Ok(())
-                    })();
-                    e.memo.clear();
-                    result
-                })?;
-                accs.push(acc);
+                accs.push(super::row_reduce::square_sum(&mut e, x, gate, &idx, kvar, Operand::Imm(q * gs), gs, t64)?);
             }
             // Each warp's sums by butterflies into its slots; after one barrier every thread
             // folds the warps' slots in warp order (the same in all of them).

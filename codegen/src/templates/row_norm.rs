@@ -27,50 +27,66 @@ use lathe_kernel::ir::{Axis, BinOp, Cmp, Inst, Operand, Reg, ShflMode, Space, Sp
 use super::elementwise::{bind_operands, bind_results, bind_symbols, delinearize, Emit};
 use super::pointwise::{self, Value};
 use super::row_reduce::{Compiled, BLOCK};
-use super::TemplateError;
+use super::{unsupported, TemplateError};
 use crate::group::index::{Expr, Ranges};
 
-fn unsupported(what: impl Into<String>) -> TemplateError {
-    TemplateError::Unsupported(what.into())
-}
-
-/// The row's value of `v` (f32, or u32 for `Add`/`Max`/`Min`) under op `op` across the CTA:
-/// each warp by a butterfly (`redux.sync` for u32), the warps through the shared `slots` (4
-/// bytes per warp), folded in warp order by every thread (the same in all of them); a barrier
-/// before and after, so the slots can be reused.
-pub(super) fn cta_reduce(e: &mut Emit<'_>, v: Reg, op: BinOp, slots: u32, lane0: Reg, warp_slot: Reg) -> Reg {
-    cta_reduce_as(e, v, op, Ty::F32, slots, lane0, warp_slot)
-}
-
-/// [`cta_reduce`] at type `ty`.
-pub(super) fn cta_reduce_as(
-    e: &mut Emit<'_>,
-    v: Reg,
-    op: BinOp,
-    ty: Ty,
+/// What a CTA reduction needs: 4 bytes of shared memory per warp, lane 0's predicate and this
+/// thread's warp slot.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct CtaSlots {
     slots: u32,
     lane0: Reg,
     warp_slot: Reg,
-) -> Reg {
-    let s = if ty == Ty::U32 {
-        e.b.redux(op, Ty::U32, v)
-    } else {
-        let mut s = v;
-        for d in [16u64, 8, 4, 2, 1] {
-            let o = e.b.shfl(ShflMode::Bfly, s, Operand::Imm(d));
-            s = e.b.bin(op, ty, s, o);
-        }
-        s
-    };
-    e.b.if_then(lane0, |b| b.st(Space::Shared, ty, warp_slot, 0, &[s.into()]));
-    e.b.bar();
-    let total = e.b.ld1(Space::Shared, ty, Operand::Imm(u64::from(slots)), 0);
-    for w in 1..BLOCK / 32 {
-        let x = e.b.ld1(Space::Shared, ty, Operand::Imm(u64::from(slots + 4 * w)), 0);
-        e.b.push(Inst::Binary { op, ty, dst: total, a: total.into(), b: x.into() });
+}
+
+impl CtaSlots {
+    /// Declares the slots and computes the registers for thread `tid` (`u32`).
+    pub(super) fn new(b: &mut KernelBuilder, tid: Reg) -> Self {
+        let slots = b.shared(4 * (BLOCK / 32), 16);
+        let lane = b.special(Special::LaneId);
+        let lane0 = b.setp(Cmp::Eq, Ty::U32, lane, Operand::Imm(0));
+        let warp = b.bin(BinOp::Div, Ty::U32, tid, Operand::Imm(32));
+        let w64 = b.cvt(Ty::U64, Ty::U32, None, false, warp);
+        let warp_slot = b.fma(Ty::U64, w64, Operand::Imm(4), Operand::Imm(u64::from(slots)));
+        CtaSlots { slots, lane0, warp_slot }
     }
-    e.b.bar();
-    total
+
+    /// Whether this thread is its warp's lane 0.
+    pub(super) fn lane0(self) -> Reg {
+        self.lane0
+    }
+
+    /// The row's value of f32 `v` under op `op` across the CTA ([`CtaSlots::reduce_as`]).
+    pub(super) fn reduce(self, e: &mut Emit<'_>, v: Reg, op: BinOp) -> Reg {
+        self.reduce_as(e, v, op, Ty::F32)
+    }
+
+    /// The row's value of `v` (f32, or u32 for `Add`/`Max`/`Min`) under op `op` across the CTA:
+    /// each warp by a butterfly (`redux.sync` for u32), the warps through the shared slots,
+    /// folded in warp order by every thread (the same in all of them); a barrier before and
+    /// after, so the slots can be reused.
+    pub(super) fn reduce_as(self, e: &mut Emit<'_>, v: Reg, op: BinOp, ty: Ty) -> Reg {
+        let CtaSlots { slots, lane0, warp_slot } = self;
+        let s = if ty == Ty::U32 {
+            e.b.redux(op, Ty::U32, v)
+        } else {
+            let mut s = v;
+            for d in [16u64, 8, 4, 2, 1] {
+                let o = e.b.shfl(ShflMode::Bfly, s, Operand::Imm(d));
+                s = e.b.bin(op, ty, s, o);
+            }
+            s
+        };
+        e.b.if_then(lane0, |b| b.st(Space::Shared, ty, warp_slot, 0, &[s.into()]));
+        e.b.bar();
+        let total = e.b.ld1(Space::Shared, ty, Operand::Imm(u64::from(slots)), 0);
+        for w in 1..BLOCK / 32 {
+            let x = e.b.ld1(Space::Shared, ty, Operand::Imm(u64::from(slots + 4 * w)), 0);
+            e.b.push(Inst::Binary { op, ty, dst: total, a: total.into(), b: x.into() });
+        }
+        e.b.bar();
+        total
+    }
 }
 
 /// Compiles a row-reduce group around one `layer_norm` or one last-axis `softmax`.
@@ -115,12 +131,7 @@ pub fn compile(m: &Module, f: &Fusion, name: &str) -> Result<Compiled, TemplateE
     let col = b.reg(Ty::U64);
     vars.push(col);
     let t64 = b.cvt(Ty::U64, Ty::U32, None, false, tid);
-    let slots = b.shared(4 * (BLOCK / 32), 16);
-    let lane = b.special(Special::LaneId);
-    let lane0 = b.setp(Cmp::Eq, Ty::U32, lane, Operand::Imm(0));
-    let warp = b.bin(BinOp::Div, Ty::U32, tid, Operand::Imm(32));
-    let w64 = b.cvt(Ty::U64, Ty::U32, None, false, warp);
-    let warp_slot = b.fma(Ty::U64, w64, Operand::Imm(4), Operand::Imm(u64::from(slots)));
+    let cta_slots = CtaSlots::new(&mut b, tid);
     let trips = d.div_ceil(u64::from(BLOCK));
     let idx: Vec<Expr> = (0..rank).map(Expr::Var).collect();
     let mut e = Emit { g, ranges: Ranges::of(m, &shape), b, vars, syms, bases, memo: HashMap::new() };
@@ -171,7 +182,7 @@ pub fn compile(m: &Module, f: &Fusion, name: &str) -> Result<Compiled, TemplateE
                 e.b.push(Inst::Binary { op: BinOp::Add, ty: Ty::F32, dst: acc, a: acc.into(), b: v.into() });
                 Ok(())
             })?;
-            let sum = cta_reduce(&mut e, acc, BinOp::Add, slots, lane0, warp_slot);
+            let sum = cta_slots.reduce(&mut e, acc, BinOp::Add);
             let mean = e.b.bin(BinOp::Div, Ty::F32, sum, f32_imm(d as f32));
             let acc2 = e.b.mov(Ty::F32, f32_imm(0.0));
             trip(&mut e, &mut |e, v, inb| {
@@ -181,7 +192,7 @@ pub fn compile(m: &Module, f: &Fusion, name: &str) -> Result<Compiled, TemplateE
                 e.b.push(Inst::Binary { op: BinOp::Add, ty: Ty::F32, dst: acc2, a: acc2.into(), b: sq.into() });
                 Ok(())
             })?;
-            let ssq = cta_reduce(&mut e, acc2, BinOp::Add, slots, lane0, warp_slot);
+            let ssq = cta_slots.reduce(&mut e, acc2, BinOp::Add);
             let var = e.b.bin(BinOp::Div, Ty::F32, ssq, f32_imm(d as f32));
             let ve = e.b.bin(BinOp::Add, Ty::F32, var, f32_imm(eps as f32));
             let root = e.b.un(UnOp::Sqrt, Ty::F32, ve);
@@ -208,7 +219,7 @@ pub fn compile(m: &Module, f: &Fusion, name: &str) -> Result<Compiled, TemplateE
                 e.b.push(Inst::Binary { op: BinOp::Max, ty: Ty::F32, dst: mx, a: mx.into(), b: v.into() });
                 Ok(())
             })?;
-            let rmax = cta_reduce(&mut e, mx, BinOp::Max, slots, lane0, warp_slot);
+            let rmax = cta_slots.reduce(&mut e, mx, BinOp::Max);
             // A row of −inf: subtract 0 instead, and the exps below are all 0 (the zeros the
             // interpreter gives such a row), with a total of 0 guarded below.
             let all_inf = e.b.setp(Cmp::Eq, Ty::F32, rmax, f32_imm(f32::NEG_INFINITY));
@@ -221,7 +232,7 @@ pub fn compile(m: &Module, f: &Fusion, name: &str) -> Result<Compiled, TemplateE
                 e.b.push(Inst::Binary { op: BinOp::Add, ty: Ty::F32, dst: acc, a: acc.into(), b: ex.into() });
                 Ok(())
             })?;
-            let total = cta_reduce(&mut e, acc, BinOp::Add, slots, lane0, warp_slot);
+            let total = cta_slots.reduce(&mut e, acc, BinOp::Add);
             let zero_total = e.b.setp(Cmp::Eq, Ty::F32, total, f32_imm(0.0));
             let denom = e.b.selp(Ty::F32, f32_imm(1.0), total, zero_total);
             trip(&mut e, &mut |e, v, inb| {

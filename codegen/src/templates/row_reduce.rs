@@ -28,7 +28,7 @@ use lathe_kernel::ir::{
 
 use super::elementwise::{bind_operands, bind_results, bind_symbols, delinearize, dim_operand, storage, Binding, Emit};
 use super::pointwise::Value;
-use super::TemplateError;
+use super::{unsupported, TemplateError};
 use crate::group::index::{Expr, Ranges};
 
 /// Threads per CTA.
@@ -48,10 +48,6 @@ pub struct Compiled {
     /// Results the kernel accumulates into with atomics (`amax`): zeroed by a memset launch
     /// before it, as the launch rule says.
     pub accumulators: Vec<usize>,
-}
-
-fn unsupported(what: impl Into<String>) -> TemplateError {
-    TemplateError::Unsupported(what.into())
 }
 
 /// Compiles row-reduce group `f` of module `m` as kernel `name`, when it is one RMSNorm (with or
@@ -74,23 +70,21 @@ pub fn compile(m: &lathe_ir::Module, f: &Fusion, name: &str) -> Result<Compiled,
         .filter(|&&n| matches!(g.nodes[n].op, Op::Amax))
         .map(|&n| (g.nodes[n].args[0], g.nodes[n].results[0]))
         .collect();
-    let [norm] = norms.as_slice() else {
+    // The group's row ops, by name, for the errors below.
+    let row_op_names = || {
         let names: Vec<&str> = g
             .order
             .iter()
             .filter(|&&n| lathe_passes::strategy::is_row_op(&g.nodes[n].op))
             .map(|&n| g.nodes[n].op.name())
             .collect();
-        return Err(unsupported(format!("a row_reduce group not built around one rms_norm ({})", names.join(", "))));
+        names.join(", ")
+    };
+    let [norm] = norms.as_slice() else {
+        return Err(unsupported(format!("a row_reduce group not built around one rms_norm ({})", row_op_names())));
     };
     if rows_ops != 1 {
-        let names: Vec<&str> = g
-            .order
-            .iter()
-            .filter(|&&n| lathe_passes::strategy::is_row_op(&g.nodes[n].op))
-            .map(|&n| g.nodes[n].op.name())
-            .collect();
-        return Err(unsupported(format!("a row_reduce group with more than one row op ({})", names.join(", "))));
+        return Err(unsupported(format!("a row_reduce group with more than one row op ({})", row_op_names())));
     }
     let node = &g.nodes[*norm];
     let Op::RmsNorm(attrs) = &node.op else { return Err(unsupported("rms_norm")) };
@@ -152,25 +146,7 @@ pub fn compile(m: &lathe_ir::Module, f: &Fusion, name: &str) -> Result<Compiled,
     let mut e = Emit { g, ranges, b, vars, syms, bases, memo: HashMap::new() };
 
     // Pass 1: each thread's sum of squares.
-    let acc = e.b.mov(Ty::F32, f32_imm(0.0));
-    e.for_count(Operand::Imm(trips), |e, i| {
-        let result = (|| {
-            let i64r = e.b.cvt(Ty::U64, Ty::U32, None, false, i);
-            let j = e.b.fma(Ty::U64, i64r, Operand::Imm(u64::from(BLOCK)), t64);
-            let inb = e.b.setp(lathe_kernel::ir::Cmp::Lt, Ty::U64, j, Operand::Imm(gs));
-            // Out-of-row trips read element 0 of the group and add nothing.
-            let jc = e.b.selp(Ty::U64, j, Operand::Imm(0), inb);
-            e.b.push(Inst::Binary { op: BinOp::Add, ty: Ty::U64, dst: col, a: first.into(), b: jc.into() });
-            e.memo.clear();
-            let v = gated_input(e, x, gate, &idx)?;
-            let sq = e.b.bin(BinOp::Mul, Ty::F32, v, v);
-            let sq = e.b.selp(Ty::F32, sq, f32_imm(0.0), inb);
-            e.b.push(Inst::Binary { op: BinOp::Add, ty: Ty::F32, dst: acc, a: acc.into(), b: sq.into() });
-            Ok(())
-        })();
-        e.memo.clear();
-        result
-    })?;
+    let acc = square_sum(&mut e, x, gate, &idx, col, first.into(), gs, t64)?;
     // The warp's sum by a butterfly, then the CTA's through shared memory.
     let mut s = acc;
     for dist in [16u64, 8, 4, 2, 1] {
@@ -244,6 +220,41 @@ pub fn compile(m: &lathe_ir::Module, f: &Fusion, name: &str) -> Result<Compiled,
         e.b.if_then(lane0, |b| b.red(Space::Global, BinOp::Max, Ty::U32, buf, 0, w));
     }
     Ok(Compiled { kernel: e.b.finish(), bindings, rows: lead.to_vec(), groups, accumulators })
+}
+
+/// This thread's sum of the squares of a normalization group's `gs` elements (of `x`, gated by
+/// `z` where given) at `idx`, element `j` (for `j = t, t + 256, …`) at column `first + j` of the
+/// column variable `col`. Spare trips read the group's first element and add nothing.
+#[allow(clippy::too_many_arguments, clippy::redundant_closure_call)]
+pub(super) fn square_sum(
+    e: &mut Emit,
+    x: ValueId,
+    gate: Option<ValueId>,
+    idx: &[Expr],
+    col: Reg,
+    first: Operand,
+    gs: u64,
+    t64: Reg,
+) -> Result<Reg, TemplateError> {
+    let acc = e.b.mov(Ty::F32, f32_imm(0.0));
+    e.for_count(Operand::Imm(gs.div_ceil(u64::from(BLOCK))), |e, i| {
+        let result = (|| {
+            let i64r = e.b.cvt(Ty::U64, Ty::U32, None, false, i);
+            let j = e.b.fma(Ty::U64, i64r, Operand::Imm(u64::from(BLOCK)), t64);
+            let inb = e.b.setp(lathe_kernel::ir::Cmp::Lt, Ty::U64, j, Operand::Imm(gs));
+            let jc = e.b.selp(Ty::U64, j, Operand::Imm(0), inb);
+            e.b.push(Inst::Binary { op: BinOp::Add, ty: Ty::U64, dst: col, a: first, b: jc.into() });
+            e.memo.clear();
+            let v = gated_input(e, x, gate, idx)?;
+            let sq = e.b.bin(BinOp::Mul, Ty::F32, v, v);
+            let sq = e.b.selp(Ty::F32, sq, f32_imm(0.0), inb);
+            e.b.push(Inst::Binary { op: BinOp::Add, ty: Ty::F32, dst: acc, a: acc.into(), b: sq.into() });
+            Ok(())
+        })();
+        e.memo.clear();
+        result
+    })?;
+    Ok(acc)
 }
 
 /// The normalized value at `idx`: `x`, or `x · silu(z)` with a gate.

@@ -35,14 +35,10 @@ use lathe_kernel::ir::{Axis, BinOp, Cmp, Inst, Operand, Reg, Space, Special, Ty,
 
 use super::elementwise::{bind_operands, bind_results, bind_symbols, Emit};
 use super::pointwise::{self, Value};
-use super::row_norm::cta_reduce_as;
+use super::row_norm::CtaSlots;
 use super::row_reduce::{Compiled, BLOCK};
-use super::TemplateError;
+use super::{unsupported, TemplateError};
 use crate::group::index::{Expr, Ranges};
-
-fn unsupported(what: impl Into<String>) -> TemplateError {
-    TemplateError::Unsupported(what.into())
-}
 
 /// Philox4x32-10's round multipliers and key increments (Salmon et al., SC'11).
 const PHILOX_M: [u64; 2] = [0xD251_1F53, 0xCD9E_8D57];
@@ -72,10 +68,8 @@ struct Row {
     /// `logits`, the temperature (0: argmax).
     logits: ValueId,
     temperature: f32,
-    /// Shared slots and the reduction's lane-0 predicate and warp slot.
-    slots: u32,
-    lane0: Reg,
-    warp_slot: Reg,
+    /// The CTA reductions' slots.
+    cta_slots: CtaSlots,
 }
 
 impl Row {
@@ -154,7 +148,7 @@ impl Row {
                 e.b.push(Inst::Binary { op: BinOp::Add, ty, dst: acc, a: acc.into(), b: w.into() });
                 Ok(())
             })?;
-            let total = cta_reduce_as(e, acc, BinOp::Add, ty, self.slots, self.lane0, self.warp_slot);
+            let total = self.cta_slots.reduce_as(e, acc, BinOp::Add, ty);
             let keep = ok(e, total);
             e.b.push(Inst::Selp { ty: Ty::U64, dst: t, a: c.into(), b: t.into(), p: keep });
             Ok(())
@@ -241,15 +235,10 @@ pub fn compile(m: &Module, f: &Fusion, name: &str) -> Result<Compiled, TemplateE
     let row = b.cvt(Ty::U64, Ty::U32, None, false, cta);
     let col = b.reg(Ty::U64);
     let t64 = b.cvt(Ty::U64, Ty::U32, None, false, tid);
-    let slots = b.shared(4 * (BLOCK / 32), 16);
-    let lane = b.special(Special::LaneId);
-    let lane0 = b.setp(Cmp::Eq, Ty::U32, lane, Operand::Imm(0));
-    let warp = b.bin(BinOp::Div, Ty::U32, tid, Operand::Imm(32));
-    let w64 = b.cvt(Ty::U64, Ty::U32, None, false, warp);
-    let warp_slot = b.fma(Ty::U64, w64, Operand::Imm(4), Operand::Imm(u64::from(slots)));
+    let cta_slots = CtaSlots::new(&mut b, tid);
     let first_thread = b.setp(Cmp::Eq, Ty::U32, tid, Operand::Imm(0));
     let l = 64 - (v - 1).leading_zeros();
-    let r = Row { v, l, trips: v.div_ceil(u64::from(BLOCK)), t64, col, logits, temperature, slots, lane0, warp_slot };
+    let r = Row { v, l, trips: v.div_ceil(u64::from(BLOCK)), t64, col, logits, temperature, cta_slots };
     let ranges = Ranges::of(m, &shape);
     let mut e = Emit { g, ranges, b, vars: vec![row, col], syms, bases, memo: HashMap::new() };
 
@@ -262,13 +251,13 @@ pub fn compile(m: &Module, f: &Fusion, name: &str) -> Result<Compiled, TemplateE
     // Keys are under 2^56: the value part (32 bits) and the index part reduce as u32 pairs.
     let hi = e.b.bin(BinOp::Shr, Ty::U64, best, Operand::Imm(u64::from(l)));
     let hi = e.b.cvt(Ty::U32, Ty::U64, None, false, hi);
-    let top = cta_reduce_as(&mut e, hi, BinOp::Max, Ty::U32, slots, lane0, warp_slot);
+    let top = cta_slots.reduce_as(&mut e, hi, BinOp::Max, Ty::U32);
     let mask = (1u64 << l) - 1;
     let low = e.b.bin(BinOp::And, Ty::U64, best, Operand::Imm(mask));
     let low = e.b.cvt(Ty::U32, Ty::U64, None, false, low);
     let mine = e.b.setp(Cmp::Eq, Ty::U32, hi, top);
     let low = e.b.selp(Ty::U32, low, Operand::Imm(0), mine);
-    let low = cta_reduce_as(&mut e, low, BinOp::Max, Ty::U32, slots, lane0, warp_slot);
+    let low = cta_slots.reduce_as(&mut e, low, BinOp::Max, Ty::U32);
     let top64 = e.b.cvt(Ty::U64, Ty::U32, None, false, top);
     let top64 = e.b.bin(BinOp::Shl, Ty::U64, top64, Operand::Imm(u64::from(l)));
     let low64 = e.b.cvt(Ty::U64, Ty::U32, None, false, low);
@@ -307,7 +296,7 @@ pub fn compile(m: &Module, f: &Fusion, name: &str) -> Result<Compiled, TemplateE
                 e.b.push(Inst::Binary { op: BinOp::Add, ty: Ty::F32, dst: sum, a: sum.into(), b: x.into() });
                 Ok(())
             })?;
-            let norm = cta_reduce_as(e, sum, BinOp::Add, Ty::F32, slots, lane0, warp_slot);
+            let norm = cta_slots.reduce_as(e, sum, BinOp::Add, Ty::F32);
             let mass = Weight::Mass { zmax, norm };
             // top_p: the smallest prefix (largest threshold) whose mass reaches p.
             let tp = match attrs.top_p {
@@ -326,7 +315,7 @@ pub fn compile(m: &Module, f: &Fusion, name: &str) -> Result<Compiled, TemplateE
                 e.b.push(Inst::Binary { op: BinOp::Add, ty: Ty::F32, dst: kept, a: kept.into(), b: q.into() });
                 Ok(())
             })?;
-            let kept = cta_reduce_as(e, kept, BinOp::Add, Ty::F32, slots, lane0, warp_slot);
+            let kept = cta_slots.reduce_as(e, kept, BinOp::Add, Ty::F32);
             // The uniform of counter [offset, row] under key = seed.
             let Value::I64(off) = e.value_at(offset, Vec::new())? else {
                 return Err(unsupported("a non-integer offset"));

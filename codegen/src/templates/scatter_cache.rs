@@ -17,12 +17,8 @@ use lathe_kernel::ir::{Access as BufferAccess, Axis, BinOp, Cmp, Operand, Space,
 
 use super::elementwise::{bind_symbols, delinearize, dim_operand, storage, Binding, Compiled, Emit, BLOCK};
 use super::pointwise::Value;
-use super::TemplateError;
+use super::{unsupported, TemplateError};
 use crate::group::index::{Expr, Ranges};
-
-fn unsupported(what: impl Into<String>) -> TemplateError {
-    TemplateError::Unsupported(what.into())
-}
 
 /// Compiles scatter-cache group `f` of module `m` as kernel `name`.
 // The builder's block closures return nothing: an immediately called closure inside the guard

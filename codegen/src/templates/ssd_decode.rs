@@ -29,7 +29,7 @@ use lathe_kernel::ir::{Axis, BinOp, Cmp, Inst, Kernel, Operand, Reg, ShflMode, S
 
 use super::elementwise::{bind_operands, bind_results, bind_symbols, delinearize, dim_operand, Binding, Emit};
 use super::pointwise::{self, Value};
-use super::TemplateError;
+use super::{constant, unsupported, TemplateError};
 use crate::group::index::{self, Expr, Ranges};
 
 /// Threads per CTA: eight warps.
@@ -47,17 +47,6 @@ pub struct Compiled {
     pub batch: Dim,
     /// Heads.
     pub heads: u64,
-}
-
-fn unsupported(what: impl Into<String>) -> TemplateError {
-    TemplateError::Unsupported(what.into())
-}
-
-fn constant(d: &Dim, what: &str) -> Result<u64, TemplateError> {
-    match d {
-        Dim::Const(c) => Ok(*c),
-        Dim::Sym(_) => Err(unsupported(format!("a symbolic {what}"))),
-    }
 }
 
 /// `v` with its reshapes stripped.
