@@ -684,17 +684,7 @@ mod tests {
         let mut inputs = HashMap::new();
         let mut seed = 3u32;
         for (i, _) in f.graph.params() {
-            let shape: Vec<usize> =
-                i.ty.shape
-                    .iter()
-                    .map(|d| match d {
-                        Dim::Const(c) => *c as usize,
-                        Dim::Sym(s) => match m.symbols.get(*s).map(|s| s.name.as_str()) {
-                            Some("S") => 5,
-                            _ => 1,
-                        },
-                    })
-                    .collect();
+            let shape = crate::testing::concrete(m, &i.ty.shape, &[("S", 5)]);
             let n: usize = shape.iter().product();
             let t = match i.role {
                 Some(InputRole::Tokens) => {

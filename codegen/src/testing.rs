@@ -59,6 +59,20 @@ pub fn run_group(text: &str, int_bound: i64, symbols: &[(&str, u64)]) -> GroupRe
     r.clone()
 }
 
+/// `shape` with each symbol at the value `symbols` names (1 for the others).
+pub fn concrete(m: &lathe_ir::Module, shape: &[Dim], symbols: &[(&str, u64)]) -> Vec<usize> {
+    shape
+        .iter()
+        .map(|d| match d {
+            Dim::Const(c) => *c as usize,
+            Dim::Sym(s) => {
+                let name = &m.symbols.get(*s).expect("a symbol").name;
+                symbols.iter().find(|(n, _)| n == name).map_or(1, |(_, v)| *v as usize)
+            }
+        })
+        .collect()
+}
+
 /// Pseudo-random inputs in [−0.5, 0.5) for function `main` of `m` (integers below `int_bound`;
 /// symbols at the values `symbols` names, others 1).
 fn random_inputs(m: &lathe_ir::Module, int_bound: i64, symbols: &[(&str, u64)]) -> HashMap<String, Tensor> {
@@ -66,17 +80,7 @@ fn random_inputs(m: &lathe_ir::Module, int_bound: i64, symbols: &[(&str, u64)]) 
     let mut inputs = HashMap::new();
     let mut seed = 9u32;
     for (i, _) in f.graph.params() {
-        let shape: Vec<usize> =
-            i.ty.shape
-                .iter()
-                .map(|d| match d {
-                    Dim::Const(c) => *c as usize,
-                    Dim::Sym(s) => {
-                        let name = &m.symbols.get(*s).expect("a symbol").name;
-                        symbols.iter().find(|(n, _)| n == name).map_or(1, |(_, v)| *v as usize)
-                    }
-                })
-                .collect();
+        let shape = concrete(m, &i.ty.shape, symbols);
         let n: usize = shape.iter().product();
         let mut next = || {
             seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);

@@ -22,6 +22,11 @@ fn tmp(test: &str) -> PathBuf {
     d
 }
 
+/// `lathe eval MODEL ARGS… --out OUT`.
+fn eval(model: &std::path::Path, args: &[&str], out: impl AsRef<std::path::Path>) -> std::process::Output {
+    Command::new(LATHE).arg("eval").arg(model).args(args).arg("--out").arg(out.as_ref()).output().expect("run")
+}
+
 fn f32s(b: &[u8]) -> Vec<f64> {
     b.chunks_exact(4).map(|c| f64::from(f32::from_le_bytes([c[0], c[1], c[2], c[3]]))).collect()
 }
@@ -48,13 +53,7 @@ fn sim_backend_matches_transformers_on_every_fixture() {
         let want = f32s(&reference.read_bytes("logits").expect("logits"));
         let list: Vec<String> = tokens.iter().map(i64::to_string).collect();
         let out = dir.join(format!("{name}.safetensors"));
-        let r = Command::new(LATHE)
-            .arg("eval")
-            .arg(&model)
-            .args(["--tokens", &list.join(","), "--backend", "sim", "--verbose", "--out"])
-            .arg(&out)
-            .output()
-            .expect("run");
+        let r = eval(&model, &["--tokens", &list.join(","), "--backend", "sim", "--verbose"], &out);
         let err = String::from_utf8_lossy(&r.stderr);
         assert!(r.status.success(), "{name}: {err}");
         assert!(err.contains("groups ran in the simulator"), "{name}: {err}");
@@ -64,13 +63,7 @@ fn sim_backend_matches_transformers_on_every_fixture() {
     // Some groups really ran in the simulator.
     let model = root().join("tests/fixtures/models/nemotron_h_tiny");
     let out = dir.join("again.safetensors");
-    let r = Command::new(LATHE)
-        .arg("eval")
-        .arg(&model)
-        .args(["--tokens", "5,4,3,2,1", "--backend", "sim", "--verbose", "--out"])
-        .arg(&out)
-        .output()
-        .expect("run");
+    let r = eval(&model, &["--tokens", "5,4,3,2,1", "--backend", "sim", "--verbose"], &out);
     let err = String::from_utf8_lossy(&r.stderr);
     assert!(err.lines().any(|l| l.contains("elementwise") && l.contains("simulator (")), "{err}");
     let _ = std::fs::remove_dir_all(dir);
@@ -88,13 +81,7 @@ fn bf16_logits(dir: &std::path::Path, name: &str, backend: &str) -> (Vec<f64>, V
         .collect();
     let want = f32s(&reference.read_bytes("logits").expect("logits"));
     let out = dir.join(format!("{name}-{backend}.safetensors"));
-    let r = Command::new(LATHE)
-        .arg("eval")
-        .arg(&model)
-        .args(["--tokens", &tokens.join(","), "--backend", backend, "--compute-dtype", "bf16", "--out"])
-        .arg(&out)
-        .output()
-        .expect("run");
+    let r = eval(&model, &["--tokens", &tokens.join(","), "--backend", backend, "--compute-dtype", "bf16"], &out);
     assert!(r.status.success(), "{name} {backend}: {}", String::from_utf8_lossy(&r.stderr));
     let got = f32s(&Header::read(&out).expect("out").read_bytes("logits").expect("logits"));
     (got, want, tokens.len())
@@ -169,14 +156,11 @@ fn decode_from_matches_transformers_on_every_fixture() {
             .collect();
         let want = f32s(&reference.read_bytes("logits").expect("logits"));
         let out = dir.join(format!("{name}.safetensors"));
-        let r = Command::new(LATHE)
-            .arg("eval")
-            .arg(&model)
-            .args(["--tokens", &tokens.join(","), "--backend", "sim", "--verbose"])
-            .args(["--decode-from", &from.to_string(), "--out"])
-            .arg(&out)
-            .output()
-            .expect("run");
+        let r = eval(
+            &model,
+            &["--tokens", &tokens.join(","), "--backend", "sim", "--verbose", "--decode-from", &from.to_string()],
+            &out,
+        );
         let err = String::from_utf8_lossy(&r.stderr);
         assert!(r.status.success(), "{name}: {err}");
         assert!(
@@ -197,13 +181,7 @@ fn decode_from_matches_transformers_on_every_fixture() {
     // K must name a prefix.
     let model = root().join("tests/fixtures/models/qwen2_tiny");
     for k in ["0", "4"] {
-        let r = Command::new(LATHE)
-            .arg("eval")
-            .arg(&model)
-            .args(["--tokens", "5,4,3", "--decode-from", k, "--out"])
-            .arg(dir.join("x.safetensors"))
-            .output()
-            .expect("run");
+        let r = eval(&model, &["--tokens", "5,4,3", "--decode-from", k], dir.join("x.safetensors"));
         assert_eq!(r.status.code(), Some(2));
         assert!(String::from_utf8_lossy(&r.stderr).contains("must be between 1 and the 3 tokens given"));
     }
@@ -215,13 +193,7 @@ fn strict_refuses_groups_without_a_template_and_flags_need_the_sim_backend() {
     let dir = tmp("strict");
     let model = root().join("tests/fixtures/models/nemotron_h_tiny");
     let out = dir.join("o.safetensors");
-    let r = Command::new(LATHE)
-        .arg("eval")
-        .arg(&model)
-        .args(["--tokens", "5,4,3", "--backend", "sim", "--strict", "--out"])
-        .arg(&out)
-        .output()
-        .expect("run");
+    let r = eval(&model, &["--tokens", "5,4,3", "--backend", "sim", "--strict"], &out);
     let err = String::from_utf8_lossy(&r.stderr);
     assert_eq!(r.status.code(), Some(2), "{err}");
     assert!(
@@ -230,31 +202,13 @@ fn strict_refuses_groups_without_a_template_and_flags_need_the_sim_backend() {
     );
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(!out.exists(), "no output after an error");
-    let r = Command::new(LATHE)
-        .arg("eval")
-        .arg(&model)
-        .args(["--tokens", "5,4,3", "--strict", "--out"])
-        .arg(&out)
-        .output()
-        .expect("run");
+    let r = eval(&model, &["--tokens", "5,4,3", "--strict"], &out);
     assert_eq!(r.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&r.stderr).contains("--strict and --verbose go with --backend sim"));
-    let r = Command::new(LATHE)
-        .arg("eval")
-        .arg(&model)
-        .args(["--tokens", "5,4,3", "--backend", "cuda", "--out"])
-        .arg(&out)
-        .output()
-        .expect("run");
+    let r = eval(&model, &["--tokens", "5,4,3", "--backend", "cuda"], &out);
     assert_eq!(r.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&r.stderr).contains("--backend cuda: not available"));
-    let r = Command::new(LATHE)
-        .arg("eval")
-        .arg(&model)
-        .args(["--tokens", "5,4,3", "--compute-dtype", "f16", "--out"])
-        .arg(&out)
-        .output()
-        .expect("run");
+    let r = eval(&model, &["--tokens", "5,4,3", "--compute-dtype", "f16"], &out);
     assert_eq!(r.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&r.stderr).contains("--compute-dtype f16: not supported (`f32` or `bf16`)"));
     assert!(!out.exists(), "no output after an error");
