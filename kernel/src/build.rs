@@ -322,6 +322,11 @@ impl KernelBuilder {
         self.push(Inst::CpAsyncWaitAll);
     }
 
+    /// `fence.acq_rel.gpu`: orders this thread's memory accesses GPU-wide (see [`Inst::Fence`]).
+    pub fn fence(&mut self) {
+        self.push(Inst::Fence);
+    }
+
     /// `griddepcontrol.wait`: the dependent launch's wait for its prerequisite grids.
     pub fn grid_dep_wait(&mut self) {
         self.push(Inst::GridDepWait);

@@ -516,6 +516,12 @@ pub enum Inst {
     /// `griddepcontrol.launch_dependents` (sm_90): lets the dependent grid be scheduled before
     /// this one completes (a hint; it orders no memory).
     GridDepLaunchDependents,
+    /// `fence.acq_rel.gpu`: the thread's memory accesses before it are ordered before those
+    /// after it for every thread of the GPU. Paired through an atomic on the same bytes, it is
+    /// how CTAs of one launch hand each other data: a CTA writes, fences and updates a counter
+    /// (release); the CTA whose update sees every other arrival fences and reads (acquire) —
+    /// the split-KV attention's last-CTA combine. Nobody waits.
+    Fence,
 }
 
 /// How `vote.sync` combines the lanes' predicates.
@@ -742,7 +748,8 @@ impl Inst {
             | Inst::CpAsyncWait { .. }
             | Inst::CpAsyncWaitAll
             | Inst::GridDepWait
-            | Inst::GridDepLaunchDependents => {}
+            | Inst::GridDepLaunchDependents
+            | Inst::Fence => {}
         }
     }
 }

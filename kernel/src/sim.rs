@@ -852,6 +852,13 @@ impl Machine<'_> {
                 self.counters.sync += 1;
                 Ok(())
             }
+            Inst::Fence => {
+                self.counters.sync += 1;
+                for lane in (0..WARP).filter(|l| w.active & (1 << l) != 0) {
+                    self.races.fence(wi * WARP + lane, cta.epoch);
+                }
+                Ok(())
+            }
             Inst::Atom { .. } => {
                 self.counters.memory += 1;
                 self.atom(cta, w, wi, pc, inst)

@@ -332,7 +332,7 @@ impl Verifier<'_> {
                 self.operand(*src, Ty::U64)
             }
             Inst::CpAsyncCommit | Inst::CpAsyncWait { .. } | Inst::CpAsyncWaitAll => Ok(()),
-            Inst::GridDepWait | Inst::GridDepLaunchDependents => Ok(()),
+            Inst::GridDepWait | Inst::GridDepLaunchDependents | Inst::Fence => Ok(()),
             Inst::Vote { mode, dst, a, .. } => {
                 self.reg(*dst, if *mode == VoteMode::Ballot { Ty::B32 } else { Ty::Pred })?;
                 self.reg(*a, Ty::Pred)
@@ -465,6 +465,7 @@ pub fn inst_name(i: &Inst) -> String {
         Inst::CpAsyncWaitAll => "cp.async.wait_all".into(),
         Inst::GridDepWait => "griddepcontrol.wait".into(),
         Inst::GridDepLaunchDependents => "griddepcontrol.launch_dependents".into(),
+        Inst::Fence => "fence.acq_rel.gpu".into(),
         Inst::Redux { op, ty, .. } => format!("redux.sync.{}.{}", format!("{op:?}").to_lowercase(), ty.name()),
     }
 }

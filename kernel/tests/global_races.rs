@@ -442,3 +442,94 @@ fn an_integer_atomic_histogram_is_the_same_in_every_order() {
     let once = go(&histogram(), launch(4, 64), &mut [Arg::Buffer(bytes(&x)), Arg::Buffer(vec![0; 32])]);
     assert_eq!(Ok(c), once);
 }
+
+// ---------------------------------------------------------------------------------------------
+// The last-CTA hand-off: fences and an atomic counter order one CTA's writes before another's
+// reads.
+
+/// How a last-CTA kernel is (mis)written.
+#[derive(Clone, Copy)]
+struct Handoff {
+    /// Thread 0 fences between the barrier after the writes and its counter update.
+    release: bool,
+    /// Thread 0 fences after its counter update, before the barrier the readers wait at.
+    acquire: bool,
+    /// Only the CTA whose update completes the count reads (else every CTA does).
+    guarded: bool,
+}
+
+/// `G` CTAs of 32 threads: thread `t` of CTA `c` writes `part[32c + t] = 32c + t + 1`; the last
+/// CTA to arrive (a counter, put back to 0 by it) writes `sum[t] = Σ_c part[32c + t]`.
+fn last_cta(h: Handoff, ctas: u32) -> Kernel {
+    let mut b = KernelBuilder::new("last_cta", 32);
+    let part = b.buffer("part", DType::I32, Access::Written);
+    let count = b.buffer("counter", DType::I32, Access::Written);
+    let sum = b.buffer("sum", DType::I32, Access::Written);
+    let flag = b.shared(4, 4);
+    let (_, t, g) = ids(&mut b);
+    let p = addr(&mut b, part, g, 4);
+    let v = b.bin(BinOp::Add, Ty::U32, g, int_imm(1));
+    b.st(Space::Global, Ty::U32, p, 0, &[v.into()]);
+    b.bar();
+    let first = b.setp(Cmp::Eq, Ty::U32, t, int_imm(0));
+    b.if_then(first, |b| {
+        if h.release {
+            b.fence();
+        }
+        let old = b.atom(Space::Global, BinOp::Add, Ty::U32, count, 0, int_imm(1));
+        let last = b.setp(Cmp::Eq, Ty::U32, old, int_imm(i64::from(ctas) - 1));
+        b.if_then(last, |b| {
+            b.red(Space::Global, BinOp::Add, Ty::U32, count, 0, int_imm(-i64::from(ctas)));
+        });
+        if h.acquire {
+            b.fence();
+        }
+        let bit = b.selp(Ty::U32, int_imm(1), int_imm(0), last);
+        b.st(Space::Shared, Ty::U32, Operand::Imm(u64::from(flag)), 0, &[bit.into()]);
+    });
+    b.bar();
+    let bit = b.ld1(Space::Shared, Ty::U32, Operand::Imm(u64::from(flag)), 0);
+    let last = b.setp(Cmp::Ne, Ty::U32, bit, int_imm(0));
+    let reads = if h.guarded { last } else { b.setp(Cmp::Eq, Ty::U32, t, t) };
+    b.if_then(reads, |b| {
+        let mut acc = b.mov(Ty::U32, int_imm(0));
+        for c in 0..ctas {
+            let j = b.bin(BinOp::Add, Ty::U32, t, int_imm(i64::from(32 * c)));
+            let q = addr(b, part, j, 4);
+            let x = b.ld1(Space::Global, Ty::U32, q, 0);
+            acc = b.bin(BinOp::Add, Ty::U32, acc, x);
+        }
+        let s = addr(b, sum, t, 4);
+        b.st(Space::Global, Ty::U32, s, 0, &[acc.into()]);
+    });
+    b.finish()
+}
+
+#[test]
+fn the_last_cta_reads_what_the_others_released_through_a_fence_and_a_counter() {
+    let ctas = 5u32;
+    let run = |h: Handoff| {
+        let mut args =
+            vec![Arg::Buffer(vec![0; 4 * 32 * ctas as usize]), Arg::Buffer(vec![0; 4]), Arg::Buffer(vec![0; 128])];
+        let r = go_orders(&last_cta(h, ctas), launch(ctas, 32), &mut args, 4);
+        (r, args)
+    };
+    // Correct: in every CTA order, whichever CTA comes last sums every part, and the counter is
+    // back to 0 for the next launch.
+    let (r, args) = run(Handoff { release: true, acquire: true, guarded: true });
+    r.expect("clean in every order");
+    let want: Vec<u32> = (0..32).map(|t| (0..ctas).map(|c| 32 * c + t + 1).sum()).collect();
+    assert_eq!(words(buffer(&args, 2)), want);
+    assert_eq!(words(buffer(&args, 1)), vec![0]);
+    // Without either fence the last CTA's reads race; reading without the counter's say-so,
+    // the first CTA reads parts before the others write them.
+    for (h, at) in [
+        (Handoff { release: false, acquire: true, guarded: true }, "ld.global.u32"),
+        (Handoff { release: true, acquire: false, guarded: true }, "ld.global.u32"),
+        (Handoff { release: true, acquire: true, guarded: false }, "st.global.u32"),
+    ] {
+        let e = expect(run(h).0, ErrorKind::CrossCtaRace);
+        assert_eq!(e.at.as_ref().map(|a| a.1.as_str()), Some(at), "{e}");
+        assert!(e.message.contains("buffer `part`"), "{e}");
+    }
+}

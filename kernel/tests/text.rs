@@ -493,7 +493,7 @@ kernel @hand max_threads=32 shared=16 local=0 {
 }
 
 #[test]
-fn griddepcontrol_and_the_fp8_unpack_read_as_ptx_spells_them() {
+fn griddepcontrol_fences_and_the_fp8_unpack_read_as_ptx_spells_them() {
     let text = "kernel @pdl max_threads=32 shared=0 local=0 {
   reg %r0 : b16
   reg %r1, %r2 : f16x2
@@ -501,6 +501,7 @@ fn griddepcontrol_and_the_fp8_unpack_read_as_ptx_spells_them() {
   %r1 = cvt.rn.f16x2.e4m3x2 %r0
   %r2 = cvt.rn.f16x2.e5m2x2 0x3c38
   griddepcontrol.launch_dependents
+  fence.acq_rel.gpu
 }
 ";
     let k = parse(text).unwrap_or_else(|e| panic!("{e}"));
@@ -511,6 +512,7 @@ fn griddepcontrol_and_the_fp8_unpack_read_as_ptx_spells_them() {
         unpack(Ty::E4m3x2, Reg(1), Operand::Reg(Reg(0))),
         unpack(Ty::E5m2x2, Reg(2), Operand::Imm(0x3c38)),
         Inst::GridDepLaunchDependents,
+        Inst::Fence,
     ];
     assert_eq!(k.body, want.map(Stmt::Inst).to_vec());
     verify(&k).expect("verifies");

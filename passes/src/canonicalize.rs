@@ -10,12 +10,15 @@
 //! - `clamp x {}` without bounds `=> x`; `neg (neg x) => x`
 //! - `x * 1 => x`, `x / 1 => x`, `x - 0 => x`, `x + (-0) => x` when the constant is a splat and
 //!   the result has `x`'s type (`x + 0` is not rewritten: it turns −0 into +0)
+//! - `reduce x` over axes of extent 1 `=> reshape x` for integers (any kind) and float `max`
+//!   (a float sum or mean of one element is not rewritten: it turns −0 into +0). Decode's
+//!   `kv_len = past + max(positions) + 1` over its one position so needs no row reduction.
 //!
 //! Nodes left without uses are removed.
 //! Pre: a verified module. Post: a verified module computing bit-identical results.
 
-use lathe_ir::ops::{BinaryOp, UnaryOp};
-use lathe_ir::{Graph, Module, Op, ValueId};
+use lathe_ir::ops::{BinaryOp, ReduceKind, UnaryOp};
+use lathe_ir::{Dim, Graph, Module, Op, ValueId};
 
 use crate::rewrite::{for_each_graph, remove_dead, Replacements};
 use crate::{Changed, Failure, Options, Pass, PassContext, PassInfo, ANY_STAGE};
@@ -103,6 +106,17 @@ fn canonicalize_graph(g: &mut Graph) -> usize {
                 };
                 if identity {
                     forward = Some(args[0]);
+                }
+            }
+            // reduce x over axes of extent 1 => reshape x (one element: itself)
+            Op::Reduce(r)
+                if r.axes.iter().all(|&a| g.values[args[0]].ty.shape.get(a) == Some(&Dim::Const(1)))
+                    && (g.values[args[0]].ty.dtype.is_int() || r.kind == ReduceKind::Max) =>
+            {
+                if same_type(g, args[0]) {
+                    forward = Some(args[0]);
+                } else {
+                    new_node = Some((Op::Reshape(g.values[result].ty.shape.clone()), vec![args[0]]));
                 }
             }
             _ => {}

@@ -4,8 +4,11 @@
 //! For every matmul (one `gemm` group, or `gemv` when it has at most 64 rows — decode):
 //! - prologue: walking back from the lhs, the movement ops, casts, an fp8 `quantize` (with the
 //!   pointwise scale computation only it uses; the activation's `amax` stays its own reduction)
-//!   and the `rms_norm` that produce it (a norm feeding several projections, like q/k/v, is computed in the first
-//!   projection's prologue and read by the others);
+//!   and the `rms_norm` that produce it;
+//! - for a GEMV, its siblings: the other plain matmuls of the same input row (q, k and v of an
+//!   attention layer) join its group with their epilogues, so one launch streams the three
+//!   weights one after another and the row's norm is computed once (not when an epilogue op
+//!   would read two of the products, as a SwiGLU's `silu(gate) · up` does);
 //! - epilogue: the single-use chain of pointwise ops on its result — bias, activation (relu²),
 //!   cast, the residual add;
 //! - the weight-derived values only the group uses (weight casts).
@@ -92,6 +95,54 @@ fn feeds_back(p: &Planner<'_>, group: &[NodeId]) -> bool {
         .any(|a| !members.contains(&p.def(a)) && p.reaches(a, &outside_readers))
 }
 
+/// `group` (the group of GEMV `n`) with the sibling projections of `n`'s input row — plain
+/// matmuls of the same lhs and attributes, as q, k and v read one normed row — and their
+/// epilogues: one launch streams their weights one after another. A sibling stays out when
+/// taking it would close a cycle or when an epilogue op would read two of the products (a
+/// SwiGLU's `silu(gate) · up` pairs columns that different warps compute).
+fn with_siblings(p: &Planner<'_>, n: NodeId, mut group: Vec<NodeId>) -> Vec<NodeId> {
+    let g = p.g;
+    if !matches!(p.op(n), Op::Matmul(_)) {
+        return group;
+    }
+    let lhs = g.nodes[n].args[0];
+    for &s in p.users(lhs) {
+        if s == n || !p.free(s) || group.contains(&s) || p.op(s) != p.op(n) || g.nodes[s].args[0] != lhs {
+            continue;
+        }
+        let mut candidate = group.clone();
+        candidate.push(s);
+        p.absorb_epilogue(&mut candidate, g.nodes[s].results[0]);
+        p.absorb_private_producers(&mut candidate);
+        if !feeds_back(p, &candidate) && !mixes_products(g, &candidate) {
+            group = candidate;
+        }
+    }
+    group
+}
+
+/// Whether a node of `group` reads (transitively, within it) the products of two of its matmuls.
+fn mixes_products(g: &Graph, group: &[NodeId]) -> bool {
+    let mut reached: std::collections::HashMap<NodeId, usize> = std::collections::HashMap::new();
+    for &mm in group.iter().filter(|&&x| matches!(g.nodes[x].op, Op::Matmul(_) | Op::ScaledMatmul(_))) {
+        let mut seen = HashSet::new();
+        let mut stack = vec![mm];
+        while let Some(x) = stack.pop() {
+            for &r in &g.nodes[x].results {
+                for &u in group {
+                    if g.nodes[u].args.contains(&r) && seen.insert(u) {
+                        stack.push(u);
+                    }
+                }
+            }
+        }
+        for u in seen {
+            *reached.entry(u).or_default() += 1;
+        }
+    }
+    reached.values().any(|&c| c > 1)
+}
+
 fn plan(m: &Module, g: &Graph, max_inputs: usize) -> Vec<Group> {
     let mut p = Planner::new(g);
     let mut groups = Vec::new();
@@ -107,6 +158,9 @@ fn plan(m: &Module, g: &Graph, max_inputs: usize) -> Vec<Group> {
         }
         let lhs = &g.values[g.nodes[n].args[0]].ty;
         let strategy = if is_gemv(m, lhs) { KernelStrategy::Gemv } else { KernelStrategy::Gemm };
+        if strategy == KernelStrategy::Gemv {
+            group = with_siblings(&p, n, group);
+        }
         p.take(&group);
         groups.push((group, strategy));
     }

@@ -256,13 +256,23 @@ pub fn classify(m: &Module, f: &Fusion) -> Result<GroupSpec, StrategyError> {
         }
         KernelStrategy::Gemm | KernelStrategy::Gemv => {
             only(&|o| is_gemm_main(o) || matches!(o, Op::RmsNorm(_) | Op::Quantize(_) | Op::Dequantize(_) | Op::Amax))?;
-            let mm = exactly_one("matmul", &is_gemm_main)?;
+            // A GEMV may hold sibling projections of one input row (q, k and v): plain
+            // matmuls of the same lhs in the same layout, streamed as one weight.
+            let mms: Vec<NodeId> = computing.iter().copied().filter(|&n| is_gemm_main(op(n))).collect();
+            let siblings = strategy == KernelStrategy::Gemv
+                && mms.len() > 1
+                && mms.iter().all(|&n| {
+                    matches!(op(n), Op::Matmul(_))
+                        && op(n) == op(mms[0])
+                        && body.nodes[n].args[0] == body.nodes[mms[0]].args[0]
+                });
+            let mms = if siblings { mms } else { vec![exactly_one("matmul", &is_gemm_main)?] };
             if strategy == KernelStrategy::Gemv
-                && !(is_gemm_main(op(mm)) && arg_ty(mm, 0).is_some_and(|t| is_gemv(m, t)))
+                && !mms.iter().all(|&mm| is_gemm_main(op(mm)) && arg_ty(mm, 0).is_some_and(|t| is_gemv(m, t)))
             {
                 return Err(StrategyError::TooManyRows);
             }
-            vec![mm]
+            mms
         }
         KernelStrategy::Gather => {
             only(&|o| matches!(o, Op::Gather))?;

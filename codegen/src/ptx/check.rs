@@ -3,7 +3,8 @@
 //! The simulator proves the kernel IR right; the PTX that runs comes out of LLVM. So every
 //! emitted kernel is held to what the kernel IR says, statically (instructions as written,
 //! loops not unrolled — `llvm` turns unrolling off):
-//! - as many CTA barriers, `mma`, `ldmatrix`, `cp.async` copies and atomics as the kernel IR;
+//! - as many CTA barriers, `mma`, `ldmatrix`, `cp.async` copies, atomics and GPU-wide fences as
+//!   the kernel IR;
 //! - no more f32 `fma` than the kernel IR has, and every other f32 add, subtract and multiply
 //!   rounded on its own (`.rn`, which ptxas does not fuse either): no contraction (the LLVM IR
 //!   carries no `contract` flags, so an `fma` can only disappear — merged with an identical
@@ -34,6 +35,8 @@ pub struct Counts {
     pub cp_async: usize,
     /// Atomics (`atom`, `red`).
     pub atomics: usize,
+    /// GPU-wide fences (`fence`, `membar`).
+    pub fences: usize,
     /// f32 `fma`.
     pub fma: usize,
     /// Packed conversions (`cvt` to or from a `…x2` type).
@@ -72,6 +75,7 @@ fn count(i: &Inst, c: &mut Counts) {
         Inst::Ldmatrix { .. } => c.ldmatrix += 1,
         Inst::CpAsync { .. } => c.cp_async += 1,
         Inst::Atom { .. } => c.atomics += 1,
+        Inst::Fence => c.fences += 1,
         Inst::Fma { ty: Ty::F32, .. } => c.fma += 1,
         Inst::CvtPack { .. } => c.packs += 1,
         Inst::Cvt { to, from, .. } if convert_kind(*to, *from) == Some(ConvertKind::Fp8x2F16x2) => c.packs += 1,
@@ -143,6 +147,8 @@ pub fn ptx_counts(ptx: &str, local_allowed: bool) -> Result<Counts, String> {
             c.cp_async += 1;
         } else if head("atom") || head("red") {
             c.atomics += 1;
+        } else if head("fence") || head("membar") {
+            c.fences += 1;
         } else if head("fma") && op.ends_with(".f32") {
             c.fma += 1;
         } else if head("cvt") && op.contains("x2") {
@@ -165,7 +171,7 @@ pub fn ptx_counts(ptx: &str, local_allowed: bool) -> Result<Counts, String> {
 
 /// Checks `ptx` against `k`; what differs, if anything. Memory accesses, `fma` and packed
 /// conversions may only shrink (LLVM merges identical ones and deletes provably dead ones);
-/// barriers, `mma`, `ldmatrix`, `cp.async` and atomics must match.
+/// barriers, `mma`, `ldmatrix`, `cp.async`, atomics and fences must match.
 pub fn structure(k: &Kernel, ptx: &str) -> Result<(), String> {
     let want = ir_counts(k);
     let got = ptx_counts(ptx, k.local_bytes > 0)?;

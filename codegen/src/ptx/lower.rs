@@ -608,6 +608,7 @@ impl Emitter<'_> {
             Inst::GridDepLaunchDependents => {
                 self.call("void", "llvm.nvvm.griddepcontrol.launch.dependents", &[]);
             }
+            Inst::Fence => self.line("fence syncscope(\"device\") acq_rel"),
         }
         Ok(())
     }

@@ -2,6 +2,12 @@
 //! the weight in the `[out, in]` layout of linear layers) on CUDA cores, with its prologue (the
 //! input row's RMSNorm, pointwise ops) and epilogue (residual add, activation, casts).
 //!
+//! **Projections**: a group may hold sibling matmuls of one input row (q, k and v of an
+//! attention layer, put together by `fuse-elementwise`): their weights' rows follow each other
+//! in one column order, each warp picks its projection's weight, column and scale by its column,
+//! and runs that projection's epilogue — one launch, the input row staged and normed once, no
+//! weight copied.
+//!
 //! **What one CTA computes**: eight output columns, one per warp, for every row. **Tiling**: the
 //! input rows are staged in shared memory, `KT` columns at a time (all of `K` when the rows fit
 //! in 40 KiB), each element computed once per CTA by the prologue and stored in the matmul's
@@ -64,43 +70,56 @@ pub struct Compiled {
 pub fn compile(m: &Module, f: &Fusion, name: &str) -> Result<Compiled, TemplateError> {
     let g = &f.body;
     let mms: Vec<_> = g.order.iter().copied().filter(|&n| matches!(g.nodes[n].op, Op::Matmul(_))).collect();
-    let [mm] = mms.as_slice() else {
+    if mms.is_empty() || g.order.iter().any(|&n| matches!(g.nodes[n].op, Op::ScaledMatmul(_) | Op::Conv2dPatch(_))) {
         let other = g.order.iter().find(|&&n| matches!(g.nodes[n].op, Op::ScaledMatmul(_) | Op::Conv2dPatch(_)));
         return Err(unsupported(match other {
             Some(&n) => format!("a gemv around `{}`", g.nodes[n].op.name()),
-            None => "a gemv group not built around one matmul".into(),
+            None => "a gemv group not built around a matmul".into(),
         }));
-    };
-    let node = &g.nodes[*mm];
-    let Op::Matmul(attrs) = &node.op else { return Err(unsupported("matmul")) };
-    let (lhs, w, y) = (node.args[0], node.args[1], node.results[0]);
-    if attrs.transpose_a || !attrs.transpose_b {
-        return Err(unsupported("a gemv whose weight is not in the [out, in] layout (transpose_b)"));
     }
-    let wty = &g.values[w].ty;
-    let (n_cols, k_len) = match wty.shape.as_slice() {
-        [Dim::Const(n), Dim::Const(k)] => (*n, *k),
-        _ => return Err(unsupported("a gemv weight that is not a constant [N, K] matrix")),
-    };
+    let lhs = g.nodes[mms[0]].args[0];
+    let mut segs: Vec<Segment> = Vec::new();
+    let mut k_len = 0;
+    for &mm in &mms {
+        let node = &g.nodes[mm];
+        let Op::Matmul(attrs) = &node.op else { return Err(unsupported("matmul")) };
+        let (w, y) = (node.args[1], node.results[0]);
+        if attrs.transpose_a || !attrs.transpose_b {
+            return Err(unsupported("a gemv whose weight is not in the [out, in] layout (transpose_b)"));
+        }
+        if node.args[0] != lhs {
+            return Err(unsupported("gemv projections of different input rows"));
+        }
+        let (n, k) = match g.values[w].ty.shape.as_slice() {
+            [Dim::Const(n), Dim::Const(k)] => (*n, *k),
+            _ => return Err(unsupported("a gemv weight that is not a constant [N, K] matrix")),
+        };
+        k_len = k;
+        // The weight as stored: itself, or (W8A16) the fp8 codes a `dequantize` by a per-tensor
+        // scale turns into it, dequantized in the loop exactly as the IR says.
+        let dequant = match &g.nodes[g.values[w].def].op {
+            Op::Dequantize(to) => {
+                let dn = &g.nodes[g.values[w].def];
+                let (q, sc) = (dn.args[0], dn.args[1]);
+                if !g.values[sc].ty.shape.is_empty() {
+                    return Err(unsupported("a W8A16 gemv whose dequantize scale is not per tensor"));
+                }
+                Some((q, sc, *to))
+            }
+            _ => None,
+        };
+        let first = segs.last().map_or(0, |s: &Segment| s.first + s.columns);
+        segs.push(Segment { w, y, columns: n, first, dequant, stored: dequant.map_or(w, |(q, _, _)| q) });
+    }
+    let n_cols: u64 = segs.iter().map(|s| s.columns).sum();
     let xty = g.values[lhs].ty.clone();
     let x_dtype = xty.dtype;
-    // The weight as stored: itself, or (W8A16) the fp8 codes a `dequantize` by a per-tensor
-    // scale turns into it, dequantized in the loop exactly as the IR says.
-    let dequant = match &g.nodes[g.values[w].def].op {
-        Op::Dequantize(to) => {
-            let dn = &g.nodes[g.values[w].def];
-            let (q, sc) = (dn.args[0], dn.args[1]);
-            if !g.values[sc].ty.shape.is_empty() {
-                return Err(unsupported("a W8A16 gemv whose dequantize scale is not per tensor"));
-            }
-            Some((q, sc, *to))
-        }
-        _ => None,
-    };
-    let stored = dequant.map_or(w, |(q, _, _)| q);
-    let w_dtype = g.values[stored].ty.dtype;
+    let w_dtype = g.values[segs[0].stored].ty.dtype;
+    if segs.iter().any(|s| g.values[s.stored].ty.dtype != w_dtype || s.dequant.is_some() != segs[0].dequant.is_some()) {
+        return Err(unsupported("gemv projections whose weights are stored in different forms"));
+    }
     let floats = |d: DType| matches!(d, DType::F32 | DType::BF16 | DType::F16);
-    if !floats(x_dtype) || !(floats(w_dtype) || (dequant.is_some() && w_dtype == DType::F8E4M3)) {
+    if !floats(x_dtype) || !(floats(w_dtype) || (segs[0].dequant.is_some() && w_dtype == DType::F8E4M3)) {
         return Err(unsupported(format!("a gemv of {x_dtype} rows and {w_dtype} weights")));
     }
     let lead = xty.shape[..xty.rank() - 1].to_vec();
@@ -116,17 +135,17 @@ pub fn compile(m: &Module, f: &Fusion, name: &str) -> Result<Compiled, TemplateE
             "a gemv of up to {max_rows} rows (the CUDA-core form keeps {MAX_ROWS}; more rows take the tensor-core form)"
         )));
     }
-    let out_shape = g.values[y].ty.shape.clone();
     let outs: Vec<ValueId> = g.outputs.iter().map(|o| o.value).collect();
-    // Each result is computed at the product's element (a value of its shape, perhaps reshaped:
-    // row-major order is kept, so the element's flat position is the product's) or, not
-    // reading the product, at the input's element (the normalized row the next projections
-    // reuse), stored by CTA 0 while it stages the rows.
+    // Each result is computed at one product's element (a value of its shape, perhaps
+    // reshaped: row-major order is kept, so the element's flat position is the product's) or,
+    // not reading a product, at the input's element (the normalized row other groups reuse),
+    // stored by CTA 0 while it stages the rows.
     if g.order.iter().any(|&n| matches!(g.nodes[n].op, Op::Rope(_))) {
         // RoPE pairs column j of a head with j ± D/2, another warp's column here.
         return Err(unsupported("a gemv with `rope` in its epilogue (columns paired across warps)"));
     }
-    let mut epilogue = Vec::new();
+    // Per segment, its results (index into `outs`, the value at the product's shape).
+    let mut epilogue: Vec<Vec<(usize, ValueId)>> = vec![Vec::new(); segs.len()];
     let mut prologue = Vec::new();
     for (k, &o) in outs.iter().enumerate() {
         let mut base = o;
@@ -134,20 +153,21 @@ pub fn compile(m: &Module, f: &Fusion, name: &str) -> Result<Compiled, TemplateE
             base = g.nodes[g.values[base].def].args[0];
         }
         let shape = &g.values[base].ty.shape;
-        // (A square weight makes the two shapes one: what reads the product decides.)
-        if *shape == xty.shape && !reads(g, base, y) {
-            prologue.push((k, base));
-        } else if *shape == out_shape {
-            epilogue.push((k, base));
-        } else {
-            return Err(unsupported("a gemv result of another shape than the product or its input"));
+        let read: Vec<usize> = (0..segs.len()).filter(|&i| reads(g, base, segs[i].y)).collect();
+        // (A square weight makes the two shapes one: what reads a product decides.)
+        match read.as_slice() {
+            [] if *shape == xty.shape => prologue.push((k, base)),
+            [i] if *shape == g.values[segs[*i].y].ty.shape => epilogue[*i].push((k, base)),
+            [_, _, ..] => return Err(unsupported("a gemv result computed from two projections' products")),
+            _ => return Err(unsupported("a gemv result of another shape than the product or its input")),
         }
     }
     // The prologue's row op: at most one RMSNorm over the whole row.
     let norms: Vec<_> = g.order.iter().copied().filter(|&n| matches!(g.nodes[n].op, Op::RmsNorm(_))).collect();
-    let w_def = g.values[w].def;
     if g.order.iter().any(|&n| {
-        lathe_passes::strategy::is_row_op(&g.nodes[n].op) && !matches!(g.nodes[n].op, Op::RmsNorm(_)) && n != w_def
+        lathe_passes::strategy::is_row_op(&g.nodes[n].op)
+            && !matches!(g.nodes[n].op, Op::RmsNorm(_))
+            && !segs.iter().any(|s| g.values[s.w].def == n)
     }) {
         return Err(unsupported("a gemv with a row op besides one rms_norm (amax, quantize)"));
     }
@@ -186,9 +206,13 @@ pub fn compile(m: &Module, f: &Fusion, name: &str) -> Result<Compiled, TemplateE
     let bases = bind_operands(g, &mut b, &mut bindings)?;
     let outputs = bind_results(g, &outs, &mut b, &mut bindings)?;
     let syms = bind_symbols(m, g, &mut b, &mut bindings);
-    let Some(&w_base) = bases.get(&stored) else {
-        return Err(unsupported("a gemv weight the kernel does not read from memory (computed in the group)"));
-    };
+    let mut w_bases = Vec::new();
+    for seg in &segs {
+        let Some(&base) = bases.get(&seg.stored) else {
+            return Err(unsupported("a gemv weight the kernel does not read from memory (computed in the group)"));
+        };
+        w_bases.push(base);
+    }
     let stage = b.shared((max_rows * kt * x_size) as u32, 16);
     let norm_groups = norm.map_or(1, |n| n.5);
     let scale_slots = b.shared(4 * (max_rows * norm_groups) as u32, 16);
@@ -206,6 +230,21 @@ pub fn compile(m: &Module, f: &Fusion, name: &str) -> Result<Compiled, TemplateE
     let col = b.fma(Ty::U64, c64, Operand::Imm(u64::from(WARPS)), w64);
     let col_ok = b.setp(Cmp::Lt, Ty::U64, col, Operand::Imm(n_cols));
     let col_c = b.selp(Ty::U64, col, Operand::Imm(0), col_ok);
+    // The warp's projection (the segments follow each other in column order): its weight and
+    // its column within it, chosen per warp.
+    let mut w_base = w_bases[0];
+    let mut seg_col = col_c;
+    let mut in_seg = Vec::new();
+    for (seg, &base) in segs.iter().zip(&w_bases) {
+        let from = b.setp(Cmp::Ge, Ty::U64, col_c, Operand::Imm(seg.first));
+        let below = b.setp(Cmp::Lt, Ty::U64, col_c, Operand::Imm(seg.first + seg.columns));
+        in_seg.push(b.bin(BinOp::And, Ty::Pred, from, below));
+        if seg.first > 0 {
+            w_base = b.selp(Ty::U64, base, w_base, from);
+            let local = b.bin(BinOp::Sub, Ty::U64, col_c, Operand::Imm(seg.first));
+            seg_col = b.selp(Ty::U64, local, seg_col, from);
+        }
+    }
     // The run-time row count.
     let mut rows = Operand::Imm(1);
     for d in &lead {
@@ -275,16 +314,20 @@ pub fn compile(m: &Module, f: &Fusion, name: &str) -> Result<Compiled, TemplateE
         }
     }
 
-    // The per-tensor dequantization scale.
-    let scale = match dequant {
-        Some((_, sc, _)) => {
+    // The per-tensor dequantization scale of the warp's projection.
+    let mut scale = None;
+    for (seg, &from) in segs.iter().zip(&in_seg) {
+        if let Some((_, sc, _)) = seg.dequant {
             e.memo.clear();
             let Value::F32(s) = e.value_at(sc, Vec::new())? else { return Err(unsupported("a predicate scale")) };
             e.memo.clear();
-            Some(s)
+            scale = Some(match scale {
+                None => s,
+                Some(prev) => e.b.selp(Ty::F32, s, prev, from),
+            });
         }
-        None => None,
-    };
+    }
+    let to = segs[0].dequant.map(|d| d.2);
     let accs: Vec<Reg> = (0..max_rows).map(|_| e.b.mov(Ty::F32, f32_imm(0.0))).collect();
     let x_ty = match x_dtype {
         DType::F32 => Ty::F32,
@@ -374,7 +417,7 @@ pub fn compile(m: &Module, f: &Fusion, name: &str) -> Result<Compiled, TemplateE
                 let ok = e.b.setp(Cmp::Lt, Ty::U64, kk, Operand::Imm(k_len));
                 let kc = e.b.selp(Ty::U64, kk, Operand::Imm(0), ok);
                 let ok = e.b.selp(Ty::U32, Operand::Imm(0xFFFF_FFFF), Operand::Imm(0), ok);
-                let off = e.b.fma(Ty::U64, col_c, Operand::Imm(k_len), kc);
+                let off = e.b.fma(Ty::U64, seg_col, Operand::Imm(k_len), kc);
                 let addr = e.b.fma(Ty::U64, off, Operand::Imm(w_size), w_base);
                 let words = e.b.ld_hint(
                     Space::Global,
@@ -390,7 +433,7 @@ pub fn compile(m: &Module, f: &Fusion, name: &str) -> Result<Compiled, TemplateE
             for (c, ok, words) in chunks {
                 let words: Vec<Reg> = words.into_iter().map(|w| e.b.bin(BinOp::And, Ty::B32, w, ok)).collect();
                 let mut wv = unpack(e, &words, w_dtype);
-                if let (Some((_, _, to)), Some(s)) = (dequant, scale) {
+                if let (Some(to), Some(s)) = (to, scale) {
                     // q · scale rounded to the dequantized dtype: the IR's weight, exactly.
                     wv = wv
                         .into_iter()
@@ -446,24 +489,45 @@ pub fn compile(m: &Module, f: &Fusion, name: &str) -> Result<Compiled, TemplateE
     let mine = e.b.ld1(Space::Shared, Ty::F32, at, 0);
     let row_ok = e.b.setp(Cmp::Lt, Ty::U64, l64, rows);
     let store = e.b.bin(BinOp::And, Ty::Pred, row_ok, col_ok);
-    e.ranges = Ranges::of(m, &out_shape);
-    let y_dtype = g.values[y].ty.dtype;
-    e.if_then(store, |e| {
-        e.memo.clear();
-        let mut vars = delinearize(&mut e.b, Operand::Reg(l64), &lead, &e.syms);
-        vars.push(col_c);
-        e.vars = vars;
-        let v = e.round(Value::F32(mine), y_dtype);
-        e.remember(y, &idx, v);
-        for &(k, o) in &epilogue {
-            let (buf, dtype) = outputs[k];
-            let out = e.value_at(o, idx.clone())?;
-            e.store_at(buf, dtype, &out_shape, &idx, out)?;
-        }
-        e.memo.clear();
-        Ok(())
-    })?;
+    for ((seg, results), &mine_seg) in segs.iter().zip(&epilogue).zip(&in_seg) {
+        let out_shape = g.values[seg.y].ty.shape.clone();
+        e.ranges = Ranges::of(m, &out_shape);
+        let y_dtype = g.values[seg.y].ty.dtype;
+        let here = e.b.bin(BinOp::And, Ty::Pred, store, mine_seg);
+        e.if_then(here, |e| {
+            e.memo.clear();
+            let mut vars = delinearize(&mut e.b, Operand::Reg(l64), &lead, &e.syms);
+            vars.push(seg_col);
+            e.vars = vars;
+            let v = e.round(Value::F32(mine), y_dtype);
+            e.remember(seg.y, &idx, v);
+            for &(k, o) in results {
+                let (buf, dtype) = outputs[k];
+                let out = e.value_at(o, idx.clone())?;
+                e.store_at(buf, dtype, &out_shape, &idx, out)?;
+            }
+            e.memo.clear();
+            Ok(())
+        })?;
+    }
     Ok(Compiled { kernel: e.b.finish(), bindings, columns: n_cols })
+}
+
+/// One projection of a GEMV: its weight's columns follow the previous projection's.
+#[derive(Debug, Clone, Copy)]
+struct Segment {
+    /// The weight as the matmul reads it.
+    w: ValueId,
+    /// The product.
+    y: ValueId,
+    /// Its output columns (`N` of its weight).
+    columns: u64,
+    /// Its first column in the kernel's column order.
+    first: u64,
+    /// W8A16: the fp8 codes, the per-tensor scale and the dequantized dtype.
+    dequant: Option<(ValueId, ValueId, DType)>,
+    /// The weight as stored in memory (the codes under a dequantize).
+    stored: ValueId,
 }
 
 /// `rows − 1` (`rows` ≥ 1: a launch has at least one row).
@@ -606,6 +670,77 @@ mod tests {
         );
         for rows in [1, 3] {
             run_group(&text, 1, &[("B", rows)]);
+        }
+    }
+
+    /// Three projections of one normed row (q, k, v) of `n` columns each; with `fp8` each
+    /// weight is fp8 codes with its own per-tensor scale. q's product is reshaped into heads,
+    /// k's gets a residual (an epilogue of one segment only).
+    fn projections(k: u64, [nq, nk, nv]: [u64; 3], fp8: bool) -> String {
+        let mut inputs = vec![("x".to_string(), format!("bf16[B, 1, {k}]")), ("nw".to_string(), format!("bf16[{k}]"))];
+        let mut body = format!(
+            "      %0 = input \"arg0\" : bf16[B, 1, {k}]\n      %1 = input \"arg1\" : bf16[{k}]\n      %2 = rms_norm %0, %1 {{eps=1e-5, groups=1}} : bf16[B, 1, {k}]\n"
+        );
+        let mut next = 3;
+        let mut arg = 2;
+        let mut products = Vec::new();
+        for (name, n) in [("q", nq), ("k", nk), ("v", nv)] {
+            let w = if fp8 {
+                inputs.push((format!("{name}8"), format!("f8e4m3[{n}, {k}]")));
+                inputs.push((format!("{name}s"), "f32[]".to_string()));
+                body += &format!(
+                    "      %{next} = input \"arg{arg}\" : f8e4m3[{n}, {k}]\n      %{} = input \"arg{}\" : f32[]\n      %{} = dequantize %{next}, %{} : bf16[{n}, {k}]\n",
+                    next + 1,
+                    arg + 1,
+                    next + 2,
+                    next + 1
+                );
+                next += 3;
+                arg += 2;
+                next - 1
+            } else {
+                inputs.push((format!("{name}w"), format!("bf16[{n}, {k}]")));
+                body += &format!("      %{next} = input \"arg{arg}\" : bf16[{n}, {k}]\n");
+                next += 1;
+                arg += 1;
+                next - 1
+            };
+            body += &format!("      %{next} = matmul %2, %{w} {{transpose_b}} : bf16[B, 1, {n}]\n");
+            products.push(next);
+            next += 1;
+        }
+        inputs.push(("r".to_string(), format!("bf16[B, 1, {nk}]")));
+        body += &format!(
+            "      %{next} = reshape %{} : bf16[B, 1, {}, 2]\n      %{} = input \"arg{arg}\" : bf16[B, 1, {nk}]\n      %{} = add %{}, %{} : bf16[B, 1, {nk}]\n      return %{next}, %{}, %{}\n",
+            products[0],
+            nq / 2,
+            next + 1,
+            next + 2,
+            next + 1,
+            products[1],
+            next + 2,
+            products[2]
+        );
+        let inputs: Vec<(&str, &str)> = inputs.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+        one_group_with(
+            "  symbol B <= 16\n",
+            &inputs,
+            "gemv",
+            &body,
+            &[&format!("bf16[B, 1, {}, 2]", nq / 2), &format!("bf16[B, 1, {nk}]"), &format!("bf16[B, 1, {nv}]")],
+        )
+    }
+
+    #[test]
+    fn sibling_projections_share_one_launch() {
+        // Segments of 38, 13 and 9 columns (none a multiple of the 8 warps: CTAs straddle
+        // them), K = 208; bf16 weights and fp8 codes with a scale each; rows 1, 3 and 9.
+        for fp8 in [false, true] {
+            let text = projections(208, [38, 13, 9], fp8);
+            for rows in [1, 3, 9] {
+                let r = run_group(&text, 1, &[("B", rows)]);
+                assert!(r.excess_sectors * 10 <= r.sectors, "{} of {} sectors partial", r.excess_sectors, r.sectors);
+            }
         }
     }
 

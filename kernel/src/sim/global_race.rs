@@ -1,12 +1,24 @@
 //! Races between CTAs on global memory.
 //!
 //! The CTAs of one launch are not ordered with respect to each other: the hardware may run them
-//! in any order, concurrently or one after another, and nothing in this IR (no fence, no
-//! acquire/release load) lets one CTA wait for another. So a plain access to global bytes that
-//! another CTA of the launch writes is a race whatever the order — read then write, write then
-//! read, write then write — and so is a plain access to bytes another CTA updates atomically
-//! (or an atomic on bytes another CTA touches plainly). Atomics of different CTAs on the same
-//! bytes do not race: that is what they are for.
+//! in any order, concurrently or one after another, and nothing in this IR lets one CTA wait
+//! for another. So a plain access to global bytes that another CTA of the launch writes is a
+//! race whatever the order — read then write, write then read, write then write — and so is a
+//! plain access to bytes another CTA updates atomically (or an atomic on bytes another CTA
+//! touches plainly). Atomics of different CTAs on the same bytes do not race: that is what they
+//! are for.
+//!
+//! One hand-off is ordered: a CTA's plain writes read by a later CTA through a fence and an
+//! atomic (the last-CTA pattern: each CTA writes its part, fences, bumps a counter; the one
+//! whose bump completes the count fences and reads every part). The writer *releases* when a
+//! thread runs `fence.acq_rel.gpu` and then an atomic, the fence after every plain global write
+//! of its CTA — in an earlier barrier epoch, or earlier in the same thread — and the CTA writes
+//! nothing plainly after that atomic. The reader *acquires* what was released on those bytes
+//! when a thread's atomic on them is followed by a fence of the same thread; from then on that
+//! thread, and every thread of its CTA after the next barrier, may read the releasing CTAs'
+//! writes. In the simulator the writer has run to its end before the reader starts, so a kernel
+//! that reads without the counter's say-so reads in some CTA order before the write — a race
+//! the reverse order (`Options::cta_orders`) shows.
 //!
 //! The simulator runs CTAs one after another, so a race shows as a CTA touching a byte after
 //! another CTA has. Per byte of every buffer the kernel may write (`Access::Written`; read-only
@@ -82,6 +94,82 @@ enum Other {
     Within(Race),
 }
 
+/// Releases and acquires through fences and atomics (the module's hand-off).
+#[derive(Default)]
+struct Handoff {
+    /// Plain global writes of the running CTA so far (one per lane access).
+    writes: u64,
+    /// The running CTA's latest plain global write: its epoch, thread, and whether other
+    /// threads wrote in that epoch too.
+    last_write: Option<(u32, u32, bool)>,
+    /// Per thread of the running CTA, the write count its latest fence covered (every write of
+    /// the CTA up to then).
+    fenced: std::collections::HashMap<u32, u64>,
+    /// The running CTA's write count at its latest release.
+    released_at: Option<u64>,
+    /// Per thread, the CTAs its latest atomic acquired from, waiting for its fence.
+    pending: std::collections::HashMap<u32, Vec<u32>>,
+    /// What the running CTA acquired: (releasing CTA, the fence's epoch, the fencing thread).
+    acquired: Vec<(u32, u32, u32)>,
+    /// Per (buffer, byte) an atomic touched, the CTAs that released through it.
+    releases: std::collections::HashMap<(usize, u64), Vec<u32>>,
+    /// CTAs whose every plain write is released (known once they end).
+    released: std::collections::HashSet<u32>,
+}
+
+impl Handoff {
+    /// The CTA numbered `done` ends (0: none); the next one starts.
+    fn next(&mut self, done: u32) {
+        if done != 0 && self.released_at.is_some_and(|w| w == self.writes) {
+            self.released.insert(done);
+        }
+        let (releases, released) = (std::mem::take(&mut self.releases), std::mem::take(&mut self.released));
+        *self = Handoff { releases, released, ..Handoff::default() };
+    }
+
+    fn wrote(&mut self, thread: u32, epoch: u32) {
+        self.writes += 1;
+        self.last_write = Some(match self.last_write {
+            Some((e, t, multi)) if e == epoch => (e, t, multi || t != thread),
+            _ => (epoch, thread, false),
+        });
+    }
+
+    fn fence(&mut self, thread: u32, epoch: u32) {
+        let covers = match self.last_write {
+            None => true,
+            Some((e, t, multi)) => e < epoch || (!multi && t == thread),
+        };
+        if covers {
+            self.fenced.insert(thread, self.writes);
+        }
+        for c in self.pending.remove(&thread).unwrap_or_default() {
+            self.acquired.push((c, epoch, thread));
+        }
+    }
+
+    fn atomic(&mut self, me: u32, buffer: usize, off: u64, thread: u32) {
+        let key = (buffer, off);
+        let before: Vec<u32> =
+            self.releases.get(&key).map_or(Vec::new(), |v| v.iter().copied().filter(|&c| c != me).collect());
+        self.pending.insert(thread, before);
+        if self.fenced.get(&thread) == Some(&self.writes) {
+            self.released_at = Some(self.writes);
+            let list = self.releases.entry(key).or_default();
+            if !list.contains(&me) {
+                list.push(me);
+            }
+        }
+    }
+
+    /// Whether thread `thread` of the running CTA, in epoch `epoch`, may read what CTA `writer`
+    /// wrote.
+    fn may_read(&self, writer: u32, thread: u32, epoch: u32) -> bool {
+        self.released.contains(&writer)
+            && self.acquired.iter().any(|&(c, e, t)| c == writer && (epoch > e || thread == t))
+    }
+}
+
 /// The per-launch record of which CTAs touched which global bytes.
 pub(super) struct Tracker {
     /// The CTAs in the order they run (to name a CTA from its number).
@@ -94,6 +182,8 @@ pub(super) struct Tracker {
     tracked: Vec<bool>,
     /// Races between the warps of the running CTA.
     within: Within,
+    /// Hand-offs through fences and atomics.
+    handoff: Handoff,
 }
 
 impl Tracker {
@@ -113,11 +203,12 @@ impl Tracker {
                 _ => Vec::new(),
             })
             .collect();
-        Tracker { order, current: 0, logs, tracked, within: Within::default() }
+        Tracker { order, current: 0, logs, tracked, within: Within::default(), handoff: Handoff::default() }
     }
 
     /// The CTA at `position` of the run order starts.
     pub(super) fn enter(&mut self, position: usize) {
+        self.handoff.next(self.current);
         // More than 2^31 CTAs cannot be simulated in any reasonable time; saturating keeps
         // the numbering total without a panic path.
         self.current = u32::try_from(position + 1).unwrap_or(MORE - 1).min(MORE - 1);
@@ -137,6 +228,8 @@ impl Tracker {
             return None;
         }
         let me = self.current;
+        let thread = u32::from(me_thread.warp) * super::WARP + u32::from(me_thread.lane);
+        let handoff = &self.handoff;
         let pages = &mut self.logs[i];
         let (start, end) = (off as usize, (off + size) as usize);
         let mut b = start;
@@ -150,7 +243,10 @@ impl Tracker {
                 // recorded CTA being this one with MORE set means someone else too).
                 let other = |f: u32| (f != 0 && f != me).then_some(f);
                 let conflict = match u {
-                    Use::Read => other(log.writer).map(Other::Wrote).or(other(log.atomic).map(Other::Atomic)),
+                    Use::Read => other(log.writer)
+                        .filter(|&w| !handoff.may_read(w, thread, me_thread.epoch))
+                        .map(Other::Wrote)
+                        .or(other(log.atomic).map(Other::Atomic)),
                     Use::Write => other(log.writer)
                         .map(Other::Wrote)
                         .or(other(log.atomic).map(Other::Atomic))
@@ -175,6 +271,11 @@ impl Tracker {
             }
             b = upto;
         }
+        match u {
+            Use::Write => self.handoff.wrote(thread, me_thread.epoch),
+            Use::Atomic => self.handoff.atomic(me, i, off, thread),
+            Use::Read => {}
+        }
         let mut b = start;
         while b < end {
             let p = b / WITHIN_PAGE;
@@ -188,6 +289,13 @@ impl Tracker {
             b = upto;
         }
         None
+    }
+}
+
+impl Tracker {
+    /// Thread `thread` of the running CTA runs `fence.acq_rel.gpu` in barrier epoch `epoch`.
+    pub(super) fn fence(&mut self, thread: u32, epoch: u32) {
+        self.handoff.fence(thread, epoch);
     }
 }
 

@@ -712,6 +712,10 @@ impl Parser<'_> {
                 Dsts::None => Ok(Inst::GridDepLaunchDependents),
                 _ => bad(format!("`{mnemonic}` writes no register")),
             },
+            ["fence", "acq_rel", "gpu"] => match dsts {
+                Dsts::None => Ok(Inst::Fence),
+                _ => bad("`fence.acq_rel.gpu` writes no register".into()),
+            },
             ["bar", "sync"] => match dsts {
                 Dsts::None => Ok(Inst::Bar),
                 _ => bad("`bar.sync` writes no register".into()),

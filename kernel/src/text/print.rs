@@ -230,9 +230,11 @@ fn inst(i: &Inst) -> String {
                 addr(*src, *src_offset)
             )
         }
-        Inst::CpAsyncCommit | Inst::CpAsyncWaitAll | Inst::GridDepWait | Inst::GridDepLaunchDependents => {
-            crate::verify::inst_name(i)
-        }
+        Inst::CpAsyncCommit
+        | Inst::CpAsyncWaitAll
+        | Inst::GridDepWait
+        | Inst::GridDepLaunchDependents
+        | Inst::Fence => crate::verify::inst_name(i),
         Inst::CpAsyncWait { n } => format!("cp.async.wait_group {n}"),
         Inst::Vote { dst, a, mask, .. } => format!("{} = {} {}, {mask:#x}", r(dst), crate::verify::inst_name(i), r(a)),
         Inst::Redux { dst, a, mask, .. } => format!("{} = {} {}, {mask:#x}", r(dst), crate::verify::inst_name(i), o(a)),
