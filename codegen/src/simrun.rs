@@ -173,9 +173,18 @@ impl Compiled {
         }
     }
 
+    /// The group's scratch buffers, as the launch rule has them ([`Binding::Scratch`] indexes
+    /// them).
+    pub fn scratch(&self) -> &[lathe_passes::launch::Scratch] {
+        match self {
+            Compiled::AttentionDecode(a) => &a.scratch,
+            _ => &[],
+        }
+    }
+
     /// The group's launches, in order, for strategy `strategy`: a memset of its atomic
-    /// accumulators first when it has any, then its kernel; the templates need no scratch. The
-    /// coverage test holds this to the launch rule of L4 (`lathe_passes::launch`).
+    /// accumulators first when it has any, then its kernel. The coverage test holds this and
+    /// [`Compiled::scratch`] to the launch rule of L4 (`lathe_passes::launch`).
     pub fn launches(&self, strategy: KernelStrategy) -> Vec<lathe_passes::launch::LaunchKind> {
         use lathe_passes::launch::LaunchKind;
         let memset = matches!(self, Compiled::RowReduce(r) if !r.accumulators.is_empty());
@@ -207,7 +216,7 @@ impl Compiled {
                 Launch { grid: [(dim(&d.batch) * d.heads).max(1) as u32, 1, 1], block: [ssd_decode::BLOCK, 1, 1] }
             }
             Compiled::AttentionDecode(a) => Launch {
-                grid: [(dim(&a.batch) * a.kv_heads).max(1) as u32, 1, 1],
+                grid: [(dim(&a.batch) * a.kv_heads * a.splits).max(1) as u32, 1, 1],
                 block: [attention_decode::BLOCK, 1, 1],
             },
         }
@@ -607,6 +616,19 @@ fn simulate_with(
             Binding::Symbol(s) => {
                 Arg::Scalar(*syms.get(s).ok_or_else(|| SimRunError::Unsupported("an unbound symbol".into()))?)
             }
+            Binding::Scratch(k) => {
+                let sc =
+                    c.scratch().get(*k).ok_or_else(|| SimRunError::Unsupported("a scratch the rule lacks".into()))?;
+                let bytes = sc
+                    .bytes(&|d| match d {
+                        Dim::Const(v) => v,
+                        Dim::Sym(s) => syms.get(&s).copied().unwrap_or(1),
+                    })
+                    .ok_or_else(|| SimRunError::Unsupported(format!("{} overflows", sc.name)))?;
+                // Zeroed where the rule zeroes it once; else all ones (NaN in every float
+                // format), so that a read of what the launch did not write shows.
+                Arg::Buffer(vec![if sc.zero_at_load { 0 } else { 0xFF }; bytes as usize])
+            }
         });
     }
     let opts = match sample {
@@ -614,6 +636,10 @@ fn simulate_with(
             ctas: Some(lathe_kernel::sim::sample_ctas(launch.grid, n.saturating_sub(2), seed)),
             ..Options::default()
         },
+        // A kernel whose CTAs hand data to each other (a split-KV combine through its
+        // scratch) runs in forward and reverse CTA order too: another CTA arrives last, and
+        // the results must be the same bits.
+        None if !c.scratch().is_empty() => Options { cta_orders: 2, ..Options::default() },
         None => Options::default(),
     };
     let counters = run(kernel, &launch, &mut kargs, &opts).map_err(|e| SimRunError::Sim {
@@ -621,6 +647,18 @@ fn simulate_with(
         strategy: f.strategy.name(),
         message: e.to_string(),
     })?;
+    // The scratch the rule zeroes once must be left zero for the next launch.
+    for (slot, b) in bindings.iter().enumerate() {
+        if let (Binding::Scratch(k), Arg::Buffer(bytes)) = (b, &kargs[slot]) {
+            if c.scratch().get(*k).is_some_and(|sc| sc.zero_at_load) && bytes.iter().any(|&x| x != 0) {
+                return Err(SimRunError::Sim {
+                    group: index,
+                    strategy: f.strategy.name(),
+                    message: format!("the launch left its {} non-zero", c.scratch()[*k].name),
+                });
+            }
+        }
+    }
     let mut outs = Vec::new();
     for (slot, dtype, shape) in results {
         let Arg::Buffer(bytes) = &kargs[slot] else {

@@ -43,8 +43,19 @@ pub fn one_group(inputs: &[(&str, &str)], strategy: &str, body: &str, results: &
 /// within the shared tolerance of its dtype and the group's longest reduction (integers
 /// exactly).
 pub fn run_group(text: &str, int_bound: i64, symbols: &[(&str, u64)]) -> GroupReport {
+    run_group_with(text, int_bound, symbols, |_| {})
+}
+
+/// [`run_group`] with the random inputs changed by `set` first (an input's values fixed).
+pub fn run_group_with(
+    text: &str,
+    int_bound: i64,
+    symbols: &[(&str, u64)],
+    set: impl FnOnce(&mut HashMap<String, Tensor>),
+) -> GroupReport {
     let m = lathe_ir::text::parse_module(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
-    let inputs = random_inputs(&m, int_bound, symbols);
+    let mut inputs = random_inputs(&m, int_bound, symbols);
+    set(&mut inputs);
     let (_, reports) =
         run_function_checked(&m, "main", &inputs, &lathe_interp::SyntheticOnly).unwrap_or_else(|e| panic!("{e}"));
     let [r] = reports.as_slice() else { panic!("one group") };

@@ -6,7 +6,7 @@
 //! | strategy | launches | scratch |
 //! |---|---|---|
 //! | `ssd_chunk_scan` | `ssd_chunk_state` (each chunk's decay cumsum and final state), `ssd_state_pass` (sequential over chunks: the state entering each), `ssd_chunk_scan` (outputs, with D, gate and norm) | chunk states `f32[B, ⌈S/Q⌉, H, P, N]`, decay cumsums `f32[B, H, ⌈S/Q⌉·Q]` |
-//! | `attention_decode` over more than [`ATTENTION_SPLIT_KEYS`] cache rows (at the capacity's bound) | one split-KV launch; the last CTA of each (sequence, head) combines the splits (no spin-wait) | partial outputs `f32[B, Hq, splits, Dv]`, maxima and sums `f32[B, Hq, splits, 2]`, arrival counters `u8[B, Hq, 4]` zeroed once when the arena is made (each use leaves them zero) |
+//! | `attention_decode` over more than [`ATTENTION_SPLIT_KEYS`] cache rows (at the capacity's bound) | one split-KV launch; the last CTA of each (sequence, KV head) combines the splits (no spin-wait) | partial outputs `f32[B, Hq, splits, Dv]`, maxima and sums `f32[B, Hq, splits, 2]`, arrival counters `u8[B, Hq, 4]` (a `u32` per query head; a KV head's group uses its first query head's) zeroed once when the arena is made (each use leaves them zero) |
 //! | any group with an `amax` epilogue (an fp8 activation scale) | a `memset` zeroing its `f32[]` accumulators, then the kernel (block max, one atomic max per CTA) | — |
 //! | every other | one launch of the strategy's kernel | — |
 //!

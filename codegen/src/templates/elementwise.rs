@@ -49,6 +49,10 @@ pub enum Binding {
     },
     /// A symbol's run-time value (`u64`).
     Symbol(SymbolId),
+    /// Entry `k` of the group's scratch in the launch rule (`lathe_passes::launch`): a buffer
+    /// of the group's own, zeroed when the arena is made if the rule says so, and otherwise of
+    /// no defined contents at the launch.
+    Scratch(usize),
 }
 
 /// A compiled elementwise group.
@@ -774,7 +778,9 @@ mod tests {
                     Arg::Buffer(vec![0; n * ty.dtype.size_bytes()])
                 }
                 Binding::Symbol(s) => Arg::Scalar(sym_value(*s)),
-                Binding::Weight(_) | Binding::ResultInPlace { .. } => panic!("no weights or caches here"),
+                Binding::Weight(_) | Binding::ResultInPlace { .. } | Binding::Scratch(_) => {
+                    panic!("no weights, caches or scratch here")
+                }
             });
         }
         let n: u64 = c.elements.iter().map(|e| concrete(e).iter().product::<usize>() as u64).max().unwrap_or(1);

@@ -140,17 +140,43 @@ pub fn compile(m: &Module, f: &Fusion, name: &str) -> Result<Compiled, TemplateE
     // reshaped: row-major order is kept, so the element's flat position is the product's) or,
     // not reading a product, at the input's element (the normalized row other groups reuse),
     // stored by CTA 0 while it stages the rows.
-    if g.order.iter().any(|&n| matches!(g.nodes[n].op, Op::Rope(_))) {
-        // RoPE pairs column j of a head with j ± D/2, another warp's column here.
-        return Err(unsupported("a gemv with `rope` in its epilogue (columns paired across warps)"));
+    // RoPE on a projection's heads (q and k): the rotation pairs column j of a head with
+    // j ± D/2, so such a projection's columns are dealt out in pairs (below).
+    let strip = |mut v: ValueId| {
+        while let Op::Reshape(_) = g.nodes[g.values[v].def].op {
+            v = g.nodes[g.values[v].def].args[0];
+        }
+        v
+    };
+    let mut ropes: Vec<Option<RopeSeg>> = vec![None; segs.len()];
+    for &n in g.order.iter().filter(|&&n| matches!(g.nodes[n].op, Op::Rope(_))) {
+        let node = &g.nodes[n];
+        let Op::Rope(attrs) = &node.op else { continue };
+        let (x, pos) = (node.args[0], node.args[1]);
+        let xb = strip(x);
+        let read: Vec<usize> = (0..segs.len()).filter(|&i| reads(g, xb, segs[i].y)).collect();
+        let (&[i], [.., Dim::Const(h), Dim::Const(d)]) = (read.as_slice(), g.values[x].ty.shape.as_slice()) else {
+            return Err(unsupported("a gemv `rope` not on one projection's [.., heads, dim] values"));
+        };
+        if g.values[xb].ty.shape != g.values[segs[i].y].ty.shape || ropes[i].is_some() || h * d != segs[i].columns {
+            return Err(unsupported("a gemv `rope` on other values than one projection's heads"));
+        }
+        if d % 8 != 0 {
+            return Err(unsupported(format!("a gemv `rope` over head dim {d}, not a multiple of 8")));
+        }
+        ropes[i] = Some(RopeSeg { x: xb, pos, out: node.results[0], dim: *d, theta: attrs.theta, scale: attrs.scale });
+    }
+    if ropes.iter().any(Option::is_some) && segs.iter().any(|s| s.first % u64::from(WARPS) != 0) {
+        return Err(unsupported("a gemv `rope` next to projections not of whole CTAs of columns"));
     }
     // Per segment, its results (index into `outs`, the value at the product's shape).
     let mut epilogue: Vec<Vec<(usize, ValueId)>> = vec![Vec::new(); segs.len()];
     let mut prologue = Vec::new();
     for (k, &o) in outs.iter().enumerate() {
-        let mut base = o;
-        while let Op::Reshape(_) = g.nodes[g.values[base].def].op {
-            base = g.nodes[g.values[base].def].args[0];
+        let base = strip(o);
+        if let Some(i) = ropes.iter().position(|r| r.is_some_and(|r| r.out == base)) {
+            epilogue[i].push((k, base));
+            continue;
         }
         let shape = &g.values[base].ty.shape;
         let read: Vec<usize> = (0..segs.len()).filter(|&i| reads(g, base, segs[i].y)).collect();
@@ -159,6 +185,9 @@ pub fn compile(m: &Module, f: &Fusion, name: &str) -> Result<Compiled, TemplateE
             [] if *shape == xty.shape => prologue.push((k, base)),
             [i] if *shape == g.values[segs[*i].y].ty.shape => epilogue[*i].push((k, base)),
             [_, _, ..] => return Err(unsupported("a gemv result computed from two projections' products")),
+            [i] if ropes[*i].is_some() => {
+                return Err(unsupported("a gemv result computed from a rotated projection but not its `rope`"))
+            }
             _ => return Err(unsupported("a gemv result of another shape than the product or its input")),
         }
     }
@@ -218,6 +247,7 @@ pub fn compile(m: &Module, f: &Fusion, name: &str) -> Result<Compiled, TemplateE
     let scale_slots = b.shared(4 * (max_rows * norm_groups) as u32, 16);
     let group_slots = b.shared(4 * WARPS * norm_groups as u32, 16);
     let sum_slots = b.shared(4 * max_rows as u32 * WARPS, 16);
+    let rope_slots = if ropes.iter().any(Option::is_some) { b.shared(4 * max_rows as u32 * WARPS, 16) } else { 0 };
     let tid = b.special(Special::Tid(Axis::X));
     let cta = b.special(Special::Ctaid(Axis::X));
     let lane = b.special(Special::LaneId);
@@ -232,17 +262,43 @@ pub fn compile(m: &Module, f: &Fusion, name: &str) -> Result<Compiled, TemplateE
     let col_c = b.selp(Ty::U64, col, Operand::Imm(0), col_ok);
     // The warp's projection (the segments follow each other in column order): its weight and
     // its column within it, chosen per warp.
+    // A rotated projection deals its columns out in pairs: warp `w` of a CTA takes pair
+    // `4·block + w mod 4` of the projection's `(head, i < D/2)` pairs, column `i` for `w < 4`
+    // and `i + D/2` for the others, so each rotation's two columns meet in one CTA (warps `w`
+    // and `w ^ 4`).
     let mut w_base = w_bases[0];
     let mut seg_col = col_c;
     let mut in_seg = Vec::new();
-    for (seg, &base) in segs.iter().zip(&w_bases) {
+    let mut pair = Vec::new();
+    for ((seg, &base), rope) in segs.iter().zip(&w_bases).zip(&ropes) {
         let from = b.setp(Cmp::Ge, Ty::U64, col_c, Operand::Imm(seg.first));
         let below = b.setp(Cmp::Lt, Ty::U64, col_c, Operand::Imm(seg.first + seg.columns));
         in_seg.push(b.bin(BinOp::And, Ty::Pred, from, below));
+        let local = b.bin(BinOp::Sub, Ty::U64, col_c, Operand::Imm(seg.first));
+        let local = match rope {
+            Some(r) => {
+                let half = r.dim / 2;
+                let blk = b.bin(BinOp::Div, Ty::U64, local, Operand::Imm(u64::from(WARPS)));
+                let quarter = b.bin(BinOp::Rem, Ty::U64, w64, Operand::Imm(4));
+                let p = b.fma(Ty::U64, blk, Operand::Imm(4), quarter);
+                let head = b.bin(BinOp::Div, Ty::U64, p, Operand::Imm(half));
+                let i = b.bin(BinOp::Rem, Ty::U64, p, Operand::Imm(half));
+                let upper = b.setp(Cmp::Ge, Ty::U64, w64, Operand::Imm(4));
+                let shift = b.selp(Ty::U64, Operand::Imm(half), Operand::Imm(0), upper);
+                let at = b.fma(Ty::U64, head, Operand::Imm(r.dim), i);
+                pair.push(Some((i, upper)));
+                b.bin(BinOp::Add, Ty::U64, at, shift)
+            }
+            None => {
+                pair.push(None);
+                local
+            }
+        };
         if seg.first > 0 {
             w_base = b.selp(Ty::U64, base, w_base, from);
-            let local = b.bin(BinOp::Sub, Ty::U64, col_c, Operand::Imm(seg.first));
             seg_col = b.selp(Ty::U64, local, seg_col, from);
+        } else {
+            seg_col = local;
         }
     }
     // The run-time row count.
@@ -489,7 +545,41 @@ pub fn compile(m: &Module, f: &Fusion, name: &str) -> Result<Compiled, TemplateE
     let mine = e.b.ld1(Space::Shared, Ty::F32, at, 0);
     let row_ok = e.b.setp(Cmp::Lt, Ty::U64, l64, rows);
     let store = e.b.bin(BinOp::And, Ty::Pred, row_ok, col_ok);
-    for ((seg, results), &mine_seg) in segs.iter().zip(&epilogue).zip(&in_seg) {
+    // A rotated projection's values before the rotation: lane `r` computes row `r`'s (a row
+    // past the count, the last row's) and lays it out in the warp's shared slot for the
+    // partner warp; one barrier for the CTA.
+    let mut pre = vec![None; segs.len()];
+    if ropes.iter().any(Option::is_some) {
+        let lane_row = e.b.bin(BinOp::Min, Ty::U64, l64, last_row);
+        let slot = e.b.fma(Ty::U64, w64, Operand::Imm(4 * max_rows), Operand::Imm(u64::from(rope_slots)));
+        let slot = e.b.fma(Ty::U64, lr, Operand::Imm(4), slot);
+        let kept = e.b.setp(Cmp::Lt, Ty::U64, l64, Operand::Imm(max_rows));
+        for (i, (seg, rope)) in segs.iter().zip(&ropes).enumerate() {
+            let Some(r) = rope else { continue };
+            let out_shape = g.values[seg.y].ty.shape.clone();
+            e.ranges = Ranges::of(m, &out_shape);
+            let y_dtype = g.values[seg.y].ty.dtype;
+            let x = e.b.reg(Ty::F32);
+            e.if_then(in_seg[i], |e| {
+                e.memo.clear();
+                let mut vars = delinearize(&mut e.b, Operand::Reg(lane_row), &lead, &e.syms);
+                vars.push(seg_col);
+                e.vars = vars;
+                let v = e.round(Value::F32(mine), y_dtype);
+                e.remember(seg.y, &idx, v);
+                let Value::F32(v) = e.value_at(r.x, idx.clone())? else {
+                    return Err(unsupported("a `rope` of non-float values"));
+                };
+                e.b.push(Inst::Mov { dst: x, src: v.into() });
+                e.b.if_then(kept, |b| b.st(Space::Shared, Ty::F32, slot, 0, &[x.into()]));
+                e.memo.clear();
+                Ok(())
+            })?;
+            pre[i] = Some(x);
+        }
+        e.b.bar();
+    }
+    for (i, ((seg, results), &mine_seg)) in segs.iter().zip(&epilogue).zip(&in_seg).enumerate() {
         let out_shape = g.values[seg.y].ty.shape.clone();
         e.ranges = Ranges::of(m, &out_shape);
         let y_dtype = g.values[seg.y].ty.dtype;
@@ -501,6 +591,21 @@ pub fn compile(m: &Module, f: &Fusion, name: &str) -> Result<Compiled, TemplateE
             e.vars = vars;
             let v = e.round(Value::F32(mine), y_dtype);
             e.remember(seg.y, &idx, v);
+            if let (Some(r), Some(x), Some((pi, upper))) = (ropes[i], pre[i], pair[i]) {
+                // The partner warp's value, and the rotation as the interpreter computes it.
+                let partner_warp = e.b.bin(BinOp::Xor, Ty::U64, w64, Operand::Imm(4));
+                let at =
+                    e.b.fma(Ty::U64, partner_warp, Operand::Imm(4 * max_rows), Operand::Imm(u64::from(rope_slots)));
+                let at = e.b.fma(Ty::U64, lr, Operand::Imm(4), at);
+                let other = e.b.ld1(Space::Shared, Ty::F32, at, 0);
+                let lead_idx: Vec<Expr> = (0..rank - 1).map(Expr::Var).collect();
+                let Value::I64(p) = e.value_at(r.pos, lead_idx)? else {
+                    return Err(unsupported("a `rope` position that is not an integer"));
+                };
+                let v = rotate(e, r, pi, upper, p, x, other);
+                let v = e.round(Value::F32(v), g.values[r.out].ty.dtype);
+                e.remember(r.out, &idx, v);
+            }
             for &(k, o) in results {
                 let (buf, dtype) = outputs[k];
                 let out = e.value_at(o, idx.clone())?;
@@ -511,6 +616,47 @@ pub fn compile(m: &Module, f: &Fusion, name: &str) -> Result<Compiled, TemplateE
         })?;
     }
     Ok(Compiled { kernel: e.b.finish(), bindings, columns: n_cols })
+}
+
+/// A projection's rotary embedding: `out = rope(x, pos)` with `x` (up to reshapes) of the
+/// product's shape, over heads of `dim`.
+#[derive(Debug, Clone, Copy)]
+struct RopeSeg {
+    /// The rotated values at the product's shape (the reshapes into heads stripped).
+    x: ValueId,
+    /// Positions `[.., S]` (the rows' lead dimensions).
+    pos: ValueId,
+    /// The rotation's result.
+    out: ValueId,
+    /// Head dimension `D`.
+    dim: u64,
+    theta: f64,
+    scale: f64,
+}
+
+/// Rotates this lane's value `x` with its partner's `other` as the interpreter does: pair `i`
+/// (`u64`), `upper` for the column `i + D/2`, position `p` (`s64`). `f_i = 1/θ^(2i/D)` is the
+/// interpreter's f32 value, picked from a table folded into the kernel; `a = (p/scale)·f_i` in
+/// f32; then `x·cos a − other·sin a` (lower) or `x·cos a + other·sin a` (upper), each product
+/// rounded, as written.
+fn rotate(e: &mut Emit<'_>, r: RopeSeg, i: Reg, upper: Reg, p: Reg, x: Reg, other: Reg) -> Reg {
+    let half = r.dim / 2;
+    let theta = r.theta as f32;
+    let mut f = e.b.mov(Ty::F32, f32_imm(1.0));
+    for k in 1..half {
+        let fk = 1.0f32 / theta.powf((2 * k) as f32 / r.dim as f32);
+        let is_k = e.b.setp(Cmp::Eq, Ty::U64, i, Operand::Imm(k));
+        f = e.b.selp(Ty::F32, f32_imm(fk), f, is_k);
+    }
+    let pf = e.b.cvt(Ty::F32, Ty::S64, Some(lathe_kernel::ir::Rounding::Rn), false, p);
+    let pf = if r.scale == 1.0 { pf } else { e.b.bin(BinOp::Div, Ty::F32, pf, f32_imm(r.scale as f32)) };
+    let a = e.b.bin(BinOp::Mul, Ty::F32, pf, f);
+    let (sin, cos) = super::pointwise::sincos(&mut e.b, a);
+    let xc = e.b.bin(BinOp::Mul, Ty::F32, x, cos);
+    let os = e.b.bin(BinOp::Mul, Ty::F32, other, sin);
+    let plus = e.b.bin(BinOp::Add, Ty::F32, xc, os);
+    let minus = e.b.bin(BinOp::Sub, Ty::F32, xc, os);
+    e.b.selp(Ty::F32, plus, minus, upper)
 }
 
 /// One projection of a GEMV: its weight's columns follow the previous projection's.
@@ -591,7 +737,10 @@ fn unpack(e: &mut Emit<'_>, words: &[Reg], dtype: DType) -> Vec<Reg> {
 
 #[cfg(test)]
 mod tests {
-    use crate::testing::{one_group_with, run_group};
+    use lathe_interp::tensor::Tensor;
+    use lathe_ir::DType;
+
+    use crate::testing::{one_group_with, run_group, run_group_with};
 
     /// `y = rms_norm(x)·Wᵀ + r` over `rows` rows of `K` and `N` columns in `dt`.
     fn norm_residual(dt: &str, k: u64, n: u64) -> String {
@@ -740,6 +889,51 @@ mod tests {
             for rows in [1, 3, 9] {
                 let r = run_group(&text, 1, &[("B", rows)]);
                 assert!(r.excess_sectors * 10 <= r.sectors, "{} of {} sectors partial", r.excess_sectors, r.sectors);
+            }
+        }
+    }
+
+    /// Qwen2's attention projections at decode: q (`hq` heads) and k, v (`hkv` heads) of dim
+    /// `d` from one normed row, biases, and RoPE (θ = 10⁶) on q and k at positions `pos`.
+    fn rotated_projections(k: u64, hq: u64, hkv: u64, d: u64) -> String {
+        let (nq, nkv) = (hq * d, hkv * d);
+        let body = format!(
+            "      %0 = input \"arg0\" : bf16[B, 1, {k}]\n      %1 = input \"arg1\" : bf16[{k}]\n      %2 = rms_norm %0, %1 {{eps=1e-6, groups=1}} : bf16[B, 1, {k}]\n      %3 = input \"arg2\" : bf16[{nq}, {k}]\n      %4 = matmul %2, %3 {{transpose_b}} : bf16[B, 1, {nq}]\n      %5 = input \"arg3\" : bf16[{nq}]\n      %6 = add %4, %5 : bf16[B, 1, {nq}]\n      %7 = reshape %6 : bf16[B, 1, {hq}, {d}]\n      %8 = input \"arg4\" : bf16[{nkv}, {k}]\n      %9 = matmul %2, %8 {{transpose_b}} : bf16[B, 1, {nkv}]\n      %10 = reshape %9 : bf16[B, 1, {hkv}, {d}]\n      %11 = input \"arg5\" : bf16[{nkv}, {k}]\n      %12 = matmul %2, %11 {{transpose_b}} : bf16[B, 1, {nkv}]\n      %13 = reshape %12 : bf16[B, 1, {hkv}, {d}]\n      %14 = input \"arg6\" : i64[B, 1]\n      %15 = rope %7, %14 {{theta=1000000.0, scale=1.0}} : bf16[B, 1, {hq}, {d}]\n      %16 = rope %10, %14 {{theta=1000000.0, scale=1.0}} : bf16[B, 1, {hkv}, {d}]\n      return %15, %16, %13\n"
+        );
+        one_group_with(
+            "  symbol B <= 16\n",
+            &[
+                ("x", &format!("bf16[B, 1, {k}]")),
+                ("nw", &format!("bf16[{k}]")),
+                ("wq", &format!("bf16[{nq}, {k}]")),
+                ("bq", &format!("bf16[{nq}]")),
+                ("wk", &format!("bf16[{nkv}, {k}]")),
+                ("wv", &format!("bf16[{nkv}, {k}]")),
+                ("pos", "i64[B, 1]"),
+            ],
+            "gemv",
+            &body,
+            &[
+                &format!("bf16[B, 1, {hq}, {d}]"),
+                &format!("bf16[B, 1, {hkv}, {d}]"),
+                &format!("bf16[B, 1, {hkv}, {d}]"),
+            ],
+        )
+    }
+
+    #[test]
+    fn rope_in_the_epilogue_rotates_pairs_that_meet_in_one_cta() {
+        // Head dims 64, 80 and 128 (pairs 32, 40 and 64 apart: other CTAs' columns in column
+        // order), GQA 4:1, 2:1 and 1:1; positions up to 131,071 (angles up to 1.3·10⁵ rad,
+        // where an error of an ulp in the frequency would show); rows 1, 3 and 9.
+        for (hq, hkv, d) in [(4, 1, 64), (2, 1, 80), (2, 2, 128)] {
+            let text = rotated_projections(64, hq, hkv, d);
+            for rows in [1u64, 3, 9] {
+                let r = run_group_with(&text, 1, &[("B", rows)], |inputs| {
+                    let pos = (0..rows as i64).map(|i| [0, 131_071, 4097, 77, 65_536][i as usize % 5]).collect();
+                    inputs.insert("pos".into(), Tensor::from_i64(DType::I64, vec![rows as usize, 1], pos));
+                });
+                assert_eq!(r.interpreted, None);
             }
         }
     }

@@ -268,6 +268,68 @@ pub fn gelu_tanh(b: &mut KernelBuilder, x: Reg) -> Reg {
     gelu_tanh_in(&mut E { b }, x)
 }
 
+/// `(sin a, cos a)` of an f32 angle, each within 2 ulps for `|a| ≤ 2²⁰` (RoPE's angles: a
+/// position times a frequency of at most 1). NaN for NaN and ±inf.
+///
+/// Method: `k = round(a·2/π)` by the shifter trick; `r = a − k·π/2` with π/2 in three f32
+/// parts, each step one fma (the product exact inside it; the first two differences are exact
+/// for these `k`), so `r` is accurate to about an ulp even next to a zero of sin or cos; on `|r| ≤ π/4`, `sin r = r + r·z·p(z)` and `cos r = 1 − z/2 + z²·q(z)` with
+/// `z = r²` and `p`, `q` the Taylor polynomials to `r¹¹` and `r¹²` (truncation below 2⁻⁴⁰),
+/// `1 − z/2` kept in two parts so its rounding error is added back; then the quadrant `k mod 4`
+/// swaps and negates.
+pub fn sincos(b: &mut KernelBuilder, a: Reg) -> (Reg, Reg) {
+    sincos_in(&mut E { b }, a)
+}
+
+/// π/2 in three f32 parts, each the nearest f32 to what the parts before leave (from π/2 to
+/// 80 digits; f64's π/2 is too short for the third): their sum is within 1.1·10⁻²³ of π/2.
+const PIO2: [u32; 3] = [0x3fc9_0fdb, 0xb33b_bd2e, 0xa6f7_2ced];
+
+fn sincos_in(e: &mut E, a: Reg) -> (Reg, Reg) {
+    let t = e.fma(a, c(std::f32::consts::FRAC_2_PI), c(SHIFTER));
+    let kf = e.sub(t, c(SHIFTER));
+    let mut r = a;
+    for part in PIO2 {
+        r = e.fma(kf, c(-f32::from_bits(part)), r);
+    }
+    let z = e.mul(r, r);
+    // sin r = r + r·z·(−1/3! + z/5! − z²/7! + z³/9! − z⁴/11!)
+    let mut p = e.b.mov(Ty::F32, c(-inv_factorial(11)));
+    for (n, sign) in [(9, 1.0f32), (7, -1.0), (5, 1.0), (3, -1.0)] {
+        p = e.fma(p, z, c(sign * inv_factorial(n)));
+    }
+    let rz = e.mul(r, z);
+    let sin_r = e.fma(rz, p, r);
+    // cos r = (1 − z/2) + z²·(1/4! − z/6! + z²/8! − z³/10! + z⁴/12!), `1 − z/2` as w + wl.
+    let mut q = e.b.mov(Ty::F32, c(inv_factorial(12)));
+    for (n, sign) in [(10, -1.0f32), (8, 1.0), (6, -1.0), (4, 1.0)] {
+        q = e.fma(q, z, c(sign * inv_factorial(n)));
+    }
+    let hz = e.mul(z, c(0.5));
+    let w = e.sub(c(1.0), hz);
+    let one_minus_w = e.sub(c(1.0), w);
+    let wl = e.sub(one_minus_w, hz);
+    let z2 = e.mul(z, z);
+    let tail = e.fma(z2, q, wl);
+    let cos_r = e.add(w, tail);
+    // The quadrant: sin a = (sin r, cos r, −sin r, −cos r)[k mod 4], cos a = (cos r, −sin r,
+    // −cos r, sin r)[k mod 4].
+    let tb = e.bits(t);
+    let k = e.int(BinOp::Sub, tb, int_imm(i64::from(SHIFTER.to_bits())));
+    let odd = e.int(BinOp::And, k, int_imm(1));
+    let odd = e.b.setp(Cmp::Ne, Ty::S32, odd, int_imm(0));
+    let sin_neg = e.int(BinOp::And, k, int_imm(2));
+    let sin_neg = e.b.setp(Cmp::Ne, Ty::S32, sin_neg, int_imm(0));
+    let k1 = e.int(BinOp::Add, k, int_imm(1));
+    let cos_neg = e.int(BinOp::And, k1, int_imm(2));
+    let cos_neg = e.b.setp(Cmp::Ne, Ty::S32, cos_neg, int_imm(0));
+    let s = e.sel(odd, cos_r, sin_r);
+    let co = e.sel(odd, sin_r, cos_r);
+    let ns = e.neg(s);
+    let nc = e.neg(co);
+    (e.sel(sin_neg, ns, s), e.sel(cos_neg, nc, co))
+}
+
 /// 1.5·2²³: adding it to a value below 2²² in magnitude rounds the value to an integer, held in
 /// the low bits of the sum.
 const SHIFTER: f32 = 12_582_912.0;
@@ -649,5 +711,80 @@ impl E<'_> {
     fn pow2(&mut self, k: Reg) -> Reg {
         let biased = self.int(BinOp::Add, k, int_imm(127));
         self.int(BinOp::Shl, biased, int_imm(23))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use lathe_kernel::build::{int_imm, KernelBuilder};
+    use lathe_kernel::ir::{Access, Axis, BinOp, Space, Special, Ty};
+    use lathe_kernel::sim::{run, Arg, Launch, Options};
+    use lathe_numerics::DType;
+
+    /// Ulps between two finite f32s of the same sign region (through their ordered bits).
+    fn ulps(a: f32, b: f32) -> u64 {
+        let key = |x: f32| {
+            let i = x.to_bits() as i32;
+            i64::from(if i < 0 { i32::MIN - i } else { i })
+        };
+        (key(a) - key(b)).unsigned_abs()
+    }
+
+    #[test]
+    fn sincos_is_within_two_ulps_of_the_correctly_rounded_values() {
+        let mut b = KernelBuilder::new("sincos", 128);
+        let x = b.buffer("x", DType::F32, Access::ReadOnly);
+        let ys = b.buffer("sin", DType::F32, Access::Written);
+        let yc = b.buffer("cos", DType::F32, Access::Written);
+        let tid = b.special(Special::Tid(Axis::X));
+        let cta = b.special(Special::Ctaid(Axis::X));
+        let i = b.fma(Ty::U32, cta, int_imm(128), tid);
+        let i = b.cvt(Ty::U64, Ty::U32, None, false, i);
+        let off = b.bin(BinOp::Mul, Ty::U64, i, int_imm(4));
+        let at = b.bin(BinOp::Add, Ty::U64, x, off);
+        let a = b.ld1(Space::Global, Ty::F32, at, 0);
+        let (s, c) = super::sincos(&mut b, a);
+        let at = b.bin(BinOp::Add, Ty::U64, ys, off);
+        b.st(Space::Global, Ty::F32, at, 0, &[s.into()]);
+        let at = b.bin(BinOp::Add, Ty::U64, yc, off);
+        b.st(Space::Global, Ty::F32, at, 0, &[c.into()]);
+        let k = b.finish();
+        // RoPE's angles — positions up to 2^17 times the frequencies of head dims 64 and 128
+        // at theta 10^4 and 10^6 — and the neighbourhoods of multiples of π/4.
+        let mut xs: Vec<f32> = Vec::new();
+        for (theta, d) in [(1e4f32, 64u32), (1e6, 128)] {
+            for i in 0..d / 2 {
+                let f = 1.0f32 / theta.powf((2 * i) as f32 / d as f32);
+                for p in [0u32, 1, 2, 3, 7, 100, 1000, 4095, 4096, 8191, 32767, 65535, 100_000, 131_071] {
+                    xs.push(p as f32 * f);
+                }
+            }
+        }
+        for m in (-400i32..400).filter(|&m| m != 0) {
+            let a = m as f32 * std::f32::consts::FRAC_PI_4;
+            xs.extend([a, f32::from_bits(a.to_bits() + 1), f32::from_bits(a.to_bits().wrapping_sub(1))]);
+        }
+        xs.extend([0.0, -0.0, 1e-30, 1048576.0, -1048576.0]);
+        let n = xs.len().next_multiple_of(128);
+        xs.resize(n, 0.5);
+        let bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+        let mut args = vec![Arg::Buffer(bytes(&xs)), Arg::Buffer(vec![0; 4 * n]), Arg::Buffer(vec![0; 4 * n])];
+        let launch = Launch { grid: [(n / 128) as u32, 1, 1], block: [128, 1, 1] };
+        run(&k, &launch, &mut args, &Options::default()).expect("runs");
+        let floats = |a: &Arg| match a {
+            Arg::Buffer(b) => {
+                b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect::<Vec<f32>>()
+            }
+            Arg::Scalar(_) => unreachable!("a buffer"),
+        };
+        let (sins, coss) = (floats(&args[1]), floats(&args[2]));
+        let mut worst = 0;
+        for (k, &a) in xs.iter().enumerate() {
+            let (ws, wc) = ((f64::from(a)).sin() as f32, (f64::from(a)).cos() as f32);
+            let (es, ec) = (ulps(sins[k], ws), ulps(coss[k], wc));
+            assert!(es <= 2 && ec <= 2, "a = {a:e}: sin {:e} vs {ws:e}, cos {:e} vs {wc:e}", sins[k], coss[k]);
+            worst = worst.max(es).max(ec);
+        }
+        assert!(worst <= 2, "{worst}");
     }
 }

@@ -466,7 +466,9 @@ mod tests {
                     Arg::Buffer(vec![0; n * 4])
                 }
                 Binding::Symbol(_) => Arg::Scalar(s as u64),
-                Binding::Weight(_) | Binding::ResultInPlace { .. } => panic!("no weights or caches here"),
+                Binding::Weight(_) | Binding::ResultInPlace { .. } | Binding::Scratch(_) => {
+                    panic!("no weights, caches or scratch here")
+                }
             });
         }
         let launch = Launch { grid: [(s as u64 * c.groups) as u32, 1, 1], block: [BLOCK, 1, 1] };
