@@ -41,9 +41,21 @@ pub struct GroupReport {
     pub sectors: u64,
     /// The most bytes one warp had in flight (the simulator's Little's-law counter).
     pub bytes_in_flight: u64,
+    /// Extra shared-memory wavefronts its bank conflicts cost (0: none).
+    pub bank_replays: u64,
+    /// Per kernel parameter, what it is bound to and its requests' sectors and excess sectors
+    /// (the weight stream apart from the activations; empty when interpreted).
+    pub sectors_by_param: Vec<(Binding, u64, u64)>,
     /// With [`run_function_checked`], a compiled group's results against the interpreter's on
     /// the same operands (check (a) of DESIGN §10).
     pub check: Option<GroupCheck>,
+}
+
+impl GroupReport {
+    /// The sectors and excess sectors of the parameter bound to `b` (zeros if none is).
+    pub fn sectors_of(&self, b: &Binding) -> (u64, u64) {
+        self.sectors_by_param.iter().find(|(x, _, _)| x == b).map_or((0, 0), |&(_, n, e)| (n, e))
+    }
 }
 
 /// A compiled group's results against the interpreter's running its body on the same operands.
@@ -431,6 +443,16 @@ fn execute(
                             excess_sectors: counters.global_excess_sectors,
                             sectors: counters.global_sectors,
                             bytes_in_flight: counters.max_bytes_in_flight,
+                            bank_replays: counters.bank_replays,
+                            sectors_by_param: c
+                                .bindings()
+                                .iter()
+                                .enumerate()
+                                .map(|(k, b)| {
+                                    let (n, x) = counters.sectors_by_param.get(k).copied().unwrap_or((0, 0));
+                                    (b.clone(), n, x)
+                                })
+                                .collect(),
                             check,
                         };
                         (outs, report)
@@ -445,6 +467,8 @@ fn execute(
                             excess_sectors: 0,
                             sectors: 0,
                             bytes_in_flight: 0,
+                            bank_replays: 0,
+                            sectors_by_param: Vec::new(),
                             check: None,
                         };
                         (outs, report)

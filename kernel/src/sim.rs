@@ -260,6 +260,10 @@ pub struct Counters {
     pub bytes_loaded: u64,
     /// Bytes written to global memory by active lanes.
     pub bytes_stored: u64,
+    /// Per kernel parameter (by index; scalars stay zero), the sectors of the plain loads and
+    /// stores whose first active lane addressed that buffer, and the excess among them (as
+    /// `global_excess_sectors`): a weight stream's efficiency apart from the activations'.
+    pub sectors_by_param: Vec<(u64, u64)>,
 }
 
 /// The flattened program: instructions and the markers of structured control flow.

@@ -101,7 +101,10 @@ pub fn compile(m: &Module, f: &Fusion, name: &str) -> Result<Compiled, TemplateE
     };
     // Keys per split: all of them, or the split's share rounded up to whole CTA strides.
     let chunk = if splits == 1 { cap } else { cap.div_ceil(splits).next_multiple_of(u64::from(BLOCK)) };
-    if 4 * group * chunk > SCORE_BYTES {
+    // A query head's scores, one word past the chunk apart: the threads of one warp that read
+    // the same key of two heads (a value dim not a multiple of 32) hit different banks.
+    let row = chunk + 1;
+    if 4 * group * row > SCORE_BYTES {
         return Err(unsupported(format!(
             "a decode attention whose {group} query heads' scores over {chunk} keys a split exceed {} KiB of shared memory",
             SCORE_BYTES / 1024
@@ -124,7 +127,7 @@ pub fn compile(m: &Module, f: &Fusion, name: &str) -> Result<Compiled, TemplateE
         scratch_bufs.push(b.buffer(sc.name, sc.dtype, Access::Written));
         bindings.push(Binding::Scratch(i));
     }
-    let scores = b.shared((4 * group * chunk) as u32, 16);
+    let scores = b.shared((4 * group * row) as u32, 16);
     let flag = b.shared(4, 4);
     let tid = b.special(Special::Tid(Axis::X));
     let cta_slots = CtaSlots::new(&mut b, tid);
@@ -246,7 +249,7 @@ pub fn compile(m: &Module, f: &Fusion, name: &str) -> Result<Compiled, TemplateE
                         let o = e.b.shfl(ShflMode::Bfly, acc, Operand::Imm(dist));
                         acc = e.b.bin(BinOp::Add, Ty::F32, acc, o);
                     }
-                    let at = e.b.fma(Ty::U64, jl, Operand::Imm(4), Operand::Imm(u64::from(scores) + 4 * gq * chunk));
+                    let at = e.b.fma(Ty::U64, jl, Operand::Imm(4), Operand::Imm(u64::from(scores) + 4 * gq * row));
                     e.b.if_then(lane0, |b| b.st(Space::Shared, Ty::F32, at, 0, &[acc.into()]));
                 }
                 e.memo.clear();
@@ -276,7 +279,7 @@ pub fn compile(m: &Module, f: &Fusion, name: &str) -> Result<Compiled, TemplateE
         };
         let mut stats = Vec::new();
         for gq in 0..group {
-            let base = u64::from(scores) + 4 * gq * chunk;
+            let base = u64::from(scores) + 4 * gq * row;
             let mx = e.b.mov(Ty::F32, f32_imm(f32::NEG_INFINITY));
             each_key(e, base, &mut |e, at| {
                 let s = e.b.ld1(Space::Shared, Ty::F32, at, 0);
@@ -307,7 +310,7 @@ pub fn compile(m: &Module, f: &Fusion, name: &str) -> Result<Compiled, TemplateE
         // epilogue; with more, the partial goes to the scratch.
         let n32 = e.b.cvt(Ty::U32, Ty::U64, None, false, n_local);
         each_element(e, &mut |e, gq, d| {
-            let base = e.b.fma(Ty::U64, gq, Operand::Imm(4 * chunk), Operand::Imm(u64::from(scores)));
+            let base = e.b.fma(Ty::U64, gq, Operand::Imm(4 * row), Operand::Imm(u64::from(scores)));
             let acc = e.b.mov(Ty::F32, f32_imm(0.0));
             e.for_count(Operand::Reg(n32), |e, jj| {
                 let jl = e.b.cvt(Ty::U64, Ty::U32, None, false, jj);
@@ -425,6 +428,7 @@ mod tests {
     use lathe_interp::tensor::Tensor;
     use lathe_ir::DType;
 
+    use crate::templates::elementwise::Binding;
     use crate::testing::{one_group_with, run_group, run_group_with};
 
     /// `hq` query heads over `hkv` KV heads of dim `d`, a cache of `t` rows.
@@ -453,7 +457,8 @@ mod tests {
         // the new row; batch 1 and 3.
         for (hq, hkv, d, t, bound) in [(8, 2, 64, 40, 40), (8, 1, 128, 512, 512), (2, 2, 8, 17, 17)] {
             for rows in [1, 3] {
-                run_group(&decode_attention(hq, hkv, d, t), bound, &[("B", rows)]);
+                let r = run_group(&decode_attention(hq, hkv, d, t), bound, &[("B", rows)]);
+                assert_eq!(r.bank_replays, 0, "shared-memory bank conflicts at GQA {hq}:{hkv}, dim {d}");
             }
         }
     }
@@ -474,6 +479,12 @@ mod tests {
                 inputs.insert("past".into(), Tensor::from_i64(DType::I64, vec![2], past));
             });
             assert_eq!(r.interpreted, None);
+            assert_eq!(r.bank_replays, 0, "shared-memory bank conflicts at GQA {hq}:{hkv}, dim {d}");
+            // The cached keys and values stream in full sectors.
+            for cache in [1, 2] {
+                let (n, x) = r.sectors_of(&Binding::Operand(cache));
+                assert!(n > 0 && x == 0, "{x} of {n} sectors of operand {cache} partial at dim {d}");
+            }
         }
     }
 

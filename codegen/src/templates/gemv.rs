@@ -740,6 +740,7 @@ mod tests {
     use lathe_interp::tensor::Tensor;
     use lathe_ir::DType;
 
+    use crate::templates::elementwise::Binding;
     use crate::testing::{one_group_with, run_group, run_group_with};
 
     /// `y = rms_norm(x)·Wᵀ + r` over `rows` rows of `K` and `N` columns in `dt`.
@@ -769,14 +770,14 @@ mod tests {
             let text = norm_residual(dt, 208, 37);
             for rows in [1, 3, 8, 9] {
                 let r = run_group(&text, 1, &[("B", rows)]);
-                // The weight and the staged rows stream in full sectors; each lane's result is
-                // its own row's element (a partial sector per row).
-                assert!(
-                    r.excess_sectors * 10 <= r.sectors,
-                    "{dt}, {rows} rows: {} of {} sectors partial",
-                    r.excess_sectors,
-                    r.sectors
-                );
+                // The weight streams in full sectors; the staged rows too, and each lane's
+                // result is its own row's element (a partial sector per row): the activations'
+                // requests are at least 90% full.
+                let (ws, wx) = r.sectors_of(&Binding::Operand(2));
+                assert!(ws > 0 && wx == 0, "{dt}, {rows} rows: {wx} of the weight's {ws} sectors partial");
+                let (s, x) = (r.sectors - ws, r.excess_sectors - wx);
+                assert!(x * 10 <= s, "{dt}, {rows} rows: {x} of the activations' {s} sectors partial");
+                assert_eq!(r.bank_replays, 0, "shared-memory bank conflicts");
             }
         }
     }
@@ -889,6 +890,7 @@ mod tests {
             for rows in [1, 3, 9] {
                 let r = run_group(&text, 1, &[("B", rows)]);
                 assert!(r.excess_sectors * 10 <= r.sectors, "{} of {} sectors partial", r.excess_sectors, r.sectors);
+                assert_eq!(r.bank_replays, 0, "shared-memory bank conflicts");
             }
         }
     }
@@ -934,6 +936,7 @@ mod tests {
                     inputs.insert("pos".into(), Tensor::from_i64(DType::I64, vec![rows as usize, 1], pos));
                 });
                 assert_eq!(r.interpreted, None);
+                assert_eq!(r.bank_replays, 0, "shared-memory bank conflicts");
             }
         }
     }

@@ -158,6 +158,7 @@ impl Machine<'_> {
         }
         self.counters.global_requests += 1;
         let mut sectors = BTreeSet::new();
+        let mut first_param = None;
         // The bytes the request touches, as merged intervals: the fewest sectors that could
         // hold them is what a coalesced access would touch.
         let mut spans: Vec<(u64, u64)> = touched.iter().map(|&(_, a)| (a, a + size)).collect();
@@ -175,6 +176,7 @@ impl Machine<'_> {
             let t = wi * WARP + lane;
             let u = if store { Use::Write } else { Use::Read };
             let (i, off) = self.global_slot(cta, pc, t, a, size, u, nc)?;
+            first_param.get_or_insert(i);
             self.track_global(cta, w, pc, t, i, off, size, u)?;
             for s in (a / 32)..(a + size).div_ceil(32) {
                 sectors.insert(s);
@@ -201,8 +203,17 @@ impl Machine<'_> {
                 self.counters.bytes_loaded += size;
             }
         }
+        let excess = (sectors.len() as u64).saturating_sub(unique.div_ceil(32));
         self.counters.global_sectors += sectors.len() as u64;
-        self.counters.global_excess_sectors += (sectors.len() as u64).saturating_sub(unique.div_ceil(32));
+        self.counters.global_excess_sectors += excess;
+        if let Some(i) = first_param {
+            let by = &mut self.counters.sectors_by_param;
+            if by.len() <= i {
+                by.resize(i + 1, (0, 0));
+            }
+            by[i].0 += sectors.len() as u64;
+            by[i].1 += excess;
+        }
         if let Inst::Ld { dst, .. } = inst {
             // The loaded bytes are in flight until their registers are first read.
             let per_reg = elem * touched.len() as u64;
