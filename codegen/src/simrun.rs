@@ -426,7 +426,8 @@ fn execute(
                 };
                 let (outs, report) = match compile(m, fu, &format!("group{index}")) {
                     Ok(c) => {
-                        let weights = |w: lathe_ir::WeightId| load_weight(&mut session, &weight_fns, w);
+                        let weights =
+                            |w: lathe_ir::WeightId| load_weight(&mut session, &weight_fns, w).map(|t| t.to_le_bytes());
                         let (outs, counters) = simulate(fu, &c, &args, weights, index, &top_syms)?;
                         let check = match check {
                             true => {
@@ -551,12 +552,32 @@ pub fn simulate_sampled(
     simulate_with(f, &c, args, no_weights, 0, &HashMap::new(), Some((ctas, seed))).map(|(outs, _)| outs)
 }
 
+/// The simulator's counters for group `f` of `m` compiled, on `ctas` of its CTAs (sampled as
+/// [`simulate_sampled`] does) with operands `args` and every weight all zeros — for what the
+/// counters measure (sectors, requests, bytes in flight), not values. A weight's zeros are
+/// allocated zeroed and touched only where the sampled CTAs read.
+pub fn sampled_counters(
+    m: &Module,
+    f: &Fusion,
+    args: &[&Tensor],
+    ctas: usize,
+    seed: u64,
+) -> Result<lathe_kernel::sim::Counters, SimRunError> {
+    let c = compile(m, f, "group").map_err(SimRunError::Unsupported)?;
+    let zeros = |w: lathe_ir::WeightId| {
+        let ty = &m.weights.get(w).ok_or_else(|| SimRunError::Unsupported("an unknown weight".into()))?.ty;
+        let n: u64 = ty.shape.iter().map(|d| if let Dim::Const(c) = d { *c } else { 1 }).product();
+        Ok(vec![0u8; n as usize * ty.dtype.size_bytes()])
+    };
+    simulate_with(f, &c, args, zeros, 0, &HashMap::new(), Some((ctas, seed))).map(|(_, counters)| counters)
+}
+
 /// Runs compiled group `f` on `args` in the simulator: its results and instruction count.
 fn simulate(
     f: &Fusion,
     c: &Compiled,
     args: &[&Tensor],
-    weights: impl FnMut(lathe_ir::WeightId) -> Result<Tensor, SimRunError>,
+    weights: impl FnMut(lathe_ir::WeightId) -> Result<Vec<u8>, SimRunError>,
     index: usize,
     top_syms: &HashMap<SymbolId, u64>,
 ) -> Result<(Vec<Tensor>, lathe_kernel::sim::Counters), SimRunError> {
@@ -568,7 +589,7 @@ fn simulate_with(
     f: &Fusion,
     c: &Compiled,
     args: &[&Tensor],
-    mut weights: impl FnMut(lathe_ir::WeightId) -> Result<Tensor, SimRunError>,
+    mut weights: impl FnMut(lathe_ir::WeightId) -> Result<Vec<u8>, SimRunError>,
     index: usize,
     top_syms: &HashMap<SymbolId, u64>,
     sample: Option<(usize, u64)>,
@@ -620,7 +641,7 @@ fn simulate_with(
                 let Op::Weight(w) = &g.nodes[g.values[*v].def].op else {
                     return Err(SimRunError::Unsupported("a weight binding of another value".into()));
                 };
-                Arg::Buffer(weights(*w)?.to_le_bytes())
+                Arg::Buffer(weights(*w)?)
             }
             Binding::ResultInPlace { result, operand } => {
                 let ty = &g.values[g.outputs[*result].value].ty;

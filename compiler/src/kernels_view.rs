@@ -1,13 +1,18 @@
 //! `lathe inspect MODEL --kernels`: one row per distinct kernel the templates make of the
 //! scheduled program — strategy, grid, block, shared bytes, registers and spill bytes (ptxas,
-//! for `--target`), FLOPs, bytes and roofline time (the cost model at `--context` on `--gpu`);
-//! the groups no template takes yet, counted by strategy and reason. `--kernel NAME` prints one
-//! kernel's IR and PTX.
+//! for `--target`), FLOPs, bytes and roofline time (the cost model at `--context` on `--gpu`),
+//! and for the decode program's kernels their sector efficiency (the simulator's counters on
+//! [`SAMPLED_CTAS`] sampled CTAs, operands zero but for integers at the context's last
+//! position, weights zero: the addresses, not the values, decide sectors); the groups no
+//! template takes yet, counted by strategy and reason. `--kernel NAME` prints one kernel's IR
+//! and PTX.
 
 use std::collections::BTreeMap;
 
+use lathe_codegen::templates::elementwise::Binding;
 use lathe_codegen::{ptx, ptxas, simrun};
-use lathe_ir::{Dim, Module, Op};
+use lathe_interp::tensor::Tensor;
+use lathe_ir::{Dim, FunctionKind, Module, Op};
 use lathe_kernel::target::{Sm, Target};
 use lathe_passes::cost::{node_cost, Gpu};
 use lathe_passes::step::Step;
@@ -38,6 +43,51 @@ pub struct Row {
     /// The kernel IR and the PTX.
     pub kernel: String,
     pub ptx: String,
+    /// Decode kernels: the fraction of the sectors its global requests touched that held
+    /// requested bytes, over all parameters and over the weights alone (no weight: `None`).
+    pub sectors: Option<(f64, Option<f64>)>,
+}
+
+/// CTAs the sector measurement runs of each decode kernel (the first, the last and others).
+pub const SAMPLED_CTAS: usize = 6;
+
+/// The simulator's sector efficiency of group `node` (a fusion of `m`) with its kernel `c`:
+/// operands of the shapes `dim` gives, zeros, integers at `int` (a position, a length).
+fn sector_efficiency(
+    m: &Module,
+    g: &lathe_ir::Graph,
+    node: &lathe_ir::Node,
+    c: &simrun::Compiled,
+    dim: &dyn Fn(&Dim) -> u64,
+    int: i64,
+) -> Option<(f64, Option<f64>)> {
+    let Op::Fusion(group) = &node.op else { return None };
+    let args: Vec<Tensor> = node
+        .args
+        .iter()
+        .map(|&a| {
+            let ty = &g.values[a].ty;
+            let shape: Vec<usize> = ty.shape.iter().map(|d| dim(d) as usize).collect();
+            let n = shape.iter().product();
+            if ty.dtype.is_int() {
+                Tensor::from_i64(ty.dtype, shape, vec![int; n])
+            } else {
+                Tensor::from_f32(ty.dtype, shape, vec![0.0; n])
+            }
+        })
+        .collect();
+    let refs: Vec<&Tensor> = args.iter().collect();
+    let counters = simrun::sampled_counters(m, group, &refs, SAMPLED_CTAS, 0).ok()?;
+    let frac = |n: u64, x: u64| if n == 0 { 1.0 } else { (n - x) as f64 / n as f64 };
+    let (mut wn, mut wx) = (0, 0);
+    for (b, &(n, x)) in c.bindings().iter().zip(&counters.sectors_by_param) {
+        if matches!(b, Binding::Weight(_)) {
+            wn += n;
+            wx += x;
+        }
+    }
+    let weights = c.bindings().iter().any(|b| matches!(b, Binding::Weight(_)));
+    Some((frac(counters.global_sectors, counters.global_excess_sectors), weights.then(|| frac(wn, wx))))
 }
 
 /// The target of `--target`.
@@ -90,6 +140,15 @@ pub fn collect(
             let cubin = ptxas::assemble(&p.text, &name, target.sm).map_err(|e| CliError::input(e.to_string()))?;
             let launch = c.launch(&dim);
             let cost = node_cost(m, &f.graph, node, &b, gpu);
+            // Integers at the context's last position (a cache length, a position); where
+            // that is out of some operand's range (a token id past a small vocabulary), zero.
+            let sectors = (f.kind == FunctionKind::Decode)
+                .then(|| {
+                    let last = context.saturating_sub(1) as i64;
+                    sector_efficiency(m, &f.graph, node, &c, &dim, last)
+                        .or_else(|| sector_efficiency(m, &f.graph, node, &c, &dim, 0))
+                })
+                .flatten();
             by_text.insert(text, rows.len());
             rows.push(Row {
                 name,
@@ -104,6 +163,7 @@ pub fn collect(
                 roofline_us: cost.seconds * 1e6,
                 kernel: lathe_kernel::text::print(c.kernel()),
                 ptx: p.text,
+                sectors,
             });
         }
     }
@@ -113,7 +173,8 @@ pub fn collect(
 /// The table as text.
 pub fn text(rows: &[Row], pending: &BTreeMap<String, usize>, target: Target, context: u64, gpu: &Gpu) -> String {
     let mut out = format!(
-        "{} distinct kernels for {} (context {context}, cost model {}):\n{:<40} {:<14} {:>6} {:>10} {:>6} {:>7} {:>5} {:>6} {:>12} {:>12} {:>10}\n",
+        "{} distinct kernels for {} (context {context}, cost model {}; sectors: useful share of the sectors touched, \
+         simulated on {SAMPLED_CTAS} CTAs of each decode kernel, all / weights):\n{:<40} {:<14} {:>6} {:>10} {:>6} {:>7} {:>5} {:>6} {:>12} {:>12} {:>10} {:>13}\n",
         rows.len(),
         target.sm.name(),
         gpu.name,
@@ -127,11 +188,12 @@ pub fn text(rows: &[Row], pending: &BTreeMap<String, usize>, target: Target, con
         "spill",
         "FLOPs",
         "bytes",
-        "roofline µs"
+        "roofline µs",
+        "sectors %"
     );
     for r in rows {
         out.push_str(&format!(
-            "{:<40} {:<14} {:>6} {:>10} {:>6} {:>7} {:>5} {:>6} {:>12.3e} {:>12.3e} {:>10.3}\n",
+            "{:<40} {:<14} {:>6} {:>10} {:>6} {:>7} {:>5} {:>6} {:>12.3e} {:>12.3e} {:>10.3} {:>13}\n",
             r.name,
             r.strategy,
             r.groups,
@@ -142,7 +204,12 @@ pub fn text(rows: &[Row], pending: &BTreeMap<String, usize>, target: Target, con
             r.report.spill_stores + r.report.spill_loads,
             r.flops,
             r.bytes,
-            r.roofline_us
+            r.roofline_us,
+            match r.sectors {
+                None => "—".to_string(),
+                Some((all, None)) => format!("{:.1}", 100.0 * all),
+                Some((all, Some(w))) => format!("{:.1} / {:.1}", 100.0 * all, 100.0 * w),
+            }
         ));
     }
     let waiting: usize = pending.values().sum();
@@ -170,6 +237,8 @@ pub fn json(rows: &[Row], pending: &BTreeMap<String, usize>, target: Target) -> 
             "flops": r.flops,
             "bytes": r.bytes,
             "roofline_us": r.roofline_us,
+            "sector_efficiency": r.sectors.map(|s| s.0),
+            "weight_sector_efficiency": r.sectors.and_then(|s| s.1),
         })).collect::<Vec<_>>(),
         "pending": pending,
     })

@@ -39,6 +39,21 @@ fn every_kernel_of_the_8b_config_has_registers_no_spills_and_a_cost() {
         assert!(k["grid"][0].as_u64().unwrap_or(0) >= 1 && k["block"][0] == 256, "{k}");
         assert!(k["bytes"].as_f64().unwrap_or(0.0) > 0.0, "{k}");
     }
+    // Each decode kernel's sector efficiency from sampled CTAs: the GEMVs' weight streams in
+    // full sectors, the decode attention's cache reads too.
+    let decode: Vec<&serde_json::Value> =
+        kernels.iter().filter(|k| k["name"].as_str().is_some_and(|n| n.starts_with("decode_"))).collect();
+    assert!(decode.len() >= 6, "{out}");
+    for k in &decode {
+        let all = k["sector_efficiency"].as_f64().unwrap_or_else(|| panic!("measured: {k}"));
+        assert!(all > 0.5 && all <= 1.0, "{k}");
+        if k["strategy"] == "gemv" {
+            assert_eq!(k["weight_sector_efficiency"].as_f64(), Some(1.0), "{k}");
+        }
+        if k["strategy"] == "attention_decode" {
+            assert_eq!(k["sector_efficiency"].as_f64(), Some(1.0), "{k}");
+        }
+    }
     // What waits for later templates is listed by strategy and reason.
     let pending = v["pending"].as_object().expect("pending");
     assert!(pending.keys().any(|k| k.starts_with("gemm:")), "{pending:?}");
