@@ -23,8 +23,10 @@ pub struct Ptx {
 }
 
 /// The PTX of `k` for `target`: verified, lowered, emitted by LLVM, checked against the kernel
-/// IR.
+/// IR. Below sm_90 the kernel's `griddepcontrol` instructions are dropped first
+/// (`target::without_pdl`).
 pub fn compile(k: &Kernel, target: Target) -> Result<Ptx, CodegenError> {
+    let k = &*target::without_pdl(k, &target);
     let join = |errs: Vec<verify::KernelVerifyError>| {
         CodegenError::Verify(errs.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))
     };
@@ -39,6 +41,7 @@ pub fn compile(k: &Kernel, target: Target) -> Result<Ptx, CodegenError> {
 /// The PTX of `k` without the structural check (for `lathe kernel ptx --unchecked`: to read
 /// what LLVM made of a kernel the check refuses).
 pub fn compile_unchecked(k: &Kernel, target: Target) -> Result<String, CodegenError> {
+    let k = &*target::without_pdl(k, &target);
     let ir = lower::module(k).map_err(|e| e.for_kernel(&k.name))?;
     llvm::emit(&ir, target).map_err(|message| CodegenError::Llvm { kernel: k.name.clone(), message })
 }

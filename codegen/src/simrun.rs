@@ -293,46 +293,12 @@ pub fn run_function_checked(
     execute(m, func, inputs, loader, true)
 }
 
-fn execute(
-    m: &Module,
-    func: &str,
-    inputs: &HashMap<String, Tensor>,
-    loader: &dyn WeightLoader,
-    check: bool,
-) -> Result<(Outputs, Vec<GroupReport>), SimRunError> {
-    let f = m.function(func).ok_or_else(|| SimRunError::Unsupported(format!("no function `{func}`")))?;
-    let g = &f.graph;
-    // The symbols' values, from the function's inputs.
-    let mut top_syms: HashMap<SymbolId, u64> = HashMap::new();
-    for &n in &g.order {
-        if let Op::Input(i) = &g.nodes[n].op {
-            if let Some(t) = inputs.get(&i.name) {
-                for (d, &size) in i.ty.shape.iter().zip(&t.shape) {
-                    if let Dim::Sym(s) = d {
-                        top_syms.insert(*s, size as u64);
-                    }
-                }
-            }
-        }
-    }
-    let bound: Vec<(SymbolId, u64)> = top_syms.iter().map(|(s, v)| (*s, *v)).collect();
-    // The groups as functions of a derived module, for the ones the interpreter runs.
-    let mut derived = m.clone();
-    derived.stage = Stage::Graph;
-    // A body may use a symbol no operand of it binds (a broadcast to the batch): an extra input
-    // per bound symbol, of that length, binds it.
-    let with_symbols = |mut body: Graph| {
-        for (s, _) in &bound {
-            let ty = lathe_ir::TensorType { dtype: DType::F32, shape: vec![Dim::Sym(*s)] };
-            let input = lathe_ir::ops::Input { name: format!("__sym{}", s.index()), ty: ty.clone(), role: None };
-            body.push_node(Op::Input(input), Vec::new(), vec![ty]);
-        }
-        body
-    };
-    // Every weight the function or its groups read, as a function of its own: a derived weight
-    // (a layout or dtype the hoist pass made) is computed by the interpreter, not loaded.
-    let mut weight_fns: HashMap<lathe_ir::WeightId, String> = HashMap::new();
-    let note = |g: &Graph, fns: &mut HashMap<lathe_ir::WeightId, String>, derived: &mut Module| {
+/// Every weight graph `g` or its groups read, as a function of its own in `derived` (by name):
+/// a derived weight (a layout or dtype the hoist pass made) is computed by the interpreter, not
+/// loaded.
+fn weight_functions(g: &Graph, derived: &mut Module) -> HashMap<lathe_ir::WeightId, String> {
+    let mut fns: HashMap<lathe_ir::WeightId, String> = HashMap::new();
+    let mut note = |g: &Graph| {
         for &n in &g.order {
             if let Op::Weight(w) = &g.nodes[n].op {
                 if fns.contains_key(w) {
@@ -348,12 +314,57 @@ fn execute(
             }
         }
     };
-    note(g, &mut weight_fns, &mut derived);
+    note(g);
     for &n in &g.order {
         if let Op::Fusion(fu) = &g.nodes[n].op {
-            note(&fu.body, &mut weight_fns, &mut derived);
+            note(&fu.body);
         }
     }
+    fns
+}
+
+/// The symbols' values, from the shapes of function `g`'s inputs.
+fn input_symbols(g: &Graph, inputs: &HashMap<String, Tensor>) -> HashMap<SymbolId, u64> {
+    let mut syms = HashMap::new();
+    for &n in &g.order {
+        if let Op::Input(i) = &g.nodes[n].op {
+            if let Some(t) = inputs.get(&i.name) {
+                for (d, &size) in i.ty.shape.iter().zip(&t.shape) {
+                    if let Dim::Sym(s) = d {
+                        syms.insert(*s, size as u64);
+                    }
+                }
+            }
+        }
+    }
+    syms
+}
+
+fn execute(
+    m: &Module,
+    func: &str,
+    inputs: &HashMap<String, Tensor>,
+    loader: &dyn WeightLoader,
+    check: bool,
+) -> Result<(Outputs, Vec<GroupReport>), SimRunError> {
+    let f = m.function(func).ok_or_else(|| SimRunError::Unsupported(format!("no function `{func}`")))?;
+    let g = &f.graph;
+    let top_syms = input_symbols(g, inputs);
+    let bound: Vec<(SymbolId, u64)> = top_syms.iter().map(|(s, v)| (*s, *v)).collect();
+    // The groups as functions of a derived module, for the ones the interpreter runs.
+    let mut derived = m.clone();
+    derived.stage = Stage::Graph;
+    // A body may use a symbol no operand of it binds (a broadcast to the batch): an extra input
+    // per bound symbol, of that length, binds it.
+    let with_symbols = |mut body: Graph| {
+        for (s, _) in &bound {
+            let ty = lathe_ir::TensorType { dtype: DType::F32, shape: vec![Dim::Sym(*s)] };
+            let input = lathe_ir::ops::Input { name: format!("__sym{}", s.index()), ty: ty.clone(), role: None };
+            body.push_node(Op::Input(input), Vec::new(), vec![ty]);
+        }
+        body
+    };
+    let weight_fns = weight_functions(g, &mut derived);
     let mut names = Vec::new();
     let mut loose: HashMap<lathe_ir::NodeId, String> = HashMap::new();
     for &n in &g.order {
@@ -522,6 +533,152 @@ fn load_weight(
     let name = fns.get(&w).ok_or_else(|| SimRunError::Unsupported("a weight no function reads".into()))?;
     let mut out = session.run(name, &HashMap::new()).map_err(|e| SimRunError::Interp(e.to_string()))?;
     out.pop().map(|(_, t)| t).ok_or_else(|| SimRunError::Unsupported("a weight function without a result".into()))
+}
+
+/// Runs function `func` of scheduled module `m` as one program, the way a compiled step runs:
+/// every group's kernel launched in order on shared buffers (`lathe_kernel::sim::run_program`),
+/// each launch that the launch plan marks overlapping (`Launch::overlaps`) as a programmatic
+/// dependent launch. Activations and non-zeroed scratch start poisoned, so a kernel reading
+/// what no launch wrote fails (`UninitializedMemory`), and a dependent launch touching what its
+/// predecessors still write before its `griddepcontrol.wait` fails (`DependentBeforeWait`). A
+/// cache updated in place is its input's buffer. Every group must compile, and no launch may be
+/// a memset (an fp8 activation scale's). The function's results, and each launch's counters.
+pub fn run_as_program(
+    m: &Module,
+    func: &str,
+    inputs: &HashMap<String, Tensor>,
+    loader: &dyn WeightLoader,
+) -> Result<(Outputs, Vec<lathe_kernel::sim::Counters>), SimRunError> {
+    use lathe_kernel::sim::{run_program, Bind, Buffer, Step};
+    let f = m.function(func).ok_or_else(|| SimRunError::Unsupported(format!("no function `{func}`")))?;
+    let g = &f.graph;
+    let syms = input_symbols(g, inputs);
+    let dim = |d: &Dim| match d {
+        Dim::Const(c) => *c,
+        Dim::Sym(s) => syms.get(s).copied().unwrap_or(1),
+    };
+    let bytes_of =
+        |ty: &lathe_ir::TensorType| ty.shape.iter().map(dim).product::<u64>() as usize * ty.dtype.size_bytes();
+    let mut derived = m.clone();
+    derived.stage = Stage::Graph;
+    let weight_fns = weight_functions(g, &mut derived);
+    let mut session = Session::new(&derived, loader).map_err(|e| SimRunError::Interp(e.to_string()))?;
+    let plan = lathe_passes::launch::function_launches(m, f)
+        .map_err(|(_, e)| SimRunError::Unsupported(format!("the launch plan: {e}")))?;
+    let mut buffers: Vec<Buffer> = Vec::new();
+    let mut at: HashMap<ValueId, usize> = HashMap::new();
+    let mut weight_at: HashMap<lathe_ir::WeightId, usize> = HashMap::new();
+    let mut load = |w: lathe_ir::WeightId, buffers: &mut Vec<Buffer>| -> Result<usize, SimRunError> {
+        if let Some(&i) = weight_at.get(&w) {
+            return Ok(i);
+        }
+        let t = load_weight(&mut session, &weight_fns, w)?;
+        buffers.push(Buffer::data(format!("weight {}", w.index()), t.to_le_bytes()));
+        weight_at.insert(w, buffers.len() - 1);
+        Ok(buffers.len() - 1)
+    };
+    // The function's inputs and weights first; then each group's kernel, its arguments and
+    // whether it overlaps its predecessor.
+    for &n in &g.order {
+        let node = &g.nodes[n];
+        match &node.op {
+            Op::Input(i) => {
+                let t =
+                    inputs.get(&i.name).ok_or_else(|| SimRunError::Unsupported(format!("no input `{}`", i.name)))?;
+                buffers.push(Buffer::data(i.name.clone(), t.to_le_bytes()));
+                at.insert(node.results[0], buffers.len() - 1);
+            }
+            Op::Weight(w) => {
+                let i = load(*w, &mut buffers)?;
+                at.insert(node.results[0], i);
+            }
+            _ => {}
+        }
+    }
+    let mut launches: Vec<(Compiled, Vec<Bind>, bool)> = Vec::new();
+    for (index, &n) in g.order.iter().filter(|&&n| !matches!(g.nodes[n].op, Op::Input(_) | Op::Weight(_))).enumerate() {
+        let node = &g.nodes[n];
+        let Op::Fusion(fu) = &node.op else {
+            return Err(SimRunError::Unsupported(format!("a `{}` outside any group", node.op.name())));
+        };
+        let c = compile(m, fu, &format!("group{index}")).map_err(SimRunError::Unsupported)?;
+        let (first, last) = plan.span(n).ok_or_else(|| SimRunError::Unsupported("a group the plan lacks".into()))?;
+        if first != last {
+            return Err(SimRunError::Unsupported(format!("group {index}: a memset before its kernel")));
+        }
+        let overlaps = plan.launches[last].overlaps;
+        let operand = |k: usize, at: &HashMap<ValueId, usize>| {
+            node.args
+                .get(k)
+                .and_then(|v| at.get(v))
+                .copied()
+                .ok_or_else(|| SimRunError::Unsupported("an operand computed later".into()))
+        };
+        let mut args = Vec::new();
+        for b in c.bindings() {
+            args.push(match b {
+                Binding::Operand(k) => Bind::Buffer(operand(*k, &at)?),
+                Binding::Weight(v) => {
+                    let Op::Weight(w) = &fu.body.nodes[fu.body.values[*v].def].op else {
+                        return Err(SimRunError::Unsupported("a weight binding of another value".into()));
+                    };
+                    Bind::Buffer(load(*w, &mut buffers)?)
+                }
+                Binding::ResultInPlace { result, operand: k } => {
+                    let i = operand(*k, &at)?;
+                    at.insert(node.results[*result], i);
+                    Bind::Buffer(i)
+                }
+                Binding::Result(k) => {
+                    let r = node.results[*k];
+                    buffers.push(Buffer::poisoned(format!("group {index} result {k}"), bytes_of(&g.values[r].ty)));
+                    at.insert(r, buffers.len() - 1);
+                    Bind::Buffer(buffers.len() - 1)
+                }
+                Binding::Symbol(sy) => Bind::Scalar(dim(&Dim::Sym(*sy))),
+                Binding::Scratch(k) => {
+                    let sc = &c.scratch()[*k];
+                    let n = sc
+                        .bytes(&|d| dim(&d))
+                        .ok_or_else(|| SimRunError::Unsupported(format!("{} overflows", sc.name)))?;
+                    let name = format!("group {index} {}", sc.name);
+                    buffers.push(if sc.zero_at_load {
+                        Buffer::data(name, vec![0; n as usize])
+                    } else {
+                        Buffer::poisoned(name, n as usize)
+                    });
+                    Bind::Buffer(buffers.len() - 1)
+                }
+            });
+        }
+        launches.push((c, args, overlaps));
+    }
+    let steps: Vec<Step<'_>> = launches
+        .iter()
+        .map(|(c, args, overlaps)| Step::Launch {
+            kernel: c.kernel(),
+            launch: c.launch(&dim),
+            args: args.clone(),
+            dependent: *overlaps,
+        })
+        .collect();
+    let counters = run_program(&steps, &mut buffers, &Options::default()).map_err(|e| SimRunError::Sim {
+        group: 0,
+        strategy: "program",
+        message: e.to_string(),
+    })?;
+    let mut outs = Vec::new();
+    for o in &g.outputs {
+        let i = *at
+            .get(&o.value)
+            .ok_or_else(|| SimRunError::Unsupported(format!("result `{}` computed by no group", o.name)))?;
+        let ty = &g.values[o.value].ty;
+        let shape = ty.shape.iter().map(|d| dim(d) as usize).collect();
+        let t = Tensor::from_le_bytes(ty.dtype, shape, &buffers[i].bytes)
+            .map_err(|e| SimRunError::Unsupported(format!("result `{}`: {e}", o.name)))?;
+        outs.push((o.name.clone(), t));
+    }
+    Ok((outs, counters))
 }
 
 /// The names of a body's `input` nodes, in order (the group's operands).
@@ -793,7 +950,8 @@ mod tests {
     /// The `decode` program of every fixture (one step from caches and states that hold
     /// values): each compiled group — the GEMVs with their norms, the Mamba-2 decode steps, the
     /// cache writes — against the interpreter on the same operands, within the shared
-    /// tolerance; the Mamba-2 fixtures' steps run wholly compiled.
+    /// tolerance; every fixture's step runs wholly compiled, and as one program of dependent
+    /// launches ([`run_as_program`]) it gives the same bits.
     #[test]
     fn decode_steps_match_the_interpreter_per_kernel() {
         for dir in ["nemotron_h_tiny", "mamba2_tiny", "qwen2_tiny", "nemotron_h_real", "mamba2_real", "qwen2_real"] {
@@ -804,7 +962,7 @@ mod tests {
             PassManager::parse("default").expect("a pipeline").run(&mut m, &mut std::io::sink()).expect("schedules");
             let loader = CheckpointLoader { checkpoint: imp.checkpoint.as_ref() };
             let inputs = program_inputs(&m, "decode");
-            let (_, reports) = run_function_checked(&m, "decode", &inputs, &loader).expect("runs");
+            let (outs, reports) = run_function_checked(&m, "decode", &inputs, &loader).expect("runs");
             for r in reports.iter().filter(|r| r.interpreted.is_none()) {
                 let c = r.check.as_ref().expect("checked");
                 let what = format!("{dir}: decode group {} ({})", r.index, r.strategy.name());
@@ -816,9 +974,17 @@ mod tests {
             }
             let strategies: Vec<&str> = reports.iter().map(|r| r.strategy.name()).collect();
             assert!(strategies.contains(&"gemv"), "{dir}: {strategies:?}");
-            if dir.starts_with("mamba2") {
-                let left: Vec<&GroupReport> = reports.iter().filter(|r| r.interpreted.is_some()).collect();
-                assert!(left.is_empty(), "{dir}: a Mamba-2 decode step runs compiled: {left:?}");
+            let left: Vec<&GroupReport> = reports.iter().filter(|r| r.interpreted.is_some()).collect();
+            assert!(left.is_empty(), "{dir}: the decode step runs compiled: {left:?}");
+            // The same step as one program of launches on shared buffers, each kernel after a
+            // kernel a programmatic dependent launch: no launch reads what none wrote or
+            // touches an activation before its wait, and the results are the same bits.
+            let (program, counters) =
+                run_as_program(&m, "decode", &inputs, &loader).unwrap_or_else(|e| panic!("{dir}: {e}"));
+            assert_eq!(counters.len(), reports.len(), "{dir}: one launch per group");
+            assert_eq!(program.len(), outs.len());
+            for ((name, a), (_, b)) in program.iter().zip(&outs) {
+                assert_eq!(a.to_le_bytes(), b.to_le_bytes(), "{dir}: `{name}` differs as a program");
             }
         }
     }

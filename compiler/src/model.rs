@@ -366,6 +366,17 @@ pub fn launch_counts(m: &Module) -> BTreeMap<String, Value> {
         .collect()
 }
 
+/// Launches per program that may overlap their predecessor (programmatic dependent launch).
+fn overlap_counts(m: &Module) -> BTreeMap<String, u64> {
+    m.functions
+        .iter()
+        .filter_map(|f| {
+            let l = lathe_passes::launch::function_launches(m, f).ok()?;
+            Some((f.name.clone(), l.launches.iter().filter(|x| x.overlaps).count() as u64))
+        })
+        .collect()
+}
+
 /// Fusion groups by strategy, per program.
 fn groups_by_strategy(m: &Module) -> BTreeMap<String, BTreeMap<String, u64>> {
     m.functions
@@ -403,6 +414,7 @@ pub fn stats(imp: &Imported, unfused: &BTreeMap<String, u64>) -> Value {
     let per_program = op_counts(m);
     let kernels = kernel_counts(m);
     let launches = launch_counts(m);
+    let overlapping = overlap_counts(m);
     // Peak activation memory per program, from the memory plan at the symbols' bounds.
     let peaks: BTreeMap<String, Value> = m
         .functions
@@ -425,6 +437,7 @@ pub fn stats(imp: &Imported, unfused: &BTreeMap<String, u64>) -> Value {
     json!({
         "kernels": by_program(&kernels),
         "launches": json!({"prefill": launches.get(&extend), "decode": launches.get(&decode), "eval": launches.get(&eval)}),
+        "overlapping_launches": by_program(&overlapping),
         "kernels_unfused": by_program(unfused),
         "groups_by_strategy": groups_by_strategy(m),
         "peak_activation_bytes": peak_activation_bytes,

@@ -87,6 +87,8 @@ fn default_pipeline_launches_cache_bytes_and_roofline_on_real_configs() {
         assert!(fp8_decode <= budget, "{dir}: {fp8_decode} launches with W8A16");
         let v = stats_with(dir, &["--pipeline", "default", "--context", "65536"]);
         let decode = v["kernels"]["decode"].as_u64().expect("decode launches");
+        // Every decode launch but the first overlaps its predecessor (no memset in the step).
+        assert_eq!(v["overlapping_launches"]["decode"].as_u64(), Some(decode - 1), "{dir}");
         let unfused = v["kernels_unfused"]["decode"].as_u64().expect("unfused");
         assert!(decode <= budget && unfused > 4 * decode, "{dir}: {decode} launches (unfused {unfused})");
         let config: serde_json::Value = serde_json::from_slice(

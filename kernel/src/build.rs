@@ -322,6 +322,11 @@ impl KernelBuilder {
         self.push(Inst::CpAsyncWaitAll);
     }
 
+    /// `prefetch.global.L2::evict_last [addr + offset]` (see [`Inst::Prefetch`]).
+    pub fn prefetch(&mut self, addr: impl Into<Operand>, offset: i64) {
+        self.push(Inst::Prefetch { addr: addr.into(), offset });
+    }
+
     /// `fence.acq_rel.gpu`: orders this thread's memory accesses GPU-wide (see [`Inst::Fence`]).
     pub fn fence(&mut self) {
         self.push(Inst::Fence);

@@ -522,6 +522,11 @@ pub enum Inst {
     /// (release); the CTA whose update sees every other arrival fences and reads (acquire) —
     /// the split-KV attention's last-CTA combine. Nobody waits.
     Fence,
+    /// `prefetch.global.L2::evict_last [addr + offset]`: asks for the line holding the global
+    /// address to be brought into L2 and kept there (sm_80). A hint: it reads nothing into a
+    /// register and orders nothing, so a dependent launch may prefetch its weights before its
+    /// `griddepcontrol.wait`. The address must still lie in a buffer.
+    Prefetch { addr: Operand, offset: i64 },
 }
 
 /// How `vote.sync` combines the lanes' predicates.
@@ -721,7 +726,7 @@ impl Inst {
                 op(b);
                 op(&Operand::Reg(*p));
             }
-            Inst::Ld { addr, .. } | Inst::Ldmatrix { addr, .. } => op(addr),
+            Inst::Ld { addr, .. } | Inst::Ldmatrix { addr, .. } | Inst::Prefetch { addr, .. } => op(addr),
             Inst::St { src, addr, .. } => {
                 src.iter().for_each(&mut op);
                 op(addr);

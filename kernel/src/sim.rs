@@ -856,6 +856,16 @@ impl Machine<'_> {
                 self.counters.sync += 1;
                 Ok(())
             }
+            Inst::Prefetch { addr, offset } => {
+                // A hint: only that each lane's address lies in a buffer.
+                self.counters.memory += 1;
+                for lane in (0..WARP).filter(|l| w.active & (1 << l) != 0) {
+                    let t = wi * WARP + lane;
+                    let a = self.value(cta, t, *addr, Ty::U64, pc)?.wrapping_add(*offset as u64);
+                    self.global_slot(cta, pc, t, a, 1, epoch::Use::Read, false)?;
+                }
+                Ok(())
+            }
             Inst::Fence => {
                 self.counters.sync += 1;
                 for lane in (0..WARP).filter(|l| w.active & (1 << l) != 0) {

@@ -128,12 +128,38 @@ fn needs(inst: &Inst, target: &Target) -> Option<String> {
             at_least("fp8 conversions need", Sm::Sm89, (7, 8), target)
         }
         Inst::GridDepWait | Inst::GridDepLaunchDependents => at_least("griddepcontrol needs", Sm::Sm90, (7, 8), target),
+        Inst::Prefetch { .. } => at_least("L2 prefetch with eviction priority needs", Sm::Sm80, (7, 4), target),
         // sm_70 and later, which every architecture here is.
         Inst::Ld { hint: Some(h), .. } | Inst::St { hint: Some(h), .. } if h.is_eviction_priority() => {
             at_least("L1 eviction priorities need", Sm::Sm80, (7, 4), target)
         }
         _ => None,
     }
+}
+
+/// `k` as it runs on `target`: below sm_90 without its `griddepcontrol` instructions (there no
+/// launch overlaps another, so the wait orders nothing and the trigger starts nothing). The
+/// templates emit them for every target; the code generator calls this before [`check`].
+pub fn without_pdl<'k>(k: &'k Kernel, target: &Target) -> std::borrow::Cow<'k, Kernel> {
+    fn strip(stmts: &[Stmt]) -> Vec<Stmt> {
+        stmts
+            .iter()
+            .filter(|s| !matches!(s, Stmt::Inst(Inst::GridDepWait | Inst::GridDepLaunchDependents)))
+            .map(|s| match s {
+                Stmt::If { cond, then, otherwise } => {
+                    Stmt::If { cond: *cond, then: strip(then), otherwise: strip(otherwise) }
+                }
+                Stmt::Loop { kind, body } => Stmt::Loop { kind: kind.clone(), body: strip(body) },
+                other => other.clone(),
+            })
+            .collect()
+    }
+    if target.sm >= Sm::Sm90 {
+        return std::borrow::Cow::Borrowed(k);
+    }
+    let mut out = k.clone();
+    out.body = strip(&k.body);
+    std::borrow::Cow::Owned(out)
 }
 
 /// `what` (`"fp8 mma needs"`) `sm` or later and PTX ISA `ptx` or later, if `target` has less.

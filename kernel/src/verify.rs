@@ -333,6 +333,7 @@ impl Verifier<'_> {
             }
             Inst::CpAsyncCommit | Inst::CpAsyncWait { .. } | Inst::CpAsyncWaitAll => Ok(()),
             Inst::GridDepWait | Inst::GridDepLaunchDependents | Inst::Fence => Ok(()),
+            Inst::Prefetch { addr, .. } => self.operand(*addr, Ty::U64),
             Inst::Vote { mode, dst, a, .. } => {
                 self.reg(*dst, if *mode == VoteMode::Ballot { Ty::B32 } else { Ty::Pred })?;
                 self.reg(*a, Ty::Pred)
@@ -466,6 +467,7 @@ pub fn inst_name(i: &Inst) -> String {
         Inst::GridDepWait => "griddepcontrol.wait".into(),
         Inst::GridDepLaunchDependents => "griddepcontrol.launch_dependents".into(),
         Inst::Fence => "fence.acq_rel.gpu".into(),
+        Inst::Prefetch { .. } => "prefetch.global.L2::evict_last".into(),
         Inst::Redux { op, ty, .. } => format!("redux.sync.{}.{}", format!("{op:?}").to_lowercase(), ty.name()),
     }
 }

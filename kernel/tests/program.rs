@@ -328,3 +328,16 @@ fn steps_that_cannot_run_are_refused() {
         .expect_err("no buffer 9");
     assert_eq!(e.kind, ErrorKind::BadLaunch);
 }
+
+#[test]
+fn a_prefetch_before_the_wait_is_a_hint_but_must_stay_in_a_buffer() {
+    // Prefetching the predecessor's output into L2 before the wait reads nothing into a
+    // register: not an early access.
+    let text = lathe_kernel::text::print(&consumer(false));
+    let with = |at: &str| kernel(&text.replace("  griddepcontrol.wait\n", &format!("  {at}\n  griddepcontrol.wait\n")));
+    let buffers = pdl(&with("prefetch.global.L2::evict_last [%r1 + 64]"), true).expect("a hint");
+    assert_eq!(words(&buffers[3]), (0..32).map(|i| 3 * (i + 1)).collect::<Vec<_>>());
+    // Past the buffer's 128 bytes it is an out-of-bounds address like any other.
+    let e = pdl(&with("prefetch.global.L2::evict_last [%r1 + 128]"), true).expect_err("out of bounds");
+    assert_eq!(e.kind, ErrorKind::OutOfBounds, "{e}");
+}

@@ -497,11 +497,13 @@ fn griddepcontrol_fences_and_the_fp8_unpack_read_as_ptx_spells_them() {
     let text = "kernel @pdl max_threads=32 shared=0 local=0 {
   reg %r0 : b16
   reg %r1, %r2 : f16x2
+  reg %r3 : u64
   griddepcontrol.wait
   %r1 = cvt.rn.f16x2.e4m3x2 %r0
   %r2 = cvt.rn.f16x2.e5m2x2 0x3c38
   griddepcontrol.launch_dependents
   fence.acq_rel.gpu
+  prefetch.global.L2::evict_last [%r3 + 64]
 }
 ";
     let k = parse(text).unwrap_or_else(|e| panic!("{e}"));
@@ -513,6 +515,7 @@ fn griddepcontrol_fences_and_the_fp8_unpack_read_as_ptx_spells_them() {
         unpack(Ty::E5m2x2, Reg(2), Operand::Imm(0x3c38)),
         Inst::GridDepLaunchDependents,
         Inst::Fence,
+        Inst::Prefetch { addr: Operand::Reg(Reg(3)), offset: 64 },
     ];
     assert_eq!(k.body, want.map(Stmt::Inst).to_vec());
     verify(&k).expect("verifies");

@@ -179,6 +179,12 @@ pub struct Launch {
     pub node: NodeId,
     /// What runs.
     pub kind: LaunchKind,
+    /// Whether it may overlap the launch before it (programmatic dependent launch): a kernel
+    /// right after a kernel. Every template's kernel prefetches what no launch writes (its
+    /// weights) and then waits (`griddepcontrol.wait`) before it touches an activation, so it
+    /// may start while its predecessor drains; a memset (a graph node, not a kernel) and the
+    /// kernel after one do not overlap.
+    pub overlaps: bool,
 }
 
 /// The launches of a function, and per top-level computing node its launches and scratch.
@@ -198,7 +204,11 @@ impl LaunchList {
     pub fn push(&mut self, n: NodeId, kinds: Vec<LaunchKind>, scratch: Vec<Scratch>) {
         self.position.insert(n, self.groups.len());
         self.groups.push((n, self.launches.len(), kinds.len(), scratch));
-        self.launches.extend(kinds.into_iter().map(|kind| Launch { node: n, kind }));
+        for kind in kinds {
+            let overlaps =
+                kind != LaunchKind::Memset && self.launches.last().is_some_and(|p| p.kind != LaunchKind::Memset);
+            self.launches.push(Launch { node: n, kind, overlaps });
+        }
     }
 
     /// Per computing top-level node, in order: the node, the index of its first launch in

@@ -609,6 +609,11 @@ impl Emitter<'_> {
                 self.call("void", "llvm.nvvm.griddepcontrol.launch.dependents", &[]);
             }
             Inst::Fence => self.line("fence syncscope(\"device\") acq_rel"),
+            Inst::Prefetch { addr, offset } => {
+                // LLVM's prefetch intrinsic has no eviction priority: inline PTX.
+                let a = self.operand(addr, Ty::U64);
+                self.asm("void", &format!("prefetch.global.L2::evict_last [$0+{offset}];"), "l", &[("i64", a)]);
+            }
         }
         Ok(())
     }

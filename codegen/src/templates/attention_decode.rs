@@ -47,8 +47,9 @@ use crate::group::index::{Expr, Ranges};
 /// Threads per CTA: eight warps.
 pub const BLOCK: u32 = 256;
 const WARPS: u64 = 8;
-/// The most shared memory the scores of one split may take (static shared memory).
-const SCORE_BYTES: u64 = 40 * 1024;
+/// The most shared memory the scores of one split may take: the 48 KiB of static shared memory
+/// less 1 KiB for the CTA's reduction slots and flag.
+const SCORE_BYTES: u64 = 47 * 1024;
 
 /// A compiled decode attention.
 #[derive(Debug, Clone)]
@@ -121,6 +122,7 @@ pub fn compile(m: &Module, f: &Fusion, name: &str) -> Result<Compiled, TemplateE
     let bases = bind_operands(g, &mut b, &mut bindings)?;
     let outputs = bind_results(g, &outs, &mut b, &mut bindings)?;
     let syms = bind_symbols(m, g, &mut b, &mut bindings);
+    super::wait_for_inputs(&mut b);
     // Scratch: partial outputs f32[B, Hq, S, Dv], (max, sum) f32[B, Hq, S, 2], counters.
     let mut scratch_bufs = Vec::new();
     for (i, sc) in scratch.iter().enumerate() {
@@ -308,6 +310,7 @@ pub fn compile(m: &Module, f: &Fusion, name: &str) -> Result<Compiled, TemplateE
 
         // Phase 3: thread (g, d) sums p_j · v[j, d] in key order; with one split active, the
         // epilogue; with more, the partial goes to the scratch.
+        super::release_dependents(&mut e.b);
         let n32 = e.b.cvt(Ty::U32, Ty::U64, None, false, n_local);
         each_element(e, &mut |e, gq, d| {
             let base = e.b.fma(Ty::U64, gq, Operand::Imm(4 * row), Operand::Imm(u64::from(scores)));

@@ -126,6 +126,8 @@ pub fn compile(m: &Module, f: &Fusion, name: &str) -> Result<Compiled, TemplateE
     let bases = bind_operands(g, &mut b, &mut bindings)?;
     let outputs = bind_results(g, &outs, &mut b, &mut bindings)?;
     let syms = bind_symbols(m, g, &mut b, &mut bindings);
+    super::wait_for_inputs(&mut b);
+    super::release_dependents(&mut b);
     // The thread's linear index.
     let tid = b.special(Special::Tid(Axis::X));
     let cta = b.special(Special::Ctaid(Axis::X));

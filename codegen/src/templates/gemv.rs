@@ -301,6 +301,22 @@ pub fn compile(m: &Module, f: &Fusion, name: &str) -> Result<Compiled, TemplateE
             seg_col = local;
         }
     }
+    // Before the wait (programmatic dependent launch): the warp's weight row into L2, lane `l`
+    // taking 128-byte lines `l, l + 32, …` — no launch writes a weight.
+    let row_bytes = k_len * w_size;
+    let lines = row_bytes.div_ceil(128);
+    let row_start = b.bin(BinOp::Mul, Ty::U64, seg_col, Operand::Imm(row_bytes));
+    let row_start = b.bin(BinOp::Add, Ty::U64, row_start, w_base);
+    b.for_count(Operand::Imm(lines.div_ceil(32)), |b, it| {
+        let it64 = b.cvt(Ty::U64, Ty::U32, None, false, it);
+        let line = b.fma(Ty::U64, it64, Operand::Imm(32), l64);
+        let inside = b.setp(Cmp::Lt, Ty::U64, line, Operand::Imm(lines));
+        b.if_then(inside, |b| {
+            let at = b.fma(Ty::U64, line, Operand::Imm(128), row_start);
+            b.prefetch(at, 0);
+        });
+    });
+    super::wait_for_inputs(&mut b);
     // The run-time row count.
     let mut rows = Operand::Imm(1);
     for d in &lead {
@@ -521,6 +537,7 @@ pub fn compile(m: &Module, f: &Fusion, name: &str) -> Result<Compiled, TemplateE
         Ok(())
     })?;
 
+    super::release_dependents(&mut e.b);
     // The column's sums (every lane holds all of them after the butterfly); lane `r` runs the
     // epilogue of row `r` — one guard, not one per row.
     let mut sums = Vec::new();

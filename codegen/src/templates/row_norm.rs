@@ -123,6 +123,8 @@ pub fn compile(m: &Module, f: &Fusion, name: &str) -> Result<Compiled, TemplateE
     let bases = bind_operands(g, &mut b, &mut bindings)?;
     let outputs = bind_results(g, &outs, &mut b, &mut bindings)?;
     let syms = bind_symbols(m, g, &mut b, &mut bindings);
+    super::wait_for_inputs(&mut b);
+    super::release_dependents(&mut b);
     let lead = shape[..rank - 1].to_vec();
     let cta = b.special(Special::Ctaid(Axis::X));
     let tid = b.special(Special::Tid(Axis::X));

@@ -126,6 +126,8 @@ pub fn compile(m: &lathe_ir::Module, f: &Fusion, name: &str) -> Result<Compiled,
         bindings.push(Binding::Result(k));
     }
     let syms = bind_symbols(m, g, &mut b, &mut bindings);
+    super::wait_for_inputs(&mut b);
+    super::release_dependents(&mut b);
     let lead = &shape[..shape.len() - 1];
     let rank = shape.len();
     // This CTA's row (as a multi-index over the leading dimensions) and group.
@@ -331,6 +333,8 @@ pub fn compile_reduce(m: &lathe_ir::Module, f: &Fusion, name: &str) -> Result<Co
     let bases = bind_operands(g, &mut b, &mut bindings)?;
     let outputs = bind_results(g, &outs, &mut b, &mut bindings)?;
     let syms = bind_symbols(m, g, &mut b, &mut bindings);
+    super::wait_for_inputs(&mut b);
+    super::release_dependents(&mut b);
     let cta = b.special(Special::Ctaid(Axis::X));
     let tid = b.special(Special::Tid(Axis::X));
     let c64 = b.cvt(Ty::U64, Ty::U32, None, false, cta);

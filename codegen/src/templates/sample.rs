@@ -230,6 +230,8 @@ pub fn compile(m: &Module, f: &Fusion, name: &str) -> Result<Compiled, TemplateE
     let bases = bind_operands(g, &mut b, &mut bindings)?;
     let outputs = bind_results(g, &outs, &mut b, &mut bindings)?;
     let syms = bind_symbols(m, g, &mut b, &mut bindings);
+    super::wait_for_inputs(&mut b);
+    super::release_dependents(&mut b);
     let cta = b.special(Special::Ctaid(Axis::X));
     let tid = b.special(Special::Tid(Axis::X));
     let row = b.cvt(Ty::U64, Ty::U32, None, false, cta);

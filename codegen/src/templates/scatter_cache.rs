@@ -73,6 +73,8 @@ pub fn compile(m: &Module, f: &Fusion, name: &str) -> Result<Compiled, TemplateE
         bindings.push(Binding::ResultInPlace { result: k, operand });
     }
     let syms = bind_symbols(m, g, &mut b, &mut bindings);
+    super::wait_for_inputs(&mut b);
+    super::release_dependents(&mut b);
     let tid = b.special(Special::Tid(Axis::X));
     let cta = b.special(Special::Ctaid(Axis::X));
     let t32 = b.fma(Ty::U32, cta, Operand::Imm(u64::from(BLOCK)), tid);

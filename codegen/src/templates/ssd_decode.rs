@@ -112,6 +112,7 @@ pub fn compile(m: &Module, f: &Fusion, name: &str) -> Result<Compiled, TemplateE
     let bases = bind_operands(g, &mut b, &mut bindings)?;
     let outputs = bind_results(g, &outs, &mut b, &mut bindings)?;
     let syms = bind_symbols(m, g, &mut b, &mut bindings);
+    super::wait_for_inputs(&mut b);
     // Shared: x[P], dt, B[N], C[N].
     let xs_at = b.shared(4 * p_len as u32, 16);
     let bc_at = b.shared(8 * n_len as u32, 16);
@@ -261,6 +262,7 @@ pub fn compile(m: &Module, f: &Fusion, name: &str) -> Result<Compiled, TemplateE
         result
     })?;
 
+    super::release_dependents(&mut e.b);
     // The other results: a grid-stride loop over their elements.
     let threads = e.b.reg(Ty::U64);
     let mut grid = dim_operand(&batch, &e.syms);

@@ -712,6 +712,13 @@ impl Parser<'_> {
                 Dsts::None => Ok(Inst::GridDepLaunchDependents),
                 _ => bad(format!("`{mnemonic}` writes no register")),
             },
+            ["prefetch", "global", "L2::evict_last"] => match dsts {
+                Dsts::None => {
+                    let (addr, offset) = self.address()?;
+                    Ok(Inst::Prefetch { addr, offset })
+                }
+                _ => bad("`prefetch` writes no register".into()),
+            },
             ["fence", "acq_rel", "gpu"] => match dsts {
                 Dsts::None => Ok(Inst::Fence),
                 _ => bad("`fence.acq_rel.gpu` writes no register".into()),

@@ -236,6 +236,7 @@ fn inst(i: &Inst) -> String {
         | Inst::GridDepLaunchDependents
         | Inst::Fence => crate::verify::inst_name(i),
         Inst::CpAsyncWait { n } => format!("cp.async.wait_group {n}"),
+        Inst::Prefetch { addr: a, offset } => format!("{} {}", crate::verify::inst_name(i), addr(*a, *offset)),
         Inst::Vote { dst, a, mask, .. } => format!("{} = {} {}, {mask:#x}", r(dst), crate::verify::inst_name(i), r(a)),
         Inst::Redux { dst, a, mask, .. } => format!("{} = {} {}, {mask:#x}", r(dst), crate::verify::inst_name(i), o(a)),
     }
